@@ -1,4 +1,4 @@
-"""Command line: ``python -m telephony.sim --port 8088 --ari-user asterisk --ari-password ... --plan plan.yaml``."""
+"""Command line: ``python -m telephony.sim --port 8088 --ari-password ... --plan plan.yaml``."""
 
 from __future__ import annotations
 
@@ -32,19 +32,36 @@ Inspection and control for tests and demos live under /sim (same credentials):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
-    p = argparse.ArgumentParser(prog="python -m telephony.sim", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", default=env("SIM_HOST", "127.0.0.1"), help="address to listen on (default %(default)s)")
-    p.add_argument("--port", type=int, default=int(env("SIM_PORT", "8088")), help="HTTP port (default %(default)s)")
-    p.add_argument("--ari-user", default=env("SIM_ARI_USER", "asterisk"), help="ARI user (default %(default)s)")
-    p.add_argument("--ari-password", default=env("SIM_ARI_PASSWORD"),
-                   help="ARI password (required; or SIM_ARI_PASSWORD)")
-    p.add_argument("--plan", default=env("SIM_PLAN"),
-                   help="callee plan, JSON or YAML (see README); without one every number answers")
+    p = argparse.ArgumentParser(
+        prog="python -m telephony.sim",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--host", default=env("SIM_HOST", "127.0.0.1"), help="address to listen on (default %(default)s)"
+    )
+    p.add_argument(
+        "--port", type=int, default=int(env("SIM_PORT", "8088")), help="HTTP port (default %(default)s)"
+    )
+    p.add_argument(
+        "--ari-user", default=env("SIM_ARI_USER", "asterisk"), help="ARI user (default %(default)s)"
+    )
+    p.add_argument(
+        "--ari-password", default=env("SIM_ARI_PASSWORD"), help="ARI password (required; or SIM_ARI_PASSWORD)"
+    )
+    p.add_argument(
+        "--plan",
+        default=env("SIM_PLAN"),
+        help="callee plan, JSON or YAML (see README); without one every number answers",
+    )
     p.add_argument("--asterisk-id", default="02:fc:00:00:00:01", help="asterisk_id put on every event")
-    p.add_argument("--ws-write-timeout", type=float, default=0.1,
-                   help="seconds an events websocket may block a write before it is closed with 1011 "
-                        "(Asterisk's websocket_write_timeout; 0 disables; default %(default)s)")
+    p.add_argument(
+        "--ws-write-timeout",
+        type=float,
+        default=0.1,
+        help="seconds an events websocket may block a write before it is closed with 1011 "
+        "(Asterisk's websocket_write_timeout; 0 disables; default %(default)s)",
+    )
     p.add_argument("--log-level", default=env("SIM_LOG_LEVEL", "INFO"))
     args = p.parse_args(argv)
     if not args.ari_password:
@@ -54,13 +71,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def serve(args: argparse.Namespace, plan: Plan) -> None:
     pbx = Pbx(plan, asterisk_id=args.asterisk_id)
-    app = make_app(pbx, user=args.ari_user, password=args.ari_password, ws_write_timeout=args.ws_write_timeout)
+    app = make_app(
+        pbx, user=args.ari_user, password=args.ari_password, ws_write_timeout=args.ws_write_timeout
+    )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port, backlog=1024)
     await site.start()
     logging.getLogger("telephony.sim").info(
-        "PBX simulator (Asterisk %s) listening on http://%s:%d/ari", "22.10.1", args.host, args.port)
+        "PBX simulator (Asterisk %s) listening on http://%s:%d/ari", "22.10.1", args.host, args.port
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -72,7 +92,9 @@ async def serve(args: argparse.Namespace, plan: Plan) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         plan = load_plan(args.plan) if args.plan else Plan()
     except PlanError as exc:

@@ -28,7 +28,7 @@ import uuid as uuid_mod
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Protocol
 
 from . import audio
@@ -123,8 +123,9 @@ def render_wav(path: str, rate: int) -> bytes:
 
 
 class Pbx:
-    def __init__(self, plan: Plan | None = None, *, asterisk_id: str = "02:fc:00:00:00:01",
-                 ended_history: int = 20000) -> None:
+    def __init__(
+        self, plan: Plan | None = None, *, asterisk_id: str = "02:fc:00:00:00:01", ended_history: int = 20000
+    ) -> None:
         self.plan = plan or Plan()
         self.asterisk_id = asterisk_id
         self.started = time.time()
@@ -200,12 +201,12 @@ class Pbx:
             event["channel"] = channel.json()
         event["asterisk_id"] = self.asterisk_id
         for app in sorted(targets):
-            state = self.apps.get(app)
-            if state is None or state.connection is None:
+            app_state = self.apps.get(app)
+            if app_state is None or app_state.connection is None:
                 self.events_dropped += 1  # "Inactive Stasis app '...' missed message"
                 continue
             event["application"] = app
-            state.connection.push(json.dumps(event))
+            app_state.connection.push(json.dumps(event))
             self.events_sent += 1
 
     # ------------------------------------------------------------------------------------ app connections
@@ -216,12 +217,16 @@ class Pbx:
                 state = self.apps[name] = AppState(name=name)
             previous = state.connection
             if previous is not None and previous is not conn:
-                previous.push(json.dumps({
-                    "type": "ApplicationReplaced",
-                    "timestamp": ari_timestamp(),
-                    "application": name,
-                    "asterisk_id": self.asterisk_id,
-                }))
+                previous.push(
+                    json.dumps(
+                        {
+                            "type": "ApplicationReplaced",
+                            "timestamp": ari_timestamp(),
+                            "application": name,
+                            "asterisk_id": self.asterisk_id,
+                        }
+                    )
+                )
             state.connection = conn
             state.subscribe_all = subscribe_all
 
@@ -325,21 +330,44 @@ class Pbx:
         if tech == "Local":
             ctx_exten, _, context = resource.partition("@")
             dialplan = Dialplan(context=context or "default", exten=ctx_exten, priority=1)
-            ch = Channel(id=channel_id, name=f"Local/{resource}-{suffix};1", kind="local1",
-                         dialplan=Dialplan(dialplan.context, dialplan.exten, 1, *OUTGOING_APP))
-            far: Channel | None = Channel(id=other_id or f"{channel_id};2", name=f"Local/{resource}-{suffix};2",
-                                          kind="local2", state="Ring", dialplan=dialplan)
+            ch = Channel(
+                id=channel_id,
+                name=f"Local/{resource}-{suffix};1",
+                kind="local1",
+                dialplan=Dialplan(dialplan.context, dialplan.exten, 1, *OUTGOING_APP),
+            )
+            far: Channel | None = Channel(
+                id=other_id or f"{channel_id};2",
+                name=f"Local/{resource}-{suffix};2",
+                kind="local2",
+                state="Ring",
+                dialplan=dialplan,
+            )
         else:
             peer_name = resource.split("@", 1)[1] if "@" in resource else resource
-            ch = Channel(id=channel_id, name=f"{tech}/{peer_name}-{suffix}", kind="trunk",
-                         dialplan=Dialplan("default", "s", 1, *OUTGOING_APP))
+            ch = Channel(
+                id=channel_id,
+                name=f"{tech}/{peer_name}-{suffix}",
+                kind="trunk",
+                dialplan=Dialplan("default", "s", 1, *OUTGOING_APP),
+            )
             far = None
         ch.caller = CallerId(caller.name, caller.number)
         ch.connected = CallerId(caller.name, caller.number)
         ch.variables.update(variables)
-        call = Call(id=channel_id, direction="outbound", endpoint=f"{tech}/{resource}", number=number,
-                    behaviour=behaviour, channel=ch, far=far, app=app,
-                    app_args=app_args.split(",") if app_args else [], timeout=timeout, variables=dict(variables))
+        call = Call(
+            id=channel_id,
+            direction="outbound",
+            endpoint=f"{tech}/{resource}",
+            number=number,
+            behaviour=behaviour,
+            channel=ch,
+            far=far,
+            app=app,
+            app_args=app_args.split(",") if app_args else [],
+            timeout=timeout,
+            variables=dict(variables),
+        )
         ch.call = call
         for c in (ch, far):
             if c is None:
@@ -363,10 +391,14 @@ class Pbx:
                 self.emit("ChannelVarset", channel=far, fields={"variable": name, "value": value})
             far.caller = CallerId(ch.caller.name, ch.caller.number)
             far.connected = CallerId(ch.caller.name, ch.caller.number)
-            self.emit("ChannelCallerId", channel=far, fields={
-                "caller_presentation": 0,
-                "caller_presentation_txt": "Presentation Allowed, Not Screened",
-            })
+            self.emit(
+                "ChannelCallerId",
+                channel=far,
+                fields={
+                    "caller_presentation": 0,
+                    "caller_presentation_txt": "Presentation Allowed, Not Screened",
+                },
+            )
             self.emit("ChannelConnectedLine", channel=far)
         self._dial(call, "")
         no_answer = b.name == "no_answer"
@@ -395,7 +427,9 @@ class Pbx:
     def _dial(self, call: Call, status: str) -> None:
         call.dialstatus = status or call.dialstatus
         dialstring = call.endpoint.split("/", 1)[1]
-        self.emit("Dial", peer=call.channel, fields={"dialstatus": status, "forward": "", "dialstring": dialstring})
+        self.emit(
+            "Dial", peer=call.channel, fields={"dialstatus": status, "forward": "", "dialstring": dialstring}
+        )
 
     def _far_app(self, call: Call, app_name: str, app_data: str) -> None:
         far = call.far
@@ -403,7 +437,9 @@ class Pbx:
             return
         far.dialplan.priority += 1 if far.dialplan.app_name else 0
         far.dialplan.app_name, far.dialplan.app_data = app_name, app_data
-        self.emit("ChannelDialplan", channel=far, fields={"dialplan_app": app_name, "dialplan_app_data": app_data})
+        self.emit(
+            "ChannelDialplan", channel=far, fields={"dialplan_app": app_name, "dialplan_app_data": app_data}
+        )
 
     def _set_state(self, ch: Channel, state: str) -> None:
         if ch.state != state:
@@ -517,25 +553,25 @@ class Pbx:
         start = call.answered or time.time()
         actions: list[tuple[float, int, Callable[[], None]]] = []
         for i, say in enumerate(b.say):
-            actions.append((say.at, i, lambda s=say: self._say(call, s)))
+            actions.append((say.at, i, partial(self._say, call, say)))
         if b.name == "voicemail":
             greet = Say(at=0.3, text=b.greeting)
             greeting_s = len(render_phrase(b.greeting, 8000)) / 16000
             beep = Say(at=0.3 + greeting_s + 0.2, tone_hz=1000.0, seconds=0.5)
-            actions.append((greet.at, 100, lambda: self._say(call, greet)))
-            actions.append((beep.at, 101, lambda: self._say(call, beep)))
+            actions.append((greet.at, 100, partial(self._say, call, greet)))
+            actions.append((beep.at, 101, partial(self._say, call, beep)))
             hangup_at = beep.at + 0.5 + (b.hangup_after or 60.0)
         else:
             hangup_at = b.hangup_after if b.hangup_after is not None else -1.0
         for press in b.dtmf:
             self_far = call.far
             if self_far is not None:
-                actions.append((press.at, 200, lambda p=press: self._far_app(call, "SendDTMF", p.digits)))
+                actions.append((press.at, 200, partial(self._far_app, call, "SendDTMF", press.digits)))
             for k, digit in enumerate(press.digits):
                 at = press.at + DTMF_DURATION * 2 + DTMF_SPACING * k
-                actions.append((at, 201 + k, lambda d=digit: self._callee_dtmf(call, d)))
+                actions.append((at, 201 + k, partial(self._callee_dtmf, call, digit)))
         if hangup_at >= 0:
-            actions.append((hangup_at, 999, lambda: self._callee_hangup(call)))
+            actions.append((hangup_at, 999, partial(self._callee_hangup, call)))
         actions.sort(key=lambda a: (a[0], a[1]))
         for at, _, action in actions:
             delay = start + at - time.time()
@@ -556,7 +592,7 @@ class Pbx:
             def render(rate: int) -> bytes:
                 return render_phrase(text, rate)
 
-            what = {"text": text}
+            what: dict[str, Any] = {"text": text}
             self._far_app(call, "Playback", text[:40])
         elif say.wav is not None:
             path = str(self.plan.resolve_path(say.wav))
@@ -615,8 +651,9 @@ class Pbx:
             self._destroy(call.far, cause)
         self._destroy(call.channel, cause, ended_by=ended_by)
 
-    def _destroy(self, ch: Channel, cause: int, *, tech_cause: int | None = None,
-                 ended_by: str | None = None) -> None:
+    def _destroy(
+        self, ch: Channel, cause: int, *, tech_cause: int | None = None, ended_by: str | None = None
+    ) -> None:
         if ch.destroyed:
             return
         ch.destroyed = True
@@ -693,9 +730,17 @@ class Pbx:
             connected=CallerId(str(spec.get("caller_name") or ""), caller_number),
             dialplan=Dialplan(context=str(spec.get("context") or "inbound"), exten=did, priority=3),
         )
-        call = Call(id=channel_id, direction="inbound", endpoint=f"PJSIP/{caller_number}@{trunk}",
-                    number=caller_number, behaviour=behaviour, channel=ch, app=app,
-                    app_args=["inbound", did], timeout=None)
+        call = Call(
+            id=channel_id,
+            direction="inbound",
+            endpoint=f"PJSIP/{caller_number}@{trunk}",
+            number=caller_number,
+            behaviour=behaviour,
+            channel=ch,
+            app=app,
+            app_args=["inbound", did],
+            timeout=None,
+        )
         ch.call = call
         self.channels[ch.id] = ch
         self.emit("ChannelCreated", channel=ch)
@@ -708,7 +753,8 @@ class Pbx:
             await asyncio.sleep(call.behaviour.after)
         call.state = "up"
         call.answered = time.time()
-        assert call.app is not None
+        if call.app is None:
+            return
         if not self.active_app(call.app):
             # Stasis() fails (STASISSTATUS=FAILED) and the dialplan goes on to hang up.
             call.channel.variables["STASISSTATUS"] = "FAILED"
@@ -756,7 +802,9 @@ class Pbx:
                 return
             self._destroy(ch, cause, ended_by="app")
             if far is not None and not far.destroyed:
-                self.emit("ChannelHangupRequest", channel=far, fields={"cause": NORMAL_CLEARING, "soft": True})
+                self.emit(
+                    "ChannelHangupRequest", channel=far, fields={"cause": NORMAL_CLEARING, "soft": True}
+                )
                 self._destroy(far, NORMAL_CLEARING)
             return
         self._destroy(ch, cause)
@@ -828,8 +876,15 @@ class Pbx:
         sid = snoop_id or self._unique_id()
         if sid in self.channels:
             raise AriError(409, "Channel with given unique ID already exists")
-        snoop = Channel(id=sid, name=f"Snoop/{target.id}-{self._name_suffix()}", kind="snoop", state="Up",
-                        dialplan=Dialplan("default", "s", 1, *OUTGOING_APP), snoop_target=target, snoop_spy=spy)
+        snoop = Channel(
+            id=sid,
+            name=f"Snoop/{target.id}-{self._name_suffix()}",
+            kind="snoop",
+            state="Up",
+            dialplan=Dialplan("default", "s", 1, *OUTGOING_APP),
+            snoop_target=target,
+            snoop_spy=spy,
+        )
         self.channels[sid] = snoop
         target.snoops.append(snoop)
         args = params.get("appArgs", "")
@@ -882,8 +937,14 @@ class Pbx:
         except ValueError:
             raise allocation_failed() from None  # chan_audiosocket refuses a non-UUID
         cid = channel_id or self._unique_id()
-        leg = AudioSocketLeg(channel_id=cid, media_uuid=media_uuid, fmt=fmt, service=external_host,
-                             on_audio=self._leg_audio, on_end=self._leg_ended)
+        leg = AudioSocketLeg(
+            channel_id=cid,
+            media_uuid=media_uuid,
+            fmt=fmt,
+            service=external_host,
+            on_audio=self._leg_audio,
+            on_end=self._leg_ended,
+        )
         try:
             await connect_leg(host, int(port_txt), leg)
         except (OSError, TimeoutError):
@@ -892,8 +953,13 @@ class Pbx:
         if cid in self.channels:  # taken while we were connecting
             leg.close("duplicate")
             raise AriError(409, "Channel with given unique ID already exists")
-        ch = Channel(id=cid, name=f"AudioSocket/{external_host}-{data}", kind="audiosocket",
-                     dialplan=Dialplan("default", "s", 1, *OUTGOING_APP), leg=leg)
+        ch = Channel(
+            id=cid,
+            name=f"AudioSocket/{external_host}-{data}",
+            kind="audiosocket",
+            dialplan=Dialplan("default", "s", 1, *OUTGOING_APP),
+            leg=leg,
+        )
         ch.variables.update(variables)
         ch.variables.update({"AUDIOSOCKET_SERVICE": external_host, "AUDIOSOCKET_UUID": data})
         ch.channelvars = {"AUDIOSOCKET_SERVICE": external_host, "AUDIOSOCKET_UUID": data}
@@ -1052,8 +1118,9 @@ class Pbx:
         self.emit("BridgeDestroyed", bridge=br)
 
     # --------------------------------------------------------------------------------- playbacks, records
-    def play(self, target: Channel | Bridge, media: list[str], playback_id: str | None,
-             lang: str | None) -> dict[str, Any]:
+    def play(
+        self, target: Channel | Bridge, media: list[str], playback_id: str | None, lang: str | None
+    ) -> dict[str, Any]:
         if not media:
             raise AriError(400, "media is required")
         if isinstance(target, Channel):
@@ -1091,8 +1158,13 @@ class Pbx:
                 seconds = playback_seconds(scheme, what)
                 if isinstance(target, Bridge):
                     key: tuple[Any, ...] = ("playback", uri)
-                    pb.speaker = Speaker(key=key, render=lambda rate, u=uri: render_playback(u, rate),
-                                         start=time.time(), bridge=target, repeat=seconds is None)
+                    pb.speaker = Speaker(
+                        key=key,
+                        render=partial(render_playback, uri),
+                        start=time.time(),
+                        bridge=target,
+                        repeat=seconds is None,
+                    )
                     self.clock.add(pb.speaker)
                 if seconds is None:
                     await asyncio.Future()  # tones play until stopped
@@ -1141,8 +1213,12 @@ class Pbx:
         if name in self.stored_recordings and if_exists == "fail":
             raise AriError(409, "Recording already exists")
         target_uri = f"channel:{target.id}" if isinstance(target, Channel) else f"bridge:{target.id}"
-        rec = Recording(name=name, format=fmt, target_uri=target_uri,
-                        max_duration=int_param(params, "maxDurationSeconds", 0))
+        rec = Recording(
+            name=name,
+            format=fmt,
+            target_uri=target_uri,
+            max_duration=int_param(params, "maxDurationSeconds", 0),
+        )
         self.live_recordings[name] = rec
         apps = self._target_apps(target)
         self.emit("RecordingStarted", fields={"recording": rec.json()}, apps=apps)
@@ -1239,8 +1315,10 @@ class Pbx:
             "audiosocket_legs": bridged,
             "events_sent": self.events_sent,
             "events_dropped": self.events_dropped,
-            "apps": {s.name: {"connected": s.connection is not None, "subscribe_all": s.subscribe_all}
-                     for s in self.apps.values()},
+            "apps": {
+                s.name: {"connected": s.connection is not None, "subscribe_all": s.subscribe_all}
+                for s in self.apps.values()
+            },
             "media": self.clock.stats(),
         }
 

@@ -72,7 +72,8 @@ class AudioSocketLeg(asyncio.Protocol):
 
     # asyncio.Protocol -------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        if not isinstance(transport, asyncio.Transport):  # pragma: no cover - TCP always gives one
+            raise TypeError("AudioSocket needs a stream transport")
         self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -83,11 +84,11 @@ class AudioSocketLeg(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.ended:
             return
+        error: audiosocket.AudioSocketError | None = None
         try:
             frames = self._parser.feed(data)
         except audiosocket.AudioSocketError as exc:
-            self._finish("malformed", exc.reason)
-            return
+            frames, error = list(exc.frames), exc  # what came before the bad frame was already played
         for frame in frames:
             if frame.kind == audiosocket.KIND_HANGUP:
                 self._finish("hangup_frame", None)
@@ -95,6 +96,8 @@ class AudioSocketLeg(asyncio.Protocol):
             self.frames_in += 1
             self.bytes_in += len(frame.payload)
             self._on_audio(self, frame.kind, frame.payload)
+        if error is not None:
+            self._finish("malformed", error.reason)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.connected.done():
@@ -152,10 +155,10 @@ class AudioSocketLeg(asyncio.Protocol):
         }
 
 
-async def connect_leg(host: str, port: int, leg: AudioSocketLeg, timeout: float = 2.0) -> None:
+async def connect_leg(host: str, port: int, leg: AudioSocketLeg, limit_s: float = 2.0) -> None:
     """Connect like res_audiosocket: non-blocking connect, 2 s per address, TCP_NODELAY; UUID first."""
     loop = asyncio.get_running_loop()
-    await asyncio.wait_for(loop.create_connection(lambda: leg, host, port), timeout)
+    await asyncio.wait_for(loop.create_connection(lambda: leg, host, port), limit_s)
     leg.send(audiosocket.encode_uuid(leg.uuid))
     leg.frames_out = 0  # count audio frames only
 

@@ -255,7 +255,9 @@ class Call:
             "created_at": iso(self.created),
             "answered_at": iso(self.answered),
             "ended_at": iso(self.ended),
-            "duration_s": None if self.answered is None else round((self.ended or time.time()) - self.answered, 3),
+            "duration_s": None
+            if self.answered is None
+            else round((self.ended or time.time()) - self.answered, 3),
             "cause": self.cause,
             "cause_txt": self.cause_txt,
             "dialstatus": self.dialstatus,

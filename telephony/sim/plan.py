@@ -43,7 +43,9 @@ ALIASES = {"ring": "no_answer", "hangup": "hangup_after", "human": "answer", "re
 
 DEFAULT_CAUSE = {"reject": 21, "unreachable": 3, "invalid": 1}
 
-VOICEMAIL_GREETING = "Hi, you have reached the voicemail of this number. Please leave a message after the tone."
+VOICEMAIL_GREETING = (
+    "Hi, you have reached the voicemail of this number. Please leave a message after the tone."
+)
 
 
 class PlanError(ValueError):
@@ -153,8 +155,18 @@ def parse_behaviour(spec: Any, where: str = "behaviour") -> Behaviour:
     if name not in BEHAVIOURS:
         raise PlanError(f"{where}.behaviour: unknown behaviour {raw_name!r} (one of {', '.join(BEHAVIOURS)})")
     known = {
-        "behaviour", "behavior", "after", "ringing", "say", "dtmf", "hangup_after", "seconds",
-        "cause", "greeting", "choices", "weight",
+        "behaviour",
+        "behavior",
+        "after",
+        "ringing",
+        "say",
+        "dtmf",
+        "hangup_after",
+        "seconds",
+        "cause",
+        "greeting",
+        "choices",
+        "weight",
     }
     unknown = sorted(set(spec) - known)
     if unknown:
@@ -263,7 +275,7 @@ class Plan:
             return chosen
         n = self._draws.get(number, 0)
         self._draws[number] = n + 1
-        rng = random.Random(f"{self.seed}|{number}|{n}")
+        rng = random.Random(f"{self.seed}|{number}|{n}")  # noqa: S311 - a simulation, not security
         weights = [c.weight for c in chosen.choices]
         return rng.choices(chosen.choices, weights=weights, k=1)[0].behaviour
 

@@ -20,8 +20,8 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import apidocs
-from .engine import MAX_APP_NAME, ASTERISK_VERSION, AriError, Pbx, ast_true
-from .model import Bridge, Channel, ari_timestamp
+from .engine import ASTERISK_VERSION, MAX_APP_NAME, AriError, Pbx, ast_true
+from .model import Bridge, ari_timestamp
 from .plan import PlanError, parse_plan
 
 log = logging.getLogger("telephony.sim.server")
@@ -181,8 +181,14 @@ def make_app(pbx: Pbx, *, user: str, password: str, ws_write_timeout: float = 0.
     async def asterisk_info(request: web.Request) -> web.StreamResponse:
         started = ari_timestamp(pbx.started)
         info = {
-            "build": {"os": "Linux", "kernel": "simulated", "machine": "x86_64", "options": "",
-                      "date": started, "user": "telephony.sim"},
+            "build": {
+                "os": "Linux",
+                "kernel": "simulated",
+                "machine": "x86_64",
+                "options": "",
+                "date": started,
+                "user": "telephony.sim",
+            },
             "system": {"version": ASTERISK_VERSION, "entity_id": pbx.asterisk_id},
             "config": {"name": "telephony.sim", "default_language": "en", "setid": {"user": "", "group": ""}},
             "status": {"startup_time": started, "last_reload_time": started},

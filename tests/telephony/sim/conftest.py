@@ -85,16 +85,21 @@ class EventStream:
                         return event
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    types = [(e["type"], (e.get("channel") or e.get("peer") or {}).get("id")) for e in self.events]
+                    types = [
+                        (e["type"], (e.get("channel") or e.get("peer") or {}).get("id")) for e in self.events
+                    ]
                     raise AssertionError(f"no matching event within {timeout}s; got {types}")
                 try:
                     await asyncio.wait_for(self._cond.wait(), remaining)
                 except TimeoutError:
                     pass
 
-    async def wait_type(self, type_: str, channel_id: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
-        return await self.wait_for(lambda e: e["type"] == type_ and (channel_id is None or about(e) == channel_id),
-                                   timeout)
+    async def wait_type(
+        self, type_: str, channel_id: str | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        return await self.wait_for(
+            lambda e: e["type"] == type_ and (channel_id is None or about(e) == channel_id), timeout
+        )
 
     def about(self, channel_id: str) -> list[dict[str, Any]]:
         return [e for e in self.events if about(e) == channel_id]
@@ -128,7 +133,9 @@ def plan_doc() -> dict[str, Any]:
 @pytest.fixture
 async def sim(plan_doc: dict[str, Any]) -> AsyncIterator[Sim]:
     runner, pbx, port = await start_sim(parse_plan(plan_doc))
-    async with aiohttp.ClientSession(headers={"Authorization": aiohttp.encode_basic_auth(USER, PASSWORD)}) as session:
+    async with aiohttp.ClientSession(
+        headers={"Authorization": aiohttp.encode_basic_auth(USER, PASSWORD)}
+    ) as session:
         yield Sim(pbx=pbx, base=f"http://127.0.0.1:{port}", session=session, port=port)
     await runner.cleanup()
 

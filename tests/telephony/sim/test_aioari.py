@@ -40,7 +40,8 @@ def plan_doc() -> dict[str, Any]:
 def tone_frame(n: int, rate: int = 24000) -> bytes:
     samples = rate // 50
     return b"".join(
-        struct.pack("<h", int(6000 * math.sin(2 * math.pi * 440 * (n * samples + i) / rate))) for i in range(samples)
+        struct.pack("<h", int(6000 * math.sin(2 * math.pi * 440 * (n * samples + i) / rate)))
+        for i in range(samples)
     )
 
 
@@ -62,8 +63,12 @@ async def test_aioari_drives_a_bridged_call(sim: Sim, media_server: MediaServer)
         await wait_until(lambda: bool(sim.pbx.apps.get(APP) and sim.pbx.apps[APP].connection))
         call_id = str(uuid.uuid4())
         caller = await client.channels.originate(
-            endpoint=f"PJSIP/{NUMBER}@trunk", app=APP, appArgs=f"outbound,{call_id}", channelId=call_id,
-            callerId='"Acme" <+15550001111>', timeout=30,
+            endpoint=f"PJSIP/{NUMBER}@trunk",
+            app=APP,
+            appArgs=f"outbound,{call_id}",
+            channelId=call_id,
+            callerId='"Acme" <+15550001111>',
+            timeout=30,
         )
         assert caller.json["state"] == "Down"
         channel, event = await asyncio.wait_for(started.get(), 5)
@@ -72,8 +77,12 @@ async def test_aioari_drives_a_bridged_call(sim: Sim, media_server: MediaServer)
         bridge = await client.bridges.create(type="mixing")
         media_uuid = str(uuid.uuid4())
         media = await client.channels.externalMedia(
-            app=APP, external_host=media_server.address, encapsulation="audiosocket", transport="tcp",
-            format="slin24", data=media_uuid,
+            app=APP,
+            external_host=media_server.address,
+            encapsulation="audiosocket",
+            transport="tcp",
+            format="slin24",
+            data=media_uuid,
         )
         media_channel, media_event = await asyncio.wait_for(started.get(), 5)
         assert media_channel.id == media.id and media_event["args"] == [media_uuid]

@@ -58,11 +58,20 @@ def attempt_args(channel_id: str, trace_channel: str, trace: dict[str, Any]) -> 
     return ",".join(start["args"])
 
 
-async def originate(sim: Sim, endpoint: str, channel_id: str, app_args: str, timeout: int = 30) -> dict[str, Any]:
+async def originate(
+    sim: Sim, endpoint: str, channel_id: str, app_args: str, timeout: int = 30
+) -> dict[str, Any]:
     status, body = await sim.request(
-        "POST", "/ari/channels",
-        params={"endpoint": endpoint, "app": APP, "appArgs": app_args, "callerId": CALLER_ID,
-                "timeout": str(timeout), "channelId": channel_id},
+        "POST",
+        "/ari/channels",
+        params={
+            "endpoint": endpoint,
+            "app": APP,
+            "appArgs": app_args,
+            "callerId": CALLER_ID,
+            "timeout": str(timeout),
+            "channelId": channel_id,
+        },
         json={"variables": {"CAMPAIGN_ID": "42"}},
     )
     assert status == 200, body
@@ -70,20 +79,31 @@ async def originate(sim: Sim, endpoint: str, channel_id: str, app_args: str, tim
     return body
 
 
-async def bridge_with_media(sim: Sim, media: MediaServer, caller: str, fmt: str,
-                            stream: EventStream) -> tuple[str, str]:
+async def bridge_with_media(
+    sim: Sim, media: MediaServer, caller: str, fmt: str, stream: EventStream
+) -> tuple[str, str]:
     bridge_id = str(uuid.uuid4())
     await sim.request("POST", "/ari/bridges", params={"type": "mixing", "bridgeId": bridge_id}, expect=200)
     media_id = str(uuid.uuid4())
-    status, body = await sim.request("POST", "/ari/channels/externalMedia", params={
-        "app": APP, "external_host": media.address, "encapsulation": "audiosocket", "transport": "tcp",
-        "format": fmt, "data": media_id, "channelId": media_id,
-    })
+    status, body = await sim.request(
+        "POST",
+        "/ari/channels/externalMedia",
+        params={
+            "app": APP,
+            "external_host": media.address,
+            "encapsulation": "audiosocket",
+            "transport": "tcp",
+            "format": fmt,
+            "data": media_id,
+            "channelId": media_id,
+        },
+    )
     assert status == 200, body
     assert body["channelvars"] == {"AUDIOSOCKET_SERVICE": media.address, "AUDIOSOCKET_UUID": media_id}
     await stream.wait_type("StasisStart", media_id)
-    await sim.request("POST", f"/ari/bridges/{bridge_id}/addChannel", params={"channel": f"{caller},{media_id}"},
-                      expect=204)
+    await sim.request(
+        "POST", f"/ari/bridges/{bridge_id}/addChannel", params={"channel": f"{caller},{media_id}"}, expect=204
+    )
     return bridge_id, media_id
 
 
@@ -100,7 +120,9 @@ async def drive_not_answered(sim: Sim, media: MediaServer, stream: EventStream, 
     return cid
 
 
-async def drive_callee_hangs_up(sim: Sim, media: MediaServer, stream: EventStream, trace: dict[str, Any]) -> str:
+async def drive_callee_hangs_up(
+    sim: Sim, media: MediaServer, stream: EventStream, trace: dict[str, Any]
+) -> str:
     cid = str(uuid.uuid4())
     await originate(sim, trace["endpoint"], cid, f"outbound,attempt-{cid[:8]}")
     await stream.wait_type("StasisStart", cid)
@@ -150,12 +172,24 @@ async def drive_transfer(sim: Sim, media: MediaServer, stream: EventStream, trac
     bridge_id, media_id = await bridge_with_media(sim, media, cid, "slin", stream)
     await asyncio.sleep(1.0)
     human = str(uuid.uuid4())
-    await sim.request("POST", "/ari/channels", params={
-        "endpoint": "Local/human@callee2", "app": APP, "appArgs": "transfer", "channelId": human,
-        "callerId": CALLER_ID, "originator": cid}, expect=200)
+    await sim.request(
+        "POST",
+        "/ari/channels",
+        params={
+            "endpoint": "Local/human@callee2",
+            "app": APP,
+            "appArgs": "transfer",
+            "channelId": human,
+            "callerId": CALLER_ID,
+            "originator": cid,
+        },
+        expect=200,
+    )
     start = await stream.wait_type("StasisStart", human)
     assert start["args"] == ["transfer"]
-    await sim.request("POST", f"/ari/bridges/{bridge_id}/removeChannel", params={"channel": media_id}, expect=204)
+    await sim.request(
+        "POST", f"/ari/bridges/{bridge_id}/removeChannel", params={"channel": media_id}, expect=204
+    )
     await sim.request("DELETE", f"/ari/channels/{media_id}", expect=204)
     await sim.request("POST", f"/ari/bridges/{bridge_id}/addChannel", params={"channel": human}, expect=204)
     await asyncio.sleep(3.0)
@@ -170,10 +204,21 @@ async def drive_transfer(sim: Sim, media: MediaServer, stream: EventStream, trac
 
 
 async def drive_inbound(sim: Sim, media: MediaServer, stream: EventStream, trace: dict[str, Any]) -> str:
-    status, body = await sim.request("POST", "/sim/inbound", json={
-        "did": "15551230000", "caller_number": "+19175551212", "caller_name": "Caller", "app": APP,
-        "behaviour": {"behaviour": "answer", "after": 0, "say": [{"at": 1.5, "text": "Hello world. Monkeys."}]},
-    })
+    status, body = await sim.request(
+        "POST",
+        "/sim/inbound",
+        json={
+            "did": "15551230000",
+            "caller_number": "+19175551212",
+            "caller_name": "Caller",
+            "app": APP,
+            "behaviour": {
+                "behaviour": "answer",
+                "after": 0,
+                "say": [{"at": 1.5, "text": "Hello world. Monkeys."}],
+            },
+        },
+    )
     assert status == 200, body
     cid = body["channel"]["id"]
     start = await stream.wait_type("StasisStart", cid)
