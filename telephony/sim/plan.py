@@ -41,6 +41,8 @@ BEHAVIOURS = (
 # Names used by the dialplan that recorded the reference traces, accepted as synonyms.
 ALIASES = {"ring": "no_answer", "hangup": "hangup_after", "human": "answer", "rejected": "reject"}
 
+SCRIPT_KEYS = frozenset({"say", "dtmf", "hangup_after", "seconds"})
+
 DEFAULT_CAUSE = {"reject": 21, "unreachable": 3, "invalid": 1}
 
 VOICEMAIL_GREETING = (
@@ -173,6 +175,10 @@ def parse_behaviour(spec: Any, where: str = "behaviour") -> Behaviour:
         raise PlanError(f"{where}: unknown field(s) {', '.join(unknown)}")
 
     defaults = _defaults(raw_name, name)
+    if name in ("answer", "dtmf") and SCRIPT_KEYS & set(spec):
+        # A script given in the plan replaces the default one as a whole: a default hang-up or phrase
+        # would otherwise cut across it.
+        defaults = replace(defaults, say=(), dtmf=(), hangup_after=None)
     after = _number(spec["after"], f"{where}.after") if "after" in spec else defaults.after
     hangup_after = defaults.hangup_after
     for key in ("hangup_after", "seconds"):
