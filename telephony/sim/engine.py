@@ -177,17 +177,24 @@ class Pbx:
         peer: Channel | None = None,
         fields: dict[str, Any] | None = None,
         apps: Iterable[str] = (),
+        only_app: str | None = None,
     ) -> None:
-        """Send one event to every active app subscribed to what it is about (and to subscribeAll apps)."""
-        targets: set[str] = set(apps)
-        for obj in (channel, peer):
-            if obj is not None:
-                targets |= obj.apps
-        if bridge is not None:
-            targets |= bridge.apps
-        for state in self.apps.values():
-            if state.subscribe_all:
-                targets.add(state.name)
+        """Send one event to every active app subscribed to what it is about (and to subscribeAll apps).
+
+        `only_app` is for StasisStart/StasisEnd, which res_stasis sends to the channel's own app alone.
+        """
+        if only_app is not None:
+            targets = {only_app}
+        else:
+            targets = set(apps)
+            for obj in (channel, peer):
+                if obj is not None:
+                    targets |= obj.apps
+            if bridge is not None:
+                targets |= bridge.apps
+            for state in self.apps.values():
+                if state.subscribe_all:
+                    targets.add(state.name)
         if not targets:
             return
         event: dict[str, Any] = {"type": type_, "timestamp": ari_timestamp()}
@@ -529,13 +536,13 @@ class Pbx:
         ch.apps.add(app)
         ch.stasis_app = app
         ch.stasis_args = list(args)
-        self.emit("StasisStart", channel=ch, fields={"args": list(args)})
+        self.emit("StasisStart", channel=ch, fields={"args": list(args)}, only_app=app)
 
     def _leave_stasis(self, ch: Channel) -> None:
         if ch.stasis_app is None:
             return
         self._leave_bridge(ch)
-        self.emit("StasisEnd", channel=ch)
+        self.emit("StasisEnd", channel=ch, only_app=ch.stasis_app)
         ch.stasis_app = None
         if ch.originated:
             self._varset(ch, "STASISSTATUS", "SUCCESS")
@@ -663,6 +670,7 @@ class Pbx:
         fields: dict[str, Any] = {"cause": cause, "cause_txt": cause_text(cause)}
         if tech_cause is not None:
             fields["tech_cause"] = tech_cause
+        self._end_media_operations(f"channel:{ch.id}")
         self.emit("ChannelDestroyed", channel=ch, fields=fields)
         self.channels.pop(ch.id, None)
         for snoop in list(ch.snoops):
@@ -863,16 +871,18 @@ class Pbx:
         self._varset(ch, variable, value or "")
 
     def snoop(self, channel_id: str, params: dict[str, str], snoop_id: str | None) -> dict[str, Any]:
-        target = self.channel(channel_id)
-        app = params.get("app")
-        if not app:
-            raise AriError(400, "app is required")
         spy, whisper = params.get("spy", "none"), params.get("whisper", "none")
         for name, value in (("spy", spy), ("whisper", whisper)):
             if value not in ("none", "both", "out", "in"):
-                raise AriError(400, f"Invalid {name} direction specified")
+                raise AriError(400, f"Invalid direction specified for {name}")
         if spy == "none" and whisper == "none":
-            raise AriError(400, "Sppy or whisper direction must be specified")
+            raise AriError(400, "Direction must be specified for at least spy or whisper")
+        app = params.get("app")
+        if not app:
+            raise AriError(400, "Application name is required")
+        target = self.channels.get(channel_id)
+        if target is None:
+            raise AriError(404, "Provided channel was not found")
         sid = snoop_id or self._unique_id()
         if sid in self.channels:
             raise AriError(409, "Channel with given unique ID already exists")
@@ -998,26 +1008,12 @@ class Pbx:
     def _leg_ended(self, leg: AudioSocketLeg, reason: str, error: str | None) -> None:
         """The media server hung up (0x00 or close) or broke the protocol: only that leg goes (A9)."""
         ch = self.channels.get(leg.channel_id)
-        self._record_leg(ch, leg)
         if ch is None or ch.destroyed:
             return
         self.emit("ChannelHangupRequest", channel=ch, fields={"cause": NORMAL_CLEARING, "soft": True})
         self._leave_stasis(ch)
         self._destroy(ch, NORMAL_CLEARING)
 
-    def _record_leg(self, ch: Channel | None, leg: AudioSocketLeg) -> None:
-        if ch is None or ch.bridge is None:
-            return
-        for member in ch.bridge.channels:
-            if member.call is not None and member is member.call.channel:
-                self._attach_leg_stats(member.call, leg)
-
-    def _attach_leg_stats(self, call: Call, leg: AudioSocketLeg) -> None:
-        for entry in call.media:
-            if entry["uuid"] == str(leg.uuid):
-                entry.update(leg.stats())
-                return
-        call.media.append(leg.stats())
 
     # ------------------------------------------------------------------------------------------- bridges
     def create_bridge(self, params: dict[str, str], bridge_id: str | None) -> dict[str, Any]:
@@ -1077,11 +1073,13 @@ class Pbx:
                 for speaker in call.speakers:
                     if not speaker.done:
                         self.clock.add(speaker)
-        for ch in added:
-            if ch.leg is not None:
-                for member in br.channels:
-                    if member.call is not None and member is member.call.channel:
-                        self._attach_leg_stats(member.call, ch.leg)
+        for ch in added:  # inspection shows every media leg a party was bridged with, live
+            for member in br.channels:
+                call = member.call
+                if call is not None and member is call.channel:
+                    for other in br.channels:
+                        if other.leg is not None and other.leg not in call.legs:
+                            call.legs.append(other.leg)
 
     def remove_from_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
         br = self.bridge(bridge_id)
@@ -1102,8 +1100,6 @@ class Pbx:
         br = ch.bridge
         if br is None:
             return
-        if ch.leg is not None:
-            self._record_leg(ch, ch.leg)
         self._varset(ch, "BRIDGEPEER", "")
         br.channels.remove(ch)
         ch.bridge = None
@@ -1115,7 +1111,17 @@ class Pbx:
             self._leave_bridge(ch)
         br.destroyed = True
         self.bridges.pop(br.id, None)
+        self._end_media_operations(f"bridge:{br.id}")
         self.emit("BridgeDestroyed", bridge=br)
+
+    def _end_media_operations(self, target_uri: str) -> None:
+        """Playbacks and recordings end with the channel or bridge they play to or record."""
+        for pb in list(self.playbacks.values()):
+            if pb.target_uri == target_uri and pb.task is not None:
+                pb.task.cancel()
+        for rec in list(self.live_recordings.values()):
+            if rec.target_uri == target_uri:
+                self.stop_recording(rec.name)
 
     # --------------------------------------------------------------------------------- playbacks, records
     def play(
@@ -1257,6 +1263,8 @@ class Pbx:
         return call
 
     def list_calls(self, state: str | None = None, number: str | None = None) -> list[dict[str, Any]]:
+        if state not in (None, "", "all", "live", "ended"):
+            raise AriError(400, "state must be live, ended or all")
         calls: list[Call] = []
         if state in (None, "", "all", "live"):
             calls.extend(self.calls.values())

@@ -230,7 +230,7 @@ class Call:
     dtmf_received: list[dict[str, Any]] = field(default_factory=list)
     said: list[dict[str, Any]] = field(default_factory=list)
     playbacks: list[str] = field(default_factory=list)
-    media: list[dict[str, Any]] = field(default_factory=list)
+    legs: list[AudioSocketLeg] = field(default_factory=list)  # media legs it was bridged with
     task: asyncio.Task[None] | None = None
     speakers: list[Speaker] = field(default_factory=list)
 
@@ -268,6 +268,6 @@ class Call:
             "dtmf_received": list(self.dtmf_received),
             "said": list(self.said),
             "playbacks": list(self.playbacks),
-            "media": [dict(m) for m in self.media],
+            "media": [leg.stats() for leg in self.legs],
             "variables": dict(self.variables),
         }

@@ -101,6 +101,12 @@ def _number(value: Any, where: str, *, minimum: float = 0.0) -> float:
     return float(value)
 
 
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise PlanError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
 def _parse_say(items: Any, where: str) -> tuple[Say, ...]:
     if not isinstance(items, list):
         raise PlanError(f"{where}: expected a list")
@@ -122,7 +128,7 @@ def _parse_say(items: Any, where: str) -> tuple[Say, ...]:
                 wav=str(item["wav"]) if "wav" in item else None,
                 tone_hz=_number(tone, f"{w}.tone", minimum=1.0) if tone is not None else None,
                 seconds=_number(item.get("seconds", 1.0), f"{w}.seconds"),
-                repeat=bool(item.get("repeat", False)),
+                repeat=_flag(item.get("repeat", False), f"{w}.repeat"),
             )
         )
     return tuple(sorted(out, key=lambda s: s.at))
@@ -173,6 +179,10 @@ def parse_behaviour(spec: Any, where: str = "behaviour") -> Behaviour:
     unknown = sorted(set(spec) - known)
     if unknown:
         raise PlanError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    if "weight" in spec:  # a mix strips its choices' weights before parsing them
+        raise PlanError(f"{where}.weight: a weight belongs to a choice of a mix")
+    if "choices" in spec and name != "mix":
+        raise PlanError(f"{where}.choices: only a mix has choices")
 
     defaults = _defaults(raw_name, name)
     if name in ("answer", "dtmf") and SCRIPT_KEYS & set(spec):
@@ -208,7 +218,7 @@ def parse_behaviour(spec: Any, where: str = "behaviour") -> Behaviour:
     return replace(
         defaults,
         after=after,
-        ringing=bool(spec["ringing"]) if "ringing" in spec else defaults.ringing,
+        ringing=_flag(spec["ringing"], f"{where}.ringing") if "ringing" in spec else defaults.ringing,
         say=_parse_say(spec["say"], f"{where}.say") if "say" in spec else defaults.say,
         dtmf=_parse_dtmf(spec["dtmf"], f"{where}.dtmf") if "dtmf" in spec else defaults.dtmf,
         hangup_after=hangup_after,
@@ -279,9 +289,10 @@ class Plan:
         chosen = behaviour or self.lookup(number)
         if chosen.name != "mix":
             return chosen
-        n = self._draws.get(number, 0)
-        self._draws[number] = n + 1
-        rng = random.Random(f"{self.seed}|{number}|{n}")  # noqa: S311 - a simulation, not security
+        bare = number.lstrip("+")
+        n = self._draws.get(bare, 0)
+        self._draws[bare] = n + 1
+        rng = random.Random(f"{self.seed}|{bare}|{n}")  # noqa: S311 - a simulation, not security
         weights = [c.weight for c in chosen.choices]
         return rng.choices(chosen.choices, weights=weights, k=1)[0].behaviour
 
