@@ -1014,7 +1014,6 @@ class Pbx:
         self._leave_stasis(ch)
         self._destroy(ch, NORMAL_CLEARING)
 
-
     # ------------------------------------------------------------------------------------------- bridges
     def create_bridge(self, params: dict[str, str], bridge_id: str | None) -> dict[str, Any]:
         types = tuple(t.strip() for t in (params.get("type") or "mixing").split(",") if t.strip())
@@ -1073,13 +1072,12 @@ class Pbx:
                 for speaker in call.speakers:
                     if not speaker.done:
                         self.clock.add(speaker)
-        for ch in added:  # inspection shows every media leg a party was bridged with, live
-            for member in br.channels:
-                call = member.call
-                if call is not None and member is call.channel:
-                    for other in br.channels:
-                        if other.leg is not None and other.leg not in call.legs:
-                            call.legs.append(other.leg)
+        # inspection shows every media leg a party was bridged with, with live counters
+        legs = br.legs()
+        for member in br.channels:
+            call = member.call
+            if call is not None and member is call.channel:
+                call.legs.extend(leg for leg in legs if leg not in call.legs)
 
     def remove_from_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
         br = self.bridge(bridge_id)

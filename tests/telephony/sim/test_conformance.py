@@ -29,7 +29,7 @@ def signature(events: list[dict[str, Any]], channel_id: str) -> list[dict[str, A
     for e in events:
         if about(e) != channel_id:
             continue
-        obj = e.get("channel") or e.get("peer")
+        obj: dict[str, Any] = e.get("channel") or e["peer"]
         item: dict[str, Any] = {"type": e["type"], "state": obj["state"]}
         for key in ("cause", "cause_txt", "dialstatus", "args", "soft", "digit", "duration_ms", "tech_cause"):
             if key in e:

@@ -1,0 +1,51 @@
+# Two commands: `make run` (the product on embedded defaults) and `make test` (lint, types, tests).
+# Both create .venv with the system's python3 when it is missing and (re)install the project when
+# pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint typecheck pytest clean
+
+help:
+	@echo "make run    start the product locally: web on 127.0.0.1:8000, PBX simulator (ARI) on 127.0.0.1:8088"
+	@echo "make test   ruff, mypy and pytest (uses DATABASE_URL / REDIS_URL when set)"
+	@echo "make lint   ruff and mypy only"
+	@echo "make clean  remove .venv and local state (var/)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamp files record which dependency set is installed; they are older than pyproject.toml after an edit.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# DEBUG=1 lets the local product run without a SECRET_KEY (a fixed development key is used).
+run: export DEBUG ?= 1
+run: $(VENV)/.installed-run
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py runlocal
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed-test
+	$(BIN)/pytest
+
+test: lint pytest
+
+clean:
+	@# Stop the embedded Redis first, or its daemon outlives the deleted var/.
+	-@[ -x $(BIN)/python ] && $(BIN)/python -c "from orchestrator.embedded_redis import stop; stop('var/redis')"
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""The domain: campaigns, contacts, leads, attempts, DNC, calling windows, retries, flows, SMS."""

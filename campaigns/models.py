@@ -1,0 +1,1 @@
+"""Domain models (campaigns, contacts, leads, attempts, ...) are added by later issues."""

@@ -1,0 +1,1 @@
+"""The media worker; never imports Django."""

@@ -1,0 +1,102 @@
+"""The Celery application: reliable-by-default configuration, the beat schedule, one beat only.
+
+Broker and result backend locations come from Django settings (``CELERY_*``, derived from REDIS_URL).
+The delivery semantics below are fixed here on purpose, because the correctness rules in DESIGN.md §5
+depend on them; change them here, with a reason, not per deployment.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+from celery.signals import beat_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
+
+logger = logging.getLogger(__name__)
+
+TASK_SOFT_TIME_LIMIT_S = 60
+TASK_TIME_LIMIT_S = 90
+# With acks_late on Redis, a message that is not acked within the visibility timeout is delivered again.
+# It must exceed the hard time limit and every countdown/ETA we use; longer delays belong in the database,
+# picked up by the periodic sweep, not in a delayed message.
+VISIBILITY_TIMEOUT_S = 3600
+
+RELIABILITY_DEFAULTS: dict[str, Any] = {
+    # JSON only: no pickle, so a message can never execute code, and every payload is inspectable.
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "accept_content": ["json"],
+    "result_accept_content": ["json"],
+    # Ack after the task ran, so a crash mid-task redelivers it (tasks are idempotent, DESIGN.md §5.2) ...
+    "task_acks_late": True,
+    # ... including when the worker process is killed (OOM, SIGKILL) rather than the task raising.
+    "task_reject_on_worker_lost": True,
+    # Reserve one message at a time: long tasks must not hold a backlog hostage on a busy worker.
+    "worker_prefetch_multiplier": 1,
+    # On broker connection loss, running late-ack tasks will be redelivered anyway; cancel them here.
+    "worker_cancel_long_running_tasks_on_connection_loss": True,
+    "task_soft_time_limit": TASK_SOFT_TIME_LIMIT_S,
+    "task_time_limit": TASK_TIME_LIMIT_S,
+    "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_S},
+    "broker_connection_retry_on_startup": True,
+    "result_expires": timedelta(days=1),
+    "timezone": "UTC",
+    "enable_utc": True,
+}
+
+
+def every(seconds: float, task: str, *, expires: float, **options: Any) -> dict[str, Any]:
+    """A beat entry that runs ``task`` every ``seconds`` and whose message expires before the next run.
+
+    The expiry is what keeps a stopped worker from coming back to a pile of identical periodic messages:
+    at most one run per period is ever pending.
+    """
+    if not 0 < expires < seconds:
+        raise ValueError(f"{task}: expires ({expires} s) must be positive and shorter than the period")
+    return {
+        "task": task,
+        "schedule": timedelta(seconds=seconds),
+        "options": {**options, "expires": expires},
+    }
+
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "heartbeat": every(30, "orchestrator.tasks.heartbeat", expires=25),
+}
+
+app = Celery("orchestrator")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(RELIABILITY_DEFAULTS, beat_schedule=BEAT_SCHEDULE)
+app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _start_embedded_redis(sender: Celery, **kwargs: Any) -> None:
+    """A worker or beat started by hand without REDIS_URL starts or attaches to the embedded server."""
+    from orchestrator.redis_client import ensure_embedded_redis
+
+    ensure_embedded_redis()
+
+
+@beat_init.connect
+def _hold_single_beat_lock(sender: Any = None, **kwargs: Any) -> None:
+    from django.conf import settings
+
+    from orchestrator.beat_lock import SingleInstanceLock
+    from orchestrator.redis_client import get_redis
+
+    lock = SingleInstanceLock(get_redis(), settings.BEAT_LOCK_KEY)
+    if not lock.acquire():
+        logger.critical(
+            "another celery beat is running (lock %s held by %s); exiting", lock.key, lock.holder()
+        )
+        # SystemExit passes through Celery's signal dispatch (which only swallows Exception).
+        raise SystemExit(1)
+    logger.info("holding %s as %s", lock.key, lock.token)
+    atexit.register(lock.release)

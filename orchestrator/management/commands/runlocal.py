@@ -1,0 +1,92 @@
+"""``manage.py runlocal``: the whole product in the foreground, on embedded defaults (``make run``).
+
+To run another process with the product, add a ProcessSpec to ``process_specs`` below.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from orchestrator import embedded_redis
+from orchestrator.supervisor import ProcessSpec, Supervisor
+
+WEB_ADDRESS = "127.0.0.1:8000"
+SIM_HOST = "127.0.0.1"
+SIM_PORT = 8088
+# The simulator's ARI credentials, as in a stock Asterisk ari.conf example; local only.
+SIM_ARI_USER = "asterisk"
+SIM_ARI_PASSWORD = "asterisk"  # noqa: S105
+SIM_PLAN = Path("deploy") / "sim-plan.yaml"
+
+
+def process_specs(
+    *, base_dir: Path, web_address: str = WEB_ADDRESS, python: str = sys.executable
+) -> list[ProcessSpec]:
+    manage = str(base_dir / "manage.py")
+    sim = [
+        python, "-m", "telephony.sim",
+        "--host", SIM_HOST, "--port", str(SIM_PORT),
+        "--ari-user", SIM_ARI_USER, "--ari-password", SIM_ARI_PASSWORD,
+    ]  # fmt: skip
+    plan = base_dir / SIM_PLAN
+    if plan.exists():
+        sim += ["--plan", str(plan)]
+    return [
+        # --noreload: the autoreloader forks a second server process that outlives a plain SIGTERM.
+        ProcessSpec("web", [python, manage, "runserver", web_address, "--noreload"]),
+        ProcessSpec("sim", sim),
+    ]
+
+
+class Command(BaseCommand):
+    help = "Run the product locally (web and PBX simulator) until Ctrl-C; one process dying stops all."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--only",
+            action="append",
+            metavar="NAME",
+            help="run only the named process (repeatable); default: all",
+        )
+        parser.add_argument(
+            "--web-address", default=WEB_ADDRESS, help=f"host:port for the web app (default {WEB_ADDRESS})"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        specs = process_specs(base_dir=Path(settings.BASE_DIR), web_address=options["web_address"])
+        only: list[str] | None = options["only"]
+        if only:
+            unknown = sorted(set(only) - {spec.name for spec in specs})
+            if unknown:
+                raise CommandError(f"unknown process {unknown}; known: {[spec.name for spec in specs]}")
+            specs = [spec for spec in specs if spec.name in only]
+        if any(spec.name == "sim" for spec in specs) and importlib.util.find_spec("telephony.sim") is None:
+            raise CommandError("the PBX simulator (telephony.sim) is not installed")
+
+        env = dict(os.environ)
+        started_redis: Path | None = None
+        if settings.REDIS_EMBEDDED:
+            server, started = embedded_redis.ensure_running(Path(settings.EMBEDDED_REDIS_DIR))
+            verb = "started" if started else "attached to"
+            self.stdout.write(f"embedded Redis {verb} at {server.socket_path}")
+            # Children see an explicit REDIS_URL: they attach to this server and never start their own.
+            env["REDIS_URL"] = server.url
+            started_redis = server.directory if started else None
+
+        try:
+            status = Supervisor(specs, env=env, output=self.stdout).run()
+        finally:
+            # Only the runlocal that started the embedded server stops it; an attached one leaves it be.
+            if started_redis is not None:
+                embedded_redis.stop(started_redis)
+                self.stdout.write("embedded Redis stopped")
+        if status:
+            sys.exit(status)

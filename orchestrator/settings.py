@@ -1,0 +1,166 @@
+"""Django settings, read from the environment (twelve-factor, via django-environ).
+
+Every variable has a working local default except SECRET_KEY, which is only defaulted in debug mode:
+a production deployment that forgets it must fail loudly, not run with a key from the repository.
+
+| variable        | default                                   |
+|-----------------|-------------------------------------------|
+| DEBUG           | false                                     |
+| SECRET_KEY      | required unless DEBUG                     |
+| ALLOWED_HOSTS   | empty (Django then allows only localhost in DEBUG) |
+| DATABASE_URL    | SQLite in var/db.sqlite3                  |
+| REDIS_URL       | an embedded Redis on var/redis/redis.sock |
+| LOG_LEVEL       | INFO                                      |
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from orchestrator.embedded_redis import EmbeddedRedis
+from orchestrator.redis_client import celery_url_for
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Local state of the product on embedded defaults: SQLite file, embedded Redis, beat schedule.
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+
+DEBUG: bool = env.bool("DEBUG", default=False)
+
+# Only ever used with DEBUG on; see the module docstring.
+_DEBUG_ONLY_SECRET_KEY = "django-insecure-local-development-key-never-use-in-production"  # noqa: S105
+SECRET_KEY: str = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set the SECRET_KEY environment variable "
+            "(or DEBUG=1 for local development, which uses a fixed insecure key)."
+        )
+    SECRET_KEY = _DEBUG_ONLY_SECRET_KEY
+
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=[])
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    # The project package is an app too: it owns the runlocal command and the platform tasks (heartbeat).
+    "orchestrator.apps.OrchestratorConfig",
+    "tenants.apps.TenantsConfig",
+    "campaigns.apps.CampaignsConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "orchestrator.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "orchestrator.wsgi.application"
+ASGI_APPLICATION = "orchestrator.asgi.application"
+
+# --------------------------------------------------------------------------------------------- database
+_DEFAULT_SQLITE = VAR_DIR / "db.sqlite3"
+DATABASES: dict[str, dict[str, Any]] = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{_DEFAULT_SQLITE}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and DATABASES["default"]["NAME"] == str(
+    _DEFAULT_SQLITE
+):
+    # SQLite creates the file but not its directory.
+    VAR_DIR.mkdir(exist_ok=True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ------------------------------------------------------------------------------------------------ redis
+# Unset REDIS_URL means "embedded": the URL is known up front, the server itself is started lazily (first
+# Redis or Celery use in a process, or by runlocal), so importing settings never spawns anything.
+EMBEDDED_REDIS_DIR = VAR_DIR / "redis"
+REDIS_EMBEDDED: bool = not env.str("REDIS_URL", default="")
+REDIS_URL: str = EmbeddedRedis(EMBEDDED_REDIS_DIR).url if REDIS_EMBEDDED else env.str("REDIS_URL")
+
+# ----------------------------------------------------------------------------------------------- celery
+# Only the locations live here; the reliability defaults are fixed in orchestrator/celery.py.
+CELERY_BROKER_URL = celery_url_for(REDIS_URL)
+CELERY_RESULT_BACKEND = celery_url_for(REDIS_URL)
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Held by the one running beat; see orchestrator/beat_lock.py.
+BEAT_LOCK_KEY = "orchestrator:beat:lock"
+
+# ------------------------------------------------------------------------------------------------- auth
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+REST_FRAMEWORK = {
+    # Closed by default: every endpoint states who may call it.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+# ---------------------------------------------------------------------------------------- i18n and time
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# -------------------------------------------------------------------------------------------- security
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+
+# --------------------------------------------------------------------------------------------- logging
+LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    # Keep loggers created at import time (Celery's, redis-py's) alive.
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Every SQL statement is logged at DEBUG: too much even when debugging everything else.
+        "django.db.backends": {"level": "INFO"},
+    },
+}

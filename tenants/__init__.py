@@ -1,0 +1,1 @@
+"""Tenancy: tenants, membership and roles, API keys, per-tenant limits and secrets."""

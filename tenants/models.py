@@ -1,0 +1,1 @@
+"""Tenancy models (Tenant, membership, API keys, limits) are added by later issues."""

@@ -1,0 +1,97 @@
+"""Session-wide test policy.
+
+* In CI (``CI`` set), the suite must run against PostgreSQL: a DATABASE_URL that is not PostgreSQL fails
+  the session before any test runs, so the PostgreSQL-only tests can never be skipped there silently.
+* Outside CI, tests marked ``postgres`` are skipped when DATABASE_URL is not PostgreSQL.
+* With REDIS_URL unset, the tests use an embedded Redis of their own (see tests/settings.py), started here
+  before the first test and stopped, with its directory, at the end. With REDIS_URL set, tests use keys of
+  their own and never flush the database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from orchestrator import embedded_redis
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def database_is_postgres() -> bool:
+    return bool(settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql")
+
+
+# The embedded Redis directory this session started a server in (and so must stop), if any.
+_started_embedded_redis: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if in_ci() and not database_is_postgres():
+        raise pytest.UsageError(
+            "CI is set but DATABASE_URL is not a PostgreSQL URL "
+            f"(engine: {settings.DATABASES['default']['ENGINE']}). "
+            "CI must run the PostgreSQL tests: export DATABASE_URL=postgres://..."
+        )
+    # Here rather than in a fixture: this runs before any fixture or test could start the server lazily,
+    # so "started" reliably means "this session owns it".
+    if settings.REDIS_EMBEDDED:
+        server, started = embedded_redis.ensure_running(Path(settings.EMBEDDED_REDIS_DIR))
+        if started:
+            _started_embedded_redis.append(server.directory)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _started_embedded_redis:
+        directory = _started_embedded_redis.pop()
+        embedded_redis.stop(directory)
+        if directory.name.startswith("orchestrator-test-redis-"):  # the private one of tests/settings.py
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if database_is_postgres():
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://... (mandatory in CI)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return PROJECT_ROOT
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """Environment for product processes started by a test: this session's settings and Redis."""
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env["REDIS_URL"] = settings.REDIS_URL
+    return env
+
+
+def run_python(code: str, *, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a Python snippet with this interpreter in the project root."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -1,0 +1,27 @@
+"""Test settings: the product settings, plus a test-only SECRET_KEY and a private embedded Redis.
+
+Everything else (DATABASE_URL, REDIS_URL, ...) comes from the environment exactly as in production, so
+`make test` exercises the real configuration. How the product settings react to a missing SECRET_KEY is
+tested in tests/orchestrator/test_settings.py, in subprocesses with a clean environment.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-any-deployment")
+
+from orchestrator.embedded_redis import EmbeddedRedis  # noqa: E402
+from orchestrator.redis_client import celery_url_for  # noqa: E402
+from orchestrator.settings import *  # noqa: E402, F403
+from orchestrator.settings import REDIS_EMBEDDED  # noqa: E402
+
+if REDIS_EMBEDDED:
+    # Same mechanism as the product's embedded default, but in a directory of this test session's own:
+    # a developer's running `make run` and a concurrent test session each keep their own server, so a
+    # session stopping "its" server at the end can never pull Redis away from anyone else.
+    # tests/conftest.py starts it before the first test and removes it at the end. The directory is only
+    # named here, not created: mypy's Django plugin loads these settings too.
+    EMBEDDED_REDIS_DIR = Path(tempfile.gettempdir()) / f"orchestrator-test-redis-{os.getpid()}"
+    REDIS_URL = EmbeddedRedis(EMBEDDED_REDIS_DIR).url
+    CELERY_BROKER_URL = CELERY_RESULT_BACKEND = celery_url_for(REDIS_URL)
