@@ -1312,8 +1312,11 @@ class Pbx:
             self._callee_dtmf(call, digit)
 
     def stats(self) -> dict[str, Any]:
-        bridged = sum(1 for leg in self.legs.values() if not leg.ended)
+        live_legs = [leg for leg in self.legs.values() if not leg.ended]
+        bridged = len(live_legs)
         return {
+            "audiosocket_frames_out": sum(leg.frames_out for leg in live_legs),
+            "audiosocket_frames_in": sum(leg.frames_in for leg in live_legs),
             "live_calls": len(self.calls),
             "ended_calls": len(self.ended_calls),
             "channels": len(self.channels),

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import time
 import uuid as uuid_mod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import audio, audiosocket
 from .audio import MediaFormat
@@ -72,9 +73,8 @@ class AudioSocketLeg(asyncio.Protocol):
 
     # asyncio.Protocol -------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not isinstance(transport, asyncio.Transport):  # pragma: no cover - TCP always gives one
-            raise TypeError("AudioSocket needs a stream transport")
-        self.transport = transport
+        # uvloop's TCPTransport is a stream transport without subclassing asyncio.Transport: no isinstance
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -105,15 +105,29 @@ class AudioSocketLeg(asyncio.Protocol):
         self._finish("socket_closed", None)
 
     # Asterisk side ------------------------------------------------------------------------------------------
-    def send(self, message: bytes) -> None:
+    def send(self, message: bytes) -> int:
+        """Write one message; returns how many were written (0 when the leg is gone or not reading)."""
         t = self.transport
         if t is None or self.ended or t.is_closing():
-            return
+            return 0
         if t.get_write_buffer_size() > MAX_WRITE_BUFFER:
             self.dropped_out += 1
-            return
+            return 0
         t.write(message)
         self.frames_out += 1
+        return 1
+
+    def send_many(self, messages: list[bytes]) -> int:
+        """Catch-up frames in one write (one system call instead of several)."""
+        t = self.transport
+        if t is None or self.ended or t.is_closing():
+            return 0
+        if t.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            self.dropped_out += len(messages)
+            return 0
+        t.write(b"".join(messages))
+        self.frames_out += len(messages)
+        return len(messages)
 
     def send_dtmf(self, digit: str) -> None:
         self.send(audiosocket.encode_dtmf(digit))
@@ -159,6 +173,8 @@ async def connect_leg(host: str, port: int, leg: AudioSocketLeg, limit_s: float 
     """Connect like res_audiosocket: non-blocking connect, 2 s per address, TCP_NODELAY; UUID first."""
     loop = asyncio.get_running_loop()
     await asyncio.wait_for(loop.create_connection(lambda: leg, host, port), limit_s)
+    if leg.transport is None or leg.transport.is_closing():
+        raise ConnectionError("AudioSocket connection closed at once")
     leg.send(audiosocket.encode_uuid(leg.uuid))
     leg.frames_out = 0  # count audio frames only
 
@@ -183,6 +199,7 @@ class Speaker:
     repeat: bool = False
     duration: float = 0.0
     _sent: dict[int, int] = field(default_factory=dict)
+    start_index: int | None = None  # the clock's grid step at which frame 0 plays
     done: bool = False
 
     def messages(self, fmt: MediaFormat) -> list[bytes]:
@@ -212,17 +229,28 @@ class Speaker:
 
 
 class MediaClock:
-    """The shared 20 ms clock that paces every talking party's frames."""
+    """The shared 20 ms clock that paces every talking party's frames.
+
+    Ticks fall on a fixed wall-clock grid (epoch + k * 20 ms) and a speaker's frame number is counted in
+    grid steps, so a tick that wakes a few ms late still sends exactly one frame per talking party rather
+    than flipping between none and two.
+    """
 
     def __init__(self) -> None:
         self.speakers: set[Speaker] = set()
         self._task: asyncio.Task[None] | None = None
+        self.epoch = time.time()
         self.ticks = 0
         self.frames_sent = 0
         self.late_ticks = 0
         self.max_lag_ms = 0.0
 
+    def index(self, moment: float) -> int:
+        return round((moment - self.epoch) / FRAME_SECONDS)
+
     def add(self, speaker: Speaker) -> None:
+        if speaker.start_index is None:
+            speaker.start_index = self.index(speaker.start)
         self.speakers.add(speaker)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -232,33 +260,37 @@ class MediaClock:
         self.speakers.discard(speaker)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_tick = loop.time()
         while self.speakers:
-            next_tick += FRAME_SECONDS
-            delay = next_tick - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            lag = loop.time() - next_tick
+            now = time.time()
+            due_at = self.epoch + (math.floor((now - self.epoch) / FRAME_SECONDS) + 1) * FRAME_SECONDS
+            await asyncio.sleep(due_at - now)
+            now = time.time()
+            lag = now - due_at
             if lag > FRAME_SECONDS:
                 self.late_ticks += 1
                 self.max_lag_ms = max(self.max_lag_ms, lag * 1000)
-            if lag > 10 * FRAME_SECONDS:
-                next_tick = loop.time()  # fell far behind: resynchronise rather than burst
-            self.tick(time.time())
+            self.tick(now)
 
     def tick(self, now: float) -> None:
         self.ticks += 1
+        index = self.index(now)
         for speaker in list(self.speakers):
-            elapsed = now - speaker.start
-            if elapsed < 0:
+            if speaker.start_index is None:
+                speaker.start_index = self.index(speaker.start)
+            due = index - speaker.start_index + 1
+            if due <= 0:
                 continue
-            due = int(elapsed / FRAME_SECONDS) + 1
+            owner = speaker.owner
+            if speaker.bridge is None and owner is not None and owner.bridge is None and not owner.snoops:
+                # nobody can hear it: just let the utterance run its course
+                if not speaker.repeat and due * FRAME_SECONDS >= speaker.duration:
+                    self.remove(speaker)
+                continue
             finished = True
             for bridge in speaker.outlets():
                 for member in bridge.channels:
                     leg = member.leg
-                    if leg is None or leg.ended or member is speaker.owner:
+                    if leg is None or leg.ended or member is owner:
                         continue
                     msgs = speaker.messages(leg.fmt)
                     total = len(msgs)
@@ -269,15 +301,14 @@ class MediaClock:
                     target = due if speaker.repeat else min(due, total)
                     if target - sent > MAX_CATCH_UP_FRAMES:
                         sent = target - MAX_CATCH_UP_FRAMES
-                    for i in range(sent, target):
-                        leg.send(msgs[i % total])
-                    self.frames_sent += max(target - sent, 0)
+                    if target - sent == 1:
+                        self.frames_sent += leg.send(msgs[sent % total])
+                    elif target > sent:
+                        self.frames_sent += leg.send_many([msgs[i % total] for i in range(sent, target)])
                     speaker._sent[key] = target
                     if speaker.repeat or target < total:
                         finished = False
-            if speaker.duration == 0.0:
-                speaker.messages(audio.FORMATS["slin"])  # learn the duration even when nobody listens
-            if finished and not speaker.repeat and elapsed >= speaker.duration:
+            if finished and not speaker.repeat and due * FRAME_SECONDS >= speaker.duration:
                 self.remove(speaker)
 
     def stats(self) -> dict[str, Any]:

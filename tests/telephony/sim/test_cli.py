@@ -17,10 +17,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from telephony.sim import audiosocket
+
+from .conftest import MediaServer, wait_until
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[3]
 BUSY_NUMBER = "+15550400001"
+TALKING_NUMBER = "+15550400003"
 
 
 def env() -> dict[str, str]:
@@ -96,7 +101,12 @@ def test_an_invalid_plan_exits_2_naming_the_problem(tmp_path: Path) -> None:
 @pytest.fixture
 def simulator(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     plan = tmp_path / "plan.yaml"
-    plan.write_text(f'numbers:\n  "{BUSY_NUMBER}": busy\ndefault: {{behaviour: answer, after: 0, say: []}}\n')
+    plan.write_text(
+        f'numbers:\n  "{BUSY_NUMBER}": busy\n'
+        f'  "{TALKING_NUMBER}": {{behaviour: answer, after: 0,'
+        f' say: [{{at: 0.3, text: "Hello there, a test."}}], dtmf: [{{at: 0.1, digits: "5"}}]}}\n'
+        "default: {behaviour: answer, after: 0, say: []}\n"
+    )
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -207,3 +217,56 @@ async def test_subprocess_serves_ari_routes_the_plan_and_stops_on_sigterm(
     returncode = await asyncio.to_thread(proc.wait, 10)
     assert returncode == 0, proc.communicate()
     assert time.monotonic() - started < 5
+
+
+async def test_subprocess_audiosocket_on_the_production_event_loop(
+    simulator: tuple[subprocess.Popen[str], str],
+) -> None:
+    """`python -m telephony.sim` runs on uvloop when installed: AudioSocket must work there too."""
+    proc, base = simulator
+    auth = {"Authorization": aiohttp.encode_basic_auth("asterisk", "x")}
+    await wait_up(base, proc, auth)
+    media = MediaServer()
+    await media.start()
+    async with aiohttp.ClientSession(headers=auth) as session:
+        ws = await session.ws_connect(f"{base}/ari/events", params={"app": "ai_agent"})
+        try:
+            await asyncio.sleep(0.1)
+            cid = str(uuid.uuid4())
+            async with session.post(
+                f"{base}/ari/channels",
+                params={"endpoint": f"PJSIP/{TALKING_NUMBER}@trunk", "app": "ai_agent", "channelId": cid},
+            ) as resp:
+                assert resp.status == 200
+            while json.loads((await ws.receive(timeout=5)).data)["type"] != "StasisStart":
+                pass
+            bridge = str(uuid.uuid4())
+            async with session.post(f"{base}/ari/bridges", params={"bridgeId": bridge}) as resp:
+                assert resp.status == 200
+            media_id = str(uuid.uuid4())
+            params = {
+                "app": "ai_agent", "external_host": media.address, "encapsulation": "audiosocket",
+                "transport": "tcp", "format": "slin16", "data": media_id, "channelId": media_id,
+            }  # fmt: skip
+            async with session.post(f"{base}/ari/channels/externalMedia", params=params) as resp:
+                assert resp.status == 200, await resp.text()
+            async with session.post(
+                f"{base}/ari/bridges/{bridge}/addChannel", params={"channel": f"{cid},{media_id}"}
+            ) as resp:
+                assert resp.status == 204
+            await wait_until(lambda: len(media.connections) == 1 and len(media.connections[0].audio()) >= 20)
+            conn = media.connections[0]
+            assert conn.frames[0][1] == audiosocket.KIND_UUID and str(conn.uuid) == media_id
+            assert {k for _, k, _ in conn.audio()} == {0x12}
+            assert conn.dtmf() == "5"
+            for _ in range(25):  # speak to the callee: half a second, paced
+                conn.send(audiosocket.encode(0x12, b"\x10\x27" * 320))
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)
+            async with session.get(f"{base}/sim/calls/{cid}") as resp:
+                record = await resp.json()
+            assert 400 <= record["heard"]["heard_ms"] <= 600
+            assert record["media"][0]["frames_in"] == 25
+        finally:
+            await ws.close()
+            await media.close()
