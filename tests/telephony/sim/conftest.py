@@ -48,6 +48,45 @@ class Sim:
             body = json.loads(text) if text else None
             return resp.status, body
 
+    async def external_media(
+        self, media: MediaServer, stream: EventStream, fmt: str = "slin24"
+    ) -> tuple[str, dict[str, Any]]:
+        """externalMedia over AudioSocket to the test's media server; returns (channel id, response)."""
+        media_id = str(uuid.uuid4())
+        _, body = await self.request(
+            "POST",
+            "/ari/channels/externalMedia",
+            expect=200,
+            params={
+                "app": APP,
+                "external_host": media.address,
+                "encapsulation": "audiosocket",
+                "transport": "tcp",
+                "format": fmt,
+                "data": media_id,
+                "channelId": media_id,
+            },
+        )
+        await stream.wait_type("StasisStart", media_id, timeout=3)
+        return media_id, body
+
+    async def bridge_with_media(
+        self, media: MediaServer, stream: EventStream, caller: str, fmt: str = "slin24"
+    ) -> tuple[str, str]:
+        """A mixing bridge holding `caller` and a new AudioSocket leg; returns (bridge id, media id)."""
+        bridge_id = str(uuid.uuid4())
+        await self.request(
+            "POST", "/ari/bridges", params={"type": "mixing", "bridgeId": bridge_id}, expect=200
+        )
+        media_id, _ = await self.external_media(media, stream, fmt)
+        await self.request(
+            "POST",
+            f"/ari/bridges/{bridge_id}/addChannel",
+            params={"channel": f"{caller},{media_id}"},
+            expect=204,
+        )
+        return bridge_id, media_id
+
     async def events(self, app: str = APP, *, subscribe_all: bool = False) -> EventStream:
         ws = await self.session.ws_connect(
             f"{self.base}/ari/events", params={"app": app, "subscribeAll": str(subscribe_all).lower()}

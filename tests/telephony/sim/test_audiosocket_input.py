@@ -76,22 +76,7 @@ async def originate(sim: Sim, number: str) -> str:
 async def external_media(
     sim: Sim, media: MediaServer, stream: EventStream, fmt: str
 ) -> tuple[str, MediaConnection]:
-    media_id = str(uuid.uuid4())
-    await sim.request(
-        "POST",
-        "/ari/channels/externalMedia",
-        params={
-            "app": APP,
-            "external_host": media.address,
-            "encapsulation": "audiosocket",
-            "transport": "tcp",
-            "format": fmt,
-            "data": media_id,
-            "channelId": media_id,
-        },
-        expect=200,
-    )
-    await stream.wait_type("StasisStart", media_id, timeout=3)
+    media_id, _ = await sim.external_media(media, stream, fmt)
     conn = media.by_uuid(media_id)
     sock = conn.writer.get_extra_info("socket")
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # our writes leave as separate segments

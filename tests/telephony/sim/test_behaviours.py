@@ -97,27 +97,7 @@ async def originate(
 async def bridge_media(
     sim: Sim, media: MediaServer, stream: EventStream, caller: str, fmt: str = "slin16"
 ) -> tuple[str, str, MediaConnection]:
-    bridge_id = str(uuid.uuid4())
-    await sim.request("POST", "/ari/bridges", params={"type": "mixing", "bridgeId": bridge_id}, expect=200)
-    media_id = str(uuid.uuid4())
-    await sim.request(
-        "POST",
-        "/ari/channels/externalMedia",
-        params={
-            "app": APP,
-            "external_host": media.address,
-            "encapsulation": "audiosocket",
-            "transport": "tcp",
-            "format": fmt,
-            "data": media_id,
-            "channelId": media_id,
-        },
-        expect=200,
-    )
-    await stream.wait_type("StasisStart", media_id, timeout=3)
-    await sim.request(
-        "POST", f"/ari/bridges/{bridge_id}/addChannel", params={"channel": f"{caller},{media_id}"}, expect=204
-    )
+    bridge_id, media_id = await sim.bridge_with_media(media, stream, caller, fmt)
     return bridge_id, media_id, media.by_uuid(media_id)
 
 

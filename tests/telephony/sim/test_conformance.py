@@ -82,28 +82,9 @@ async def originate(
 async def bridge_with_media(
     sim: Sim, media: MediaServer, caller: str, fmt: str, stream: EventStream
 ) -> tuple[str, str]:
-    bridge_id = str(uuid.uuid4())
-    await sim.request("POST", "/ari/bridges", params={"type": "mixing", "bridgeId": bridge_id}, expect=200)
-    media_id = str(uuid.uuid4())
-    status, body = await sim.request(
-        "POST",
-        "/ari/channels/externalMedia",
-        params={
-            "app": APP,
-            "external_host": media.address,
-            "encapsulation": "audiosocket",
-            "transport": "tcp",
-            "format": fmt,
-            "data": media_id,
-            "channelId": media_id,
-        },
-    )
-    assert status == 200, body
-    assert body["channelvars"] == {"AUDIOSOCKET_SERVICE": media.address, "AUDIOSOCKET_UUID": media_id}
-    await stream.wait_type("StasisStart", media_id)
-    await sim.request(
-        "POST", f"/ari/bridges/{bridge_id}/addChannel", params={"channel": f"{caller},{media_id}"}, expect=204
-    )
+    bridge_id, media_id = await sim.bridge_with_media(media, stream, caller, fmt)
+    _, body = await sim.request("GET", f"/ari/channels/{media_id}", expect=200)
+    assert body["name"] == f"AudioSocket/{media.address}-{media_id}"
     return bridge_id, media_id
 
 
