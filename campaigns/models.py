@@ -1,1 +1,360 @@
-"""Domain models (campaigns, contacts, leads, attempts, ...) are added by later issues."""
+"""The outbound campaign domain: PBXs, agent profiles, campaigns, contacts, leads, the do-not-call list,
+call attempts and their event log.
+
+Models hold data and the invariants the database can enforce (constraints); validation that needs other
+rows or other modules (tenant caps, same-tenant references, calling windows) is in ``campaigns.services``.
+
+A lead is always in exactly one state (DESIGN.md §5 rule 3): waiting (with a next-due time), in an
+attempt, done or suppressed. At most one attempt per lead is live at a time (rule 2): a partial unique
+index on ``CallAttempt.lead`` over the live states makes a second concurrent claim fail in the database.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from campaigns.lifecycle import LIVE_STATES, AttemptOutcome, AttemptState
+from tenants.models import Tenant
+from tenants.validators import validate_timezone
+
+E164_MAX_LENGTH = 16  # "+" and at most 15 digits
+CONTACT_NAME_MAX_LENGTH = 200
+
+AGENT_TOOLS: tuple[str, ...] = (
+    "end_call",
+    "transfer_to_human",
+    "schedule_callback",
+    "set_disposition",
+    "add_to_dnc",
+    "send_sms",
+)
+
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def default_calling_windows() -> dict[str, list[list[str]]]:
+    """Monday to Friday, 09:00 to 17:00 callee-local time."""
+    return {day: [["09:00", "17:00"]] for day in WEEKDAYS[:5]}
+
+
+DEFAULT_RETRY_DELAYS: dict[str, int] = {
+    AttemptOutcome.BUSY: 600,
+    AttemptOutcome.NO_ANSWER: 3600,
+    AttemptOutcome.CONGESTION: 300,
+    AttemptOutcome.FAILED: 900,
+    AttemptOutcome.VOICEMAIL: 7200,
+    AttemptOutcome.UNREACHABLE: 3600,
+}
+
+
+def default_retry_delays() -> dict[str, int]:
+    """Seconds to wait before retrying a lead after each retryable outcome."""
+    return {str(outcome): delay for outcome, delay in DEFAULT_RETRY_DELAYS.items()}
+
+
+def default_tools() -> list[str]:
+    return ["end_call"]
+
+
+_OUTCOME_CHOICES = [(outcome.value, outcome.value.replace("_", " ")) for outcome in AttemptOutcome]
+_LIVE_STATE_VALUES = sorted(state.value for state in LIVE_STATES)
+
+
+class Pbx(models.Model):
+    """An Asterisk (or the simulator) reached over ARI. The ARI password comes from exactly one source:
+    an environment variable named by ``password_env``, or ``password_encrypted`` (a Fernet token, see
+    orchestrator/crypto.py). Read it with ``campaigns.services.pbx.pbx_password``."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="pbxs")
+    name = models.CharField(max_length=100)
+    ari_url = models.URLField(help_text="Base URL of ARI's HTTP server, e.g. http://127.0.0.1:8088/")
+    ari_user = models.CharField(max_length=100)
+    password_env = models.CharField(
+        max_length=100, blank=True, help_text="Name of the environment variable holding the ARI password."
+    )
+    password_encrypted = models.TextField(blank=True, editable=False)
+    app_name = models.CharField(max_length=100, default="ai_agent", help_text="The Stasis application name.")
+    endpoint_template = models.CharField(
+        max_length=200, default="PJSIP/{number}@trunk", help_text="Dial string; {number} is the E.164 number."
+    )
+    max_channels = models.PositiveIntegerField(default=100)
+    calls_per_second = models.PositiveIntegerField(default=10)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        verbose_name = "PBX"
+        verbose_name_plural = "PBXs"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="pbx_unique_tenant_name"),
+            models.CheckConstraint(
+                condition=(Q(password_env="") & ~Q(password_encrypted=""))
+                | (~Q(password_env="") & Q(password_encrypted="")),
+                name="pbx_exactly_one_password_source",
+                violation_error_message="Set exactly one ARI password source: env var or stored.",
+            ),
+            models.CheckConstraint(condition=Q(max_channels__gte=1), name="pbx_max_channels_gte_1"),
+            models.CheckConstraint(condition=Q(calls_per_second__gte=1), name="pbx_calls_per_second_gte_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.ari_url})"
+
+
+class AgentProfile(models.Model):
+    """What the AI agent is told and how it sounds. ``instructions`` may use ``{{variables}}`` from the
+    contact (see campaigns/prompts.py)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="agent_profiles")
+    name = models.CharField(max_length=100)
+    instructions = models.TextField()
+    greeting = models.TextField(blank=True)
+    voice = models.CharField(max_length=50, default="alloy")
+    model = models.CharField(max_length=100, default="gpt-realtime")
+    language = models.CharField(max_length=16, default="en")
+    tools = models.JSONField(default=default_tools, blank=True, help_text="Tool names, see AGENT_TOOLS.")
+    transfer_numbers = models.JSONField(default=list, blank=True, help_text="E.164 numbers for transfers.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="agentprofile_unique_tenant_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        COMPLETED = "completed", "Completed"
+        ARCHIVED = "archived", "Archived"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="campaigns")
+    agent = models.ForeignKey(AgentProfile, on_delete=models.PROTECT, related_name="campaigns")
+    name = models.CharField(max_length=200)
+    caller_id = models.CharField(max_length=E164_MAX_LENGTH, help_text="E.164 number presented to callees.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    calling_windows = models.JSONField(
+        default=default_calling_windows,
+        help_text='Callee-local hours per weekday, e.g. {"mon": [["09:00", "17:00"]]}.',
+    )
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    max_concurrent_calls = models.PositiveIntegerField(default=1)
+    max_attempts = models.PositiveIntegerField(default=3)
+    retry_delays = models.JSONField(
+        default=default_retry_delays, help_text="Outcome → seconds before a retry."
+    )
+    ring_timeout = models.PositiveIntegerField(default=30, help_text="Seconds to ring before giving up.")
+    priority = models.IntegerField(default=0, help_text="Higher runs first.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant", "-priority", "name"]
+        indexes = [models.Index(fields=["status", "-priority"], name="campaign_status_priority")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_concurrent_calls__gte=1), name="campaign_max_concurrent_calls_gte_1"
+            ),
+            models.CheckConstraint(condition=Q(max_attempts__gte=1), name="campaign_max_attempts_gte_1"),
+            models.CheckConstraint(condition=Q(ring_timeout__gte=1), name="campaign_ring_timeout_gte_1"),
+            models.CheckConstraint(
+                condition=Q(starts_at__isnull=True)
+                | Q(ends_at__isnull=True)
+                | Q(ends_at__gt=models.F("starts_at")),
+                name="campaign_ends_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["draft", "running", "paused", "completed", "archived"]),
+                name="campaign_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Contact(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contacts")
+    phone_number = models.CharField(max_length=E164_MAX_LENGTH, help_text="E.164, e.g. +14155550123.")
+    name = models.CharField(max_length=CONTACT_NAME_MAX_LENGTH, blank=True)
+    timezone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_timezone],
+        help_text="IANA name; blank when the number's zone is ambiguous or unknown.",
+    )
+    variables = models.JSONField(default=dict, blank=True, help_text="Template variables (text → text).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant", "phone_number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "phone_number"], name="contact_unique_tenant_phone_number"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.phone_number}".strip()
+
+
+class Lead(models.Model):
+    """A contact in a campaign: the unit the dispatcher schedules."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting"  # due at next_due_at
+        IN_ATTEMPT = "in_attempt", "In attempt"  # exactly one live CallAttempt
+        DONE = "done", "Done"  # see done_reason
+        SUPPRESSED = "suppressed", "Suppressed"  # never dialable (DNC, invalid, removed)
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="leads")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="leads")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_due_at = models.DateTimeField(null=True, blank=True)
+    last_outcome = models.CharField(max_length=32, choices=_OUTCOME_CHOICES, blank=True)
+    done_reason = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["campaign", "next_due_at", "pk"]
+        indexes = [
+            # The sweep: due waiting leads across campaigns, and within one campaign.
+            models.Index(fields=["status", "next_due_at"], name="lead_status_due"),
+            models.Index(fields=["campaign", "status", "next_due_at"], name="lead_campaign_status_due"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "contact"], name="lead_unique_campaign_contact"),
+            models.CheckConstraint(
+                condition=Q(status__in=["waiting", "in_attempt", "done", "suppressed"]),
+                name="lead_status_valid",
+            ),
+            # Rule 3: a waiting lead always has a due time, or no sweep would ever pick it up.
+            models.CheckConstraint(
+                condition=~Q(status="waiting") | Q(next_due_at__isnull=False),
+                name="lead_waiting_has_next_due_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact.phone_number} in {self.campaign} ({self.status})"
+
+
+class DncEntry(models.Model):
+    """A number the tenant must never call (do-not-call list)."""
+
+    class Source(models.TextChoices):
+        API = "api", "API"
+        CSV = "csv", "CSV import"
+        AGENT = "agent", "Agent (during a call)"
+        OPT_OUT = "opt_out", "Opt-out (SMS reply, keypress)"
+        ADMIN = "admin", "Admin"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="dnc_entries")
+    phone_number = models.CharField(max_length=E164_MAX_LENGTH)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant", "phone_number"]
+        verbose_name = "DNC entry"
+        verbose_name_plural = "DNC entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "phone_number"], name="dncentry_unique_tenant_phone_number"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.phone_number} ({self.source})"
+
+
+class CallAttempt(models.Model):
+    """One call placed (or about to be placed) for a lead. The id is the ARI channelId, so a repeated
+    originate of the same attempt is refused by the PBX (409) instead of dialing twice."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Denormalised from the campaign so live-call counts per tenant are one index scan.
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="call_attempts")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="call_attempts")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="call_attempts")
+    pbx = models.ForeignKey(
+        Pbx, null=True, blank=True, on_delete=models.SET_NULL, related_name="call_attempts"
+    )
+    number = models.CharField(max_length=E164_MAX_LENGTH, help_text="The E.164 number dialed.")
+    state = models.CharField(
+        max_length=16,
+        choices=[(state.value, state.value) for state in AttemptState],
+        default=AttemptState.QUEUED.value,
+    )
+    outcome = models.CharField(max_length=32, choices=_OUTCOME_CHOICES, blank=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    originated_at = models.DateTimeField(null=True, blank=True)
+    ringing_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    cause = models.IntegerField(null=True, blank=True, help_text="Q.850 hangup cause.")
+    cause_txt = models.CharField(max_length=100, blank=True)
+    dialstatus = models.CharField(max_length=32, blank=True)
+    tech_cause = models.IntegerField(null=True, blank=True, help_text="e.g. the SIP status code.")
+    duration_s = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-queued_at"]
+        indexes = [
+            models.Index(fields=["tenant", "state"], name="attempt_tenant_state"),
+            models.Index(fields=["campaign", "state"], name="attempt_campaign_state"),
+            models.Index(fields=["pbx", "state"], name="attempt_pbx_state"),
+        ]
+        constraints = [
+            # DESIGN.md §5 rule 2: one live attempt per lead, enforced by a partial unique index.
+            models.UniqueConstraint(
+                fields=["lead"],
+                condition=Q(state__in=_LIVE_STATE_VALUES),
+                name="attempt_one_live_per_lead",
+                violation_error_message="This lead already has a live call attempt.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.state}{f' ({self.outcome})' if self.outcome else ''}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.state in _LIVE_STATE_VALUES
+
+
+class AttemptEvent(models.Model):
+    """Append-only log of what happened to an attempt: raw ARI events, state changes, notes."""
+
+    class Kind(models.TextChoices):
+        ARI = "ari", "ARI event"
+        STATE = "state", "State change"
+        NOTE = "note", "Note"
+
+    attempt = models.ForeignKey(CallAttempt, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    type = models.CharField(max_length=100, help_text='e.g. "StasisStart" or "dialing->ringing".')
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["attempt", "at", "pk"]
+        indexes = [models.Index(fields=["attempt", "at"], name="attemptevent_attempt_at")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.type}"

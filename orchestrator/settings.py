@@ -11,6 +11,8 @@ a production deployment that forgets it must fail loudly, not run with a key fro
 | DATABASE_URL    | SQLite in var/db.sqlite3                  |
 | REDIS_URL       | an embedded Redis on var/redis/redis.sock |
 | LOG_LEVEL       | INFO                                      |
+| FIELD_ENCRYPTION_KEY | required to store secrets unless DEBUG (see orchestrator/crypto.py) |
+| PHONE_TEST_PREFIXES  | empty: only numbers valid for their country are accepted |
 """
 
 from __future__ import annotations
@@ -129,6 +131,16 @@ REST_FRAMEWORK = {
     # Closed by default: every endpoint states who may call it.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
+
+# ---------------------------------------------------------------------------------------------- secrets
+# Fernet key(s) for secrets stored in the database (PBX passwords): comma-separated, the first encrypts.
+# Checked when a secret is first used, not here; in DEBUG a key derived from SECRET_KEY stands in.
+FIELD_ENCRYPTION_KEY: str = env.str("FIELD_ENCRYPTION_KEY", default="")
+
+# ------------------------------------------------------------------------------------------------ phone
+# E.164 prefixes accepted although not valid numbers of a real numbering plan, e.g. "+1555" for the
+# fictional numbers the PBX simulator's demo plan uses. Empty: every number must be valid for its country.
+PHONE_TEST_PREFIXES: list[str] = env.list("PHONE_TEST_PREFIXES", default=[])
 
 # ---------------------------------------------------------------------------------------- i18n and time
 LANGUAGE_CODE = "en-us"

@@ -1,4 +1,5 @@
-"""Test settings: the product settings, plus a test-only SECRET_KEY and a private embedded Redis.
+"""Test settings: the product settings, plus test-only SECRET_KEY and FIELD_ENCRYPTION_KEY and a private
+embedded Redis.
 
 Everything else (DATABASE_URL, REDIS_URL, ...) comes from the environment exactly as in production, so
 `make test` exercises the real configuration. How the product settings react to a missing SECRET_KEY is
@@ -10,6 +11,8 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-any-deployment")
+# A fixed Fernet key for the secrets tests store (PBX passwords); tests of a missing key override it.
+os.environ.setdefault("FIELD_ENCRYPTION_KEY", "dGVzdC1vbmx5LWZpZWxkLWVuY3J5cHRpb24ta2V5ISE=")
 
 from orchestrator.embedded_redis import EmbeddedRedis  # noqa: E402
 from orchestrator.redis_client import celery_url_for  # noqa: E402

@@ -1,0 +1,276 @@
+"""The call attempt's life cycle, as data: states, the events that move them, and the outcomes.
+
+Every state change of a CallAttempt goes through :func:`transition`; the table below is the only place
+that says which changes are legal (h11 ``_state.py`` style). An illegal or repeated event is refused (and
+logged by the caller), never silently applied: ARI events can arrive twice (reconnect, reconciliation) or
+out of order.
+
+The subtle parts
+----------------
+* **Events can beat the HTTP response.** The originate task learns of the call from the ``200`` of
+  ``POST /channels``, but the ARI events for that channel travel on a different connection (the Stasis
+  app's websocket) and may be processed first. So ``queued`` accepts RINGING, ANSWERED, BRIDGED and ENDED
+  directly, and the ``200`` (ORIGINATE_ACCEPTED) arriving afterwards is a harmless *duplicate*.
+* **Progress events imply their predecessors.** The states are ordered (:data:`STATE_RANK`):
+  ``queued < dialing < ringing < answered < bridged < ended``. A progress event (ORIGINATE_ACCEPTED,
+  RINGING, ANSWERED, BRIDGED) moves a live attempt forward from *any* earlier state, because the
+  intermediate events may be late or lost (not every call rings: a Local channel goes straight to Up). An
+  event whose target is not ahead of the current state is a ``"duplicate"``: it was already passed. The
+  state therefore never moves backwards.
+* **Refusals before the call existed.** ORIGINATE_FAILED (a terminal refusal of the originate) and
+  CANCELLED (the re-check right before originating said no) end an attempt that is still ``queued``.
+  Once the PBX accepted the call (``dialing`` or later) they are ``"illegal"``: a call exists and only
+  its own end (ENDED) may close the attempt; a 409 on a repeated originate means "already placed"
+  (DESIGN.md §5 rule 2), not a failure.
+* **ENDED closes any live state**: ``ChannelDestroyed`` (outbound), ``StasisEnd`` (dialplan-entered
+  calls, PROTOCOLS.md A4), the reconciler finding the channel gone, or the hard maximum duration.
+* **``ended`` is absorbing.** Every event on an ended attempt is refused with reason ``"terminal"``.
+
+The retry policy (what a lead does after an attempt ended with an outcome) is here too, as pure functions
+of the outcome, the attempt budget and the campaign's ``retry_delays``; see :func:`retry_decision`.
+
+This module imports nothing from Django so it can be property-tested on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from types import MappingProxyType
+
+
+class AttemptState(StrEnum):
+    QUEUED = "queued"  # created by dispatch, originate not sent yet
+    DIALING = "dialing"  # originate accepted by the PBX (200 + Down snapshot)
+    RINGING = "ringing"  # the far end is alerting
+    ANSWERED = "answered"  # StasisStart: answered and controllable
+    BRIDGED = "bridged"  # bridged to the media worker
+    ENDED = "ended"  # terminal; see the outcome
+
+
+LIVE_STATES: frozenset[AttemptState] = frozenset(
+    {
+        AttemptState.QUEUED,
+        AttemptState.DIALING,
+        AttemptState.RINGING,
+        AttemptState.ANSWERED,
+        AttemptState.BRIDGED,
+    }
+)
+
+
+class AttemptOutcome(StrEnum):
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    REJECTED = "rejected"
+    CONGESTION = "congestion"
+    UNREACHABLE = "unreachable"
+    INVALID_NUMBER = "invalid_number"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # never placed: the re-check before originate said no
+    VOICEMAIL = "voicemail"
+    OPTED_OUT = "opted_out"
+    ERROR = "error"  # the PBX refused the originate (terminal 4xx) or the attempt was lost
+
+
+class AttemptEvent(StrEnum):
+    ORIGINATE_ACCEPTED = "originate_accepted"  # 200 from POST /channels (or a 409 confirmed as placed)
+    ORIGINATE_FAILED = "originate_failed"  # terminal refusal before the call existed (4xx/500, 409 then 404)
+    CANCELLED = "cancelled"  # the re-check before originate said no (window, DNC, campaign paused)
+    RINGING = "ringing"  # Dial RINGING / ChannelStateChange Ringing
+    ANSWERED = "answered"  # StasisStart (PROTOCOLS.md §2.2 step 5: the authoritative "answered")
+    BRIDGED = "bridged"  # the call is bridged to the media worker
+    # ChannelDestroyed; StasisEnd for dialplan-entered calls; reconciliation found it gone; hard max duration
+    ENDED = "ended"
+
+
+# The order a call goes through; a state's rank never decreases (see the module docstring).
+STATE_RANK: Mapping[AttemptState, int] = MappingProxyType(
+    {
+        AttemptState.QUEUED: 0,
+        AttemptState.DIALING: 1,
+        AttemptState.RINGING: 2,
+        AttemptState.ANSWERED: 3,
+        AttemptState.BRIDGED: 4,
+        AttemptState.ENDED: 5,
+    }
+)
+
+_Q, _D, _R, _A, _B, _E = (
+    AttemptState.QUEUED,
+    AttemptState.DIALING,
+    AttemptState.RINGING,
+    AttemptState.ANSWERED,
+    AttemptState.BRIDGED,
+    AttemptState.ENDED,
+)
+_Ev = AttemptEvent
+
+# The whole table: (state, event) -> new state. Any pair not listed is refused.
+TRANSITIONS: Mapping[tuple[AttemptState, AttemptEvent], AttemptState] = MappingProxyType(
+    {
+        # queued: the originate is not (known to be) accepted yet; ARI events may beat the HTTP 200.
+        (_Q, _Ev.ORIGINATE_ACCEPTED): _D,
+        (_Q, _Ev.ORIGINATE_FAILED): _E,
+        (_Q, _Ev.CANCELLED): _E,
+        (_Q, _Ev.RINGING): _R,
+        (_Q, _Ev.ANSWERED): _A,
+        (_Q, _Ev.BRIDGED): _B,
+        (_Q, _Ev.ENDED): _E,
+        # dialing: the PBX accepted the call and is dialing it.
+        (_D, _Ev.RINGING): _R,
+        (_D, _Ev.ANSWERED): _A,  # a Local channel or a fast answer never reports ringing
+        (_D, _Ev.BRIDGED): _B,  # the ANSWERED event is late (events handled by concurrent workers)
+        (_D, _Ev.ENDED): _E,
+        # ringing
+        (_R, _Ev.ANSWERED): _A,
+        (_R, _Ev.BRIDGED): _B,
+        (_R, _Ev.ENDED): _E,
+        # answered (in Stasis, not yet talking to the media worker)
+        (_A, _Ev.BRIDGED): _B,
+        (_A, _Ev.ENDED): _E,
+        # bridged
+        (_B, _Ev.ENDED): _E,
+    }
+)
+
+# The state each progress event leads to; used to tell a duplicate ("already there or past it") from an
+# illegal event. ORIGINATE_FAILED and CANCELLED are not progress: they only make sense before the call.
+_PROGRESS_TARGET: Mapping[AttemptEvent, AttemptState] = MappingProxyType(
+    {
+        AttemptEvent.ORIGINATE_ACCEPTED: _D,
+        AttemptEvent.RINGING: _R,
+        AttemptEvent.ANSWERED: _A,
+        AttemptEvent.BRIDGED: _B,
+    }
+)
+
+REASON_APPLIED = "applied"
+REASON_DUPLICATE = "duplicate"
+REASON_ILLEGAL = "illegal"
+REASON_TERMINAL = "terminal"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The result of offering ``event`` to an attempt in state ``old``.
+
+    ``applied`` is False for a refused event; then ``new == old`` and ``reason`` is ``"duplicate"`` (the
+    event would keep the state, or its state was already passed: harmless), ``"illegal"`` (a bug or a
+    confused PBX: log it) or ``"terminal"`` (the attempt already ended). Applied transitions have
+    reason ``"applied"``.
+    """
+
+    old: AttemptState
+    event: AttemptEvent
+    new: AttemptState
+    applied: bool
+    reason: str
+
+
+def transition(state: AttemptState, event: AttemptEvent) -> Transition:
+    """Looks ``(state, event)`` up in :data:`TRANSITIONS`. Never raises for a well-typed input."""
+    new = TRANSITIONS.get((state, event))
+    if new is not None:
+        return Transition(old=state, event=event, new=new, applied=True, reason=REASON_APPLIED)
+    if state is AttemptState.ENDED:
+        reason = REASON_TERMINAL
+    elif event is AttemptEvent.ENDED or (
+        event in _PROGRESS_TARGET and STATE_RANK[_PROGRESS_TARGET[event]] <= STATE_RANK[state]
+    ):
+        # ENDED is legal from every live state, so it can only be refused as terminal (above); kept here
+        # so that a future table edit cannot turn a repeated end into an "illegal" alarm.
+        reason = REASON_DUPLICATE
+    else:
+        reason = REASON_ILLEGAL
+    return Transition(old=state, event=event, new=state, applied=False, reason=reason)
+
+
+def is_live(state: AttemptState) -> bool:
+    """True while the attempt holds a concurrency slot (DESIGN.md §5 rule 1)."""
+    return state in LIVE_STATES
+
+
+# ---------------------------------------------------------------------------------------- retry policy
+#
+# After an attempt ends, its lead is either done or waits until a next-due time. How the caller uses this:
+#
+# 1. ``attempts_made`` is the number of attempts that *consumed* the lead's budget, **including the one
+#    that just ended** when ``consumes_attempt(outcome)`` is true. So the caller increments its counter
+#    (with ``F()``) only for consuming outcomes, then passes the new value.
+# 2. CANCELLED does not consume an attempt: nothing was dialed (the re-check before originating said no,
+#    e.g. outside the calling window or the campaign was paused). The decision is then a retry after the
+#    cancelled delay; the caller should move that time forward to the next opening of the callee's calling
+#    window (``campaigns.windows``) when the cancellation was for the window. A number that was found
+#    suppressed is not "cancelled" but OPTED_OUT (never retried).
+# 3. Outcomes missing from ``retry_delays`` wait DEFAULT_RETRY_DELAY_SECONDS.
+
+DEFAULT_RETRY_DELAY_SECONDS = 900
+
+# "rejected (21), invalid number (1, 28) and opted-out are never retried".
+NEVER_RETRY: frozenset[AttemptOutcome] = frozenset(
+    {AttemptOutcome.REJECTED, AttemptOutcome.INVALID_NUMBER, AttemptOutcome.OPTED_OUT}
+)
+# A completed call finishes the lead. (A later issue may refine this with dispositions, e.g. "call back".)
+FINAL_SUCCESS: frozenset[AttemptOutcome] = frozenset({AttemptOutcome.ANSWERED})
+
+_NOT_CONSUMING: frozenset[AttemptOutcome] = frozenset({AttemptOutcome.CANCELLED})
+
+DONE_SUCCESS = "success"
+DONE_NEVER_RETRY = "never_retry"
+DONE_MAX_ATTEMPTS = "max_attempts"
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    """Either ``done`` (the lead is finished, ``reason`` says why) or ``retry`` at ``at``."""
+
+    should_retry: bool
+    reason: str
+    at: datetime | None = None
+
+    @classmethod
+    def done(cls, reason: str) -> RetryDecision:
+        return cls(should_retry=False, reason=reason, at=None)
+
+    @classmethod
+    def retry(cls, at: datetime, reason: str = "retry") -> RetryDecision:
+        return cls(should_retry=True, reason=reason, at=at)
+
+
+def consumes_attempt(outcome: AttemptOutcome) -> bool:
+    """Whether an attempt that ended with ``outcome`` counts against the lead's ``max_attempts``."""
+    return outcome not in _NOT_CONSUMING
+
+
+def retry_delay_seconds(outcome: AttemptOutcome, retry_delays: Mapping[str, int]) -> int:
+    """The configured delay for ``outcome`` (keys are outcome values), else the default; never negative."""
+    return max(0, int(retry_delays.get(outcome.value, DEFAULT_RETRY_DELAY_SECONDS)))
+
+
+def retry_decision(
+    *,
+    outcome: AttemptOutcome,
+    attempts_made: int,
+    max_attempts: int,
+    retry_delays: Mapping[str, int],
+    now: datetime,
+) -> RetryDecision:
+    """What the lead does after an attempt ended with ``outcome`` (see the notes above on the counters).
+
+    Order: success → done; never-retry outcomes → done; budget spent → done; else retry after the
+    outcome's delay. ``now`` must be timezone-aware (the result is compared with aware database times).
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("retry_decision needs an aware datetime for now")
+    if outcome in FINAL_SUCCESS:
+        return RetryDecision.done(DONE_SUCCESS)
+    if outcome in NEVER_RETRY:
+        return RetryDecision.done(DONE_NEVER_RETRY)
+    if attempts_made >= max_attempts:
+        return RetryDecision.done(DONE_MAX_ATTEMPTS)
+    delay = retry_delay_seconds(outcome, retry_delays)
+    return RetryDecision.retry(now + timedelta(seconds=delay), reason=outcome.value)

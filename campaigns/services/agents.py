@@ -1,0 +1,84 @@
+"""Writes for agent profiles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from campaigns.models import AGENT_TOOLS, AgentProfile, default_tools
+from campaigns.phone import normalize_phone_number
+from orchestrator.errors import InvalidInput, full_clean_or_raise
+from tenants.models import Tenant
+
+
+def validate_tools(tools: object) -> list[str]:
+    """The tool names, checked against the fixed set the media worker implements; duplicates dropped."""
+    if not isinstance(tools, list) or not all(isinstance(tool, str) for tool in tools):
+        raise InvalidInput("tools", "must be a list of tool names")
+    unknown = sorted(set(tools) - set(AGENT_TOOLS))
+    if unknown:
+        raise InvalidInput("tools", f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(AGENT_TOOLS)}")
+    return list(dict.fromkeys(tools))
+
+
+def validate_transfer_numbers(numbers: object) -> list[str]:
+    """The numbers as E.164; InvalidInput naming ``transfer_numbers`` and the position of a bad one."""
+    if not isinstance(numbers, list) or not all(isinstance(number, str) for number in numbers):
+        raise InvalidInput("transfer_numbers", "must be a list of phone numbers")
+    normalized = []
+    for index, number in enumerate(numbers):
+        try:
+            normalized.append(normalize_phone_number(number, field=f"transfer_numbers[{index}]"))
+        except InvalidInput as exc:
+            raise InvalidInput("transfer_numbers", str(exc)) from exc
+    return list(dict.fromkeys(normalized))
+
+
+_UPDATABLE = ("name", "instructions", "greeting", "voice", "model", "language", "tools", "transfer_numbers")
+
+
+def agent_profile_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    instructions: str,
+    greeting: str = "",
+    voice: str = "alloy",
+    model: str = "gpt-realtime",
+    language: str = "en",
+    tools: list[str] | None = None,
+    transfer_numbers: list[str] | None = None,
+) -> AgentProfile:
+    if not instructions.strip():
+        raise InvalidInput("instructions", "must not be empty")
+    agent = AgentProfile(
+        tenant=tenant,
+        name=name,
+        instructions=instructions,
+        greeting=greeting,
+        voice=voice,
+        model=model,
+        language=language,
+        tools=validate_tools(default_tools() if tools is None else tools),
+        transfer_numbers=validate_transfer_numbers([] if transfer_numbers is None else transfer_numbers),
+    )
+    full_clean_or_raise(agent)
+    agent.save()
+    return agent
+
+
+def agent_profile_update(*, agent: AgentProfile, **changes: Any) -> AgentProfile:
+    """Change some of: name, instructions, greeting, voice, model, language, tools, transfer_numbers."""
+    unknown = sorted(set(changes) - set(_UPDATABLE))
+    if unknown:
+        raise InvalidInput(unknown[0], "cannot be changed")
+    if "tools" in changes:
+        changes["tools"] = validate_tools(changes["tools"])
+    if "transfer_numbers" in changes:
+        changes["transfer_numbers"] = validate_transfer_numbers(changes["transfer_numbers"])
+    if "instructions" in changes and not str(changes["instructions"]).strip():
+        raise InvalidInput("instructions", "must not be empty")
+    for field, value in changes.items():
+        setattr(agent, field, value)
+    full_clean_or_raise(agent)
+    agent.save(update_fields=list(changes))
+    return agent

@@ -1,0 +1,159 @@
+"""Writes for campaigns (creation and settings; starting, pausing and dispatch come with the dispatcher)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from campaigns.lifecycle import AttemptOutcome
+from campaigns.models import AgentProfile, Campaign, default_calling_windows, default_retry_delays
+from campaigns.phone import normalize_phone_number
+from orchestrator.errors import InvalidInput, full_clean_or_raise
+from tenants.models import Tenant
+
+MAX_RING_TIMEOUT = 300  # seconds; a PBX or carrier gives up long before
+MAX_RETRY_DELAY = 30 * 86_400
+
+
+def validate_calling_windows(data: object) -> dict[str, Any]:
+    """The windows JSON, checked by campaigns.windows.parse_windows; InvalidInput naming the bad key."""
+    from campaigns.windows import parse_windows  # lazy: keeps the model layer free of the windows module
+
+    try:
+        parse_windows(data)
+    except ValueError as exc:
+        raise InvalidInput("calling_windows", str(exc).removeprefix("calling_windows: ")) from exc
+    if not isinstance(data, dict):  # parse_windows takes any Mapping; JSON needs a dict
+        raise InvalidInput("calling_windows", "must be an object of weekday -> intervals")
+    return data
+
+
+def validate_retry_delays(data: object) -> dict[str, int]:
+    """Outcome → seconds; the keys must be attempt outcomes, the values whole seconds (0 = right away)."""
+    if not isinstance(data, dict):
+        raise InvalidInput("retry_delays", "must be an object of outcome -> seconds")
+    outcomes = {outcome.value for outcome in AttemptOutcome}
+    for key, value in data.items():
+        if key not in outcomes:
+            raise InvalidInput(
+                "retry_delays", f"{key!r} is not an outcome (one of {', '.join(sorted(outcomes))})"
+            )
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRY_DELAY:
+            raise InvalidInput(
+                "retry_delays", f"{key}: must be whole seconds between 0 and {MAX_RETRY_DELAY}"
+            )
+    return dict(data)
+
+
+def _validate(*, tenant: Tenant, fields: dict[str, Any]) -> dict[str, Any]:
+    """Checks the fields given (those absent are not checked) and returns them normalised."""
+    cleaned = dict(fields)
+    if "agent" in fields:
+        agent = fields["agent"]
+        # Tenant isolation (DESIGN.md §5 rule 7): another tenant's profile is "not found", not "forbidden".
+        if not isinstance(agent, AgentProfile) or agent.tenant_id != tenant.pk:
+            raise InvalidInput("agent", "no such agent profile in this tenant")
+    if "name" in fields and not str(fields["name"]).strip():
+        raise InvalidInput("name", "must not be empty")
+    if "caller_id" in fields:
+        cleaned["caller_id"] = normalize_phone_number(fields["caller_id"], field="caller_id")
+    if "calling_windows" in fields:
+        cleaned["calling_windows"] = validate_calling_windows(fields["calling_windows"])
+    if "retry_delays" in fields:
+        cleaned["retry_delays"] = validate_retry_delays(fields["retry_delays"])
+    if "max_concurrent_calls" in fields:
+        cap = fields["max_concurrent_calls"]
+        if not isinstance(cap, int) or cap < 1:
+            raise InvalidInput("max_concurrent_calls", "must be at least 1")
+        if cap > tenant.max_concurrent_calls:
+            raise InvalidInput(
+                "max_concurrent_calls",
+                f"{cap} exceeds the tenant's limit of {tenant.max_concurrent_calls} concurrent calls",
+            )
+    if "max_attempts" in fields and (
+        not isinstance(fields["max_attempts"], int) or fields["max_attempts"] < 1
+    ):
+        raise InvalidInput("max_attempts", "must be at least 1")
+    if "ring_timeout" in fields:
+        ring_timeout = fields["ring_timeout"]
+        if not isinstance(ring_timeout, int) or not 1 <= ring_timeout <= MAX_RING_TIMEOUT:
+            raise InvalidInput("ring_timeout", f"must be between 1 and {MAX_RING_TIMEOUT} seconds")
+    for field in ("starts_at", "ends_at"):
+        value = fields.get(field)
+        if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+            raise InvalidInput(field, "must be a timezone-aware date and time")
+    return cleaned
+
+
+def campaign_create(
+    *,
+    tenant: Tenant,
+    agent: AgentProfile,
+    name: str,
+    caller_id: str,
+    calling_windows: dict[str, Any] | None = None,
+    starts_at: datetime | None = None,
+    ends_at: datetime | None = None,
+    max_concurrent_calls: int | None = None,
+    max_attempts: int = 3,
+    retry_delays: dict[str, int] | None = None,
+    ring_timeout: int = 30,
+    priority: int = 0,
+) -> Campaign:
+    """A new draft campaign. ``max_concurrent_calls`` defaults to (and may not exceed) the tenant's cap.
+
+    The caps are checked here for a clear error; the dispatcher still enforces both the campaign's and the
+    tenant's cap at claim time, so a tenant cap lowered later is honoured too.
+    """
+    fields = _validate(
+        tenant=tenant,
+        fields={
+            "agent": agent,
+            "name": name,
+            "caller_id": caller_id,
+            "calling_windows": default_calling_windows() if calling_windows is None else calling_windows,
+            "starts_at": starts_at,
+            "ends_at": ends_at,
+            "max_concurrent_calls": tenant.max_concurrent_calls
+            if max_concurrent_calls is None
+            else max_concurrent_calls,
+            "max_attempts": max_attempts,
+            "retry_delays": default_retry_delays() if retry_delays is None else retry_delays,
+            "ring_timeout": ring_timeout,
+            "priority": priority,
+        },
+    )
+    campaign = Campaign(tenant=tenant, **fields)
+    full_clean_or_raise(campaign)
+    campaign.save()
+    return campaign
+
+
+_UPDATABLE = frozenset(
+    {
+        "agent",
+        "name",
+        "caller_id",
+        "calling_windows",
+        "starts_at",
+        "ends_at",
+        "max_concurrent_calls",
+        "max_attempts",
+        "retry_delays",
+        "ring_timeout",
+        "priority",
+    }
+)
+
+
+def campaign_update(*, campaign: Campaign, **changes: Any) -> Campaign:
+    """Change campaign settings (not its status: that has services of its own), validated as on create."""
+    unknown = sorted(set(changes) - _UPDATABLE)
+    if unknown:
+        raise InvalidInput(unknown[0], "cannot be changed here")
+    cleaned = _validate(tenant=campaign.tenant, fields=changes)
+    for field, value in cleaned.items():
+        setattr(campaign, field, value)
+    full_clean_or_raise(campaign)
+    campaign.save(update_fields=[*cleaned, "updated_at"])
+    return campaign

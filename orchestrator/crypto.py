@@ -1,0 +1,60 @@
+"""Symmetric encryption of secrets stored in the database (e.g. a PBX's ARI password), with Fernet
+(AES-128-CBC + HMAC-SHA256, from ``cryptography``).
+
+The key comes from ``FIELD_ENCRYPTION_KEY``: one or more comma-separated Fernet keys (urlsafe base64 of 32
+bytes; make one with ``python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key()
+.decode())"``). The first key encrypts; every key decrypts, so a key can be rotated by prepending the new
+one and re-saving the secrets. With ``DEBUG`` on and no key set, a key derived from ``SECRET_KEY`` is used
+so the local product works without configuration; with ``DEBUG`` off a missing key is a configuration
+error, raised when a secret is first encrypted or decrypted (not at start-up: processes that never touch a
+secret, such as the media worker's host, need no key).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+__all__ = ["InvalidToken", "decrypt", "encrypt"]
+
+
+def _debug_key() -> bytes:
+    digest = hashlib.sha256(b"orchestrator.crypto:" + settings.SECRET_KEY.encode()).digest()
+    return base64.urlsafe_b64encode(digest)
+
+
+def _fernet() -> MultiFernet:
+    configured: str = getattr(settings, "FIELD_ENCRYPTION_KEY", "") or ""
+    keys = [key.strip() for key in configured.split(",") if key.strip()]
+    if not keys:
+        if not settings.DEBUG:
+            raise ImproperlyConfigured(
+                "FIELD_ENCRYPTION_KEY is not set, so secrets stored in the database cannot be encrypted or "
+                'decrypted. Set it to a Fernet key (python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())"), or run with DEBUG=1 for local development.'
+            )
+        return MultiFernet([Fernet(_debug_key())])
+    fernets = []
+    for position, key in enumerate(keys, start=1):
+        try:
+            fernets.append(Fernet(key.encode()))
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"FIELD_ENCRYPTION_KEY: key #{position} is not a Fernet key "
+                "(urlsafe base64 of 32 bytes, 44 characters)."
+            ) from exc
+    return MultiFernet(fernets)
+
+
+def encrypt(plaintext: str) -> str:
+    """A Fernet token (ASCII text) for ``plaintext``."""
+    return _fernet().encrypt(plaintext.encode()).decode("ascii")
+
+
+def decrypt(token: str) -> str:
+    """The plaintext of a token made by :func:`encrypt`; ``InvalidToken`` if no configured key opens it."""
+    return _fernet().decrypt(token.encode("ascii")).decode()

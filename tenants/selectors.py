@@ -1,0 +1,69 @@
+"""Reads for tenancy: API key authentication, a user's tenants and memberships."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from tenants.models import ApiKey, Membership, Tenant
+from tenants.services import API_KEY_MARKER, API_KEY_PREFIX_LENGTH, api_key_hash
+
+if TYPE_CHECKING:
+    # The configured user model: django-stubs resolves AUTH_USER_MODEL to this for type checking.
+    from django.contrib.auth.models import User
+
+# last_used_at is for humans ("is this key still in use?"): one write a minute per key is plenty, and
+# writing on every request would turn each authenticated read into a row update.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+# A raw key is far shorter than this; anything longer is refused before hashing.
+_MAX_RAW_KEY_LENGTH = 200
+
+
+def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
+    """The active key matching ``raw_key`` (with its tenant loaded), or None for a malformed, unknown or
+    revoked key, or a key of a suspended tenant."""
+    if not raw_key.startswith(API_KEY_MARKER) or len(raw_key) > _MAX_RAW_KEY_LENGTH:
+        return None
+    prefix = raw_key[len(API_KEY_MARKER) : len(API_KEY_MARKER) + API_KEY_PREFIX_LENGTH]
+    if len(prefix) != API_KEY_PREFIX_LENGTH:
+        return None
+    presented_hash = api_key_hash(raw_key)
+    # Several keys may share a prefix (unlikely: 64**8 values); compare each in constant time.
+    candidates = ApiKey.objects.select_related("tenant").filter(prefix=prefix)
+    match = next((key for key in candidates if hmac.compare_digest(key.key_hash, presented_hash)), None)
+    if match is None or match.revoked_at is not None or not match.tenant.is_active:
+        return None
+    now = timezone.now()
+    # One conditional UPDATE, no read-then-write: concurrent requests cannot both decide to write.
+    updated = (
+        ApiKey.objects.filter(pk=match.pk)
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION))
+        .update(last_used_at=now)
+    )
+    if updated:
+        match.last_used_at = now
+    return match
+
+
+def memberships_for_user(*, user: User | AnonymousUser) -> QuerySet[Membership]:
+    """The user's memberships with their tenants, suspended tenants included (the caller decides)."""
+    if not user.is_authenticated:
+        return Membership.objects.none()
+    return Membership.objects.select_related("tenant").filter(user=user).order_by("tenant__name")
+
+
+def tenant_for_user(*, user: User | AnonymousUser, slug: str | None = None) -> Tenant | None:
+    """The tenant ``user`` belongs to: the one named by ``slug``, or, without a slug, the user's only
+    tenant. None when the user is not a member of it, or belongs to several tenants and no slug is given."""
+    memberships = memberships_for_user(user=user)
+    if slug is not None:
+        memberships = memberships.filter(tenant__slug=slug)
+    found = list(memberships[:2])
+    if len(found) != 1:
+        return None
+    return found[0].tenant

@@ -1,0 +1,128 @@
+"""Campaign admin: every page renders, forms validate like the services, secrets are never displayed."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from campaigns.models import AttemptEvent, Campaign, Pbx
+from campaigns.services.pbx import pbx_create, pbx_password
+from tests.campaigns.factories import make_agent, make_lead, make_tenant
+from tests.campaigns.test_models import make_attempt
+
+pytestmark = pytest.mark.django_db
+
+MODELS = ["pbx", "agentprofile", "campaign", "contact", "lead", "dncentry", "callattempt", "attemptevent"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_changelists_and_add_pages_render(admin_client, model):
+    attempt = make_attempt(make_lead(make_tenant()))
+    AttemptEvent.objects.create(attempt=attempt, kind="ari", type="StasisStart")
+    assert admin_client.get(reverse(f"admin:campaigns_{model}_changelist")).status_code == 200
+    add = admin_client.get(reverse(f"admin:campaigns_{model}_add")).status_code
+    assert add == (403 if model in ("lead", "callattempt", "attemptevent") else 200)
+
+
+def test_attempt_pages_are_read_only(admin_client):
+    attempt = make_attempt(make_lead(make_tenant()))
+    response = admin_client.post(
+        reverse("admin:campaigns_callattempt_change", args=[attempt.pk]), {"state": "ended"}
+    )
+    assert response.status_code == 403
+    attempt.refresh_from_db()
+    assert attempt.state == "queued"
+    assert (
+        admin_client.get(reverse("admin:campaigns_callattempt_change", args=[attempt.pk])).status_code == 200
+    )
+
+
+def pbx_form(tenant, **overrides):
+    data = {
+        "tenant": tenant.pk,
+        "name": "asterisk-1",
+        "ari_url": "http://127.0.0.1:8088/",
+        "ari_user": "asterisk",
+        "password_env": "",
+        "new_password": "",
+        "app_name": "ai_agent",
+        "endpoint_template": "PJSIP/{number}@trunk",
+        "max_channels": 100,
+        "calls_per_second": 10,
+        "enabled": "on",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_pbx_admin_stores_a_new_password_encrypted_and_never_shows_it(admin_client):
+    tenant = make_tenant()
+    response = admin_client.post(
+        reverse("admin:campaigns_pbx_add"), pbx_form(tenant, new_password="ari-secret")
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    pbx = Pbx.objects.get()
+    assert pbx.password_encrypted and "ari-secret" not in pbx.password_encrypted
+    assert pbx_password(pbx=pbx) == "ari-secret"
+    body = admin_client.get(reverse("admin:campaigns_pbx_change", args=[pbx.pk])).content.decode()
+    assert pbx.password_encrypted not in body
+    assert "ari-secret" not in body
+
+    # Saving again without a password keeps the stored one.
+    response = admin_client.post(
+        reverse("admin:campaigns_pbx_change", args=[pbx.pk]), pbx_form(tenant, name="a2")
+    )
+    assert response.status_code == 302
+    pbx.refresh_from_db()
+    assert (pbx.name, pbx_password(pbx=pbx)) == ("a2", "ari-secret")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({}, "password_env"),
+        ({"new_password": "x", "password_env": "ARI_PW"}, "new_password"),
+        ({"password_env": "bad name"}, "password_env"),
+        ({"password_env": "ARI_PW", "endpoint_template": "PJSIP/trunk"}, "endpoint_template"),
+    ],
+)
+def test_pbx_admin_form_errors(admin_client, overrides, field):
+    response = admin_client.post(reverse("admin:campaigns_pbx_add"), pbx_form(make_tenant(), **overrides))
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    assert not Pbx.objects.exists()
+
+
+def test_pbx_admin_can_switch_to_an_environment_variable(admin_client):
+    tenant = make_tenant()
+    pbx = pbx_create(
+        tenant=tenant, name="asterisk-1", ari_url="http://127.0.0.1:8088/", ari_user="a", password="p"
+    )
+    response = admin_client.post(
+        reverse("admin:campaigns_pbx_change", args=[pbx.pk]), pbx_form(tenant, password_env="ARI_PW")
+    )
+    assert response.status_code == 302
+    pbx.refresh_from_db()
+    assert (pbx.password_env, pbx.password_encrypted) == ("ARI_PW", "")
+
+
+def test_campaign_admin_form_enforces_the_tenant_cap_and_agent_tenant(admin_client):
+    tenant, other = make_tenant(max_concurrent_calls=3), make_tenant()
+    data = {
+        "tenant": tenant.pk,
+        "agent": make_agent(other).pk,
+        "name": "c",
+        "caller_id": "+14155550100",
+        "status": "draft",
+        "calling_windows": '{"mon": [["09:00", "17:00"]], "funday": []}',
+        "max_concurrent_calls": 4,
+        "max_attempts": 3,
+        "retry_delays": '{"busy": 600}',
+        "ring_timeout": 30,
+        "priority": 0,
+    }
+    response = admin_client.post(reverse("admin:campaigns_campaign_add"), data)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert {"agent", "max_concurrent_calls", "calling_windows"} <= set(errors)
+    assert not Campaign.objects.exists()
