@@ -174,5 +174,8 @@ LOGGING: dict[str, Any] = {
     "loggers": {
         # Every SQL statement is logged at DEBUG: too much even when debugging everything else.
         "django.db.backends": {"level": "INFO"},
+        # httpx logs every request URL at INFO: ARI originates carry the dialed number and caller id.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }
