@@ -4,9 +4,25 @@ Views, the API and tasks read through these rather than building querysets thems
 
 from __future__ import annotations
 
-from campaigns.models import DncEntry
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from campaigns.lifecycle import LIVE_STATES, AttemptState
+from campaigns.models import CallAttempt, Campaign, Contact, DncEntry, Lead, Pbx
 from campaigns.phone import normalize_phone_number
+from campaigns.windows import CallingWindows, is_open, next_opening, parse_windows, zones_for_contact
+from orchestrator.errors import InvalidInput
 from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+LIVE_STATE_VALUES: tuple[str, ...] = tuple(sorted(state.value for state in LIVE_STATES))
 
 
 def dnc_contains(*, tenant: Tenant, phone_number: str) -> bool:
@@ -14,3 +30,242 @@ def dnc_contains(*, tenant: Tenant, phone_number: str) -> bool:
     than answering False: "not on the list" must never be the answer for a number we cannot read."""
     e164 = normalize_phone_number(phone_number, field="phone_number")
     return DncEntry.objects.filter(tenant=tenant, phone_number=e164).exists()
+
+
+# ------------------------------------------------------------------------------------- calling windows
+
+
+@dataclass(frozen=True)
+class CalleeWindow:
+    """A campaign's calling windows as seen from one callee: the parsed windows and the callee's zones
+    (DESIGN.md §5 rule 4, most restrictive across the number's zones; see campaigns/windows.py)."""
+
+    windows: CallingWindows
+    zones: tuple[str, ...]
+
+    def is_open(self, at: datetime) -> bool:
+        return is_open(self.windows, self.zones, at)
+
+    def next_opening(self, after: datetime) -> datetime | None:
+        """The earliest instant ``>= after`` inside the window (``after`` itself when open); None if there
+        is none within the search horizon (two weeks)."""
+        return next_opening(self.windows, self.zones, after)
+
+    def dialable_from(self, after: datetime) -> datetime:
+        """When to look at the lead again: the next opening, or a day later when there is none in sight."""
+        return self.next_opening(after) or after + NO_OPENING_RETRY
+
+
+# When no opening is found within the horizon (e.g. a number whose zones never overlap), look again later.
+NO_OPENING_RETRY = timedelta(days=1)
+
+
+def callee_window(*, campaign: Campaign, contact: Contact, tenant: Tenant) -> CalleeWindow | None:
+    """The campaign's windows for ``contact``; None when they cannot be evaluated (stored windows that no
+    longer parse, a tenant zone that is not known): such a lead is never open, so it is never dialed."""
+    try:
+        windows = parse_windows(campaign.calling_windows)
+        zones = zones_for_contact(contact.phone_number, contact.timezone, tenant.default_timezone)
+    except ValueError:
+        logger.exception("calling window of campaign %s for contact %s unusable", campaign.pk, contact.pk)
+        return None
+    return CalleeWindow(windows=windows, zones=zones)
+
+
+# ------------------------------------------------------------------------------------------- campaigns
+
+
+def campaign_is_dialing(*, campaign: Campaign, tenant: Tenant, now: datetime) -> bool:
+    """Whether the campaign may place calls at ``now``: tenant active, campaign running, inside its
+    ``starts_at``/``ends_at``. ``campaign_dialing_filter`` says the same as a queryset filter."""
+    return (
+        tenant.status == Tenant.Status.ACTIVE
+        and campaign.status == Campaign.Status.RUNNING
+        and (campaign.starts_at is None or campaign.starts_at <= now)
+        and (campaign.ends_at is None or campaign.ends_at > now)
+    )
+
+
+def campaign_dialing_filter(*, now: datetime, prefix: str = "") -> Q:
+    """``campaign_is_dialing`` as a filter on a Campaign queryset (or, with ``prefix="campaign__"``, on a
+    queryset of rows that reference a campaign)."""
+    return (
+        Q(**{f"{prefix}tenant__status": Tenant.Status.ACTIVE, f"{prefix}status": Campaign.Status.RUNNING})
+        & (Q(**{f"{prefix}starts_at__isnull": True}) | Q(**{f"{prefix}starts_at__lte": now}))
+        & (Q(**{f"{prefix}ends_at__isnull": True}) | Q(**{f"{prefix}ends_at__gt": now}))
+    )
+
+
+# -------------------------------------------------------------------------------------------- attempts
+
+
+RECHECK_CAMPAIGN_NOT_RUNNING = "campaign_not_running"
+RECHECK_DNC = "dnc"
+RECHECK_OUTSIDE_WINDOW = "outside_window"
+RECHECK_NOT_QUEUED = "not_queued"
+RECHECK_INVALID_NUMBER = "invalid_number"
+
+
+def attempt_recheck(*, attempt_id: UUID, now: datetime | None = None) -> str | None:
+    """The re-check right before ``POST /channels`` (DESIGN.md §5 rule 4: checked when claiming *and
+    again* right before originating). None means "go ahead"; otherwise the reason not to dial:
+
+    * ``"not_queued"``: the attempt does not exist or already moved on (a repeated task): do nothing.
+    * ``"campaign_not_running"``: tenant suspended, campaign paused/completed, or outside starts/ends.
+    * ``"dnc"``: the number is on the tenant's do-not-call list now.
+    * ``"invalid_number"``: the stored number no longer parses (never answered as "not on the DNC list").
+    * ``"outside_window"``: the callee's calling window is closed now (or cannot be evaluated).
+
+    Read-only: the caller ends the attempt with ``attempt_apply`` (see campaigns.services.dispatch for the
+    reason → event/outcome mapping). The check and the POST are not atomic — the gap is the originate
+    task's own latency, bounded by its timeout; the check at claim time and this one are the two gates.
+    """
+    now = now or timezone.now()
+    attempt = (
+        CallAttempt.objects.select_related("tenant", "campaign", "lead__contact")
+        .filter(pk=attempt_id)
+        .first()
+    )
+    if attempt is None or attempt.state != AttemptState.QUEUED:
+        return RECHECK_NOT_QUEUED
+    if not campaign_is_dialing(campaign=attempt.campaign, tenant=attempt.tenant, now=now):
+        return RECHECK_CAMPAIGN_NOT_RUNNING
+    try:
+        if dnc_contains(tenant=attempt.tenant, phone_number=attempt.number):
+            return RECHECK_DNC
+    except InvalidInput:
+        return RECHECK_INVALID_NUMBER
+    window = callee_window(campaign=attempt.campaign, contact=attempt.lead.contact, tenant=attempt.tenant)
+    if window is None or not window.is_open(now):
+        return RECHECK_OUTSIDE_WINDOW
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- leads
+
+
+def live_attempts(*, tenant: Tenant) -> QuerySet[CallAttempt]:
+    """The tenant's attempts that hold a concurrency slot (DESIGN.md §5 rule 1: the durable truth)."""
+    return CallAttempt.objects.filter(tenant=tenant, state__in=LIVE_STATE_VALUES)
+
+
+def lead_why_not_dialed(*, tenant: Tenant, lead_id: int, now: datetime | None = None) -> dict[str, Any]:
+    """Why a lead is not being dialed (now), and when it will be, for the API and the admin.
+
+    Returns ``{"lead_id", "status", "dialable_now", "next_dial_at", "reasons"}``; each reason is a dict
+    with a ``"code"`` and details. ``next_dial_at`` is the earliest time the lead becomes due and inside
+    its window (capacity permitting), or None when it will not be dialed (done, suppressed, DNC, attempts
+    spent, campaign not running, or in an attempt right now). Codes: ``done``, ``suppressed``,
+    ``in_attempt``, ``dnc``, ``attempts_exhausted``, ``campaign_not_running``, ``retry_delay``,
+    ``outside_window``, ``tenant_at_cap``, ``campaign_at_cap``, ``no_pbx_capacity``.
+
+    Scoped by tenant (DESIGN.md §5 rule 7): another tenant's lead raises ``Lead.DoesNotExist`` (a 404).
+    Advisory: it reads without locks, so it can be stale by the time it is shown.
+    """
+    now = now or timezone.now()
+    lead = Lead.objects.select_related("campaign", "contact").get(pk=lead_id, campaign__tenant=tenant)
+    campaign = lead.campaign
+    reasons: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"lead_id": lead.pk, "status": lead.status, "reasons": reasons}
+    blocked = False  # True when the lead will not be dialed without someone changing something
+
+    if lead.status != Lead.Status.WAITING:
+        # Not the dispatcher's to dial: finished, suppressed, or being dialed right now.
+        if lead.status == Lead.Status.IN_ATTEMPT:
+            live = CallAttempt.objects.filter(lead=lead, state__in=LIVE_STATE_VALUES).first()
+            reasons.append(
+                {
+                    "code": "in_attempt",
+                    "attempt_id": live.pk if live else None,
+                    "state": live.state if live else None,
+                }
+            )
+        else:
+            reasons.append(
+                {"code": lead.status, "done_reason": lead.done_reason, "last_outcome": lead.last_outcome}
+            )
+        result.update(dialable_now=False, next_dial_at=None)
+        return result
+
+    if dnc_contains(tenant=tenant, phone_number=lead.contact.phone_number):
+        reasons.append({"code": "dnc"})
+        blocked = True
+    if lead.attempts >= campaign.max_attempts:
+        reasons.append(
+            {"code": "attempts_exhausted", "attempts": lead.attempts, "max": campaign.max_attempts}
+        )
+        blocked = True
+    if not campaign_is_dialing(campaign=campaign, tenant=tenant, now=now):
+        reasons.append(
+            {
+                "code": "campaign_not_running",
+                "campaign_status": campaign.status,
+                "tenant_status": tenant.status,
+                "starts_at": campaign.starts_at,
+                "ends_at": campaign.ends_at,
+            }
+        )
+        # A campaign that simply has not started yet will run: the lead is due from its start.
+        not_started_only = (
+            tenant.status == Tenant.Status.ACTIVE
+            and campaign.status == Campaign.Status.RUNNING
+            and campaign.starts_at is not None
+            and campaign.starts_at > now
+        )
+        blocked = blocked or not not_started_only
+
+    due = max(filter(None, [now, lead.next_due_at, campaign.starts_at]))
+    if lead.next_due_at is not None and lead.next_due_at > now:
+        reasons.append({"code": "retry_delay", "until": lead.next_due_at, "last_outcome": lead.last_outcome})
+    window = callee_window(campaign=campaign, contact=lead.contact, tenant=tenant)
+    opening = window.next_opening(due) if window is not None else None
+    if window is None or opening is None or opening > due:
+        reasons.append(
+            {"code": "outside_window", "next_opening": opening, "zones": window.zones if window else ()}
+        )
+    if opening is None:
+        blocked = True
+
+    if not blocked and opening is not None and opening <= now:
+        # Due and open: only capacity can hold it back.
+        tenant_attempts = live_attempts(tenant=tenant)
+        tenant_live = tenant_attempts.count()
+        if tenant_live >= tenant.max_concurrent_calls - tenant.inbound_reserve:
+            reasons.append(
+                {
+                    "code": "tenant_at_cap",
+                    "live": tenant_live,
+                    "max_concurrent_calls": tenant.max_concurrent_calls,
+                    "inbound_reserve": tenant.inbound_reserve,
+                }
+            )
+        campaign_live = tenant_attempts.filter(campaign=campaign).count()
+        if campaign_live >= campaign.max_concurrent_calls:
+            reasons.append(
+                {
+                    "code": "campaign_at_cap",
+                    "live": campaign_live,
+                    "max_concurrent_calls": campaign.max_concurrent_calls,
+                }
+            )
+        if pbx_free_channels(tenant=tenant) == {}:
+            reasons.append({"code": "no_pbx_capacity"})
+
+    result["next_dial_at"] = None if blocked else opening
+    result["dialable_now"] = not reasons
+    return result
+
+
+def pbx_free_channels(*, tenant: Tenant) -> dict[int, int]:
+    """Enabled PBXs of the tenant with free channels → free channels (``max_channels`` − live attempts on
+    it), most free first."""
+    pbxs = list(Pbx.objects.filter(tenant=tenant, enabled=True).values_list("pk", "max_channels"))
+    live = dict(
+        CallAttempt.objects.filter(pbx__in=[pk for pk, _ in pbxs], state__in=LIVE_STATE_VALUES)
+        .order_by()
+        .values("pbx")
+        .annotate(n=Count("pk"))
+        .values_list("pbx", "n")
+    )
+    free = {pk: max_channels - live.get(pk, 0) for pk, max_channels in pbxs}
+    return dict(sorted(((pk, n) for pk, n in free.items() if n > 0), key=lambda item: (-item[1], item[0])))

@@ -7,10 +7,11 @@ from typing import Any
 
 from django.contrib.auth.models import User
 
-from campaigns.models import AgentProfile, Campaign, Contact, Lead
+from campaigns.models import AgentProfile, Campaign, Contact, Lead, Pbx
 from campaigns.services.agents import agent_profile_create
 from campaigns.services.campaigns import campaign_create
 from campaigns.services.contacts import contact_upsert, lead_add
+from campaigns.services.pbx import pbx_create
 from tenants.models import Tenant
 from tenants.services import tenant_create
 
@@ -53,3 +54,14 @@ def make_lead(tenant: Tenant, campaign: Campaign | None = None, phone_number: st
     campaign = campaign or make_campaign(tenant)
     lead, _ = lead_add(campaign=campaign, contact=make_contact(tenant, phone_number))
     return lead
+
+
+def make_pbx(tenant: Tenant, **overrides: Any) -> Pbx:
+    fields: dict[str, Any] = {
+        "name": f"pbx-{next(_counter)}",
+        "ari_url": "http://127.0.0.1:8088/",
+        "ari_user": "asterisk",
+        "password_env": "TEST_ARI_PASSWORD",
+    }
+    fields.update(overrides)
+    return pbx_create(tenant=tenant, **fields)

@@ -1,0 +1,417 @@
+"""The dispatcher: claiming due leads into call attempts, and applying call events to attempts and leads.
+
+Why the caps hold (DESIGN.md §5 rule 1)
+---------------------------------------
+The free capacity of a tenant is computed from durable truth only: the ``CallAttempt`` rows in a live state
+(:data:`campaigns.lifecycle.LIVE_STATES`). No counter is kept anywhere, so nothing can drift: a slot is
+taken by inserting a ``queued`` attempt and given back by the transition to ``ended``.
+
+A dispatch pass (:func:`dispatch_tenant`) is ONE short transaction that:
+
+1. locks the tenant row (``SELECT … FOR NO KEY UPDATE``). Two passes for the same tenant — a periodic
+   sweep, an on-end trigger, a second worker — therefore run one after the other: the second one blocks
+   here until the first commits, and then (READ COMMITTED: every statement sees what was committed before
+   it started) counts the first one's attempts. The count and the inserts that follow are atomic with
+   respect to every other pass; there is no check-then-act window. ``NO KEY`` keeps the lock from blocking
+   unrelated inserts that merely reference the tenant (foreign-key checks take ``KEY SHARE``).
+2. counts live attempts per tenant, campaign and PBX, and derives the free capacity
+   ``min(tenant cap − tenant live − inbound reserve, Σ PBX free channels)`` and per campaign
+   ``campaign cap − campaign live``. A concurrent *end* of a call can only lower the true count, so a stale
+   read errs on the safe side (fewer calls, never more).
+3. claims due leads with ``SELECT … FOR NO KEY UPDATE SKIP LOCKED OF lead``: a lead locked by anyone else
+   (an event being applied to it, an admin edit) is skipped, not waited for, and re-checked on its newest
+   version (``status = waiting AND next_due_at <= now``), so it cannot be claimed twice. Only the lead rows
+   are locked (``of=("self",)``), not the joined contact or campaign rows.
+4. inserts the attempts (the partial unique index ``attempt_one_live_per_lead`` is the database's last word
+   on "one live attempt per lead") and registers the originate enqueue with ``transaction.on_commit``, so
+   a worker never sees an attempt id that is not committed, and a rolled-back pass enqueues nothing.
+
+**Lock order** is fixed: tenant, then leads (dispatch); attempt, then its lead (:func:`attempt_apply`).
+Dispatch takes leads with ``SKIP LOCKED`` and never waits for one, and ``attempt_apply`` never takes the
+tenant lock, so no cycle (deadlock) is possible. ``attempt_apply`` does not need the tenant lock: ending a
+call only frees capacity.
+
+Rule 3 (a lead is always in exactly one of waiting-with-due-time / in an attempt / done / suppressed) holds
+because every change of a lead's status happens in the same transaction as the attempt change that causes
+it: claim (lead → in_attempt + attempt inserted) and end (attempt → ended + lead → waiting/done).
+
+Fairness
+--------
+Running campaigns are served by priority (higher first). Campaigns of the same priority are served
+round-robin, one lead per campaign per round (each campaign's leads oldest-due first); a round starts with
+the campaign that has the fewest live calls, so across passes the one that just got a call goes last.
+
+Reasons to end an attempt before originating (the re-check, ``campaigns.selectors.attempt_recheck``)
+---------------------------------------------------------------------------------------------------
+The originate task maps the re-check's answer to :func:`attempt_apply` explicitly
+(re-check answer → event, outcome → the lead afterwards):
+
+* ``not_queued`` → no event, do not originate (the attempt already moved on) → lead unchanged.
+* ``campaign_not_running`` → CANCELLED, ``cancelled`` → waiting, due after the cancelled retry delay
+  (moved to the next window opening); picked up again once the campaign runs.
+* ``outside_window`` → CANCELLED, ``cancelled`` → waiting, due at the next opening after that delay.
+* ``dnc`` → CANCELLED, ``opted_out`` → suppressed with ``done_reason="dnc"`` (as when found at claim).
+* ``invalid_number`` → CANCELLED, ``invalid_number`` → done, ``done_reason="never_retry"``.
+
+A CANCELLED event never consumes one of the lead's attempts: nothing was dialed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from campaigns.lifecycle import AttemptEvent as Event
+from campaigns.lifecycle import (
+    AttemptOutcome,
+    AttemptState,
+    Transition,
+    consumes_attempt,
+    retry_decision,
+    transition,
+)
+from campaigns.models import AttemptEvent, CallAttempt, Campaign, DncEntry, Lead
+from campaigns.selectors import (
+    NO_OPENING_RETRY,
+    callee_window,
+    campaign_dialing_filter,
+    live_attempts,
+    pbx_free_channels,
+)
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DONE_REASON_DNC", "SCAN_LIMIT", "attempt_apply", "dispatch_tenant"]
+
+DONE_REASON_DNC = "dnc"
+
+#: At most this many due leads are examined per pass (claimed, suppressed or rescheduled), so one pass
+#: stays a short transaction even when many leads are outside their window; the rest wait for the next.
+SCAN_LIMIT = 500
+
+# Events that end an attempt and so need an outcome.
+_ENDING_EVENTS = frozenset({Event.ENDED, Event.ORIGINATE_FAILED, Event.CANCELLED})
+
+
+def _noop(_: Any) -> None:
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- dispatch
+
+
+class _CampaignQueue:
+    """One campaign's due leads for this pass, locked in batches as they are needed."""
+
+    def __init__(self, campaign: Campaign, free: int, now: datetime) -> None:
+        self.campaign = campaign
+        self.free = free  # campaign cap − campaign live, minus what this pass claimed
+        self.now = now
+        self.buffer: deque[Lead] = deque()
+        self.exhausted = False
+
+    def next_lead(self, batch: int) -> Lead | None:
+        if not self.buffer and not self.exhausted:
+            # Leads handled earlier in this pass no longer match (in_attempt, suppressed, or due later), so
+            # a fresh query continues where the last one ended. Rows locked by others are skipped.
+            leads = list(
+                Lead.objects.filter(
+                    campaign=self.campaign, status=Lead.Status.WAITING, next_due_at__lte=self.now
+                )
+                .select_related("contact")
+                .order_by("next_due_at", "pk")
+                .select_for_update(skip_locked=True, no_key=True, of=("self",))[:batch]
+            )
+            self.buffer.extend(leads)
+            self.exhausted = len(leads) < batch
+        return self.buffer.popleft() if self.buffer else None
+
+
+def dispatch_tenant(
+    *,
+    tenant_id: int,
+    now: datetime | None = None,
+    on_commit: Callable[[list[UUID]], None] | None = None,
+    scan_limit: int = SCAN_LIMIT,
+) -> list[UUID]:
+    """One dispatch pass for a tenant: claim due leads into ``queued`` attempts up to the free capacity.
+
+    Returns the new attempt ids, in claim order; ``on_commit`` receives the same list once the transaction
+    has committed (not called when nothing was claimed). See the module docstring for why concurrent passes
+    never exceed a cap. Due leads found on the DNC list are suppressed; due leads outside their calling
+    window get the next opening as their due time. Neither takes a slot.
+
+    Call it outside any transaction: inside one, the locks are held (and ``on_commit`` deferred) until the
+    outer transaction ends.
+    """
+    now = now or timezone.now()
+    callback = on_commit or _noop
+    claimed: list[UUID] = []
+    with transaction.atomic():
+        # Lock order, step 1: the tenant. Serialises passes for this tenant (see the module docstring).
+        tenant = Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).first()
+        if tenant is None or tenant.status != Tenant.Status.ACTIVE:
+            return []
+
+        live = live_attempts(tenant=tenant)
+        tenant_live = live.count()
+        campaign_live: dict[int, int] = dict(
+            live.order_by().values("campaign").annotate(n=Count("pk")).values_list("campaign", "n")
+        )
+        pbx_free = pbx_free_channels(tenant=tenant)
+        capacity = min(
+            tenant.max_concurrent_calls - tenant_live - tenant.inbound_reserve,
+            sum(pbx_free.values()),
+        )
+        if capacity <= 0:
+            return []
+
+        campaigns = [
+            campaign
+            for campaign in Campaign.objects.filter(campaign_dialing_filter(now=now), tenant=tenant).order_by(
+                "-priority", "pk"
+            )
+            if campaign.max_concurrent_calls - campaign_live.get(campaign.pk, 0) > 0
+        ]
+        scanned = 0
+        for priority in sorted({campaign.priority for campaign in campaigns}, reverse=True):
+            group = sorted(
+                (campaign for campaign in campaigns if campaign.priority == priority),
+                key=lambda campaign: (campaign_live.get(campaign.pk, 0), campaign.pk),
+            )
+            queues = [
+                _CampaignQueue(
+                    campaign, campaign.max_concurrent_calls - campaign_live.get(campaign.pk, 0), now
+                )
+                for campaign in group
+            ]
+            # Round-robin: one lead per campaign per round, until capacity or leads run out.
+            while queues and capacity > 0 and scanned < scan_limit:
+                for queue in list(queues):
+                    if capacity <= 0 or scanned >= scan_limit:
+                        break
+                    lead = queue.next_lead(batch=min(capacity, queue.free))
+                    if lead is None:
+                        queues.remove(queue)
+                        continue
+                    scanned += 1
+                    attempt = _claim_lead(
+                        tenant=tenant, campaign=queue.campaign, lead=lead, now=now, pbx_free=pbx_free
+                    )
+                    if attempt is not None:
+                        claimed.append(attempt.pk)
+                        capacity -= 1
+                        queue.free -= 1
+                        if queue.free <= 0:
+                            queues.remove(queue)
+        if claimed:
+            ids = list(claimed)
+            transaction.on_commit(lambda: callback(ids))
+    return claimed
+
+
+def _claim_lead(
+    *, tenant: Tenant, campaign: Campaign, lead: Lead, now: datetime, pbx_free: dict[int, int]
+) -> CallAttempt | None:
+    """Suppress, reschedule or claim one locked, due lead; the new attempt when claimed."""
+    number = lead.contact.phone_number
+    if DncEntry.objects.filter(tenant=tenant, phone_number=number).exists():
+        lead.status = Lead.Status.SUPPRESSED
+        lead.done_reason = DONE_REASON_DNC
+        lead.next_due_at = None
+        lead.save(update_fields=["status", "done_reason", "next_due_at", "updated_at"])
+        return None
+    window = callee_window(campaign=campaign, contact=lead.contact, tenant=tenant)
+    if window is None or not window.is_open(now):
+        # Never dial outside the window: due again at the next opening (a day later if none is in sight,
+        # or if the window cannot be evaluated: such a lead is retried daily and never dialed).
+        lead.next_due_at = window.dialable_from(now) if window is not None else now + NO_OPENING_RETRY
+        lead.save(update_fields=["next_due_at", "updated_at"])
+        return None
+    # The PBX with the most free channels takes the call (ties: lowest id).
+    pbx_id = min(pbx_free, key=lambda pk: (-pbx_free[pk], pk))
+    pbx_free[pbx_id] -= 1
+    if pbx_free[pbx_id] <= 0:
+        del pbx_free[pbx_id]
+    attempt = CallAttempt.objects.create(
+        tenant=tenant,
+        campaign=campaign,
+        lead=lead,
+        pbx_id=pbx_id,
+        number=number,
+        state=AttemptState.QUEUED,
+        queued_at=now,
+    )
+    AttemptEvent.objects.create(
+        attempt=attempt, at=now, kind=AttemptEvent.Kind.STATE, type="created", data={"pbx": pbx_id}
+    )
+    lead.status = Lead.Status.IN_ATTEMPT
+    lead.next_due_at = None
+    lead.save(update_fields=["status", "next_due_at", "updated_at"])
+    return attempt
+
+
+# ------------------------------------------------------------------------------------------- attempt end
+
+
+def attempt_apply(
+    *,
+    attempt_id: UUID,
+    event: Event,
+    at: datetime | None = None,
+    data: dict[str, Any] | None = None,
+    cause: int | None = None,
+    cause_txt: str = "",
+    dialstatus: str = "",
+    tech_cause: int | None = None,
+    outcome: AttemptOutcome | None = None,
+    error: str = "",
+    on_ended: Callable[[int], None] | None = None,
+) -> Transition:
+    """Offer ``event`` to the attempt (through :func:`campaigns.lifecycle.transition`) and apply it.
+
+    In one transaction: lock the attempt; a refused event (duplicate, illegal, terminal) changes nothing
+    but appends a ``note`` to the attempt's log; an applied one sets the state and its timestamp, appends a
+    ``state`` event, and — when the attempt ended — records the outcome and finishes the lead: its attempt
+    counter (only for outcomes that consume an attempt, never for CANCELLED), then waiting with the retry
+    time (moved to the next calling-window opening) or done. ``on_ended(tenant_id)`` runs after commit when
+    the attempt ended, so a new pass can use the freed slot at once.
+
+    ``outcome`` is required for the events that end an attempt (ENDED, ORIGINATE_FAILED), defaults to
+    ``cancelled`` for CANCELLED (see the module docstring for the re-check mapping) and must be None for
+    the others. Raises ``CallAttempt.DoesNotExist`` for an unknown attempt and ``ValueError`` for a
+    misuse of ``outcome`` (both before any change).
+    """
+    event = Event(event)
+    if event is Event.CANCELLED and outcome is None:
+        outcome = AttemptOutcome.CANCELLED
+    if event in _ENDING_EVENTS and outcome is None:
+        raise ValueError(f"attempt_apply: {event.value} needs an outcome")
+    if event not in _ENDING_EVENTS and outcome is not None:
+        raise ValueError(f"attempt_apply: {event.value} does not end an attempt, so it takes no outcome")
+    at = at or timezone.now()
+    with transaction.atomic():
+        # Lock order: the attempt, then its lead (dispatch never waits on either; see the module docstring).
+        attempt = CallAttempt.objects.select_for_update(no_key=True).get(pk=attempt_id)
+        result = transition(AttemptState(attempt.state), event)
+        if not result.applied:
+            log = logger.warning if result.reason == "illegal" else logger.info
+            log(
+                "attempt %s: %s refused in state %s (%s)",
+                attempt.pk,
+                event.value,
+                attempt.state,
+                result.reason,
+            )
+            AttemptEvent.objects.create(
+                attempt=attempt,
+                at=at,
+                kind=AttemptEvent.Kind.NOTE,
+                type=f"refused:{event.value}",
+                data={"state": attempt.state, "reason": result.reason, "data": data or {}},
+            )
+            return result
+
+        changed = ["state"]
+        attempt.state = result.new
+        if result.old is AttemptState.QUEUED and attempt.originated_at is None:
+            # Any progress out of queued means the PBX accepted the call, even if its 200 arrives later
+            # (then as a refused duplicate). Not for a cancel or a failed originate: nothing was placed.
+            if event not in (Event.CANCELLED, Event.ORIGINATE_FAILED):
+                attempt.originated_at = at
+                changed.append("originated_at")
+        if event is Event.RINGING:
+            attempt.ringing_at = at
+            changed.append("ringing_at")
+        if event in (Event.ANSWERED, Event.BRIDGED) and attempt.answered_at is None:
+            attempt.answered_at = at
+            changed.append("answered_at")
+        if result.new is AttemptState.ENDED:
+            assert outcome is not None  # checked above for every ending event  # noqa: S101
+            attempt.ended_at = at
+            attempt.duration_s = (
+                max(0.0, (at - attempt.answered_at).total_seconds()) if attempt.answered_at else None
+            )
+            attempt.outcome = outcome.value
+            attempt.cause = cause
+            attempt.cause_txt = cause_txt
+            attempt.dialstatus = dialstatus
+            attempt.tech_cause = tech_cause
+            attempt.error = error
+            changed += [
+                "ended_at",
+                "duration_s",
+                "outcome",
+                "cause",
+                "cause_txt",
+                "dialstatus",
+                "tech_cause",
+                "error",
+            ]
+        attempt.save(update_fields=changed)
+        event_data: dict[str, Any] = {"event": event.value}
+        if outcome is not None:
+            event_data.update(outcome=outcome.value, cause=cause, cause_txt=cause_txt, dialstatus=dialstatus)
+            event_data.update(tech_cause=tech_cause, error=error)
+        if data:
+            event_data["data"] = data
+        AttemptEvent.objects.create(
+            attempt=attempt,
+            at=at,
+            kind=AttemptEvent.Kind.STATE,
+            type=f"{result.old.value}->{result.new.value}",
+            data=event_data,
+        )
+        if result.new is AttemptState.ENDED:
+            assert outcome is not None  # noqa: S101
+            _lead_finish(attempt=attempt, event=event, outcome=outcome, at=at)
+            if on_ended is not None:
+                tenant_id = attempt.tenant_id
+                transaction.on_commit(lambda: on_ended(tenant_id))
+    return result
+
+
+def _lead_finish(*, attempt: CallAttempt, event: Event, outcome: AttemptOutcome, at: datetime) -> None:
+    """The lead's side of an ended attempt, in the attempt's transaction (rule 3)."""
+    lead = Lead.objects.select_for_update(no_key=True).select_related("contact").get(pk=attempt.lead_id)
+    campaign = Campaign.objects.select_related("tenant").get(pk=attempt.campaign_id)
+    consumed = event is not Event.CANCELLED and consumes_attempt(outcome)
+    lead.attempts += 1 if consumed else 0  # the row is locked: no lost update
+    lead.last_outcome = outcome.value
+    fields = ["attempts", "last_outcome", "updated_at"]
+    if lead.status != Lead.Status.IN_ATTEMPT:
+        # Someone finished or suppressed the lead while the call was live (e.g. an opt-out handled
+        # elsewhere): keep that decision; only the counter and the last outcome are recorded.
+        lead.save(update_fields=fields)
+        return
+    fields += ["status", "next_due_at", "done_reason"]
+    if event is Event.CANCELLED and outcome is AttemptOutcome.OPTED_OUT:
+        # The re-check found the number on the DNC list: the same result as finding it at claim time.
+        lead.status, lead.next_due_at, lead.done_reason = Lead.Status.SUPPRESSED, None, DONE_REASON_DNC
+        lead.save(update_fields=fields)
+        return
+    decision = retry_decision(
+        outcome=outcome,
+        attempts_made=lead.attempts,
+        max_attempts=campaign.max_attempts,
+        retry_delays=campaign.retry_delays,
+        now=at,
+    )
+    if decision.should_retry and decision.at is not None:
+        window = callee_window(campaign=campaign, contact=lead.contact, tenant=campaign.tenant)
+        due = decision.at
+        if window is not None:
+            due = window.dialable_from(due)
+        lead.status, lead.next_due_at, lead.done_reason = Lead.Status.WAITING, due, ""
+    else:
+        lead.status, lead.next_due_at, lead.done_reason = Lead.Status.DONE, None, decision.reason
+    lead.save(update_fields=fields)
