@@ -68,6 +68,9 @@ def every(seconds: float, task: str, *, expires: float, **options: Any) -> dict[
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "heartbeat": every(30, "orchestrator.tasks.heartbeat", expires=25),
+    # The guarantee that no lead is lost (DESIGN.md §5 rule 3): a dispatch pass per dialing tenant, every
+    # second. A run that is not picked up within 0.9 s is dropped; the next one covers it.
+    "dispatch-sweep": every(1, "campaigns.tasks.dispatch_sweep", expires=0.9),
 }
 
 app = Celery("orchestrator")

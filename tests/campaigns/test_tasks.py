@@ -1,0 +1,559 @@
+"""The dialer's Celery tasks and the CPS limiter: the limiter against real Redis, the originate task run in
+this process against the PBX simulator (over real TCP, in a thread), and one end-to-end run through a real
+worker process (PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from celery.exceptions import Retry
+from django.conf import settings
+
+from campaigns import ratelimit
+from campaigns.lifecycle import AttemptEvent, AttemptOutcome, AttemptState
+from campaigns.models import CallAttempt, Campaign, DncEntry, Lead, Pbx
+from campaigns.services.dispatch import attempt_apply, dispatch_tenant
+from campaigns.services.dnc import dnc_add
+from campaigns.tasks import ORIGINATE_MAX_ARI_RETRIES, dispatch_sweep, dispatch_tenant_task, originate_attempt
+from campaigns.windows import WEEKDAYS
+from telephony.sim.plan import parse_plan
+from tenants.models import Tenant
+from tests.campaigns.factories import make_campaign, make_contact, make_pbx, make_tenant
+from tests.telephony.sim.conftest import APP, PASSWORD, USER, start_sim
+
+ALL_DAY = {day: [["00:00", "24:00"]] for day in WEEKDAYS}  # still clipped to the 08:00–21:00 hard bounds
+PASSWORD_ENV = "TEST_ARI_PASSWORD"
+_numbers = iter(range(1000, 10000))
+
+
+def open_zone() -> str:
+    """A fixed-offset zone where it is about 14:00 now: the calling window is open whatever the time."""
+    offset = 14 - datetime.now(UTC).hour
+    if offset < -12:
+        offset += 24
+    if offset == 0:
+        return "Etc/GMT"
+    # POSIX sign convention: Etc/GMT-3 is UTC+3.
+    return f"Etc/GMT-{offset}" if offset > 0 else f"Etc/GMT+{-offset}"
+
+
+@pytest.fixture(autouse=True)
+def own_limiter_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Row ids repeat across tests (and a developer's product may share this Redis): keys of our own.
+    monkeypatch.setattr(ratelimit, "KEY_PREFIX", f"test:{uuid.uuid4().hex}:ratelimit:cps")
+
+
+# =========================================================================================== ratelimit
+
+
+def test_the_limiter_grants_rate_per_window_and_says_how_long_to_wait():
+    key = f"test:ratelimit:{uuid.uuid4().hex}"
+    t0 = 1_000_000
+    assert [ratelimit.acquire(key=key, rate_per_s=3, now_ms=t0 + i) for i in range(3)] == [0, 0, 0]
+    # The 4th in the same second waits until the first leaves the window (1000 ms after it).
+    assert ratelimit.acquire(key=key, rate_per_s=3, now_ms=t0 + 10) == pytest.approx(0.990)
+    assert ratelimit.acquire(key=key, rate_per_s=3, now_ms=t0 + 999) == pytest.approx(0.001)
+    assert ratelimit.acquire(key=key, rate_per_s=3, now_ms=t0 + 1000) == 0
+    # A refusal records nothing: the next slot frees up when the second grant (t0+1) leaves.
+    assert ratelimit.acquire(key=key, rate_per_s=3, now_ms=t0 + 1000) == pytest.approx(0.001)
+    assert ratelimit.acquire(key=key, rate_per_s=3, now_ms=t0 + 1001) == 0
+
+
+def test_a_burst_can_lower_the_window_limit_but_never_raise_it():
+    key = f"test:ratelimit:{uuid.uuid4().hex}"
+    assert ratelimit.acquire(key=key, rate_per_s=5, burst=1, now_ms=0) == 0
+    assert ratelimit.acquire(key=key, rate_per_s=5, burst=1, now_ms=500) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="burst"):
+        ratelimit.acquire(key=key, rate_per_s=5, burst=6)
+    with pytest.raises(ValueError, match="rate_per_s"):
+        ratelimit.acquire(key=key, rate_per_s=0)
+
+
+def test_acquire_all_takes_every_key_or_none():
+    tenant, pbx = f"test:rl:t:{uuid.uuid4().hex}", f"test:rl:p:{uuid.uuid4().hex}"
+    assert ratelimit.acquire(key=pbx, rate_per_s=1, now_ms=0) == 0
+    # The PBX is full: the tenant's slot must not be used up by the refusal.
+    assert ratelimit.acquire_all([(tenant, 1), (pbx, 1)], now_ms=100) == pytest.approx(0.9)
+    assert ratelimit.acquire(key=tenant, rate_per_s=1, now_ms=200) == 0
+
+
+@dataclass(frozen=True)
+class Grant:
+    before: float  # monotonic time just before the call; the grant happened after it ...
+    after: float  # ... and before this
+
+
+def test_never_more_than_rate_in_any_1_s_window_under_concurrent_hammering():
+    key = f"test:ratelimit:{uuid.uuid4().hex}"
+    rate, threads, duration = 5, 6, 3.0
+    grants: list[Grant] = []
+    waits: list[float] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + duration
+
+    def hammer() -> None:
+        while time.monotonic() < deadline:
+            before = time.monotonic()
+            wait = ratelimit.acquire(key=key, rate_per_s=rate)
+            after = time.monotonic()
+            with lock:
+                (waits.append(wait) if wait else grants.append(Grant(before, after)))
+            if wait:
+                time.sleep(min(wait, 0.01))
+
+    workers = [threading.Thread(target=hammer) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    # The grants were spread over the whole run, close to the rate (no starvation, no excess).
+    assert rate * duration <= len(grants) <= rate * (duration + 1)
+    assert waits and all(0 < wait <= 1.0 for wait in waits)
+    # Any rate+1 grants span at least 1 s of Redis time. Each grant's Redis time lies in [before, after],
+    # so for the set starting at grant g (the earliest "before"), the tightest end is the rate-th smallest
+    # "after" among the grants that started no earlier than g.
+    tolerance = 0.002  # Redis TIME is truncated to whole milliseconds
+    for first in grants:
+        later = sorted(g.after for g in grants if g is not first and g.before >= first.before)
+        if len(later) < rate:
+            continue
+        span = max(first.after, later[rate - 1]) - first.before
+        assert span >= 1.0 - tolerance, f"{rate + 1} grants within {span:.3f} s"
+
+
+# ========================================================================================== simulator
+
+
+@dataclass
+class ThreadedSim:
+    port: int
+    http: httpx.Client
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def calls(self, state: str = "all") -> list[dict[str, Any]]:
+        resp = self.http.get("/sim/calls", params={"state": state})
+        assert resp.status_code == 200, resp.text
+        calls: list[dict[str, Any]] = resp.json()["calls"]
+        return calls
+
+
+async def _hold_stasis_app(port: int, connected: asyncio.Event) -> None:
+    """Register the Stasis app on the simulator (its events websocket) and ignore the events.
+
+    Without a registered app, an answered call fails to enter Stasis and ends at once; with it, a callee
+    keeps the call up for its plan's ``hangup_after``. (The real Stasis app replaces this later.)
+    """
+    async with (
+        aiohttp.ClientSession(
+            headers={"Authorization": aiohttp.encode_basic_auth(USER, PASSWORD)}
+        ) as session,
+        session.ws_connect(f"http://127.0.0.1:{port}/ari/events", params={"app": APP}) as ws,
+    ):
+        connected.set()
+        async for _ in ws:
+            pass
+
+
+def _run_sim(plan_doc: dict[str, Any], *, stasis_app: bool = False) -> Generator[ThreadedSim]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="pbx-sim", daemon=True)
+    thread.start()
+    runner, _pbx, port = asyncio.run_coroutine_threadsafe(start_sim(parse_plan(plan_doc)), loop).result(10)
+    app_task = None
+    if stasis_app:
+
+        async def start_app() -> asyncio.Task[None]:
+            connected = asyncio.Event()
+            task = asyncio.create_task(_hold_stasis_app(port, connected))
+            await asyncio.wait_for(connected.wait(), 5)
+            return task
+
+        app_task = asyncio.run_coroutine_threadsafe(start_app(), loop).result(10)
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=(USER, PASSWORD), timeout=5)
+    try:
+        yield ThreadedSim(port=port, http=http)
+    finally:
+        http.close()
+        if app_task is not None:
+            loop.call_soon_threadsafe(app_task.cancel)
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+@pytest.fixture
+def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedSim]:
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    # Callees ring until the originate timeout: a placed channel stays alive for the whole test.
+    yield from _run_sim({"default": "no_answer"})
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def dialing_tenant(*, base_url: str, cap: int = 5, **pbx: Any) -> tuple[Tenant, Campaign, Pbx]:
+    tenant = make_tenant(max_concurrent_calls=cap, calls_per_second=100)
+    pbx_row = make_pbx(
+        tenant,
+        ari_url=base_url + "/",
+        ari_user=USER,
+        password_env=PASSWORD_ENV,
+        app_name=APP,
+        calls_per_second=100,
+        **pbx,
+    )
+    campaign = make_campaign(tenant, calling_windows=ALL_DAY, ring_timeout=20)
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.RUNNING)
+    campaign.refresh_from_db()
+    return tenant, campaign, pbx_row
+
+
+def add_leads(campaign: Campaign, count: int) -> list[Lead]:
+    zone = open_zone()
+    leads = []
+    for _ in range(count):
+        contact = make_contact(campaign.tenant, f"+1212555{next(_numbers):04d}", timezone=zone)
+        leads.append(Lead.objects.create(campaign=campaign, contact=contact, next_due_at=datetime.now(UTC)))
+    return leads
+
+
+def queued_attempt(*, base_url: str, **pbx: Any) -> CallAttempt:
+    tenant, campaign, _ = dialing_tenant(base_url=base_url, **pbx)
+    add_leads(campaign, 1)
+    [attempt_id] = dispatch_tenant(tenant_id=tenant.pk)
+    return CallAttempt.objects.get(pk=attempt_id)
+
+
+@pytest.mark.django_db
+def test_a_queued_attempt_is_originated_with_its_id_as_channel_id(sim):
+    attempt = queued_attempt(base_url=sim.base)
+
+    assert originate_attempt.run(str(attempt.pk)) == "originated"
+
+    attempt.refresh_from_db()
+    assert attempt.state == AttemptState.DIALING
+    assert attempt.originated_at is not None
+    [call] = sim.calls()
+    assert call["id"] == str(attempt.pk)
+    assert call["app"] == APP
+    assert call["app_args"] == ["outbound", str(attempt.pk)]
+    assert call["number"] == attempt.number
+    assert call["variables"] == {
+        "ATTEMPT_ID": str(attempt.pk),
+        "CAMPAIGN_ID": str(attempt.campaign_id),
+        "TENANT_ID": str(attempt.tenant_id),
+    }
+
+
+@pytest.mark.django_db
+def test_running_the_task_twice_places_one_call(sim):
+    attempt = queued_attempt(base_url=sim.base)
+
+    assert originate_attempt.run(str(attempt.pk)) == "originated"
+    assert originate_attempt.run(str(attempt.pk)) == "not_queued"
+
+    assert [call["id"] for call in sim.calls()] == [str(attempt.pk)]
+
+
+@pytest.mark.django_db
+def test_a_race_past_the_recheck_gets_the_409_path_and_no_second_call(sim):
+    attempt = queued_attempt(base_url=sim.base)
+    assert originate_attempt.run(str(attempt.pk)) == "originated"
+    # As if a second copy of the task had passed the re-check before the first one's 200 was applied.
+    CallAttempt.objects.filter(pk=attempt.pk).update(state=AttemptState.QUEUED)
+
+    assert originate_attempt.run(str(attempt.pk)) == "already"
+
+    assert [call["id"] for call in sim.calls()] == [str(attempt.pk)]
+    attempt.refresh_from_db()
+    assert attempt.state == AttemptState.DIALING
+
+
+@pytest.mark.django_db
+def test_a_number_put_on_the_dnc_list_after_the_claim_is_not_dialed(sim):
+    attempt = queued_attempt(base_url=sim.base)
+    dnc_add(tenant=attempt.tenant, phone_number=attempt.number, source=DncEntry.Source.API)
+
+    assert originate_attempt.run(str(attempt.pk)) == "dnc"
+
+    assert sim.calls() == []
+    attempt.refresh_from_db()
+    assert (attempt.state, attempt.outcome) == (AttemptState.ENDED, AttemptOutcome.OPTED_OUT)
+    lead = Lead.objects.get(pk=attempt.lead_id)
+    assert (lead.status, lead.done_reason, lead.attempts) == (Lead.Status.SUPPRESSED, "dnc", 0)
+
+
+@pytest.mark.django_db
+def test_a_paused_campaign_cancels_the_attempt_without_consuming_it(sim):
+    attempt = queued_attempt(base_url=sim.base)
+    Campaign.objects.filter(pk=attempt.campaign_id).update(status=Campaign.Status.PAUSED)
+
+    assert originate_attempt.run(str(attempt.pk)) == "campaign_not_running"
+
+    assert sim.calls() == []
+    attempt.refresh_from_db()
+    assert (attempt.state, attempt.outcome) == (AttemptState.ENDED, AttemptOutcome.CANCELLED)
+    lead = Lead.objects.get(pk=attempt.lead_id)
+    assert (lead.status, lead.attempts) == (Lead.Status.WAITING, 0)
+
+
+@pytest.mark.django_db
+def test_an_unknown_technology_ends_the_attempt_with_an_error(sim):
+    attempt = queued_attempt(base_url=sim.base, endpoint_template="NOSUCHTECH/{number}@trunk")
+
+    assert originate_attempt.run(str(attempt.pk)) == "failed"
+
+    assert sim.calls() == []
+    attempt.refresh_from_db()
+    assert (attempt.state, attempt.outcome) == (AttemptState.ENDED, AttemptOutcome.ERROR)
+    assert "Allocation failed" in attempt.error
+
+
+@pytest.fixture
+def retries(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What the task asked ``self.retry`` for; the call still raises Retry, as it does in a worker."""
+    asked: list[dict[str, Any]] = []
+    real = originate_attempt.retry
+
+    def record(**options: Any) -> Retry:
+        asked.append(options)
+        return real(**options)  # called directly, this raises Retry
+
+    monkeypatch.setattr(originate_attempt, "retry", record)
+    return asked
+
+
+@pytest.mark.django_db
+def test_a_pbx_that_is_down_makes_the_task_retry_and_the_attempt_stays_queued(monkeypatch, retries):
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    attempt = queued_attempt(base_url=f"http://127.0.0.1:{closed_port()}")
+
+    with pytest.raises(Retry):
+        originate_attempt.run(str(attempt.pk), ari_failures=2)
+
+    attempt.refresh_from_db()
+    assert attempt.state == AttemptState.QUEUED
+    assert Lead.objects.get(pk=attempt.lead_id).attempts == 0
+    # Exponential backoff with jitter (2 s × 2² = 8 s, half of it random), one more failure counted.
+    [asked] = retries
+    assert asked["args"] == (str(attempt.pk),)
+    assert asked["kwargs"] == {"ari_failures": 3}
+    assert 4 <= asked["countdown"] <= 8
+
+
+def test_the_originate_retries_are_counted_by_the_task_not_by_celery():
+    # CPS waits must never run into Celery's default limit of 3 retries; ari_failures is the budget.
+    assert originate_attempt.max_retries is None
+
+
+@pytest.mark.django_db
+def test_a_pbx_still_down_after_the_last_retry_fails_the_attempt(monkeypatch):
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    attempt = queued_attempt(base_url=f"http://127.0.0.1:{closed_port()}")
+
+    assert originate_attempt.run(str(attempt.pk), ari_failures=ORIGINATE_MAX_ARI_RETRIES) == "failed"
+
+    attempt.refresh_from_db()
+    assert (attempt.state, attempt.outcome) == (AttemptState.ENDED, AttemptOutcome.ERROR)
+    assert "ConnectError" in attempt.error
+
+
+@pytest.mark.django_db
+def test_an_unset_password_variable_fails_the_attempt(monkeypatch):
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    attempt = queued_attempt(base_url=f"http://127.0.0.1:{closed_port()}")
+
+    assert originate_attempt.run(str(attempt.pk)) == "failed"
+
+    attempt.refresh_from_db()
+    assert (attempt.state, attempt.outcome) == (AttemptState.ENDED, AttemptOutcome.ERROR)
+    assert PASSWORD_ENV in attempt.error
+
+
+@pytest.mark.django_db
+def test_no_cps_slot_means_a_retry_with_the_wait_and_no_call(sim, retries):
+    attempt = queued_attempt(base_url=sim.base)
+    Tenant.objects.filter(pk=attempt.tenant_id).update(calls_per_second=1)
+    # Someone else used the tenant's one slot of this second.
+    assert ratelimit.acquire(key=ratelimit.tenant_key(attempt.tenant_id), rate_per_s=1) == 0
+
+    with pytest.raises(Retry):
+        originate_attempt.run(str(attempt.pk))
+
+    assert sim.calls() == []
+    attempt.refresh_from_db()
+    assert attempt.state == AttemptState.QUEUED
+    # Back when the slot frees up, with the same arguments (a CPS wait is not an ARI failure).
+    [asked] = retries
+    assert set(asked) == {"countdown"}
+    assert 0 < asked["countdown"] <= 1
+
+
+@pytest.mark.django_db
+def test_the_sweep_enqueues_a_pass_per_dialing_tenant_only(monkeypatch):
+    dialing, _, _ = dialing_tenant(base_url="http://127.0.0.1:1")
+    idle = make_tenant()
+    make_campaign(idle)  # a draft campaign: nothing to dial
+    suspended, _, _ = dialing_tenant(base_url="http://127.0.0.1:1")
+    Tenant.objects.filter(pk=suspended.pk).update(status=Tenant.Status.SUSPENDED)
+    sent: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(
+        dispatch_tenant_task, "apply_async", lambda args, **options: sent.append((args, options))
+    )
+
+    assert dispatch_sweep.run() == 1
+
+    [(args, options)] = sent
+    assert args == (dialing.pk,)
+    assert 0 < options["expires"]
+
+
+def test_the_beat_runs_the_sweep_every_second_with_a_shorter_expiry():
+    from orchestrator.celery import app
+
+    entry = app.conf.beat_schedule["dispatch-sweep"]
+    assert entry["task"] == dispatch_sweep.name
+    assert entry["schedule"] == timedelta(seconds=1)
+    assert 0 < entry["options"]["expires"] < 1
+
+
+# ===================================================================================== end to end (worker)
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def worker(subprocess_env, project_root, tmp_path, monkeypatch) -> Iterator[str]:
+    """A real worker (4 threads) on a queue of its own, which is also its default queue: what it enqueues
+    itself (originates after a pass) comes back to it and not to a developer's worker."""
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    env = dict(subprocess_env, DATABASE_URL=_database_url(), **{PASSWORD_ENV: PASSWORD})
+    code = (
+        "from orchestrator.celery import app\n"
+        f"app.conf.task_default_queue = {queue!r}\n"
+        f"app.worker_main(['worker', '--pool=threads', '-c', '4', '-Q', {queue!r}, '-n', '{queue}@%h',"
+        " '--without-gossip', '--without-mingle', '--without-heartbeat', '--loglevel=INFO'])\n"
+    )
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=project_root, env=env, stdin=subprocess.DEVNULL, stdout=out,
+            stderr=out,
+        )  # fmt: skip
+    try:
+        yield queue
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        print(Path(log).read_text(errors="replace"))  # shown by pytest only when the test failed
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_dials_a_campaign_through_without_exceeding_the_tenant_cap(worker, monkeypatch):
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    # Every callee answers after 0.2 s and hangs up 1 s later.
+    sims = _run_sim({"default": {"behaviour": "answer", "after": 0.2, "hangup_after": 1}}, stasis_app=True)
+    try:
+        _dial_through(next(sims), worker)
+    finally:
+        sims.close()
+
+
+def _dial_through(sim: ThreadedSim, queue: str) -> None:
+    tenant, campaign, _ = dialing_tenant(base_url=sim.base, cap=2)
+    leads = add_leads(campaign, 6)
+    max_live = 0
+    stop = threading.Event()
+    sampler_errors: list[BaseException] = []
+
+    def sample() -> None:
+        nonlocal max_live
+        with httpx.Client(base_url=sim.base, auth=(USER, PASSWORD), timeout=5) as http:
+            while not stop.is_set():
+                try:
+                    live = http.get("/sim/calls", params={"state": "live"}).json()["calls"]
+                except httpx.HTTPError as exc:  # pragma: no cover - reported below
+                    sampler_errors.append(exc)
+                    return
+                max_live = max(max_live, len(live))
+                time.sleep(0.05)
+
+    def dispatch_again(tenant_id: int) -> None:
+        dispatch_tenant_task.apply_async((tenant_id,), queue=queue)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    dispatch_again(tenant.pk)
+    applied: set[str] = set()
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            # No Stasis app yet: the test applies each ended call to its attempt, as the Stasis sink
+            # will (ChannelDestroyed → ENDED, with on_ended=trigger_dispatch).
+            for call in sim.calls("ended"):
+                if call["id"] in applied:
+                    continue
+                outcome = AttemptOutcome.ANSWERED if call["answered_at"] else AttemptOutcome.FAILED
+                attempt_apply(
+                    attempt_id=uuid.UUID(call["id"]),
+                    event=AttemptEvent.ENDED,
+                    outcome=outcome,
+                    cause=call["cause"],
+                    on_ended=dispatch_again,
+                )
+                applied.add(call["id"])
+            if Lead.objects.filter(pk__in=[lead.pk for lead in leads], status=Lead.Status.DONE).count() == 6:
+                break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        sampler.join(5)
+
+    assert not sampler_errors
+    statuses = sorted(Lead.objects.filter(campaign=campaign).values_list("status", flat=True))
+    assert statuses == [Lead.Status.DONE] * 6, statuses
+    calls = sim.calls("all")
+    ids = [call["id"] for call in calls]
+    assert len(ids) == len(set(ids)) == 6, ids
+    assert set(ids) == {
+        str(pk) for pk in CallAttempt.objects.filter(tenant=tenant).values_list("pk", flat=True)
+    }
+    assert 1 <= max_live <= 2, max_live
+    # The callees hung up themselves after talking: the calls really were up for a while.
+    assert {call["ended_by"] for call in calls} == {"callee"}, calls
