@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from campaigns.lifecycle import LIVE_STATES, AttemptState
-from campaigns.models import CallAttempt, Campaign, Contact, DncEntry, Lead, Pbx
+from campaigns.lifecycle import LIVE_STATES, AttemptOutcome, AttemptState
+from campaigns.models import AgentProfile, AttemptEvent, CallAttempt, Campaign, Contact, DncEntry, Lead, Pbx
 from campaigns.phone import normalize_phone_number
 from campaigns.windows import CallingWindows, is_open, next_opening, parse_windows, zones_for_contact
 from orchestrator.errors import InvalidInput
@@ -269,3 +269,100 @@ def pbx_free_channels(*, tenant: Tenant) -> dict[int, int]:
     )
     free = {pk: max_channels - live.get(pk, 0) for pk, max_channels in pbxs}
     return dict(sorted(((pk, n) for pk, n in free.items() if n > 0), key=lambda item: (-item[1], item[0])))
+
+
+# ---------------------------------------------------------------------------- lists for the API/portal
+# Each is scoped by tenant (DESIGN.md §5 rule 7): a detail view looks its id up in these querysets, so
+# another tenant's id is simply not found (404).
+
+
+def agent_profile_list(*, tenant: Tenant) -> QuerySet[AgentProfile]:
+    return AgentProfile.objects.filter(tenant=tenant).order_by("name", "pk")
+
+
+def campaign_list(*, tenant: Tenant) -> QuerySet[Campaign]:
+    return Campaign.objects.filter(tenant=tenant).select_related("agent").order_by("-priority", "name", "pk")
+
+
+def contact_list(*, tenant: Tenant, phone_number: str | None = None) -> QuerySet[Contact]:
+    contacts = Contact.objects.filter(tenant=tenant).order_by("phone_number", "pk")
+    if phone_number is not None:
+        contacts = contacts.filter(phone_number=normalize_phone_number(phone_number, field="phone_number"))
+    return contacts
+
+
+def lead_list(*, tenant: Tenant, campaign_id: int | None = None, status: str | None = None) -> QuerySet[Lead]:
+    leads = Lead.objects.filter(campaign__tenant=tenant).select_related("contact").order_by("pk")
+    if campaign_id is not None:
+        leads = leads.filter(campaign_id=campaign_id)
+    if status is not None:
+        leads = leads.filter(status=status)
+    return leads
+
+
+def attempt_list(
+    *,
+    tenant: Tenant,
+    campaign_id: int | None = None,
+    lead_id: int | None = None,
+    state: str | None = None,
+    outcome: str | None = None,
+) -> QuerySet[CallAttempt]:
+    attempts = CallAttempt.objects.filter(tenant=tenant).order_by("-queued_at", "pk")
+    if campaign_id is not None:
+        attempts = attempts.filter(campaign_id=campaign_id)
+    if lead_id is not None:
+        attempts = attempts.filter(lead_id=lead_id)
+    if state is not None:
+        attempts = attempts.filter(state=state)
+    if outcome is not None:
+        attempts = attempts.filter(outcome=outcome)
+    return attempts
+
+
+def attempt_list_with_events(*, tenant: Tenant) -> QuerySet[CallAttempt]:
+    """Attempts with their event logs loaded (detail views)."""
+    return attempt_list(tenant=tenant).prefetch_related(
+        Prefetch("events", queryset=AttemptEvent.objects.order_by("at", "pk"))
+    )
+
+
+def dnc_list(*, tenant: Tenant) -> QuerySet[DncEntry]:
+    return DncEntry.objects.filter(tenant=tenant).order_by("phone_number", "pk")
+
+
+def pbx_list(*, tenant: Tenant) -> QuerySet[Pbx]:
+    return Pbx.objects.filter(tenant=tenant).order_by("name", "pk")
+
+
+def campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
+    """Leads by status, ended attempts by outcome (every status and outcome present, 0 when none), the
+    number of calls live now, and attempts by state."""
+    leads: dict[str, int] = dict.fromkeys(Lead.Status.values, 0)
+    for status, n in (
+        Lead.objects.filter(campaign=campaign).order_by().values("status").annotate(n=Count("pk"))
+    ).values_list("status", "n"):
+        leads[status] = n
+    outcomes: dict[str, int] = {outcome.value: 0 for outcome in AttemptOutcome}
+    states: dict[str, int] = {state.value: 0 for state in AttemptState}
+    rows = (
+        CallAttempt.objects.filter(campaign=campaign)
+        .order_by()
+        .values("state", "outcome")
+        .annotate(n=Count("pk"))
+        .values_list("state", "outcome", "n")
+    )
+    for state, outcome, n in rows:
+        states[state] = states.get(state, 0) + n
+        if state == AttemptState.ENDED and outcome:
+            outcomes[outcome] = outcomes.get(outcome, 0) + n
+    return {
+        "campaign_id": campaign.pk,
+        "status": campaign.status,
+        "leads": leads,
+        "leads_total": sum(leads.values()),
+        "attempts_by_outcome": outcomes,
+        "attempts_by_state": states,
+        "attempts_total": sum(states.values()),
+        "live_calls": sum(n for state, n in states.items() if state in LIVE_STATE_VALUES),
+    }

@@ -56,6 +56,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served locally (no CDN)
     # The project package is an app too: it owns the runlocal command and the platform tasks (heartbeat).
     "orchestrator.apps.OrchestratorConfig",
     "tenants.apps.TenantsConfig",
@@ -128,8 +130,29 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 REST_FRAMEWORK = {
+    # API key (Authorization: Bearer vco_...) first, then the Django session (portal, browsable docs).
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tenants.api.authentication.ApiKeyAuthentication",
+        "tenants.api.authentication.TenantSessionAuthentication",
+    ],
     # Closed by default: every endpoint states who may call it.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "orchestrator.api.CappedPageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # services raise InvalidInput(field, message): answered as 400 {field: [message]}.
+    "EXCEPTION_HANDLER": "orchestrator.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Voice campaign orchestrator API",
+    "DESCRIPTION": "Tenant-scoped REST API. Authenticate with `Authorization: Bearer vco_...`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Attempt.outcome and Lead.last_outcome share one set of choices: one schema enum.
+    "ENUM_NAME_OVERRIDES": {"AttemptOutcomeEnum": "campaigns.lifecycle.AttemptOutcome"},
 }
 
 # ---------------------------------------------------------------------------------------------- secrets
@@ -141,6 +164,14 @@ FIELD_ENCRYPTION_KEY: str = env.str("FIELD_ENCRYPTION_KEY", default="")
 # E.164 prefixes accepted although not valid numbers of a real numbering plan, e.g. "+1555" for the
 # fictional numbers the PBX simulator's demo plan uses. Empty: every number must be valid for its country.
 PHONE_TEST_PREFIXES: list[str] = env.list("PHONE_TEST_PREFIXES", default=[])
+
+# ------------------------------------------------------------------------------------------- telephony
+# The Stasis app (`manage.py run_stasis`) hands call events to this sink (telephony knows no campaigns).
+TELEPHONY_EVENT_SINK: str = env.str("TELEPHONY_EVENT_SINK", default="campaigns.sink.AttemptEventSink")
+# AudioSocket listeners of the media workers (host:port), used round-robin for externalMedia.
+MEDIA_WORKER_HOSTS: list[str] = env.list("MEDIA_WORKER_HOSTS", default=["127.0.0.1:9092"])
+# Hard maximum duration of one call, enforced by the Stasis app (DESIGN.md §5 rule 5).
+MAX_CALL_DURATION_S: int = env.int("MAX_CALL_DURATION_S", default=3600)
 
 # ---------------------------------------------------------------------------------------- i18n and time
 LANGUAGE_CODE = "en-us"

@@ -67,3 +67,13 @@ def tenant_for_user(*, user: User | AnonymousUser, slug: str | None = None) -> T
     if len(found) != 1:
         return None
     return found[0].tenant
+
+
+def membership_for_user(*, user: User | AnonymousUser, slug: str | None = None) -> Membership | None:
+    """Like :func:`tenant_for_user`, but the membership (tenant and role): the one for ``slug``, or the
+    user's only one; None when there is no such membership or, without a slug, several."""
+    memberships = memberships_for_user(user=user)
+    if slug is not None:
+        memberships = memberships.filter(tenant__slug=slug)
+    found = list(memberships[:2])
+    return found[0] if len(found) == 1 else None

@@ -82,3 +82,11 @@ def agent_profile_update(*, agent: AgentProfile, **changes: Any) -> AgentProfile
     full_clean_or_raise(agent)
     agent.save(update_fields=list(changes))
     return agent
+
+
+def agent_profile_delete(*, agent: AgentProfile) -> None:
+    """Delete a profile no campaign uses (campaigns keep theirs: change their agent first)."""
+    in_use = list(agent.campaigns.values_list("name", flat=True)[:3])
+    if in_use:
+        raise InvalidInput("agent", f"used by campaign(s) {', '.join(in_use)}; give them another agent first")
+    agent.delete()

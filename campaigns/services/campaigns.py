@@ -1,11 +1,14 @@
-"""Writes for campaigns (creation and settings; starting, pausing and dispatch come with the dispatcher)."""
+"""Writes for campaigns: creation, settings, status (start, pause, resume) and deletion."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from campaigns.lifecycle import AttemptOutcome
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.lifecycle import LIVE_STATES, AttemptOutcome
 from campaigns.models import AgentProfile, Campaign, default_calling_windows, default_retry_delays
 from campaigns.phone import normalize_phone_number
 from orchestrator.errors import InvalidInput, full_clean_or_raise
@@ -157,3 +160,51 @@ def campaign_update(*, campaign: Campaign, **changes: Any) -> Campaign:
     full_clean_or_raise(campaign)
     campaign.save(update_fields=[*cleaned, "updated_at"])
     return campaign
+
+
+# Status changes: (allowed from, to). Repeating a change that already happened is a no-op (a retried
+# request must not fail), every other change is refused with InvalidInput("status", ...).
+_START = (frozenset({Campaign.Status.DRAFT}), Campaign.Status.RUNNING)
+_PAUSE = (frozenset({Campaign.Status.RUNNING}), Campaign.Status.PAUSED)
+_RESUME = (frozenset({Campaign.Status.PAUSED}), Campaign.Status.RUNNING)
+
+
+def _campaign_move(*, campaign: Campaign, action: str, allowed_from: frozenset[str], to: str) -> Campaign:
+    with transaction.atomic():
+        # The row lock orders concurrent status changes of one campaign (no check-then-act).
+        locked = Campaign.objects.select_for_update(no_key=True).get(pk=campaign.pk)
+        if locked.status == to:
+            return locked
+        if locked.status not in allowed_from:
+            raise InvalidInput("status", f"cannot {action} a {locked.status} campaign")
+        if to == Campaign.Status.RUNNING and locked.ends_at is not None and locked.ends_at <= timezone.now():
+            raise InvalidInput("ends_at", "has passed: move it later before running the campaign")
+        locked.status = to
+        locked.save(update_fields=["status", "updated_at"])
+    return locked
+
+
+def campaign_start(*, campaign: Campaign) -> Campaign:
+    """draft → running. The periodic dispatch sweep picks its due leads up."""
+    return _campaign_move(campaign=campaign, action="start", allowed_from=_START[0], to=_START[1])
+
+
+def campaign_pause(*, campaign: Campaign) -> Campaign:
+    """running → paused. Calls in progress go on; queued attempts are cancelled by the originate re-check."""
+    return _campaign_move(campaign=campaign, action="pause", allowed_from=_PAUSE[0], to=_PAUSE[1])
+
+
+def campaign_resume(*, campaign: Campaign) -> Campaign:
+    """paused → running."""
+    return _campaign_move(campaign=campaign, action="resume", allowed_from=_RESUME[0], to=_RESUME[1])
+
+
+def campaign_delete(*, campaign: Campaign) -> None:
+    """Delete a campaign with its leads and attempts; not while it runs or has calls in progress."""
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update(no_key=True).get(pk=campaign.pk)
+        if locked.status == Campaign.Status.RUNNING:
+            raise InvalidInput("status", "cannot delete a running campaign: pause it first")
+        if locked.call_attempts.filter(state__in=[state.value for state in LIVE_STATES]).exists():
+            raise InvalidInput("status", "the campaign has calls in progress")
+        locked.delete()

@@ -94,3 +94,52 @@ def lead_add(*, campaign: Campaign, contact: Contact) -> tuple[Lead, bool]:
         contact=contact,
         defaults={"status": Lead.Status.WAITING, "next_due_at": django_timezone.now()},
     )
+
+
+def contact_create(
+    *,
+    tenant: Tenant,
+    phone_number: str,
+    name: str = "",
+    timezone: str = "",
+    variables: dict[str, Any] | None = None,
+) -> Contact:
+    """A new contact; InvalidInput on ``phone_number`` when the tenant already has one with that number
+    (use :func:`contact_update`, or :func:`contact_upsert` to merge)."""
+    e164 = normalize_phone_number(phone_number, field="phone_number")
+    if Contact.objects.filter(tenant=tenant, phone_number=e164).exists():
+        raise InvalidInput("phone_number", f"a contact with {e164} already exists")
+    return contact_upsert(tenant=tenant, phone_number=e164, name=name, timezone=timezone, variables=variables)
+
+
+_CONTACT_UPDATABLE = ("name", "timezone", "variables")
+
+
+def contact_update(*, contact: Contact, **changes: Any) -> Contact:
+    """Change a contact's name, timezone (blank: derived from the number again) or variables. The number
+    is the contact's identity and cannot be changed: make a new contact instead."""
+    unknown = sorted(set(changes) - set(_CONTACT_UPDATABLE))
+    if unknown:
+        raise InvalidInput(unknown[0], "cannot be changed")
+    if "name" in changes:
+        if not isinstance(changes["name"], str) or len(changes["name"]) > CONTACT_NAME_MAX_LENGTH:
+            raise InvalidInput("name", f"must be text of at most {CONTACT_NAME_MAX_LENGTH} characters")
+    if "timezone" in changes:
+        zone = changes["timezone"]
+        if not isinstance(zone, str) or (zone and not is_timezone_name(zone)):
+            raise InvalidInput("timezone", f"{zone!r} is not an IANA time zone name")
+        changes["timezone"] = zone or timezone_for_number(contact.phone_number)
+    if "variables" in changes:
+        changes["variables"] = validate_variables(changes["variables"])
+    for field, value in changes.items():
+        setattr(contact, field, value)
+    if changes:
+        contact.save(update_fields=list(changes))
+    return contact
+
+
+def contact_delete(*, contact: Contact) -> None:
+    """Delete a contact and its leads; not while one of its leads is being called."""
+    if contact.leads.filter(status=Lead.Status.IN_ATTEMPT).exists():
+        raise InvalidInput("contact", "a call to this contact is in progress")
+    contact.delete()

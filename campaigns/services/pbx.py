@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import re
 import string
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 
 from campaigns.models import Pbx
 from orchestrator import crypto
@@ -122,3 +124,45 @@ def pbx_password(*, pbx: Pbx) -> str:
             f"PBX {pbx.name!r} (id {pbx.pk}): the stored ARI password cannot be decrypted with "
             "FIELD_ENCRYPTION_KEY (was the key changed without keeping the old one?)."
         ) from exc
+
+
+_PBX_UPDATABLE = (
+    "name",
+    "ari_url",
+    "ari_user",
+    "app_name",
+    "endpoint_template",
+    "max_channels",
+    "calls_per_second",
+    "enabled",
+)
+
+
+def pbx_update(
+    *, pbx: Pbx, password: str | None = None, password_env: str | None = None, **changes: Any
+) -> Pbx:
+    """Change PBX settings and, when ``password`` or ``password_env`` is given, its password source; all
+    or nothing."""
+    unknown = sorted(set(changes) - set(_PBX_UPDATABLE))
+    if unknown:
+        raise InvalidInput(unknown[0], "cannot be changed")
+    if "ari_url" in changes:
+        validate_ari_url(changes["ari_url"])
+    if "endpoint_template" in changes:
+        validate_endpoint_template(changes["endpoint_template"])
+    for field, value in changes.items():
+        setattr(pbx, field, value)
+    fields = list(changes)
+    if password is not None or password_env is not None:
+        pbx_apply_password(pbx=pbx, password=password, password_env=password_env)
+        fields += ["password_encrypted", "password_env"]
+    full_clean_or_raise(pbx)
+    with transaction.atomic():
+        if fields:
+            pbx.save(update_fields=fields)
+    return pbx
+
+
+def pbx_delete(*, pbx: Pbx) -> None:
+    """Delete a PBX; its past attempts keep their history (``pbx`` becomes null)."""
+    pbx.delete()

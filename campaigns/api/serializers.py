@@ -1,0 +1,312 @@
+"""REST serializers: output shapes, and input shapes that only check types. The rules (numbers, windows,
+caps, same-tenant references) are the services' (campaigns/services), whose InvalidInput becomes a 400
+naming the field (orchestrator/api.py). Serializers never save: views call the services.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Model, QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from campaigns import selectors
+from campaigns.lifecycle import AttemptOutcome, AttemptState
+from campaigns.models import AgentProfile, AttemptEvent, CallAttempt, Campaign, Contact, DncEntry, Lead, Pbx
+from tenants.models import Tenant
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class TenantScopedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
+    """A reference by id to a row of the request's tenant; any other id is "does not exist" (400)."""
+
+    def __init__(self, *, scoped: str, **kwargs: Any) -> None:
+        self.scoped = scoped  # name of the selector giving the tenant's rows
+        kwargs.setdefault(
+            "error_messages", {"does_not_exist": "No such object in this tenant (id {pk_value})."}
+        )
+        super().__init__(**kwargs)
+
+    def get_queryset(self) -> QuerySet[Model]:
+        tenant: Tenant = self.context["tenant"]
+        queryset: QuerySet[Model] = getattr(selectors, self.scoped)(tenant=tenant)
+        return queryset
+
+
+# ------------------------------------------------------------------------------------------------- agents
+
+
+class AgentProfileSerializer(serializers.ModelSerializer[AgentProfile]):
+    class Meta:
+        model = AgentProfile
+        fields = [
+            "id",
+            "name",
+            "instructions",
+            "greeting",
+            "voice",
+            "model",
+            "language",
+            "tools",
+            "transfer_numbers",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class AgentProfileInputSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=100)
+    instructions = serializers.CharField()
+    greeting = serializers.CharField(required=False, allow_blank=True)
+    voice = serializers.CharField(required=False, max_length=50)
+    model = serializers.CharField(required=False, max_length=100)
+    language = serializers.CharField(required=False, max_length=16)
+    tools = serializers.JSONField(required=False)
+    transfer_numbers = serializers.JSONField(required=False)
+
+
+# ---------------------------------------------------------------------------------------------- campaigns
+
+
+class CampaignSerializer(serializers.ModelSerializer[Campaign]):
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "name",
+            "agent",
+            "caller_id",
+            "status",
+            "calling_windows",
+            "starts_at",
+            "ends_at",
+            "max_concurrent_calls",
+            "max_attempts",
+            "retry_delays",
+            "ring_timeout",
+            "priority",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class CampaignInputSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=200)
+    agent = TenantScopedPrimaryKeyField(scoped="agent_profile_list")
+    caller_id = serializers.CharField(max_length=32)
+    calling_windows = serializers.JSONField(required=False)
+    starts_at = serializers.DateTimeField(required=False, allow_null=True)
+    ends_at = serializers.DateTimeField(required=False, allow_null=True)
+    max_concurrent_calls = serializers.IntegerField(required=False, min_value=1)
+    max_attempts = serializers.IntegerField(required=False, min_value=1)
+    retry_delays = serializers.JSONField(required=False)
+    ring_timeout = serializers.IntegerField(required=False, min_value=1)
+    priority = serializers.IntegerField(required=False, min_value=-1000, max_value=1000)
+
+
+class CampaignStatsSerializer(serializers.Serializer[Any]):
+    campaign_id = serializers.IntegerField()
+    status = serializers.CharField()
+    leads = serializers.DictField(child=serializers.IntegerField())
+    leads_total = serializers.IntegerField()
+    attempts_by_outcome = serializers.DictField(child=serializers.IntegerField())
+    attempts_by_state = serializers.DictField(child=serializers.IntegerField())
+    attempts_total = serializers.IntegerField()
+    live_calls = serializers.IntegerField()
+
+
+class ImportErrorSerializer(serializers.Serializer[Any]):
+    row = serializers.IntegerField()
+    field = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ImportReportSerializer(serializers.Serializer[Any]):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    errors = ImportErrorSerializer(many=True)  # type: ignore[assignment]  # popped by the metaclass
+    errors_not_shown = serializers.IntegerField(required=False)
+
+
+# ----------------------------------------------------------------------------------------------- contacts
+
+
+class ContactSerializer(serializers.ModelSerializer[Contact]):
+    class Meta:
+        model = Contact
+        fields = ["id", "phone_number", "name", "timezone", "variables", "created_at"]
+        read_only_fields = fields
+
+
+class ContactInputSerializer(serializers.Serializer[Any]):
+    phone_number = serializers.CharField(max_length=32)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    timezone = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    variables = serializers.JSONField(required=False)
+
+
+class ContactUpdateSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    timezone = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    variables = serializers.JSONField(required=False)
+
+
+# -------------------------------------------------------------------------------------------------- leads
+
+
+class LeadSerializer(serializers.ModelSerializer[Lead]):
+    contact = ContactSerializer(read_only=True)
+
+    class Meta:
+        model = Lead
+        fields = [
+            "id",
+            "campaign",
+            "contact",
+            "status",
+            "attempts",
+            "next_due_at",
+            "last_outcome",
+            "done_reason",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class LeadInputSerializer(serializers.Serializer[Any]):
+    campaign = TenantScopedPrimaryKeyField(scoped="campaign_list")
+    contact = TenantScopedPrimaryKeyField(scoped="contact_list")
+
+
+class LeadFilterSerializer(serializers.Serializer[Any]):
+    campaign = serializers.IntegerField(required=False)
+    status = serializers.ChoiceField(choices=Lead.Status.choices, required=False)
+
+
+class LeadWhySerializer(serializers.Serializer[Any]):
+    lead_id = serializers.IntegerField()
+    status = serializers.CharField()
+    dialable_now = serializers.BooleanField()
+    next_dial_at = serializers.DateTimeField(allow_null=True)
+    reasons = serializers.ListField(child=serializers.DictField())
+
+
+# ----------------------------------------------------------------------------------------------- attempts
+
+
+class AttemptEventSerializer(serializers.ModelSerializer[AttemptEvent]):
+    class Meta:
+        model = AttemptEvent
+        fields = ["id", "at", "kind", "type", "data"]
+        read_only_fields = fields
+
+
+class AttemptSerializer(serializers.ModelSerializer[CallAttempt]):
+    class Meta:
+        model = CallAttempt
+        fields = [
+            "id",
+            "campaign",
+            "lead",
+            "pbx",
+            "number",
+            "state",
+            "outcome",
+            "queued_at",
+            "originated_at",
+            "ringing_at",
+            "answered_at",
+            "ended_at",
+            "cause",
+            "cause_txt",
+            "dialstatus",
+            "tech_cause",
+            "duration_s",
+            "error",
+        ]
+        read_only_fields = fields
+
+
+class AttemptDetailSerializer(AttemptSerializer):
+    events = AttemptEventSerializer(many=True, read_only=True)
+
+    class Meta(AttemptSerializer.Meta):
+        fields = [*AttemptSerializer.Meta.fields, "events"]
+        read_only_fields = fields
+
+
+class AttemptFilterSerializer(serializers.Serializer[Any]):
+    campaign = serializers.IntegerField(required=False)
+    lead = serializers.IntegerField(required=False)
+    state = serializers.ChoiceField(choices=[state.value for state in AttemptState], required=False)
+    outcome = serializers.ChoiceField(choices=[outcome.value for outcome in AttemptOutcome], required=False)
+
+
+# -------------------------------------------------------------------------------------------------- DNC
+
+
+class DncEntrySerializer(serializers.ModelSerializer[DncEntry]):
+    class Meta:
+        model = DncEntry
+        fields = ["id", "phone_number", "source", "note", "created_at"]
+        read_only_fields = fields
+
+
+class DncInputSerializer(serializers.Serializer[Any]):
+    phone_number = serializers.CharField(max_length=32)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class DncCheckSerializer(serializers.Serializer[Any]):
+    number = serializers.CharField(max_length=32)
+
+
+class DncCheckResultSerializer(serializers.Serializer[Any]):
+    number = serializers.CharField()
+    on_dnc = serializers.BooleanField()
+
+
+# ------------------------------------------------------------------------------------------------- PBXs
+
+
+class PbxSerializer(serializers.ModelSerializer[Pbx]):
+    """The ARI password is never returned; ``password_source`` says where it comes from."""
+
+    password_source = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Pbx
+        fields = [
+            "id",
+            "name",
+            "ari_url",
+            "ari_user",
+            "password_env",
+            "password_source",
+            "app_name",
+            "endpoint_template",
+            "max_channels",
+            "calls_per_second",
+            "enabled",
+        ]
+        read_only_fields = fields
+
+    def get_password_source(self, pbx: Pbx) -> str:
+        return "env" if pbx.password_env else "stored"
+
+
+class PbxInputSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=100)
+    ari_url = serializers.CharField(max_length=200)
+    ari_user = serializers.CharField(max_length=100)
+    password = serializers.CharField(required=False, write_only=True, trim_whitespace=False, max_length=500)
+    password_env = serializers.CharField(required=False, max_length=100)
+    app_name = serializers.CharField(required=False, max_length=100)
+    endpoint_template = serializers.CharField(required=False, max_length=200)
+    max_channels = serializers.IntegerField(required=False, min_value=1)
+    calls_per_second = serializers.IntegerField(required=False, min_value=1)
+    enabled = serializers.BooleanField(required=False)

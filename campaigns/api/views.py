@@ -1,0 +1,354 @@
+"""The tenant-scoped REST API (``/api/v1/``). Views only translate HTTP to service and selector calls:
+
+* every queryset comes from a selector scoped by ``request.tenant``, and detail views look ids up in it, so
+  another tenant's id is a 404 (DESIGN.md §5 rule 7);
+* input serializers check types; the services check the rest and raise InvalidInput, answered as
+  ``400 {"<field>": ["<message>"]}`` by orchestrator/api.py (rule 6);
+* members read, admins/owners (and API keys) write; PBXs are for admins/owners only
+  (tenants/api/permissions.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Model, QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, parsers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+
+from campaigns import selectors
+from campaigns.api import serializers as s
+from campaigns.models import AgentProfile, CallAttempt, Campaign, Contact, DncEntry, Lead, Pbx
+from campaigns.phone import normalize_phone_number
+from campaigns.services.agents import agent_profile_create, agent_profile_delete, agent_profile_update
+from campaigns.services.campaigns import (
+    campaign_create,
+    campaign_delete,
+    campaign_pause,
+    campaign_resume,
+    campaign_start,
+    campaign_update,
+)
+from campaigns.services.contacts import contact_create, contact_delete, contact_update, lead_add
+from campaigns.services.dnc import dnc_add, dnc_remove
+from campaigns.services.imports import MAX_IMPORT_BYTES, leads_import_csv
+from campaigns.services.pbx import pbx_create, pbx_delete, pbx_update
+from orchestrator.errors import InvalidInput
+from tenants.api.authentication import request_tenant
+from tenants.api.permissions import TenantAdminPermission, TenantRolePermission
+from tenants.models import Tenant
+
+
+class CsvParser(parsers.BaseParser):
+    """A raw ``text/csv`` body, read up to the import size cap (one byte more tells it was too big)."""
+
+    media_type = "text/csv"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        data = stream.read(MAX_IMPORT_BYTES + 1) if stream is not None else b""
+        return {"file": data}
+
+
+class TenantViewSet(viewsets.GenericViewSet):
+    """Tenant scoping and the read/write role check for the viewsets below."""
+
+    permission_classes = [TenantRolePermission]
+    selector: str = ""  # the campaigns.selectors function listing the tenant's rows
+    model: type[Model]
+
+    @property
+    def tenant(self) -> Tenant:
+        return request_tenant(self.request)
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no request tenant
+            return self.model._default_manager.none()
+        queryset: QuerySet[Any] = getattr(selectors, self.selector)(tenant=self.tenant)
+        return queryset
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        context["tenant"] = getattr(self.request, "tenant", None)
+        return context
+
+    def validated(self, serializer_class: type[BaseSerializer[Any]], *, partial: bool = False) -> Any:
+        serializer = serializer_class(
+            data=self.request.data, partial=partial, context=self.get_serializer_context()
+        )
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def query(self, serializer_class: type[BaseSerializer[Any]]) -> Any:
+        serializer = serializer_class(data=self.request.query_params, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def output(self, instance: Any, *, code: int = status.HTTP_200_OK) -> Response:
+        return Response(self.get_serializer(instance).data, status=code)
+
+
+class _UpdateDestroy(TenantViewSet):
+    """PUT/PATCH/DELETE on a detail, through ``update_object`` / ``delete_object`` (the services)."""
+
+    input_serializer: type[BaseSerializer[Any]]
+
+    def update_object(self, instance: Any, changes: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def delete_object(self, instance: Any) -> None:
+        raise NotImplementedError
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        instance = self.get_object()
+        changes = self.validated(self.input_serializer, partial=kwargs.pop("partial", False))
+        return self.output(self.update_object(instance, dict(changes)))
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.update(request, *args, partial=True, **kwargs)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        self.delete_object(self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _write_schema(input_serializer: type[BaseSerializer[Any]]) -> Any:
+    return extend_schema_view(
+        create=extend_schema(request=input_serializer),
+        update=extend_schema(request=input_serializer),
+        partial_update=extend_schema(request=input_serializer),
+    )
+
+
+# ------------------------------------------------------------------------------------------------- agents
+
+
+@_write_schema(s.AgentProfileInputSerializer)
+class AgentProfileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateDestroy):
+    serializer_class = s.AgentProfileSerializer
+    input_serializer = s.AgentProfileInputSerializer
+    selector = "agent_profile_list"
+    model = AgentProfile
+
+    def create(self, request: Request) -> Response:
+        data = self.validated(s.AgentProfileInputSerializer)
+        return self.output(agent_profile_create(tenant=self.tenant, **data), code=status.HTTP_201_CREATED)
+
+    def update_object(self, instance: AgentProfile, changes: dict[str, Any]) -> AgentProfile:
+        return agent_profile_update(agent=instance, **changes)
+
+    def delete_object(self, instance: AgentProfile) -> None:
+        agent_profile_delete(agent=instance)
+
+
+# ---------------------------------------------------------------------------------------------- campaigns
+
+
+@_write_schema(s.CampaignInputSerializer)
+class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateDestroy):
+    serializer_class = s.CampaignSerializer
+    input_serializer = s.CampaignInputSerializer
+    selector = "campaign_list"
+    model = Campaign
+
+    def create(self, request: Request) -> Response:
+        data = self.validated(s.CampaignInputSerializer)
+        return self.output(campaign_create(tenant=self.tenant, **data), code=status.HTTP_201_CREATED)
+
+    def update_object(self, instance: Campaign, changes: dict[str, Any]) -> Campaign:
+        return campaign_update(campaign=instance, **changes)
+
+    def delete_object(self, instance: Campaign) -> None:
+        campaign_delete(campaign=instance)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str) -> Response:
+        return self.output(campaign_start(campaign=self.get_object()))
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str) -> Response:
+        return self.output(campaign_pause(campaign=self.get_object()))
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str) -> Response:
+        return self.output(campaign_resume(campaign=self.get_object()))
+
+    @extend_schema(responses=s.CampaignStatsSerializer)
+    @action(detail=True, methods=["get"])
+    def stats(self, request: Request, pk: str) -> Response:
+        return Response(selectors.campaign_stats(campaign=self.get_object()))
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            },
+            "text/csv": OpenApiTypes.STR,
+        },
+        responses=s.ImportReportSerializer,
+        description=(
+            "CSV with a header row: phone_number (required), name, timezone; other columns become the "
+            "contact's variables. Returns a row-level report; invalid rows never become leads."
+        ),
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="import",
+        parser_classes=[parsers.MultiPartParser, CsvParser],
+    )
+    def import_csv(self, request: Request, pk: str) -> Response:
+        campaign = self.get_object()
+        upload = request.data.get("file")
+        if upload is None or upload == "":
+            raise InvalidInput("file", "send the CSV as multipart field 'file' or as a text/csv body")
+        if hasattr(upload, "size"):  # a multipart upload: check its size before reading it
+            if upload.size > MAX_IMPORT_BYTES:
+                raise InvalidInput("file", f"larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB")
+            upload = upload.read()
+        return Response(leads_import_csv(campaign=campaign, data=upload))
+
+
+# ----------------------------------------------------------------------------------------------- contacts
+
+
+@extend_schema_view(
+    create=extend_schema(request=s.ContactInputSerializer),
+    update=extend_schema(request=s.ContactUpdateSerializer),
+    partial_update=extend_schema(request=s.ContactUpdateSerializer),
+)
+class ContactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateDestroy):
+    serializer_class = s.ContactSerializer
+    input_serializer = s.ContactUpdateSerializer
+    selector = "contact_list"
+    model = Contact
+
+    def create(self, request: Request) -> Response:
+        data = self.validated(s.ContactInputSerializer)
+        return self.output(contact_create(tenant=self.tenant, **data), code=status.HTTP_201_CREATED)
+
+    def update_object(self, instance: Contact, changes: dict[str, Any]) -> Contact:
+        return contact_update(contact=instance, **changes)
+
+    def delete_object(self, instance: Contact) -> None:
+        contact_delete(contact=instance)
+
+
+# -------------------------------------------------------------------------------------------------- leads
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[s.LeadFilterSerializer]),
+    create=extend_schema(request=s.LeadInputSerializer),
+)
+class LeadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    serializer_class = s.LeadSerializer
+    selector = "lead_list"
+    model = Lead
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if getattr(self, "swagger_fake_view", False) or self.action != "list":
+            return super().get_queryset()
+        filters = self.query(s.LeadFilterSerializer)
+        return selectors.lead_list(
+            tenant=self.tenant, campaign_id=filters.get("campaign"), status=filters.get("status")
+        )
+
+    def create(self, request: Request) -> Response:
+        data = self.validated(s.LeadInputSerializer)
+        lead, created = lead_add(campaign=data["campaign"], contact=data["contact"])
+        return self.output(lead, code=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(responses=s.LeadWhySerializer)
+    @action(detail=True, methods=["get"])
+    def why(self, request: Request, pk: str) -> Response:
+        lead = self.get_object()
+        return Response(selectors.lead_why_not_dialed(tenant=self.tenant, lead_id=lead.pk))
+
+
+# ----------------------------------------------------------------------------------------------- attempts
+
+
+@extend_schema_view(list=extend_schema(parameters=[s.AttemptFilterSerializer]))
+class AttemptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    serializer_class = s.AttemptSerializer
+    selector = "attempt_list"
+    model = CallAttempt
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        return s.AttemptDetailSerializer if self.action == "retrieve" else s.AttemptSerializer
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if getattr(self, "swagger_fake_view", False):
+            return super().get_queryset()
+        if self.action == "retrieve":
+            return selectors.attempt_list_with_events(tenant=self.tenant)
+        filters = self.query(s.AttemptFilterSerializer)
+        return selectors.attempt_list(
+            tenant=self.tenant,
+            campaign_id=filters.get("campaign"),
+            lead_id=filters.get("lead"),
+            state=filters.get("state"),
+            outcome=filters.get("outcome"),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------- DNC
+
+
+@extend_schema_view(create=extend_schema(request=s.DncInputSerializer))
+class DncViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    serializer_class = s.DncEntrySerializer
+    selector = "dnc_list"
+    model = DncEntry
+
+    def create(self, request: Request) -> Response:
+        data = self.validated(s.DncInputSerializer)
+        entry = dnc_add(tenant=self.tenant, source=DncEntry.Source.API, **data)
+        return self.output(entry, code=status.HTTP_201_CREATED)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        entry = self.get_object()
+        dnc_remove(tenant=self.tenant, phone_number=entry.phone_number)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("number", str, required=True, description="E.164, e.g. +14155550123")],
+        responses=s.DncCheckResultSerializer,
+    )
+    @action(detail=False, methods=["get"])
+    def check(self, request: Request) -> Response:
+        number = normalize_phone_number(self.query(s.DncCheckSerializer)["number"], field="number")
+        on_dnc = selectors.dnc_contains(tenant=self.tenant, phone_number=number)
+        return Response({"number": number, "on_dnc": on_dnc})
+
+
+# --------------------------------------------------------------------------------------------------- PBXs
+
+
+@_write_schema(s.PbxInputSerializer)
+class PbxViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateDestroy):
+    permission_classes = [TenantAdminPermission]
+    serializer_class = s.PbxSerializer
+    input_serializer = s.PbxInputSerializer
+    selector = "pbx_list"
+    model = Pbx
+
+    def create(self, request: Request) -> Response:
+        data = self.validated(s.PbxInputSerializer)
+        return self.output(pbx_create(tenant=self.tenant, **data), code=status.HTTP_201_CREATED)
+
+    def update_object(self, instance: Pbx, changes: dict[str, Any]) -> Pbx:
+        return pbx_update(pbx=instance, **changes)
+
+    def delete_object(self, instance: Pbx) -> None:
+        pbx_delete(pbx=instance)
