@@ -1,0 +1,81 @@
+"""``manage.py run_stasis --pbx <id or name>``: run the Stasis app of one PBX until SIGTERM/SIGINT.
+
+One process per Asterisk (DESIGN.md §2). It serves every PBX row that reaches the same ARI URL and app name
+(one Asterisk shared by several tenants has one Stasis app). Call events go to the sink named by
+``settings.TELEPHONY_EVENT_SINK`` (constructed with ``pbx_ids=``); AudioSocket legs go to
+``settings.MEDIA_WORKER_HOSTS`` round-robin; calls are hung up after ``settings.MAX_CALL_DURATION_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.module_loading import import_string
+
+from campaigns.models import Pbx
+from campaigns.services.pbx import pbx_password
+from campaigns.sink import pbx_ids_sharing_app
+from telephony.stasis import StasisApp, StasisConfig, run_until_signalled
+
+logger = logging.getLogger(__name__)
+
+
+def find_pbx(ref: str) -> Pbx:
+    """A PBX by id, or by name when the name is unique across tenants."""
+    if ref.isdigit():
+        pbx = Pbx.objects.filter(pk=int(ref)).first()
+        if pbx is not None:
+            return pbx
+    matches = list(Pbx.objects.filter(name=ref)[:2])
+    if not matches:
+        raise CommandError(f"no PBX with id or name {ref!r}")
+    if len(matches) > 1:
+        raise CommandError(f"several PBXs are named {ref!r}: give the id")
+    return matches[0]
+
+
+class Command(BaseCommand):
+    help = "Run the Stasis app (ARI events → call events, media bridging, reconciliation) for one PBX."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--pbx", required=True, help="The PBX's id or (unique) name.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        pbx = find_pbx(str(options["pbx"]))
+        if not pbx.enabled:
+            raise CommandError(f"PBX {pbx.name!r} (id {pbx.pk}) is disabled")
+        password = pbx_password(pbx=pbx)
+        pbx_ids = pbx_ids_sharing_app(pbx)
+        sink = import_string(settings.TELEPHONY_EVENT_SINK)(pbx_ids=pbx_ids)
+        config = StasisConfig(
+            base_url=pbx.ari_url.rstrip("/"),
+            user=pbx.ari_user,
+            password=password,
+            app=pbx.app_name,
+            media_hosts=tuple(settings.MEDIA_WORKER_HOSTS),
+            max_call_duration_s=float(settings.MAX_CALL_DURATION_S),
+        )
+        logger.info(
+            "run_stasis: PBX %s (id %s) app %s at %s, serving PBX rows %s, media %s",
+            pbx.name,
+            pbx.pk,
+            pbx.app_name,
+            config.base_url,
+            pbx_ids,
+            ", ".join(config.media_hosts),
+        )
+
+        async def main() -> None:
+            await run_until_signalled(StasisApp(config, sink), (signal.SIGTERM, signal.SIGINT))
+
+        try:
+            asyncio.run(main())
+        finally:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                close()

@@ -1,0 +1,110 @@
+"""Call events: what the Stasis app tells the rest of the system about a call, and the sink that hears them.
+
+``telephony`` knows nothing of campaigns (DESIGN.md §3). The Stasis app (:mod:`telephony.stasis`) turns ARI
+events into the small vocabulary below and hands each one to a :class:`CallEventSink`, an object named in
+settings (``TELEPHONY_EVENT_SINK``) and provided by the orchestrator side (``campaigns.sink``).
+
+The call id is the id the orchestrator chose for the call: for an outbound call it is the attempt id, which
+is also the ARI ``channelId`` (``appArgs=outbound,<id>``; DESIGN.md §5 rule 2). For a call that entered the
+app from the dialplan it is the caller's channel id.
+
+Times are timezone-aware UTC datetimes taken when the Stasis app handled the ARI event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+from telephony.outcomes import CallOutcome
+
+EndReason = Literal["destroyed", "stasis_end", "reconciled", "max_duration"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallRinging:
+    """The far end is alerting (``Dial RINGING`` on the originated channel)."""
+
+    call_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    """``StasisStart`` of the call's channel: answered and controllable (PROTOCOLS.md A2)."""
+
+    call_id: str
+    channel_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallBridged:
+    """The call is in a mixing bridge with an AudioSocket leg; ``media_uuid`` is the UUID the media worker
+    receives as the first AudioSocket frame (and finds the call brief by)."""
+
+    call_id: str
+    media_uuid: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallDtmf:
+    """``ChannelDtmfReceived`` on the call's channel (one digit)."""
+
+    call_id: str
+    digit: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """The call is over. ``reason`` says how we know:
+
+    * ``destroyed``: ``ChannelDestroyed`` of an originated channel (outbound; PROTOCOLS.md A3),
+    * ``stasis_end``: ``StasisEnd`` of a call that entered from the dialplan (A4: no ChannelDestroyed comes),
+    * ``reconciled``: after an events-websocket gap ``GET /channels`` no longer lists it (DESIGN.md §5 r. 5),
+    * ``max_duration``: the app hung it up at the hard maximum call duration.
+
+    ``outcome`` is :func:`telephony.outcomes.classify` of what was seen; ``answered`` whether StasisStart was.
+    """
+
+    call_id: str
+    at: datetime
+    outcome: CallOutcome
+    cause: int | None = None
+    cause_txt: str = ""
+    dialstatus: str = ""
+    tech_cause: int | None = None
+    answered: bool = False
+    reason: EndReason = "destroyed"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaGone:
+    """The AudioSocket leg of the call could not be set up or ended before the caller."""
+
+    call_id: str
+    at: datetime
+
+
+CallEvent = CallRinging | CallAnswered | CallBridged | CallDtmf | CallEnded | MediaGone
+
+
+@runtime_checkable
+class CallEventSink(Protocol):
+    """Where the Stasis app delivers call events. Implementations live outside ``telephony``.
+
+    ``handle`` is awaited in the Stasis app's event loop, one event at a time, in order: it must not block
+    the loop (do blocking work in a thread). It should not raise; if it does, the app logs and goes on.
+
+    ``live_call_ids`` answers which calls the orchestrator believes are placed on this PBX and not yet
+    ended (for outbound calls: originate accepted or later). The app compares it with ``GET /channels``
+    after every (re)connect to close calls that ended while it was not listening and to hang up channels
+    nobody is waiting for.
+    """
+
+    async def handle(self, event: CallEvent) -> None: ...
+
+    async def live_call_ids(self) -> set[str]: ...

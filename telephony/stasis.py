@@ -1,0 +1,624 @@
+"""The Stasis app: one per PBX. ARI events in, call events out, media bridged, calls kept bounded.
+
+What it does (PROTOCOLS.md part A, §1.3–1.4, §3, pitfall 9):
+
+* Holds the app's events websocket and **reconnects forever** with jittered, capped exponential backoff.
+  After every (re)connect, and before handling any event that arrived on the new connection (they wait in
+  the websocket's buffer), it **reconciles**: calls the orchestrator believes are live
+  (``sink.live_call_ids()``) whose channel ``GET /ari/channels`` no longer lists ended while nobody was
+  listening (the app was inactive, its events were dropped) and are closed with
+  ``CallEnded(reason="reconciled")``; channels in our app that nobody is waiting for (an outbound channel
+  whose id is not live, an AudioSocket leg or bridge of a call that is gone) are hung up / destroyed.
+* Per originated channel a :class:`~telephony.outcomes.CallEndTracker` classifies the end (A3). The channel is
+  recognised as ours from its first event: ``Dial`` naming it as ``peer`` (no ``caller``: an originate), its
+  dialplan app ``AppDial2`` (an originated leg), or ``StasisStart`` with ``outbound``/``inbound`` args.
+  ``ChannelDestroyed`` ends an outbound call (A3); ``StasisEnd`` ends a dialplan-entered one (A4).
+* ``StasisStart [outbound, id]`` (or ``[inbound, …]``, which is answered first) → ``CallAnswered``, then, in a
+  task of its own so the event loop keeps reading, a mixing bridge ``bridge-<call>`` and an externalMedia
+  AudioSocket leg ``media-<call>`` (``format=slin24``, ``data=<uuid4>``, the next media host round-robin; a
+  host that refuses is skipped), both added to the bridge → ``CallBridged``. If no media host takes it, the
+  app emits ``MediaGone`` and hangs the caller up: nobody is left in silence.
+* A9: Asterisk never hangs up the AudioSocket leg when the caller goes, so the app deletes it and destroys
+  the bridge. When the AudioSocket leg goes first, the app emits ``MediaGone`` and hangs the caller up (a
+  transfer to a human will hook in here later).
+* A hard maximum call duration, counted from the moment the app first sees the channel: the app hangs the
+  call up and its end is reported with ``reason="max_duration"``.
+
+Ids are deterministic (``bridge-<call id>``, ``media-<call id>``) so that reconciliation after a restart of
+this process can still tell which bridge and AudioSocket leg belong to which call.
+
+Decisions:
+
+* **Raw aiohttp, not aioari.** aioari 0.10.2 (tested against the simulator in
+  tests/telephony/sim/test_aioari.py) works for REST and events, but: its ``run()`` returns when the
+  websocket closes and offers no reconnect or "connected" hook to reconcile before events are handled; it
+  sends the credentials as ``api_key=user:password`` in the URL query (which ends up in proxy and access
+  logs) instead of an Authorization header; its requests have no per-request timeout; it re-downloads the
+  swagger documents on every connect; and its listeners swallow every exception. The app needs ~8 REST calls,
+  so a single ``aiohttp.ClientSession`` with Basic auth and explicit timeouts is simpler and bounded.
+* **Events reach the sink through a queue** drained by one delivery task: the websocket reader never waits on
+  the sink (the orchestrator's sink does database work in threads), order is kept, and Asterisk's 100 ms
+  write timeout (§1.3) is never hit because of us.
+* **ApplicationReplaced** (another connection took our app name): the connection is closed and re-opened
+  with backoff. One Stasis app per PBX is the design; a second one is a misconfiguration, and staying
+  connected-but-deaf would silently lose call ends.
+* Reconciliation reads the live set **before** ``GET /channels`` for "ended during the gap" (a call the
+  orchestrator believes placed had its channel created before that read, so a missing channel means it
+  ended), and **again after** it for "orphans to hang up" (a channel created just before the GET belongs to
+  an attempt committed before it). Calls still ``queued`` (originate not accepted yet) are not in the live
+  set by contract (see :class:`~telephony.events.CallEventSink`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import random
+import uuid
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from telephony.events import (
+    CallAnswered,
+    CallBridged,
+    CallDtmf,
+    CallEnded,
+    CallEvent,
+    CallEventSink,
+    CallRinging,
+    EndReason,
+    MediaGone,
+)
+from telephony.outcomes import CallEndTracker
+
+logger = logging.getLogger(__name__)
+
+OUTGOING_APP = "AppDial2"  # the dialplan "app" of a channel created by originate/dial
+BRIDGE_PREFIX = "bridge-"
+MEDIA_PREFIX = "media-"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _channel_of(event: Mapping[str, Any], key: str = "channel") -> dict[str, Any] | None:
+    obj = event.get(key)
+    return obj if isinstance(obj, dict) else None
+
+
+def _stasis_args(channel: Mapping[str, Any], app: str) -> list[str] | None:
+    """The Stasis args of a channel (from its dialplan snapshot) if it is inside ``app``, else None."""
+    dialplan = channel.get("dialplan")
+    if not isinstance(dialplan, Mapping) or dialplan.get("app_name") != "Stasis":
+        return None
+    parts = str(dialplan.get("app_data") or "").split(",")
+    if parts[0] != app:
+        return None
+    return parts[1:]
+
+
+@dataclass(frozen=True)
+class StasisConfig:
+    """How to reach one PBX's ARI and how to run calls on it."""
+
+    base_url: str  # http://host:8088 (plus the http.conf prefix), without /ari and without credentials
+    user: str
+    password: str = field(repr=False)
+    app: str = "ai_agent"
+    media_hosts: tuple[str, ...] = ("127.0.0.1:9092",)
+    media_format: str = "slin24"
+    max_call_duration_s: float = 3600.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    connect_timeout_s: float = 5.0
+    request_timeout_s: float = 5.0  # externalMedia connects inside the request: up to 2 s per address
+    heartbeat_s: float = 10.0
+    end_grace_s: float = 5.0  # after our own hangup, how long to wait for ChannelDestroyed before reporting
+
+
+@dataclass
+class _Call:
+    call_id: str
+    channel_id: str
+    inbound: bool
+    tracker: CallEndTracker
+    answered: bool = False
+    rang: bool = False
+    bridge_id: str | None = None
+    media_id: str | None = None
+    media_uuid: str | None = None
+    ended: bool = False
+    tearing_down: bool = False  # we are hanging the media leg up ourselves
+    end_reason: EndReason | None = None  # set when the app itself hangs the call up for a reason
+    timer: asyncio.TimerHandle | None = None
+
+
+class StasisApp:
+    """The Stasis app of one PBX. ``await run()`` until ``stop()``; see the module docstring."""
+
+    def __init__(
+        self, config: StasisConfig, sink: CallEventSink, *, rng: random.Random | None = None
+    ) -> None:
+        if not config.media_hosts:
+            raise ValueError("StasisConfig.media_hosts must name at least one host:port")
+        self.config = config
+        self.sink = sink
+        self.connected = asyncio.Event()  # set while connected and reconciled (tests, health checks)
+        self.connections = 0  # successful (re)connects so far
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._hosts = itertools.cycle(config.media_hosts)
+        self._calls: dict[str, _Call] = {}  # by the caller's channel id (= call id)
+        self._media: dict[str, str] = {}  # media channel id -> call id
+        self._stopping = asyncio.Event()
+        self._queue: asyncio.Queue[CallEvent] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._base = config.base_url.rstrip("/")
+
+    # ------------------------------------------------------------------------------------- lifecycle
+    async def run(self) -> None:
+        """Connect, reconcile, handle events; reconnect with backoff; until :meth:`stop`."""
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.config.connect_timeout_s, sock_connect=self.config.connect_timeout_s
+        )
+        auth = aiohttp.encode_basic_auth(self.config.user, self.config.password)
+        self._session = aiohttp.ClientSession(timeout=timeout, headers={"Authorization": auth})
+        delivery = asyncio.get_running_loop().create_task(self._deliver())
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    connected = await self._connect_once()
+                except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                    logger.warning("stasis %s: events connection failed: %r", self.config.app, exc)
+                    connected = False
+                except Exception:  # e.g. the sink's database is down during reconciliation: retry, logged
+                    logger.exception("stasis %s: connect/reconcile failed", self.config.app)
+                    connected = False
+                failures = 0 if connected else failures + 1
+                if self._stopping.is_set():
+                    break
+                delay = self._backoff(failures)
+                logger.info("stasis %s: reconnecting in %.2fs", self.config.app, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+        finally:
+            self.connected.clear()
+            for call in self._calls.values():
+                if call.timer is not None:
+                    call.timer.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), 5.0)  # hand over what we know
+            delivery.cancel()
+            await asyncio.gather(delivery, return_exceptions=True)
+            await self._session.close()
+            logger.info("stasis %s: stopped", self.config.app)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._ws is not None:
+            asyncio.get_running_loop().create_task(self._ws.close())
+
+    def _backoff(self, failures: int) -> float:
+        """Jittered exponential backoff: the first retry after a working connection waits ~initial."""
+        base = min(self.config.backoff_max_s, self.config.backoff_initial_s * (2 ** min(failures, 20)))
+        return base * self._rng.uniform(0.5, 1.0)
+
+    async def _connect_once(self) -> bool:
+        """One connection: returns True if it got as far as reconciling (so backoff starts over)."""
+        assert self._session is not None  # noqa: S101
+        url = self._base.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ari/events"
+        ws = await self._session.ws_connect(
+            url, params={"app": self.config.app}, protocols=("ari",), heartbeat=self.config.heartbeat_s
+        )
+        self._ws = ws
+        try:
+            # Events arriving meanwhile wait in the websocket's buffer: reconcile first (pitfall 9).
+            await self._reconcile()
+            self.connections += 1
+            self.connected.set()
+            logger.info("stasis %s: connected and reconciled", self.config.app)
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    try:
+                        event = json.loads(msg.data)
+                    except ValueError:
+                        logger.warning("stasis %s: not JSON: %.200r", self.config.app, msg.data)
+                        continue
+                    if not isinstance(event, dict):
+                        continue
+                    if event.get("type") == "ApplicationReplaced":
+                        logger.error(
+                            "stasis %s: another connection took the app (ApplicationReplaced); reconnecting",
+                            self.config.app,
+                        )
+                        break
+                    try:
+                        self._on_event(event)
+                    except Exception:  # one malformed event must not drop the connection; logged
+                        logger.exception("stasis %s: failed to handle %.300r", self.config.app, event)
+                elif msg.type is aiohttp.WSMsgType.ERROR:
+                    logger.warning("stasis %s: websocket error: %r", self.config.app, ws.exception())
+                    break
+            if not self._stopping.is_set():
+                logger.warning("stasis %s: events websocket closed (code %s)", self.config.app, ws.close_code)
+            return True
+        finally:
+            self.connected.clear()
+            self._ws = None
+            await ws.close()
+
+    # ----------------------------------------------------------------------------------------- REST
+    async def _rest(
+        self, method: str, path: str, params: Mapping[str, str] | None = None
+    ) -> tuple[int | None, Any]:
+        """One ARI request: (status, JSON body or None); status None when no response came (logged)."""
+        assert self._session is not None  # noqa: S101
+        try:
+            async with self._session.request(
+                method,
+                f"{self._base}/ari{path}",
+                params=dict(params or {}),
+                timeout=aiohttp.ClientTimeout(total=self.config.request_timeout_s),
+            ) as resp:
+                text = await resp.text()
+                try:
+                    body = json.loads(text) if text else None
+                except ValueError:
+                    body = None
+                return resp.status, body
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            logger.warning("stasis %s: ARI %s %s failed: %r", self.config.app, method, path, exc)
+            return None, None
+
+    async def _hangup(self, channel_id: str, reason: str = "normal") -> bool:
+        """DELETE the channel; True if it existed (204) — False when already gone or unreachable."""
+        status, _ = await self._rest("DELETE", f"/channels/{_seg(channel_id)}", {"reason": reason})
+        if status not in (200, 204, 404):
+            logger.warning("stasis %s: hangup %s answered %s", self.config.app, channel_id, status)
+        return status in (200, 204)
+
+    async def _destroy_bridge(self, bridge_id: str) -> None:
+        status, _ = await self._rest("DELETE", f"/bridges/{_seg(bridge_id)}")
+        if status not in (200, 204, 404):
+            logger.warning("stasis %s: destroy bridge %s answered %s", self.config.app, bridge_id, status)
+
+    # ------------------------------------------------------------------------------------- delivery
+    def _emit(self, event: CallEvent) -> None:
+        self._queue.put_nowait(event)
+
+    async def _deliver(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                await self.sink.handle(event)
+            except Exception:  # the sink's failure must not stop the app; it is logged with the event
+                logger.exception("stasis %s: sink failed on %r", self.config.app, event)
+            finally:
+                self._queue.task_done()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("stasis %s: task failed", self.config.app, exc_info=task.exception())
+
+    # --------------------------------------------------------------------------------------- events
+    def _track(self, channel_id: str, *, inbound: bool = False) -> _Call:
+        call = self._calls.get(channel_id)
+        if call is None:
+            call = _Call(
+                call_id=channel_id,
+                channel_id=channel_id,
+                inbound=inbound,
+                tracker=CallEndTracker(channel_id, ends_on_stasis_end=inbound),
+            )
+            self._calls[channel_id] = call
+            loop = asyncio.get_running_loop()
+            call.timer = loop.call_later(self.config.max_call_duration_s, self._max_duration, call)
+        return call
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        channel = _channel_of(event)
+        channel_id = channel.get("id") if channel else None
+        if kind == "Dial":
+            peer = _channel_of(event, "peer")
+            if peer and isinstance(peer.get("id"), str) and event.get("caller") is None:
+                if peer["id"] not in self._media:
+                    self._track(peer["id"])
+            peer_id = peer.get("id") if peer else None
+            call = self._calls.get(peer_id) if isinstance(peer_id, str) else None
+            if call is not None:
+                call.tracker.feed(event)
+                if str(event.get("dialstatus") or "").upper() == "RINGING" and not call.rang:
+                    call.rang = True
+                    self._emit(CallRinging(call.call_id, _now()))
+            return
+        if not isinstance(channel_id, str) or channel is None:
+            return
+        if channel_id in self._media:
+            self._on_media_event(kind, channel_id)
+            return
+        if kind == "StasisStart":
+            self._on_stasis_start(event, channel)
+            return
+        call = self._calls.get(channel_id)
+        if call is None and kind == "ChannelDestroyed":
+            dialplan = channel.get("dialplan")
+            if isinstance(dialplan, Mapping) and dialplan.get("app_name") == OUTGOING_APP:
+                call = self._track(channel_id)  # an originated channel we had not heard of (A3 rejected)
+        if call is None or call.ended:
+            return
+        call.tracker.feed(event)
+        if kind == "ChannelDtmfReceived":
+            digit = event.get("digit")
+            if isinstance(digit, str):
+                self._emit(CallDtmf(call.call_id, digit, _now()))
+        elif kind == "ChannelStateChange" and channel.get("state") == "Ringing" and not call.rang:
+            call.rang = True
+            self._emit(CallRinging(call.call_id, _now()))
+        elif call.tracker.ended:
+            reason: EndReason = call.end_reason or ("stasis_end" if call.inbound else "destroyed")
+            self._end(call, reason)
+
+    def _on_stasis_start(self, event: Mapping[str, Any], channel: Mapping[str, Any]) -> None:
+        channel_id = str(channel["id"])
+        raw_args = event.get("args")
+        args = [str(a) for a in raw_args] if isinstance(raw_args, list) else []
+        role = args[0] if args else ""
+        if role not in ("outbound", "inbound"):
+            # "transfer" legs (later), or something we did not create: not ours to run.
+            logger.info("stasis %s: ignoring StasisStart of %s args=%s", self.config.app, channel_id, args)
+            return
+        call = self._track(channel_id, inbound=role == "inbound")
+        if call.ended or call.answered:
+            return
+        call.tracker.feed(event)
+        call.answered = True
+        self._emit(CallAnswered(call.call_id, channel_id, _now()))
+        self._spawn(self._setup_media(call))
+
+    def _on_media_event(self, kind: Any, media_id: str) -> None:
+        if kind not in ("StasisEnd", "ChannelDestroyed"):
+            return
+        call_id = self._media.pop(media_id, None)
+        call = self._calls.get(call_id) if call_id else None
+        if call is None or call.ended or call.tearing_down:
+            return
+        # A9 the other way round: the media worker went first. Don't leave the caller in silence.
+        logger.warning(
+            "stasis %s: media leg %s of call %s ended first", self.config.app, media_id, call.call_id
+        )
+        call.media_id = None
+        self._emit(MediaGone(call.call_id, _now()))
+        self._spawn(self._hangup(call.channel_id))
+
+    def _end(self, call: _Call, reason: EndReason) -> None:
+        """Report the call's end once, and clean up its media leg and bridge (A9)."""
+        if call.ended:
+            return
+        call.ended = True
+        if call.timer is not None:
+            call.timer.cancel()
+        self._calls.pop(call.channel_id, None)
+        tracker = call.tracker
+        self._emit(
+            CallEnded(
+                call_id=call.call_id,
+                at=_now(),
+                outcome=tracker.outcome(),
+                cause=tracker.cause,
+                cause_txt=tracker.destroyed_cause_txt,
+                dialstatus=tracker.dialstatus,
+                tech_cause=tracker.tech_cause,
+                answered=tracker.answered,
+                reason=reason,
+            )
+        )
+        self._spawn(self._teardown(call))
+
+    async def _teardown(self, call: _Call) -> None:
+        call.tearing_down = True
+        if call.media_id is not None:
+            media_id = call.media_id
+            await self._hangup(media_id)
+            self._media.pop(media_id, None)
+        if call.bridge_id is not None:
+            await self._destroy_bridge(call.bridge_id)
+
+    def _max_duration(self, call: _Call) -> None:
+        if call.ended:
+            return
+        logger.warning(
+            "stasis %s: call %s reached the maximum duration (%.0fs); hanging up",
+            self.config.app,
+            call.call_id,
+            self.config.max_call_duration_s,
+        )
+        call.end_reason = "max_duration"
+        self._spawn(self._hangup_for_max_duration(call))
+
+    async def _hangup_for_max_duration(self, call: _Call) -> None:
+        existed = await self._hangup(call.channel_id)
+        if not existed:
+            self._end(call, "max_duration")
+            return
+        # Normally ChannelDestroyed follows at once; do not let a lost event keep the call live.
+        await asyncio.sleep(self.config.end_grace_s)
+        self._end(call, "max_duration")
+
+    # --------------------------------------------------------------------------------------- media
+    async def _setup_media(self, call: _Call) -> None:
+        if call.inbound:
+            status, _ = await self._rest("POST", f"/channels/{_seg(call.channel_id)}/answer")
+            if status not in (200, 204):
+                logger.warning("stasis %s: answer %s answered %s", self.config.app, call.channel_id, status)
+        bridge_id = f"{BRIDGE_PREFIX}{call.call_id}"
+        status, _ = await self._rest("POST", "/bridges", {"type": "mixing", "bridgeId": bridge_id})
+        if status != 200:
+            await self._media_failed(call, f"bridge create answered {status}")
+            return
+        call.bridge_id = bridge_id
+        if call.ended:
+            await self._destroy_bridge(bridge_id)
+            return
+        media_id = f"{MEDIA_PREFIX}{call.call_id}"
+        media_uuid = str(uuid.uuid4())
+        placed = False
+        for _ in range(len(self.config.media_hosts)):
+            host = next(self._hosts)
+            self._media[media_id] = call.call_id  # before the request: its StasisStart may come first
+            status, body = await self._rest(
+                "POST",
+                "/channels/externalMedia",
+                {
+                    "app": self.config.app,
+                    "external_host": host,
+                    "encapsulation": "audiosocket",
+                    "transport": "tcp",
+                    "format": self.config.media_format,
+                    "data": media_uuid,
+                    "channelId": media_id,
+                },
+            )
+            if status == 200:
+                placed = True
+                break
+            self._media.pop(media_id, None)
+            logger.warning(
+                "stasis %s: externalMedia to %s for call %s answered %s %s",
+                self.config.app,
+                host,
+                call.call_id,
+                status,
+                body,
+            )
+        if not placed:
+            await self._media_failed(call, "no media host took the call")
+            return
+        call.media_id, call.media_uuid = media_id, media_uuid
+        if call.ended:
+            await self._teardown(call)
+            return
+        status, _ = await self._rest(
+            "POST", f"/bridges/{_seg(bridge_id)}/addChannel", {"channel": f"{call.channel_id},{media_id}"}
+        )
+        if status not in (200, 204):
+            await self._media_failed(call, f"addChannel answered {status}")
+            return
+        if call.ended:
+            return
+        self._emit(CallBridged(call.call_id, media_uuid, _now()))
+
+    async def _media_failed(self, call: _Call, why: str) -> None:
+        if call.ended:
+            await self._teardown(call)
+            return
+        logger.error("stasis %s: call %s has no media (%s); hanging up", self.config.app, call.call_id, why)
+        self._emit(MediaGone(call.call_id, _now()))
+        await self._hangup(call.channel_id)
+        await self._teardown(call)
+
+    # ------------------------------------------------------------------------------- reconciliation
+    async def _reconcile(self) -> None:
+        """Close what ended while we were not listening; hang up what nobody waits for (module docstring)."""
+        live_before = await self.sink.live_call_ids()
+        status, channels = await self._rest("GET", "/channels")
+        if status != 200 or not isinstance(channels, list):
+            raise aiohttp.ClientError(f"GET /ari/channels answered {status}")
+        by_id: dict[str, dict[str, Any]] = {
+            c["id"]: c for c in channels if isinstance(c, dict) and isinstance(c.get("id"), str)
+        }
+        # 1. Calls that ended during the gap.
+        gone = {cid for cid in self._calls if cid not in by_id} | {
+            cid for cid in live_before if cid not in by_id
+        }
+        for call_id in sorted(gone):
+            call = self._calls.get(call_id)
+            if call is None:
+                call = _Call(call_id, call_id, inbound=False, tracker=CallEndTracker(call_id))
+            logger.info("stasis %s: call %s ended while disconnected", self.config.app, call_id)
+            # The outcome from what was seen before the gap; with nothing known, classify says failed.
+            self._end(call, "reconciled")
+        # Media legs whose channel vanished while their call lives on.
+        for media_id in list(self._media):
+            if media_id not in by_id:
+                self._on_media_event("ChannelDestroyed", media_id)
+        live = live_before | await self.sink.live_call_ids()
+        # 2. Channels in our app that nobody waits for, and adoption of live ones we do not know yet.
+        for channel_id, channel in by_id.items():
+            args = _stasis_args(channel, self.config.app)
+            dialplan = channel.get("dialplan")
+            originated = isinstance(dialplan, Mapping) and dialplan.get("app_name") == OUTGOING_APP
+            if channel_id.startswith(MEDIA_PREFIX) and args is not None:
+                owner = channel_id.removeprefix(MEDIA_PREFIX)
+                if owner not in live or owner not in by_id:
+                    logger.info("stasis %s: hanging up orphan media leg %s", self.config.app, channel_id)
+                    self._media.pop(channel_id, None)
+                    await self._hangup(channel_id)
+                elif owner not in self._calls:
+                    self._media[channel_id] = owner
+                continue
+            if (args is not None and args[:1] == ["outbound"]) or (args is None and originated):
+                if channel_id not in live:
+                    logger.info("stasis %s: hanging up orphan channel %s", self.config.app, channel_id)
+                    await self._hangup(channel_id)
+                elif channel_id not in self._calls:
+                    call = self._track(channel_id)  # after a restart of this process
+                    call.answered = call.tracker.answered = args is not None
+                    if args is not None:
+                        media_id = f"{MEDIA_PREFIX}{channel_id}"
+                        if media_id in by_id:
+                            call.media_id, call.bridge_id = media_id, f"{BRIDGE_PREFIX}{channel_id}"
+                            self._media[media_id] = channel_id
+            elif args is not None and args[:1] == ["inbound"] and channel_id not in self._calls:
+                call = self._track(channel_id, inbound=True)
+                call.answered = call.tracker.answered = True
+        # 3. Our bridges whose call is gone.
+        status, bridges = await self._rest("GET", "/bridges")
+        if status == 200 and isinstance(bridges, list):
+            for bridge in bridges:
+                bridge_id = bridge.get("id") if isinstance(bridge, dict) else None
+                if not isinstance(bridge_id, str) or not bridge_id.startswith(BRIDGE_PREFIX):
+                    continue
+                owner = bridge_id.removeprefix(BRIDGE_PREFIX)
+                if owner not in by_id or owner not in live:
+                    logger.info("stasis %s: destroying orphan bridge %s", self.config.app, bridge_id)
+                    await self._destroy_bridge(bridge_id)
+
+
+async def run_until_signalled(app: StasisApp, signals: Iterable[int] = ()) -> None:
+    """Run ``app`` until one of ``signals`` (e.g. SIGTERM, SIGINT) arrives, then stop it cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in signals:
+        loop.add_signal_handler(sig, app.stop)
+    try:
+        await app.run()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+__all__ = ["StasisApp", "StasisConfig", "run_until_signalled"]

@@ -1,0 +1,306 @@
+"""AttemptEventSink: call events from the Stasis app applied to real attempts and leads (in its threads)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import OperationalError, connections
+
+from campaigns.lifecycle import AttemptState
+from campaigns.models import CallAttempt, Lead
+from campaigns.services.dispatch import dispatch_tenant
+from campaigns.sink import AttemptEventSink, pbx_ids_sharing_app
+from telephony.events import (
+    CallAnswered,
+    CallBridged,
+    CallDtmf,
+    CallEnded,
+    CallRinging,
+    MediaGone,
+)
+from telephony.outcomes import CallOutcome
+from telephony.sim.plan import parse_plan
+from telephony.stasis import StasisApp, StasisConfig
+from tests.campaigns.factories import make_pbx, make_tenant
+from tests.campaigns.test_dispatch import NOW, due_leads, live_attempt, running_campaign
+from tests.telephony.sim.conftest import APP, PASSWORD, USER, MediaServer, start_sim
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T = TypeVar("T")
+
+
+class Ended:
+    def __init__(self) -> None:
+        self.tenants: list[int] = []
+
+    def __call__(self, tenant_id: int) -> None:
+        self.tenants.append(tenant_id)
+
+
+@pytest.fixture
+def ended() -> Ended:
+    return Ended()
+
+
+@pytest.fixture
+def sink(ended: Ended) -> Iterator[AttemptEventSink]:
+    s = AttemptEventSink(on_ended=ended)
+    yield s
+    s.close()
+
+
+def claimed_attempt() -> CallAttempt:
+    tenant = make_tenant(max_concurrent_calls=5)
+    make_pbx(tenant)
+    campaign = running_campaign(tenant, max_attempts=3, retry_delays={"busy": 600})
+    due_leads(campaign, 1)
+    (attempt_id,) = dispatch_tenant(tenant_id=tenant.pk, now=NOW)
+    return CallAttempt.objects.get(pk=attempt_id)
+
+
+async def test_busy_call_ends_and_the_lead_is_retried(sink: AttemptEventSink, ended: Ended) -> None:
+    attempt = await _async(claimed_attempt)
+    call_id = str(attempt.pk)
+
+    await sink.handle(CallRinging(call_id, NOW + timedelta(seconds=1)))
+    await sink.handle(
+        CallEnded(
+            call_id,
+            NOW + timedelta(seconds=3),
+            CallOutcome.BUSY,
+            cause=0,
+            dialstatus="BUSY",
+            reason="destroyed",
+        )
+    )
+
+    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    assert attempt.state == AttemptState.ENDED and attempt.outcome == "busy" and attempt.dialstatus == "BUSY"
+    assert attempt.ringing_at == NOW + timedelta(seconds=1) and attempt.answered_at is None
+    lead = attempt.lead
+    assert lead.status == Lead.Status.WAITING and lead.attempts == 1 and lead.last_outcome == "busy"
+    assert lead.next_due_at is not None and lead.next_due_at >= NOW + timedelta(seconds=600)
+    assert ended.tenants == [attempt.tenant_id]
+
+
+async def test_answered_bridged_ended_call_finishes_the_lead(sink: AttemptEventSink, ended: Ended) -> None:
+    attempt = await _async(claimed_attempt)
+    call_id = str(attempt.pk)
+
+    await sink.handle(CallAnswered(call_id, call_id, NOW + timedelta(seconds=2)))
+    await sink.handle(
+        CallBridged(call_id, "0b6f4a38-5d7e-4b8e-9f8e-1b6f0a4a3c11", NOW + timedelta(seconds=3))
+    )
+    await sink.handle(CallDtmf(call_id, "5", NOW + timedelta(seconds=5)))
+    await sink.handle(MediaGone(call_id, NOW + timedelta(seconds=6)))
+    end = CallEnded(
+        call_id,
+        NOW + timedelta(seconds=12),
+        CallOutcome.ANSWERED,
+        cause=16,
+        cause_txt="Normal Clearing",
+        answered=True,
+        reason="destroyed",
+    )
+    await sink.handle(end)
+    await sink.handle(
+        CallEnded(call_id, NOW + timedelta(seconds=13), CallOutcome.FAILED, reason="reconciled")
+    )
+
+    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    assert attempt.state == AttemptState.ENDED and attempt.outcome == "answered"
+    assert attempt.cause == 16 and attempt.duration_s == 10.0
+    assert attempt.lead.status == Lead.Status.DONE and attempt.lead.attempts == 1
+    log = await _async(lambda: list(attempt.events.values_list("kind", "type", "data")))
+    kinds = [(k, t) for k, t, _ in log]
+    assert kinds == [
+        ("state", "created"),
+        ("state", "queued->answered"),
+        ("state", "answered->bridged"),
+        ("note", "dtmf"),
+        ("note", "media_gone"),
+        ("state", "bridged->ended"),
+        ("note", "refused:ended"),  # the late duplicate end changed nothing
+    ]
+    assert log[3][2] == {"digit": "5"}
+    assert log[5][2]["data"] == {"reason": "destroyed", "answered": True}
+    assert ended.tenants == [attempt.tenant_id]
+
+
+async def test_events_for_unknown_or_foreign_ids_are_dropped(sink: AttemptEventSink) -> None:
+    await sink.handle(CallEnded("1700000000.42", NOW, CallOutcome.ANSWERED, reason="stasis_end"))
+    await sink.handle(CallEnded("8c1d7c52-36a6-4d59-a3a4-4e8f3c1b9a01", NOW, CallOutcome.BUSY))
+
+
+async def test_live_call_ids_are_the_placed_live_attempts_of_the_pbx() -> None:
+    def setup() -> tuple[list[str], int, int]:
+        tenant = make_tenant(max_concurrent_calls=10)
+        pbx = make_pbx(tenant)
+        other = make_pbx(tenant)
+        campaign = running_campaign(tenant)
+        leads = due_leads(campaign, 6)
+        dialing = live_attempt(leads[0], state=AttemptState.DIALING, pbx=pbx)
+        bridged = live_attempt(leads[1], state=AttemptState.BRIDGED, pbx=pbx)
+        live_attempt(leads[2], state=AttemptState.QUEUED, pbx=pbx)  # originate not sent: not on the PBX
+        live_attempt(leads[3], state=AttemptState.ENDED, pbx=pbx)
+        live_attempt(leads[4], state=AttemptState.ANSWERED, pbx=other)
+        return sorted([str(dialing.pk), str(bridged.pk)]), pbx.pk, other.pk
+
+    expected, pbx_id, other_id = await _async(setup)
+    sink = AttemptEventSink(pbx_ids=[pbx_id], on_ended=Ended())
+    try:
+        assert sorted(await sink.live_call_ids()) == expected
+    finally:
+        sink.close()
+    everything = AttemptEventSink(on_ended=Ended())
+    try:
+        assert len(await everything.live_call_ids()) == 3
+    finally:
+        everything.close()
+
+
+def test_pbx_rows_sharing_one_asterisk_app() -> None:
+    a, b = make_tenant(), make_tenant()
+    first = make_pbx(a, ari_url="http://pbx1.example.com:8088/")
+    second = make_pbx(b, ari_url="http://pbx1.example.com:8088")
+    make_pbx(b, ari_url="http://pbx1.example.com:8088/", app_name="other_app")
+    make_pbx(a, ari_url="http://pbx2.example.com:8088/")
+    assert sorted(pbx_ids_sharing_app(first)) == sorted([first.pk, second.pk])
+
+
+def test_run_stasis_refuses_an_unknown_pbx() -> None:
+    with pytest.raises(CommandError, match="no PBX"):
+        call_command("run_stasis", pbx="nope")
+
+
+async def _async(fn: Callable[[], T]) -> T:
+    """Run ORM code from an async test (in a thread, as the sink itself does), closing its connection."""
+
+    def run() -> T:
+        try:
+            return fn()
+        finally:
+            connections.close_all()
+
+    return await sync_to_async(run, thread_sensitive=False)()
+
+
+async def test_stasis_app_drives_a_real_attempt_through_the_sink(ended: Ended) -> None:
+    """End to end on the orchestrator side: simulator → StasisApp → AttemptEventSink → the database."""
+    attempt = await _async(claimed_attempt)
+    call_id = str(attempt.pk)
+    plan = parse_plan(
+        {"numbers": {attempt.number: {"behaviour": "answer", "after": 0.2, "hangup_after": 0.8}}}
+    )
+    runner, pbx, port = await start_sim(plan)
+    media = MediaServer()
+    await media.start()
+    assert attempt.pbx_id is not None
+    sink = AttemptEventSink(pbx_ids=[attempt.pbx_id], on_ended=ended)
+    base = f"http://127.0.0.1:{port}"
+    app = StasisApp(
+        StasisConfig(base_url=base, user=USER, password=PASSWORD, app=APP, media_hosts=(media.address,)), sink
+    )
+    task = asyncio.get_running_loop().create_task(app.run())
+    try:
+        await asyncio.wait_for(app.connected.wait(), 5)
+        async with aiohttp.ClientSession(
+            headers={"Authorization": aiohttp.encode_basic_auth(USER, PASSWORD)}
+        ) as session:
+            params = {
+                "endpoint": f"PJSIP/{attempt.number}@trunk",
+                "app": APP,
+                "appArgs": f"outbound,{call_id}",
+                "channelId": call_id,
+            }
+            async with session.post(f"{base}/ari/channels", params=params) as resp:
+                assert resp.status == 200
+
+        async def ended_in_db() -> bool:
+            state = await _async(lambda: CallAttempt.objects.get(pk=call_id).state)
+            return bool(state == AttemptState.ENDED)
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await ended_in_db():
+            assert asyncio.get_running_loop().time() < deadline, "the attempt did not end"
+            await asyncio.sleep(0.3)
+    finally:
+        app.stop()
+        await asyncio.wait_for(task, 10)
+        sink.close()
+        await media.close()
+        await runner.cleanup()
+
+    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=call_id))
+    assert attempt.outcome == "answered" and attempt.cause == 16 and attempt.answered_at is not None
+    assert attempt.lead.status == Lead.Status.DONE
+    types = await _async(lambda: list(attempt.events.filter(kind="state").values_list("type", flat=True)))
+    assert types == ["created", "queued->ringing", "ringing->answered", "answered->bridged", "bridged->ended"]
+    assert ended.tenants == [attempt.tenant_id]
+
+
+async def test_a_transient_database_error_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    attempt = await _async(claimed_attempt)
+    calls: list[int] = []
+
+    def flaky_dispatch(tenant_id: int) -> None:
+        calls.append(tenant_id)
+        raise ConnectionError("broker down")  # logged, never fails the event
+
+    sink = AttemptEventSink(on_ended=flaky_dispatch)
+    real_apply = sink._apply
+    failures = [OperationalError("server closed the connection unexpectedly")]
+
+    def apply(*args: Any) -> None:
+        if failures:
+            raise failures.pop()
+        real_apply(*args)
+
+    monkeypatch.setattr(sink, "_apply", apply)
+    monkeypatch.setattr("campaigns.sink.RETRY_DELAYS_S", (0.01,))
+    try:
+        await sink.handle(CallEnded(str(attempt.pk), NOW, CallOutcome.NO_ANSWER, cause=19))
+    finally:
+        sink.close()
+    attempt = await _async(lambda: CallAttempt.objects.get(pk=attempt.pk))
+    assert attempt.state == AttemptState.ENDED and attempt.outcome == "no_answer"
+    assert calls == [attempt.tenant_id]
+
+
+def test_run_stasis_builds_the_app_from_the_pbx_and_settings(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    tenant = make_tenant()
+    pbx = make_pbx(tenant, name="edge-1", ari_url="http://pbx1.example.com:8088/", app_name="agent_app")
+    shared = make_pbx(
+        make_tenant(), name="edge-1b", ari_url="http://pbx1.example.com:8088", app_name="agent_app"
+    )
+    monkeypatch.setenv("TEST_ARI_PASSWORD", "hunter2")
+    settings.MEDIA_WORKER_HOSTS = ["10.0.0.5:9092", "10.0.0.6:9092"]
+    settings.MAX_CALL_DURATION_S = 900
+    seen: dict[str, Any] = {}
+
+    async def fake_run(app: StasisApp, signals: Any) -> None:
+        seen["app"], seen["signals"] = app, list(signals)
+
+    monkeypatch.setattr("campaigns.management.commands.run_stasis.run_until_signalled", fake_run)
+    call_command("run_stasis", pbx=str(pbx.pk))
+
+    app = seen["app"]
+    assert app.config.base_url == "http://pbx1.example.com:8088"
+    assert (app.config.user, app.config.password, app.config.app) == ("asterisk", "hunter2", "agent_app")
+    assert app.config.media_hosts == ("10.0.0.5:9092", "10.0.0.6:9092")
+    assert app.config.media_format == "slin24" and app.config.max_call_duration_s == 900
+    assert isinstance(app.sink, AttemptEventSink) and app.sink.pbx_ids == frozenset({pbx.pk, shared.pk})
+    assert len(seen["signals"]) == 2
+    call_command("run_stasis", pbx="edge-1")  # by name too
+    assert seen["app"].config.app == "agent_app"

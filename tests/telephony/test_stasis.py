@@ -1,0 +1,358 @@
+"""The Stasis app against the real simulator over TCP (ARI REST + events websocket + AudioSocket).
+
+The only double is the orchestrator side: a sink that records call events and answers a configurable live
+set. The PBX is the simulator (run in the test's loop on an ephemeral port); the media worker is the test's
+AudioSocket server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aiohttp
+import pytest
+
+from telephony.events import (
+    CallAnswered,
+    CallBridged,
+    CallDtmf,
+    CallEnded,
+    CallEvent,
+    CallRinging,
+    MediaGone,
+)
+from telephony.outcomes import CallOutcome
+from telephony.sim.plan import parse_plan
+from telephony.stasis import StasisApp, StasisConfig
+
+from .sim.conftest import APP, PASSWORD, USER, MediaServer, Sim, start_sim, wait_until
+
+ANSWER = "+15550001001"
+BUSY = "+15550001002"
+RING = "+15550001003"
+REJECT = "+15550001004"
+HANGS_UP = "+15550001005"
+DTMF = "+15550001006"
+
+PLAN = {
+    "numbers": {
+        ANSWER: {"behaviour": "answer", "after": 0.2},
+        BUSY: {"behaviour": "busy", "after": 0.2},
+        RING: {"behaviour": "no_answer"},
+        REJECT: {"behaviour": "reject", "after": 0.2},
+        HANGS_UP: {"behaviour": "answer", "after": 0.2, "hangup_after": 1.0},
+        DTMF: {"behaviour": "answer", "after": 0.2, "dtmf": [{"at": 0.5, "digits": "7"}]},
+    }
+}
+
+
+class RecordingSink:
+    """The orchestrator side, faked: records events; ``live`` is what it claims is live on the PBX."""
+
+    def __init__(self) -> None:
+        self.events: list[CallEvent] = []
+        self.live: set[str] = set()
+
+    async def handle(self, event: CallEvent) -> None:
+        self.events.append(event)
+        if isinstance(event, CallEnded):
+            self.live.discard(event.call_id)
+
+    async def live_call_ids(self) -> set[str]:
+        return set(self.live)
+
+    def of(self, call_id: str, kind: type[Any] | None = None) -> list[Any]:
+        return [e for e in self.events if e.call_id == call_id and (kind is None or isinstance(e, kind))]
+
+    async def wait(self, call_id: str, kind: type[Any], timeout: float = 10.0) -> Any:
+        await wait_until(lambda: bool(self.of(call_id, kind)), timeout=timeout)
+        return self.of(call_id, kind)[0]
+
+
+@dataclass
+class Harness:
+    sim: Sim
+    media: MediaServer
+    sink: RecordingSink
+    config: StasisConfig
+    apps: list[tuple[StasisApp, asyncio.Task[None]]]
+
+    async def start(self, **overrides: Any) -> StasisApp:
+        app = StasisApp(replace(self.config, **overrides), self.sink)
+        task = asyncio.get_running_loop().create_task(app.run())
+        self.apps.append((app, task))
+        await asyncio.wait_for(app.connected.wait(), 5)
+        return app
+
+    async def originate(self, number: str, *, live: bool = True, timeout: int = 30) -> str:
+        call_id = str(uuid.uuid4())
+        if live:
+            self.sink.live.add(call_id)
+        await self.sim.request(
+            "POST",
+            "/ari/channels",
+            expect=200,
+            params={
+                "endpoint": f"PJSIP/{number}@trunk",
+                "app": APP,
+                "appArgs": f"outbound,{call_id}",
+                "channelId": call_id,
+                "timeout": str(timeout),
+            },
+        )
+        return call_id
+
+    async def exists(self, path: str) -> bool:
+        status, _ = await self.sim.request("GET", path)
+        return bool(status == 200)
+
+    async def wait_gone(self, path: str, timeout: float = 5.0) -> None:
+        """Wait until the simulator answers 404 for ``path`` (a channel or bridge)."""
+        deadline = time.monotonic() + timeout
+        while await self.exists(path):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{path} still exists after {timeout}s")
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def h() -> AsyncIterator[Harness]:
+    runner, pbx, port = await start_sim(parse_plan(PLAN))
+    media = MediaServer()
+    await media.start()
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession(
+        headers={"Authorization": aiohttp.encode_basic_auth(USER, PASSWORD)}
+    ) as session:
+        harness = Harness(
+            sim=Sim(pbx=pbx, base=base, session=session, port=port),
+            media=media,
+            sink=RecordingSink(),
+            config=StasisConfig(
+                base_url=base,
+                user=USER,
+                password=PASSWORD,
+                app=APP,
+                media_hosts=(media.address,),
+                max_call_duration_s=60,
+                backoff_initial_s=0.2,
+                end_grace_s=2.0,
+            ),
+            apps=[],
+        )
+        try:
+            yield harness
+        finally:
+            for app, task in harness.apps:
+                app.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, 10)
+            await media.close()
+    await runner.cleanup()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_answered_call_is_bridged_to_an_audiosocket_leg(h: Harness) -> None:
+    await h.start()
+    call_id = await h.originate(ANSWER)
+
+    answered = await h.sink.wait(call_id, CallAnswered)
+    bridged = await h.sink.wait(call_id, CallBridged)
+    assert answered.channel_id == call_id
+    conn = h.media.by_uuid(bridged.media_uuid)
+    assert conn.frames[0][1] == 0x01  # the UUID frame first
+
+    _, bridge = await h.sim.request("GET", f"/ari/bridges/bridge-{call_id}", expect=200)
+    assert bridge["bridge_type"] == "mixing"
+    assert sorted(bridge["channels"]) == sorted([call_id, f"media-{call_id}"])
+    _, media_channel = await h.sim.request("GET", f"/ari/channels/media-{call_id}", expect=200)
+    assert media_channel["name"].startswith("AudioSocket/")
+    assert not h.sink.of(call_id, CallEnded)
+
+    # The orchestrator hangs up (as the originate/flow code would): the call ends, answered.
+    await h.sim.request("DELETE", f"/ari/channels/{call_id}", expect=204)
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.outcome is CallOutcome.ANSWERED and ended.answered and ended.reason == "destroyed"
+    assert [type(e) for e in h.sink.of(call_id)] == [CallRinging, CallAnswered, CallBridged, CallEnded]
+    await wait_until(lambda: conn.eof_at is not None, timeout=5)
+    assert not await h.exists(f"/ari/bridges/bridge-{call_id}")
+
+
+@pytest.mark.parametrize(
+    ("number", "outcome"),
+    [(BUSY, CallOutcome.BUSY), (RING, CallOutcome.NO_ANSWER), (REJECT, CallOutcome.REJECTED)],
+)
+async def test_unanswered_calls_end_with_their_outcome(h: Harness, number: str, outcome: CallOutcome) -> None:
+    await h.start()
+    call_id = await h.originate(number, timeout=1)
+
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.outcome is outcome
+    assert not ended.answered and ended.reason == "destroyed"
+    assert not h.sink.of(call_id, CallAnswered) and not h.sink.of(call_id, CallBridged)
+    assert h.media.connections == []
+
+
+async def test_callee_hangs_up_and_the_media_leg_and_bridge_go_too(h: Harness) -> None:
+    """A9: Asterisk leaves the AudioSocket leg in the bridge when the caller goes; the app removes both."""
+    await h.start()
+    call_id = await h.originate(HANGS_UP)
+    bridged = await h.sink.wait(call_id, CallBridged)
+    conn = h.media.by_uuid(bridged.media_uuid)
+
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.outcome is CallOutcome.ANSWERED and ended.answered and ended.cause == 16
+    await wait_until(lambda: conn.eof_at is not None, timeout=5)
+    await h.wait_gone(f"/ari/channels/media-{call_id}")
+    await h.wait_gone(f"/ari/bridges/bridge-{call_id}")
+    assert not h.sink.of(call_id, MediaGone)
+
+
+async def test_dtmf_is_reported(h: Harness) -> None:
+    await h.start()
+    call_id = await h.originate(DTMF)
+    dtmf = await h.sink.wait(call_id, CallDtmf)
+    assert dtmf.digit == "7"
+
+
+async def test_media_leg_ending_first_hangs_up_the_caller(h: Harness) -> None:
+    await h.start()
+    call_id = await h.originate(ANSWER)
+    await h.sink.wait(call_id, CallBridged)
+
+    await h.sim.request("DELETE", f"/ari/channels/media-{call_id}", expect=204)  # the media side went away
+    await h.sink.wait(call_id, MediaGone)
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.outcome is CallOutcome.ANSWERED
+    await h.wait_gone(f"/ari/bridges/bridge-{call_id}")
+
+
+async def test_hard_maximum_duration(h: Harness) -> None:
+    await h.start(max_call_duration_s=1.0)
+    started = time.monotonic()
+    call_id = await h.originate(ANSWER)
+    bridged = await h.sink.wait(call_id, CallBridged)
+
+    ended = await h.sink.wait(call_id, CallEnded, timeout=5)
+    assert 0.9 <= time.monotonic() - started <= 3.0
+    assert ended.reason == "max_duration" and ended.outcome is CallOutcome.ANSWERED
+    _, record = await h.sim.request("GET", f"/sim/calls/{call_id}", expect=200)
+    assert record["state"] == "ended" and record["ended_by"] == "app"
+    await wait_until(lambda: h.media.by_uuid(bridged.media_uuid).eof_at is not None, timeout=5)
+
+
+async def test_no_media_listener_hangs_the_caller_up(h: Harness) -> None:
+    await h.start(media_hosts=(f"127.0.0.1:{closed_port()}",))
+    call_id = await h.originate(ANSWER)
+
+    await h.sink.wait(call_id, MediaGone)
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.answered and not h.sink.of(call_id, CallBridged)
+    _, record = await h.sim.request("GET", f"/sim/calls/{call_id}", expect=200)
+    assert record["state"] == "ended" and record["ended_by"] == "app"
+    await h.wait_gone(f"/ari/bridges/bridge-{call_id}")
+
+
+async def test_a_dead_media_host_is_skipped(h: Harness) -> None:
+    await h.start(media_hosts=(f"127.0.0.1:{closed_port()}", h.media.address))
+    call_id = await h.originate(ANSWER)
+    bridged = await h.sink.wait(call_id, CallBridged)
+    assert h.media.by_uuid(bridged.media_uuid)
+    assert not h.sink.of(call_id, MediaGone)
+
+
+async def test_reconnect_reconciles_calls_ended_in_the_gap_and_hangs_up_orphans(h: Harness) -> None:
+    app = await h.start(backoff_initial_s=2.0)
+    live_call = await h.originate(ANSWER)
+    orphan = await h.originate(ANSWER, live=False)  # e.g. its attempt was already closed elsewhere
+    live_media = (await h.sink.wait(live_call, CallBridged)).media_uuid
+    orphan_media = (await h.sink.wait(orphan, CallBridged)).media_uuid
+
+    # The PBX drops the events websocket (server side), and the callee hangs up during the gap.
+    connection = h.sim.pbx.apps[APP].connection
+    assert connection is not None
+    await connection.ws.close()  # type: ignore[attr-defined]
+    await wait_until(lambda: not app.connected.is_set(), timeout=5)
+    await h.sim.request("POST", f"/sim/calls/{live_call}/hangup", expect=200)
+    await h.wait_gone(f"/ari/channels/{live_call}")
+    assert not h.sink.of(live_call, CallEnded), "its events went nowhere: the app was inactive"
+
+    await wait_until(lambda: app.connections == 2, timeout=10)
+    ended = await h.sink.wait(live_call, CallEnded)
+    assert ended.reason == "reconciled"
+    assert ended.outcome is CallOutcome.ANSWERED and ended.answered
+    # The AudioSocket leg and bridge of the ended call, and the orphan call with its leg, are gone.
+    await wait_until(lambda: h.media.by_uuid(live_media).eof_at is not None, timeout=5)
+    await wait_until(lambda: h.media.by_uuid(orphan_media).eof_at is not None, timeout=5)
+    await h.wait_gone(f"/ari/channels/{orphan}")
+    _, record = await h.sim.request("GET", f"/sim/calls/{orphan}", expect=200)
+    assert record["ended_by"] == "app"
+    for call_id in (live_call, orphan):
+        await h.wait_gone(f"/ari/bridges/bridge-{call_id}")
+    _, channels = await h.sim.request("GET", "/ari/channels", expect=200)
+    assert channels == []
+
+
+async def test_reconcile_on_first_connect_closes_a_live_call_the_pbx_does_not_have(h: Harness) -> None:
+    """After a restart of the app: the orchestrator thinks a call is live, the PBX has no such channel."""
+    h.sink.live.add("gone-call")
+    await h.start()
+    ended = await h.sink.wait("gone-call", CallEnded)
+    assert ended.reason == "reconciled" and ended.outcome is CallOutcome.FAILED and not ended.answered
+
+
+async def test_application_replaced_reconnects(h: Harness) -> None:
+    app = await h.start(backoff_initial_s=0.2)
+    other = await h.sim.events()  # takes the app name: ours gets ApplicationReplaced
+    await wait_until(lambda: app.connections == 2, timeout=5)
+    await other.close()
+    call_id = await h.originate(ANSWER)
+    await h.sink.wait(call_id, CallBridged)
+
+
+async def test_inbound_call_ends_on_stasis_end(h: Harness) -> None:
+    """A4: a dialplan-entered call ends for the app with StasisEnd (no ChannelDestroyed reaches it)."""
+    await h.start()
+    _, body = await h.sim.request(
+        "POST",
+        "/sim/inbound",
+        expect=200,
+        json={"did": "+15550009999", "caller_number": HANGS_UP, "app": APP},
+    )
+    call_id = body["call"]
+    bridged = await h.sink.wait(call_id, CallBridged)
+    conn = h.media.by_uuid(bridged.media_uuid)
+
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.reason == "stasis_end" and ended.answered and ended.outcome is CallOutcome.ANSWERED
+    await wait_until(lambda: conn.eof_at is not None, timeout=5)
+    await h.wait_gone(f"/ari/bridges/bridge-{call_id}")
+
+
+async def test_a_failing_reconciliation_is_retried(h: Harness) -> None:
+    """The orchestrator's database is down at connect time: the app backs off and tries again."""
+    failures = [RuntimeError("database is down")]
+    live_call_ids = h.sink.live_call_ids
+
+    async def flaky() -> set[str]:
+        if failures:
+            raise failures.pop()
+        return await live_call_ids()
+
+    h.sink.live_call_ids = flaky  # type: ignore[method-assign]
+    app = await h.start()
+    assert app.connections == 1 and not failures
+    call_id = await h.originate(ANSWER)
+    await h.sink.wait(call_id, CallBridged)
