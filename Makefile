@@ -10,7 +10,8 @@ BIN    := $(VENV)/bin
 .PHONY: help run test lint typecheck pytest clean
 
 help:
-	@echo "make run    start the product locally: web on 127.0.0.1:8000, PBX simulator (ARI) on 127.0.0.1:8088"
+	@echo "make run    the demo: web on 127.0.0.1:8000, worker, beat, PBX simulator (ARI) on 127.0.0.1:8088,"
+	@echo "           Stasis app, and a seeded demo tenant with a running 50-contact campaign"
 	@echo "make test   ruff, mypy and pytest (uses DATABASE_URL / REDIS_URL when set)"
 	@echo "make lint   ruff and mypy only"
 	@echo "make clean  remove .venv and local state (var/)"
@@ -28,9 +29,12 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@
 
 # DEBUG=1 lets the local product run without a SECRET_KEY (a fixed development key is used).
+# PHONE_TEST_PREFIXES=+1555 admits the demo campaign's fictional numbers (the simulator's plan).
 run: export DEBUG ?= 1
+run: export PHONE_TEST_PREFIXES ?= +1555
 run: $(VENV)/.installed-run
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py runlocal
 
 lint: $(VENV)/.installed-test

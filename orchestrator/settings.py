@@ -104,6 +104,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and DATABASES[
 ):
     # SQLite creates the file but not its directory.
     VAR_DIR.mkdir(exist_ok=True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite is the local default; several processes (web, worker threads, beat, Stasis) write to it at once.
+    # IMMEDIATE takes the write lock when a transaction starts, so a read-then-write transaction never fails
+    # with "database is locked" on upgrading its lock; WAL lets readers run during a write; the timeout is
+    # how long a writer waits for the lock.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ------------------------------------------------------------------------------------------------ redis

@@ -131,7 +131,7 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path)
     assert "ignored SIGTERM" in out.getvalue()
 
 
-def test_process_specs_start_web_and_the_simulator_with_its_credentials(tmp_path):
+def test_process_specs_start_web_the_simulator_worker_beat_and_stasis(tmp_path):
     specs = {spec.name: spec for spec in process_specs(base_dir=tmp_path, python="py")}
     assert list(specs["web"].argv) == [
         "py",
@@ -147,6 +147,16 @@ def test_process_specs_start_web_and_the_simulator_with_its_credentials(tmp_path
     assert sim[sim.index("--ari-user") + 1] == "asterisk"
     assert sim[sim.index("--ari-password") + 1] == "asterisk"
     assert "--plan" not in sim  # no plan file yet
+    assert list(specs["worker"].argv)[:6] == ["py", "-m", "celery", "-A", "orchestrator", "worker"]
+    assert list(specs["beat"].argv)[:6] == ["py", "-m", "celery", "-A", "orchestrator", "beat"]
+    assert list(specs["stasis"].argv) == [
+        "py",
+        str(tmp_path / "manage.py"),
+        "run_stasis",
+        "--pbx",
+        "demo-sim",
+    ]
+    assert list(specs) == ["web", "sim", "worker", "beat", "stasis"]
 
     (tmp_path / SIM_PLAN).parent.mkdir(parents=True)
     (tmp_path / SIM_PLAN).write_text("{}\n")

@@ -25,12 +25,16 @@ SIM_PORT = 8088
 SIM_ARI_USER = "asterisk"
 SIM_ARI_PASSWORD = "asterisk"  # noqa: S105
 SIM_PLAN = Path("deploy") / "sim-plan.yaml"
+# The demo PBX row (manage.py seed_demo) reads the simulator's password from this variable.
+SIM_ARI_PASSWORD_ENV = "SIM_ARI_PASSWORD"  # noqa: S105 - a variable name, not a password
+DEMO_PBX = "demo-sim"
 
 
 def process_specs(
-    *, base_dir: Path, web_address: str = WEB_ADDRESS, python: str = sys.executable
+    *, base_dir: Path, web_address: str = WEB_ADDRESS, python: str = sys.executable, pbx: str = DEMO_PBX
 ) -> list[ProcessSpec]:
     manage = str(base_dir / "manage.py")
+    celery = [python, "-m", "celery", "-A", "orchestrator"]
     sim = [
         python, "-m", "telephony.sim",
         "--host", SIM_HOST, "--port", str(SIM_PORT),
@@ -43,11 +47,22 @@ def process_specs(
         # --noreload: the autoreloader forks a second server process that outlives a plain SIGTERM.
         ProcessSpec("web", [python, manage, "runserver", web_address, "--noreload"]),
         ProcessSpec("sim", sim),
+        # Threads, not prefork: the tasks mostly wait on ARI and Redis, and a thread pool starts fast and
+        # stops cleanly with the process group.
+        ProcessSpec(
+            "worker", [*celery, "worker", "--pool", "threads", "--concurrency", "8", "--loglevel", "INFO"]
+        ),
+        ProcessSpec("beat", [*celery, "beat", "--loglevel", "INFO"]),
+        # The Stasis app reconnects with backoff, so starting it alongside the simulator is fine.
+        ProcessSpec("stasis", [python, manage, "run_stasis", "--pbx", pbx]),
     ]
 
 
 class Command(BaseCommand):
-    help = "Run the product locally (web and PBX simulator) until Ctrl-C; one process dying stops all."
+    help = (
+        "Run the product locally (web, Celery worker and beat, PBX simulator, Stasis app) until Ctrl-C; "
+        "one process dying stops all."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
@@ -57,11 +72,18 @@ class Command(BaseCommand):
             help="run only the named process (repeatable); default: all",
         )
         parser.add_argument(
+            "--pbx",
+            default=DEMO_PBX,
+            help=f"id or name of the PBX the Stasis app serves (default {DEMO_PBX})",
+        )
+        parser.add_argument(
             "--web-address", default=WEB_ADDRESS, help=f"host:port for the web app (default {WEB_ADDRESS})"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        specs = process_specs(base_dir=Path(settings.BASE_DIR), web_address=options["web_address"])
+        specs = process_specs(
+            base_dir=Path(settings.BASE_DIR), web_address=options["web_address"], pbx=options["pbx"]
+        )
         only: list[str] | None = options["only"]
         if only:
             unknown = sorted(set(only) - {spec.name for spec in specs})
@@ -72,6 +94,8 @@ class Command(BaseCommand):
             raise CommandError("the PBX simulator (telephony.sim) is not installed")
 
         env = dict(os.environ)
+        # The demo PBX row names this variable; a real PBX row names its own.
+        env.setdefault(SIM_ARI_PASSWORD_ENV, SIM_ARI_PASSWORD)
         started_redis: Path | None = None
         if settings.REDIS_EMBEDDED:
             server, started = embedded_redis.ensure_running(Path(settings.EMBEDDED_REDIS_DIR))
