@@ -303,6 +303,12 @@ class CallAttempt(models.Model):
     outcome = models.CharField(max_length=32, choices=_OUTCOME_CHOICES, blank=True)
     queued_at = models.DateTimeField(default=timezone.now)
     originated_at = models.DateTimeField(null=True, blank=True)
+    originate_sent_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the originate request was sent, before its answer came: a later run of the "
+        "originate task that finds this set asks the PBX about the channel instead of dialing again.",
+    )
     ringing_at = models.DateTimeField(null=True, blank=True)
     answered_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)

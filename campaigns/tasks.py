@@ -8,10 +8,26 @@
 * :func:`originate_attempt` re-checks the attempt, waits for a calls-per-second slot of the tenant and of
   the PBX (:mod:`campaigns.ratelimit`), and sends ``POST /channels`` with the attempt id as channel id.
 
-Every task is safe to run twice (``acks_late`` redelivery, a duplicate enqueue): a dispatch pass counts
-durable state under the tenant lock; a second originate finds the attempt no longer ``queued`` (the
-re-check answers ``not_queued``) or, if it races the first, gets the 409 path (``already=True``) and its
-ORIGINATE_ACCEPTED is refused as a duplicate. Nothing dials a number twice for one attempt.
+* :func:`resume_stalled_attempts` (beat, every 10 s) gives a new originate task to a queued attempt whose
+  task was lost: the worker was killed between the dispatch commit and the enqueue, or while holding the
+  message (with ``acks_late`` and the Redis broker an unacknowledged message only comes back after the
+  broker's visibility timeout, an hour by default). Each enqueue and each retry records in Redis until when
+  a task for the attempt is expected (:func:`_expect_originate`); an attempt queued for longer than
+  ``settings.ATTEMPT_STALL_S`` with no such record is stalled.
+
+Every task is safe to run twice (``acks_late`` redelivery, a duplicate enqueue, the stalled-attempt sweep):
+
+* a dispatch pass counts durable state under the tenant lock;
+* an originate re-checks the attempt first (``not_queued`` once it moved on), and claims the right to send
+  by setting ``originate_sent_at`` with a conditional UPDATE (``state = queued AND originate_sent_at IS
+  NULL``) right before the POST. Only one task can win that; the others, and any later run that finds it
+  set (the sender died, or its answer was lost), never send again: they wait until the first request has
+  surely settled (:data:`ORIGINATE_SETTLE_S`) and then ask the PBX. A live channel with the attempt's id
+  means the call was placed (ORIGINATE_ACCEPTED); no channel means it was never placed or has already
+  ended without the Stasis app telling us, and the attempt ends with outcome ``error`` — the lead's retry
+  policy takes over with a new attempt, and the number is not dialed twice for this one.
+* A failure that certainly did not reach the PBX (connection refused, an error status) clears the claim,
+  so the retry sends again; one that may have (a timeout after sending) keeps it.
 """
 
 from __future__ import annotations
@@ -19,15 +35,18 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from celery import Task, shared_task
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from campaigns import ratelimit
-from campaigns.lifecycle import AttemptEvent, AttemptOutcome
+from campaigns.lifecycle import AttemptEvent, AttemptOutcome, AttemptState
 from campaigns.models import CallAttempt, Campaign, Pbx
 from campaigns.selectors import (
     RECHECK_CAMPAIGN_NOT_RUNNING,
@@ -40,6 +59,7 @@ from campaigns.selectors import (
 )
 from campaigns.services.dispatch import attempt_apply, dispatch_tenant
 from campaigns.services.pbx import pbx_password
+from orchestrator.redis_client import get_redis
 from telephony.ari import AriClient, AriRetryableError, AriTerminalError, PbxConfig
 from tenants.models import Tenant
 
@@ -50,6 +70,16 @@ logger = logging.getLogger(__name__)
 ORIGINATE_MAX_ARI_RETRIES = 5
 ORIGINATE_BACKOFF_BASE_S = 2.0
 ORIGINATE_BACKOFF_CAP_S = 60.0
+
+#: How long after ``originate_sent_at`` the request has surely settled: longer than the client's connect,
+#: pool and read timeouts together (2 + 2 + 5 s), so no request of an earlier try can still reach the PBX.
+ORIGINATE_SETTLE_S = 15.0
+
+#: Redis keys recording until when an originate task is expected for an attempt (see the module docstring).
+EXPECT_KEY_PREFIX = "orchestrator:originate-expected"
+
+#: At most this many stalled attempts are resumed per sweep.
+STALLED_BATCH = 1000
 
 #: The sweep's per-tenant messages expire: if workers fall behind, stale passes are dropped instead of
 #: piling up; the next sweep enqueues fresh ones, so nothing is lost.
@@ -75,10 +105,50 @@ def trigger_dispatch(tenant_id: int) -> None:
     dispatch_tenant_task.delay(tenant_id)
 
 
+def _expect_key(attempt_id: UUID | str) -> str:
+    return f"{EXPECT_KEY_PREFIX}:{attempt_id}"
+
+
+def _expect_originate(attempt_ids: Iterable[UUID | str], *, within_s: float = 0.0) -> None:
+    """Record that an originate task for these attempts will run within ``within_s`` (plus the stall time)."""
+    ttl = max(1, int(within_s + settings.ATTEMPT_STALL_S + 1))
+    pipe = get_redis().pipeline(transaction=False)
+    for attempt_id in attempt_ids:
+        pipe.set(_expect_key(attempt_id), b"1", ex=ttl)
+    pipe.execute()
+
+
 def _enqueue_originates(attempt_ids: list[UUID]) -> None:
-    # Called by dispatch_tenant after its transaction committed (transaction.on_commit).
+    # Called by dispatch_tenant after its transaction committed (transaction.on_commit). A process killed
+    # before this runs leaves queued attempts with no task: resume_stalled_attempts finds them.
+    _expect_originate(attempt_ids)
     for attempt_id in attempt_ids:
         originate_attempt.delay(str(attempt_id))
+
+
+@shared_task(name="campaigns.tasks.resume_stalled_attempts")
+def resume_stalled_attempts() -> int:
+    """Give a new originate task to every queued attempt whose task was lost; returns how many."""
+    cutoff = timezone.now() - timedelta(seconds=settings.ATTEMPT_STALL_S)
+    candidates = [
+        str(pk)
+        for pk in CallAttempt.objects.filter(state=AttemptState.QUEUED, queued_at__lte=cutoff)
+        .order_by("queued_at")
+        .values_list("pk", flat=True)[:STALLED_BATCH]
+    ]
+    if not candidates:
+        return 0
+    pipe = get_redis().pipeline(transaction=False)
+    for attempt_id in candidates:
+        pipe.exists(_expect_key(attempt_id))
+    expected = pipe.execute()
+    stalled = [attempt_id for attempt_id, known in zip(candidates, expected, strict=True) if not known]
+    if stalled:
+        logger.warning("resuming %d stalled queued attempt(s): %s", len(stalled), ", ".join(stalled[:10]))
+        _expect_originate(stalled)
+        for attempt_id in stalled:
+            originate_attempt.delay(attempt_id)
+    return len(stalled)
 
 
 @shared_task(name="campaigns.tasks.dispatch_tenant_task")
@@ -182,6 +252,12 @@ def originate_attempt(self: Task[Any, Any], attempt_id: str, ari_failures: int =
     pbx = attempt.pbx
     if pbx is None:
         return _fail(pk, "attempt has no PBX")
+    try:
+        client = ari_client_for(pbx)
+    except ImproperlyConfigured as exc:
+        return _fail(pk, f"PBX configuration: {exc}")
+    if attempt.originate_sent_at is not None:
+        return _settle(self, attempt, client, ari_failures)
 
     wait = ratelimit.acquire_all(
         [
@@ -192,12 +268,19 @@ def originate_attempt(self: Task[Any, Any], attempt_id: str, ari_failures: int =
     if wait > 0:
         # No slot this second: come back when one frees up. Not an ARI failure, so not counted; the
         # attempt stays queued and nothing was dialed.
+        _expect_originate([pk], within_s=wait)
         raise self.retry(countdown=wait)
 
-    try:
-        client = ari_client_for(pbx)
-    except ImproperlyConfigured as exc:
-        return _fail(pk, f"PBX configuration: {exc}")
+    # The claim to send (see the module docstring): only one run of this task ever sends for an attempt.
+    sent_at = timezone.now()
+    claimed = CallAttempt.objects.filter(
+        pk=pk, state=AttemptState.QUEUED, originate_sent_at__isnull=True
+    ).update(originate_sent_at=sent_at)
+    if not claimed:
+        attempt.refresh_from_db()
+        if attempt.state != AttemptState.QUEUED:
+            return RECHECK_NOT_QUEUED
+        return _settle(self, attempt, client, ari_failures)
     campaign = attempt.campaign
     try:
         result = client.originate(
@@ -216,21 +299,61 @@ def originate_attempt(self: Task[Any, Any], attempt_id: str, ari_failures: int =
         logger.warning("attempt %s: originate refused: %s", pk, exc)
         return _fail(pk, f"originate refused: {exc}")
     except AriRetryableError as exc:
-        if ari_failures >= ORIGINATE_MAX_ARI_RETRIES:
-            logger.warning("attempt %s: originate failed %d times, giving up: %s", pk, ari_failures + 1, exc)
-            return _fail(pk, f"originate failed after {ari_failures + 1} tries: {exc}")
-        countdown = _backoff_s(ari_failures)
-        logger.warning("attempt %s: originate failed (%s); retry in %.1f s", pk, exc, countdown)
-        # The retry re-checks the attempt first (it may have been cancelled meanwhile). exc is not passed:
-        # called directly (tests) retry() would then raise it instead of Retry; it is logged above.
-        raise self.retry(
-            countdown=countdown,
-            args=(attempt_id,),
-            kwargs={"ari_failures": ari_failures + 1},
-        ) from exc
-    attempt_apply(
-        attempt_id=pk,
-        event=AttemptEvent.ORIGINATE_ACCEPTED,
-        data={"already": result.already, "channel_state": result.channel.get("state")},
-    )
+        if not exc.maybe_placed:
+            # Certainly not placed: give the claim back so that the retry sends again.
+            CallAttempt.objects.filter(pk=pk, originate_sent_at=sent_at).update(originate_sent_at=None)
+        return _retry_ari(self, attempt_id, exc, ari_failures)
+    _accepted(pk, already=result.already, channel=result.channel)
     return "already" if result.already else "originated"
+
+
+def _accepted(pk: UUID, *, already: bool, channel: dict[str, Any], settled: bool = False) -> None:
+    data: dict[str, Any] = {"already": already, "channel_state": channel.get("state")}
+    if settled:
+        data["settled"] = True
+    attempt_apply(attempt_id=pk, event=AttemptEvent.ORIGINATE_ACCEPTED, data=data)
+
+
+def _retry_ari(self: Task[Any, Any], attempt_id: str, exc: AriRetryableError, ari_failures: int) -> str:
+    """Retry after a retryable ARI failure with backoff, or fail the attempt when the budget is spent."""
+    pk = UUID(attempt_id)
+    if ari_failures >= ORIGINATE_MAX_ARI_RETRIES:
+        logger.warning("attempt %s: ARI failed %d times, giving up: %s", pk, ari_failures + 1, exc)
+        return _fail(pk, f"originate failed after {ari_failures + 1} tries: {exc}")
+    countdown = _backoff_s(ari_failures)
+    logger.warning("attempt %s: ARI failed (%s); retry in %.1f s", pk, exc, countdown)
+    _expect_originate([pk], within_s=countdown)
+    # The retry re-checks the attempt first (it may have been cancelled meanwhile). exc is not passed:
+    # called directly (tests) retry() would then raise it instead of Retry; it is logged above.
+    raise self.retry(
+        countdown=countdown,
+        args=(attempt_id,),
+        kwargs={"ari_failures": ari_failures + 1},
+    ) from exc
+
+
+def _settle(self: Task[Any, Any], attempt: CallAttempt, client: AriClient, ari_failures: int) -> str:
+    """An originate was already sent for this queued attempt and its answer never recorded: find out from
+    the PBX instead of dialing again (see the module docstring)."""
+    assert attempt.originate_sent_at is not None  # noqa: S101 - the caller checked
+    age = (timezone.now() - attempt.originate_sent_at).total_seconds()
+    if age < ORIGINATE_SETTLE_S:
+        wait = ORIGINATE_SETTLE_S - age + 0.5
+        _expect_originate([attempt.pk], within_s=wait)
+        raise self.retry(countdown=wait)
+    try:
+        channel = client.get_channel(str(attempt.pk))
+    except AriTerminalError as exc:
+        return _fail(attempt.pk, f"originate outcome unknown, and the PBX refused to tell: {exc}")
+    except AriRetryableError as exc:
+        return _retry_ari(self, str(attempt.pk), exc, ari_failures)
+    if channel is not None:
+        logger.info("attempt %s: the earlier originate was placed; not dialing again", attempt.pk)
+        _accepted(attempt.pk, already=True, channel=channel, settled=True)
+        return "already"
+    logger.warning("attempt %s: an originate was sent but no channel exists; not dialing again", attempt.pk)
+    return _fail(
+        attempt.pk,
+        "an originate was sent but its answer was lost, and the PBX has no such channel now "
+        "(never placed, or already ended): not dialed again for this attempt",
+    )

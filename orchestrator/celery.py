@@ -71,6 +71,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # The guarantee that no lead is lost (DESIGN.md §5 rule 3): a dispatch pass per dialing tenant, every
     # second. A run that is not picked up within 0.9 s is dropped; the next one covers it.
     "dispatch-sweep": every(1, "campaigns.tasks.dispatch_sweep", expires=0.9),
+    # Queued attempts whose originate task was lost (a worker killed after the dispatch committed) get a
+    # new one; the originate task is safe to run twice.
+    "resume-stalled-attempts": every(10, "campaigns.tasks.resume_stalled_attempts", expires=9),
 }
 
 app = Celery("orchestrator")

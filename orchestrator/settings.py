@@ -180,6 +180,9 @@ TELEPHONY_EVENT_SINK: str = env.str("TELEPHONY_EVENT_SINK", default="campaigns.s
 MEDIA_WORKER_HOSTS: list[str] = env.list("MEDIA_WORKER_HOSTS", default=["127.0.0.1:9092"])
 # Hard maximum duration of one call, enforced by the Stasis app (DESIGN.md §5 rule 5).
 MAX_CALL_DURATION_S: int = env.int("MAX_CALL_DURATION_S", default=3600)
+# A queued attempt with no originate task expected for this long (its worker was killed, its message lost)
+# is handed a new originate task by the stalled-attempt sweep (campaigns.tasks.resume_stalled_attempts).
+ATTEMPT_STALL_S: int = env.int("ATTEMPT_STALL_S", default=60)
 
 # ---------------------------------------------------------------------------------------- i18n and time
 LANGUAGE_CODE = "en-us"

@@ -34,7 +34,8 @@ creates the channel (the previous try never reached Asterisk) or gets 409 and is
 ``already=True``: one attempt id can never be two live channels, so retrying never dials the number twice
 while the first call is up. What the channelId cannot cover is a first call that has already *ended* before
 the retry (Asterisk forgets destroyed channels, so the retry would dial again); that case is closed on the
-campaigns side, which re-checks the attempt's state before originating (a task is "safe to run twice").
+campaigns side: the originate task records that it sent the request, and a later run that may not know the
+outcome asks ``GET /channels/{id}`` instead of sending again (``AriRetryableError.maybe_placed``).
 For the same reason the 409-then-404 case is reported with its own subclass: the caller can tell "not
 placed (stale 409)" from a plain transport failure, and must still re-check the attempt before retrying.
 
@@ -93,7 +94,18 @@ class AriError(Exception):
 
 
 class AriRetryableError(AriError):
-    """Transient: the same request (same channelId) may be repeated later."""
+    """Transient: the same request (same channelId) may be repeated later.
+
+    ``maybe_placed`` says whether the request may have taken effect: True when it may have reached
+    Asterisk and the answer was lost (a read/write timeout, a connection dropped mid-exchange, a gateway
+    timeout, a 200 with an unreadable body); False when it certainly did not (connection refused, connect
+    or pool timeout, an error status from Asterisk itself, the stale 409). The originate task uses it to
+    decide between sending again and asking the PBX what became of the first try.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, maybe_placed: bool = False) -> None:
+        super().__init__(message, status=status)
+        self.maybe_placed = maybe_placed
 
 
 class AriStaleConflictError(AriRetryableError):
@@ -271,14 +283,21 @@ class AriClient:
             return self._client.request(method, path, params=params, json=json, headers=headers)
         except httpx.TimeoutException as exc:
             logger.warning("ARI %s %s channel=%s timed out: %r", method, path, channel_id, exc)
-            raise AriRetryableError(f"{method} {path}: timed out ({type(exc).__name__})") from exc
+            # A connect or pool timeout never sent the request; a read/write timeout may have.
+            sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            raise AriRetryableError(
+                f"{method} {path}: timed out ({type(exc).__name__})", maybe_placed=sent
+            ) from exc
         except httpx.UnsupportedProtocol as exc:
             # base_url is not http(s): configuration, not the network.
             raise AriTerminalError(f"{method} {path}: {exc}") from exc
         except httpx.RequestError as exc:
             # Connect refused/reset, protocol or decoding errors: nothing usable came back.
             logger.warning("ARI %s %s channel=%s failed: %r", method, path, channel_id, exc)
-            raise AriRetryableError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            raise AriRetryableError(
+                f"{method} {path}: {type(exc).__name__}: {exc}",
+                maybe_placed=not isinstance(exc, httpx.ConnectError),
+            ) from exc
 
     def _json_object(self, resp: httpx.Response, channel_id: str) -> dict[str, Any]:
         body = _json_of(resp)
@@ -289,6 +308,7 @@ class AriClient:
                 f"{resp.request.method} {resp.request.url.path}: expected a JSON object for channel "
                 f"{channel_id}",
                 status=resp.status_code,
+                maybe_placed=resp.is_success,
             )
         return body
 
@@ -304,7 +324,8 @@ class AriClient:
                 f"{what}: {message} (unknown technology or refused endpoint)", status=status
             )
         elif status >= 500 or status in _RETRYABLE_4XX:
-            error = AriRetryableError(f"{what}: {message}", status=status)
+            # A proxy's 502/504 may come after it forwarded the request; Asterisk's own errors mean no.
+            error = AriRetryableError(f"{what}: {message}", status=status, maybe_placed=status in (502, 504))
         else:
             error = AriTerminalError(f"{what}: {message}", status=status)
         logger.warning("ARI %s channel=%s -> %s %s", what, channel_id, status, message)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import aiohttp
 import httpx
@@ -23,13 +24,22 @@ import pytest
 from celery.exceptions import Retry
 from django.conf import settings
 
-from campaigns import ratelimit
+from campaigns import ratelimit, tasks
 from campaigns.lifecycle import AttemptEvent, AttemptOutcome, AttemptState
 from campaigns.models import CallAttempt, Campaign, DncEntry, Lead, Pbx
 from campaigns.services.dispatch import attempt_apply, dispatch_tenant
 from campaigns.services.dnc import dnc_add
-from campaigns.tasks import ORIGINATE_MAX_ARI_RETRIES, dispatch_sweep, dispatch_tenant_task, originate_attempt
+from campaigns.tasks import (
+    ORIGINATE_MAX_ARI_RETRIES,
+    ORIGINATE_SETTLE_S,
+    dispatch_sweep,
+    dispatch_tenant_task,
+    originate_attempt,
+    resume_stalled_attempts,
+)
 from campaigns.windows import WEEKDAYS
+from orchestrator.redis_client import get_redis
+from telephony.ari import PbxConfig
 from telephony.sim.plan import parse_plan
 from tenants.models import Tenant
 from tests.campaigns.factories import make_campaign, make_contact, make_pbx, make_tenant
@@ -55,6 +65,7 @@ def open_zone() -> str:
 def own_limiter_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     # Row ids repeat across tests (and a developer's product may share this Redis): keys of our own.
     monkeypatch.setattr(ratelimit, "KEY_PREFIX", f"test:{uuid.uuid4().hex}:ratelimit:cps")
+    monkeypatch.setattr(tasks, "EXPECT_KEY_PREFIX", f"test:{uuid.uuid4().hex}:originate-expected")
 
 
 # =========================================================================================== ratelimit
@@ -279,17 +290,75 @@ def test_running_the_task_twice_places_one_call(sim):
 
 
 @pytest.mark.django_db
-def test_a_race_past_the_recheck_gets_the_409_path_and_no_second_call(sim):
+def test_a_copy_of_the_task_that_finds_the_send_claimed_waits_and_never_sends(sim, retries):
     attempt = queued_attempt(base_url=sim.base)
     assert originate_attempt.run(str(attempt.pk)) == "originated"
-    # As if a second copy of the task had passed the re-check before the first one's 200 was applied.
+    # As if a second copy of the task had passed the re-check while the first one was sending.
     CallAttempt.objects.filter(pk=attempt.pk).update(state=AttemptState.QUEUED)
+
+    with pytest.raises(Retry):
+        originate_attempt.run(str(attempt.pk))
+
+    # It waits until the first request has surely settled, and sent nothing.
+    [asked] = retries
+    assert 0 < asked["countdown"] <= ORIGINATE_SETTLE_S + 0.5
+    assert [call["id"] for call in sim.calls()] == [str(attempt.pk)]
+    assert _expected(attempt.pk)
+
+
+def _settled(attempt: CallAttempt) -> None:
+    """As if the attempt's originate had been sent long enough ago and its answer never recorded."""
+    CallAttempt.objects.filter(pk=attempt.pk).update(
+        state=AttemptState.QUEUED,
+        originated_at=None,
+        originate_sent_at=datetime.now(UTC) - timedelta(seconds=ORIGINATE_SETTLE_S + 1),
+    )
+
+
+@pytest.mark.django_db
+def test_a_lost_answer_is_settled_by_asking_the_pbx_a_live_channel_means_placed(sim):
+    attempt = queued_attempt(base_url=sim.base)
+    assert originate_attempt.run(str(attempt.pk)) == "originated"
+    _settled(attempt)
 
     assert originate_attempt.run(str(attempt.pk)) == "already"
 
     assert [call["id"] for call in sim.calls()] == [str(attempt.pk)]
     attempt.refresh_from_db()
     assert attempt.state == AttemptState.DIALING
+    assert attempt.events.filter(type="queued->dialing", data__data__settled=True).exists()
+
+
+@pytest.mark.django_db
+def test_a_lost_answer_with_no_channel_left_fails_the_attempt_without_dialing_again(sim):
+    attempt = queued_attempt(base_url=sim.base)
+    assert originate_attempt.run(str(attempt.pk)) == "originated"
+    # The call ended and nobody told the orchestrator (the Stasis app was down, say).
+    assert sim.http.delete(f"/ari/channels/{attempt.pk}").status_code == 204
+    deadline = time.monotonic() + 5
+    while sim.calls("live") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _settled(attempt)
+
+    assert originate_attempt.run(str(attempt.pk)) == "failed"
+
+    assert [call["id"] for call in sim.calls()] == [str(attempt.pk)]  # still only the first call
+    attempt.refresh_from_db()
+    assert (attempt.state, attempt.outcome) == (AttemptState.ENDED, AttemptOutcome.ERROR)
+    assert "not dialed again" in attempt.error
+
+
+@pytest.mark.django_db
+def test_the_send_is_claimed_before_the_post_and_kept_after_a_success(sim):
+    attempt = queued_attempt(base_url=sim.base)
+    assert attempt.originate_sent_at is None
+    before = datetime.now(UTC)
+
+    assert originate_attempt.run(str(attempt.pk)) == "originated"
+
+    attempt.refresh_from_db()
+    assert attempt.originate_sent_at is not None
+    assert before <= attempt.originate_sent_at <= attempt.originated_at
 
 
 @pytest.mark.django_db
@@ -356,12 +425,80 @@ def test_a_pbx_that_is_down_makes_the_task_retry_and_the_attempt_stays_queued(mo
 
     attempt.refresh_from_db()
     assert attempt.state == AttemptState.QUEUED
+    # Connection refused: certainly not placed, so the claim to send is given back for the retry.
+    assert attempt.originate_sent_at is None
     assert Lead.objects.get(pk=attempt.lead_id).attempts == 0
     # Exponential backoff with jitter (2 s × 2² = 8 s, half of it random), one more failure counted.
     [asked] = retries
     assert asked["args"] == (str(attempt.pk),)
     assert asked["kwargs"] == {"ari_failures": 3}
     assert 4 <= asked["countdown"] <= 8
+    assert _expected(attempt.pk)
+
+
+@pytest.mark.django_db
+def test_a_timeout_after_sending_keeps_the_claim_so_the_retry_asks_instead_of_sending(monkeypatch, retries):
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    # A server that accepts the request and never answers: the read times out after the request was sent.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        attempt = queued_attempt(base_url=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        monkeypatch.setattr(
+            "campaigns.tasks._pbx_config",
+            lambda pbx: PbxConfig(
+                base_url=pbx.ari_url, user=USER, password=PASSWORD, app=APP,
+                endpoint_template=pbx.endpoint_template, read_timeout_s=0.3,
+            ),
+        )  # fmt: skip
+        with pytest.raises(Retry):
+            originate_attempt.run(str(attempt.pk))
+    finally:
+        silent.close()
+
+    attempt.refresh_from_db()
+    assert attempt.state == AttemptState.QUEUED
+    assert attempt.originate_sent_at is not None
+    [asked] = retries
+    assert asked["kwargs"] == {"ari_failures": 1}
+
+
+def _expected(attempt_id: Any) -> bool:
+    return bool(get_redis().exists(f"{tasks.EXPECT_KEY_PREFIX}:{attempt_id}"))
+
+
+@pytest.mark.django_db
+def test_the_stalled_sweep_resumes_queued_attempts_nobody_expects_and_only_those(monkeypatch, settings):
+    settings.ATTEMPT_STALL_S = 30
+    sent: list[str] = []
+    monkeypatch.setattr(originate_attempt, "delay", lambda attempt_id: sent.append(attempt_id))
+    tenant, campaign, _ = dialing_tenant(base_url="http://127.0.0.1:9")
+    add_leads(campaign, 3)
+    lost, expected, fresh = [CallAttempt.objects.get(pk=pk) for pk in dispatch_tenant(tenant_id=tenant.pk)]
+    long_ago = datetime.now(UTC) - timedelta(seconds=31)
+    CallAttempt.objects.filter(pk__in=[lost.pk, expected.pk]).update(queued_at=long_ago)
+    tasks._expect_originate([expected.pk], within_s=5)  # e.g. a CPS wait or an ARI backoff in progress
+
+    assert resume_stalled_attempts() == 1
+
+    assert sent == [str(lost.pk)]
+    assert _expected(lost.pk)  # and not again at the next sweep, while its new task is on its way
+    assert resume_stalled_attempts() == 0
+    assert fresh.pk not in {UUID(a) for a in sent}
+
+
+@pytest.mark.django_db
+def test_the_enqueue_after_a_dispatch_records_that_a_task_is_expected(monkeypatch):
+    monkeypatch.setattr(originate_attempt, "delay", lambda attempt_id: None)
+    tenant, campaign, _ = dialing_tenant(base_url="http://127.0.0.1:9")
+    add_leads(campaign, 2)
+    claimed = dispatch_tenant(tenant_id=tenant.pk)
+    assert claimed and not any(_expected(pk) for pk in claimed)
+
+    tasks._enqueue_originates(claimed)
+
+    assert all(_expected(pk) for pk in claimed)
 
 
 def test_the_originate_retries_are_counted_by_the_task_not_by_celery():

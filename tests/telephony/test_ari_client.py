@@ -259,6 +259,7 @@ def test_server_down_is_retryable_and_quick() -> None:
             originate(client, str(uuid.uuid4()))
         assert time.monotonic() - start < 3
         assert info.value.status is None
+        assert info.value.maybe_placed is False  # refused: the request never left
         assert client.ping() is False
 
 
@@ -276,6 +277,7 @@ def test_read_timeout_is_retryable_within_the_configured_timeout() -> None:
     assert 0.4 <= elapsed < 2.0, elapsed
     assert "timed out" in info.value.message
     assert info.value.status is None
+    assert info.value.maybe_placed is True  # sent, answer lost: the PBX may have placed the call
 
 
 def test_stale_409_with_no_such_channel_is_retryable(stub: StubServer) -> None:
@@ -289,6 +291,7 @@ def test_stale_409_with_no_such_channel_is_retryable(stub: StubServer) -> None:
             originate(client, channel_id)
     assert isinstance(info.value, AriStaleConflictError)
     assert info.value.status == 409
+    assert info.value.maybe_placed is False
     methods = [(m, p.split("?")[0]) for m, p, _, _ in stub.seen]
     assert methods == [("POST", "/ari/channels"), ("GET", f"/ari/channels/{channel_id}")]
     # The confirming GET retires the connection that carried the 409 (A1 keep-alive quirk).
@@ -307,13 +310,15 @@ def test_409_confirmed_by_a_live_channel_is_already_placed(stub: StubServer) -> 
     assert result == OriginateResult(placed=True, already=True, channel=snapshot)
 
 
-@pytest.mark.parametrize("status", [500, 502, 503])
-def test_other_5xx_is_retryable(stub: StubServer, status: int) -> None:
+@pytest.mark.parametrize(("status", "maybe_placed"), [(500, False), (502, True), (503, False), (504, True)])
+def test_other_5xx_is_retryable(stub: StubServer, status: int, maybe_placed: bool) -> None:
     stub.answers = {"POST": (status, {"message": "Asterisk not booted"})}
     with AriClient(offline_config(stub.port)) as client:
         with pytest.raises(AriRetryableError) as info:
             originate(client, str(uuid.uuid4()))
     assert info.value.status == status
+    # Asterisk's own errors mean "not placed"; a gateway's 502/504 may come after forwarding the request.
+    assert info.value.maybe_placed is maybe_placed
 
 
 # --------------------------------------------------------------------------------------------- hangup
