@@ -8,8 +8,17 @@ applied twice.
 
 The Django ORM is synchronous and the Stasis app's event loop must never block (a blocked reader is
 disconnected by Asterisk after 100 ms, PROTOCOLS.md §1.3), so every database access runs in a small thread
-pool, with ``close_old_connections()`` around it as Django's request cycle would do (a connection that died
-or outlived ``CONN_MAX_AGE`` is dropped rather than reused).
+pool (``max_workers`` threads, so at most that many database connections), with ``close_old_connections()``
+around it as Django's request cycle would do (a connection that died or outlived ``CONN_MAX_AGE`` is dropped
+rather than reused).
+
+**Group commit.** The Stasis app hands over the events of different calls concurrently (one at a time per
+call). Events waiting while every thread is busy are applied together by the next free thread, in arrival
+order, inside one outer transaction (at most ``batch_max`` of them): each ``attempt_apply`` keeps its own
+atomic block (a savepoint there), so one refused or failing event changes nothing of the others, and the
+batch pays for one commit instead of one each. ``handle`` returns when its event is committed. Under light
+load a batch is one event, as before. A transient database error fails the whole batch before commit
+(nothing of it was applied), and its events are then retried one transaction each, with the usual delays.
 
 Mapping:
 
@@ -26,13 +35,17 @@ logged and dropped: inbound calls get their own records later.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections, transaction
 
 from campaigns.lifecycle import LIVE_STATES, AttemptOutcome, AttemptState
 from campaigns.lifecycle import AttemptEvent as Event
@@ -60,6 +73,25 @@ PLACED_STATES: tuple[str, ...] = tuple(sorted(s.value for s in LIVE_STATES if s 
 
 #: Pauses between tries when the database fails transiently (then the error reaches the Stasis app's log).
 RETRY_DELAYS_S: tuple[float, ...] = (0.1, 0.5, 2.0)
+
+#: How long a sink thread keeps its database connection. Django's CONN_MAX_AGE is per request (0: closed
+#: after each); the sink's threads live as long as the process and apply events back to back, and a new
+#: connection per event cost ~10 ms, more than the transaction. One error that leaves it unusable still
+#: closes it at once.
+CONNECTION_KEEP_S = 300.0
+
+_kept = threading.local()  # per sink thread: id() of each alias's connection whose age was extended
+
+#: The database errors worth another try: connection lost, failover, lock timeout, deadlock victim.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+
+
+@dataclass
+class _Item:
+    attempt_id: UUID
+    event: CallEvent
+    done: asyncio.Future[None]
+    error: Exception | None = field(default=None)
 
 
 def _default_on_ended() -> Callable[[int], None] | None:
@@ -95,13 +127,31 @@ class AttemptEventSink:
         pbx_ids: Iterable[int] | None = None,
         on_ended: Callable[[int], None] | None = None,
         max_workers: int = 4,
+        batch_max: int = 64,
     ) -> None:
+        if max_workers < 1 or batch_max < 1:
+            raise ValueError("AttemptEventSink: max_workers and batch_max must be at least 1")
         self.pbx_ids: frozenset[int] | None = frozenset(pbx_ids) if pbx_ids is not None else None
         self.on_ended = on_ended if on_ended is not None else _default_on_ended()
         self._on_ended_safe = self._wrap(self.on_ended) if self.on_ended is not None else None
+        self.max_workers = max_workers
+        self.batch_max = batch_max
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="attempt-sink")
+        self._waiting: list[_Item] = []  # events handed over and not yet in a batch (event loop only)
+        self._batches = 0  # batches being applied (event loop only); at most max_workers
+        self._batch_tasks: set[asyncio.Task[None]] = set()
 
     def close(self) -> None:
+        """Close every thread's database connection (one job per thread: they meet at a barrier) and stop."""
+        barrier = threading.Barrier(self.max_workers)
+
+        def close_connections() -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=5)
+            connections.close_all()
+
+        for _ in range(self.max_workers):
+            self._executor.submit(close_connections)
         self._executor.shutdown(wait=True)
 
     @staticmethod
@@ -127,6 +177,7 @@ class AttemptEventSink:
         try:
             return fn(*args)
         finally:
+            _keep_connections()
             close_old_connections()
 
     # --------------------------------------------------------------------------------- the protocol
@@ -135,17 +186,60 @@ class AttemptEventSink:
         if attempt_id is None:
             logger.info("call event for %s, which is not an attempt id: %r", event.call_id, event)
             return
-        # A transient database error (connection lost, failover, lock timeout) must not lose a call's end:
-        # retry a few times. Safe because attempt_apply is one transaction and refuses a duplicate event.
-        for delay in (*RETRY_DELAYS_S, None):
+        item = _Item(attempt_id, event, asyncio.get_running_loop().create_future())
+        self._waiting.append(item)
+        self._start_batches()
+        await item.done
+
+    def _start_batches(self) -> None:
+        while self._waiting and self._batches < self.max_workers:
+            batch, self._waiting = self._waiting[: self.batch_max], self._waiting[self.batch_max :]
+            self._batches += 1
+            task = asyncio.get_running_loop().create_task(self._apply_batch(batch))
+            self._batch_tasks.add(task)
+            task.add_done_callback(self._batch_tasks.discard)
+
+    async def _apply_batch(self, batch: list[_Item]) -> None:
+        try:
             try:
-                await self._run(self._apply, attempt_id, event)
+                await self._run(self._apply_all, batch)
+            except TRANSIENT_ERRORS as exc:
+                # Rolled back as a whole, so nothing of it was applied: each event is retried on its own.
+                if len(batch) > 1:
+                    logger.warning(
+                        "applying %d call events failed (%s); retrying each alone", len(batch), exc
+                    )
+                await asyncio.gather(*(self._retry_alone(item, exc) for item in batch))
+            except Exception as exc:  # noqa: BLE001 - e.g. the pool was shut down: every event fails with it
+                for item in batch:
+                    item.error = item.error or exc
+            for item in batch:
+                if item.done.done():  # its handle() was cancelled
+                    continue
+                if item.error is None:
+                    item.done.set_result(None)
+                else:
+                    item.done.set_exception(item.error)
+        finally:
+            for item in batch:
+                if not item.done.done():  # cancelled at shutdown: do not leave handle() waiting
+                    item.done.cancel()
+            self._batches -= 1
+            self._start_batches()
+
+    async def _retry_alone(self, item: _Item, error: Exception) -> None:
+        """A transient database error must not lose a call's end (connection lost, failover, lock timeout):
+        retry a few times, one transaction for this event alone. Safe because attempt_apply is one
+        transaction and refuses a duplicate event. The last error is the event's."""
+        for delay in RETRY_DELAYS_S:
+            logger.warning("applying %r failed (%s); retrying in %.1fs", item.event, error, delay)
+            await asyncio.sleep(delay)
+            try:
+                await self._run(self._apply_all, [item])
                 return
-            except (OperationalError, InterfaceError) as exc:
-                if delay is None:
-                    raise
-                logger.warning("applying %r failed (%s); retrying in %.1fs", event, exc, delay)
-                await asyncio.sleep(delay)
+            except TRANSIENT_ERRORS as exc:
+                error = exc
+        item.error = error
 
     async def live_call_ids(self) -> set[str]:
         return await self._run(self._live_call_ids)
@@ -156,6 +250,19 @@ class AttemptEventSink:
         if self.pbx_ids is not None:
             attempts = attempts.filter(pbx_id__in=self.pbx_ids)
         return {str(pk) for pk in attempts.values_list("pk", flat=True)}
+
+    def _apply_all(self, batch: list[_Item]) -> None:
+        """Apply the batch in one transaction, in order. A transient error aborts (and rolls back) all of it;
+        any other error is the item's own: its savepoint was rolled back and the others go on."""
+        with transaction.atomic():
+            for item in batch:
+                item.error = None
+                try:
+                    self._apply(item.attempt_id, item.event)
+                except TRANSIENT_ERRORS:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the event's own failure: its handle() raises it
+                    item.error = exc
 
     def _apply(self, attempt_id: UUID, event: CallEvent) -> None:
         try:
@@ -197,8 +304,21 @@ class AttemptEventSink:
 
     @staticmethod
     def _note(attempt_id: UUID, event: CallDtmf | MediaGone, type_: str, data: dict[str, Any]) -> None:
-        attempt = CallAttempt.objects.get(pk=attempt_id)
-        attempt_event_append(attempt=attempt, kind=AttemptEvent.Kind.NOTE, type=type_, data=data, at=event.at)
+        with transaction.atomic():  # a savepoint in a batch: a failure here leaves the others intact
+            attempt = CallAttempt.objects.get(pk=attempt_id)
+            attempt_event_append(
+                attempt=attempt, kind=AttemptEvent.Kind.NOTE, type=type_, data=data, at=event.at
+            )
+
+
+def _keep_connections() -> None:
+    """Let this thread's connections live CONNECTION_KEEP_S from when they were opened (see there)."""
+    for conn in connections.all(initialized_only=True):
+        raw = conn.connection
+        if raw is None or conn.close_at is None or getattr(_kept, conn.alias, None) == id(raw):
+            continue
+        setattr(_kept, conn.alias, id(raw))
+        conn.close_at = max(conn.close_at, time.monotonic() + CONNECTION_KEEP_S)
 
 
 def _attempt_id(call_id: str) -> UUID | None:

@@ -96,8 +96,9 @@ CallEvent = CallRinging | CallAnswered | CallBridged | CallDtmf | CallEnded | Me
 class CallEventSink(Protocol):
     """Where the Stasis app delivers call events. Implementations live outside ``telephony``.
 
-    ``handle`` is awaited in the Stasis app's event loop, one event at a time, in order: it must not block
-    the loop (do blocking work in a thread). It should not raise; if it does, the app logs and goes on.
+    ``handle`` is awaited in the Stasis app's event loop: for one call, one event at a time, in order; the
+    events of different calls concurrently (a bounded number of calls at once). It must not block the loop
+    (do blocking work in a thread). It should not raise; if it does, the app logs and goes on.
 
     ``live_call_ids`` answers which calls the orchestrator believes are placed on this PBX and not yet
     ended (for outbound calls: originate accepted or later). The app compares it with ``GET /channels``

@@ -304,3 +304,94 @@ def test_run_stasis_builds_the_app_from_the_pbx_and_settings(
     assert len(seen["signals"]) == 2
     call_command("run_stasis", pbx="edge-1")  # by name too
     assert seen["app"].config.app == "agent_app"
+
+
+def claimed_attempts(count: int) -> list[CallAttempt]:
+    tenant = make_tenant(max_concurrent_calls=count)
+    make_pbx(tenant)
+    campaign = running_campaign(
+        tenant, max_attempts=3, max_concurrent_calls=count, retry_delays={"busy": 600}
+    )
+    due_leads(campaign, count)
+    ids = dispatch_tenant(tenant_id=tenant.pk, now=NOW)
+    return list(CallAttempt.objects.filter(pk__in=ids))
+
+
+async def test_events_handed_over_together_are_applied_in_one_batch_each_on_its_own(
+    ended: Ended, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: with one thread busy, waiting events go in one transaction; a failing event (here: a
+    bug) and an unknown attempt are their own business, the others are applied."""
+    attempts = await _async(lambda: claimed_attempts(6))
+    ids = [str(a.pk) for a in attempts]
+    sink = AttemptEventSink(on_ended=ended, max_workers=1)
+    batches: list[int] = []
+    real_apply_all, real_apply = sink._apply_all, sink._apply
+
+    def apply_all(batch: Any) -> None:
+        batches.append(len(batch))
+        real_apply_all(batch)
+
+    def apply(attempt_id: Any, event: Any) -> None:
+        if str(attempt_id) == ids[1]:
+            raise ValueError("a bug")
+        real_apply(attempt_id, event)
+
+    monkeypatch.setattr(sink, "_apply_all", apply_all)
+    monkeypatch.setattr(sink, "_apply", apply)
+    unknown = "8c1d7c52-36a6-4d59-a3a4-4e8f3c1b9a01"
+    try:
+        results = await asyncio.gather(
+            *(sink.handle(CallEnded(i, NOW, CallOutcome.BUSY, cause=17, dialstatus="BUSY")) for i in ids),
+            sink.handle(CallEnded(unknown, NOW, CallOutcome.BUSY)),
+            return_exceptions=True,
+        )
+    finally:
+        sink.close()
+
+    assert isinstance(results[1], ValueError)
+    assert [r for i, r in enumerate(results) if i != 1] == [None] * 6
+    assert batches[0] == 1 and sum(batches) == 7 and len(batches) < 7  # the rest waited and went together
+    states = await _async(lambda: dict(CallAttempt.objects.filter(pk__in=ids).values_list("pk", "state")))
+    assert sorted(str(pk) for pk, state in states.items() if state == AttemptState.ENDED) == sorted(
+        ids[:1] + ids[2:]
+    )
+    assert len(ended.tenants) == 5
+
+
+async def test_a_transient_error_in_a_batch_retries_each_event_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts = await _async(lambda: claimed_attempts(3))
+    ids = [str(a.pk) for a in attempts]
+    sink = AttemptEventSink(on_ended=Ended(), max_workers=1)
+    real_apply = sink._apply
+    failures = [OperationalError("server closed the connection unexpectedly")]
+
+    def apply(attempt_id: Any, event: Any) -> None:
+        real_apply(attempt_id, event)
+        if str(attempt_id) == ids[2] and failures:
+            raise failures.pop()  # after the others of its batch were applied: all of it rolls back
+
+    real_apply_all = sink._apply_all
+    batches: list[int] = []
+
+    def apply_all(batch: Any) -> None:
+        batches.append(len(batch))
+        real_apply_all(batch)
+
+    monkeypatch.setattr(sink, "_apply", apply)
+    monkeypatch.setattr(sink, "_apply_all", apply_all)
+    monkeypatch.setattr("campaigns.sink.RETRY_DELAYS_S", (0.01,))
+    try:
+        # The first takes the only thread; the next two wait for it and go together: the failure of the
+        # last rolls the whole batch back, then each is retried alone.
+        await asyncio.gather(*(sink.handle(CallRinging(i, NOW)) for i in ids))
+    finally:
+        sink.close()
+    log = await _async(
+        lambda: list(
+            CallAttempt.objects.filter(pk__in=ids).values_list("state", "events__type").order_by("events__id")
+        )
+    )
+    assert all(state == AttemptState.RINGING for state, _ in log)
+    assert [t for _, t in log].count("queued->ringing") == 3  # each applied exactly once
+    assert batches == [1, 2, 1, 1]

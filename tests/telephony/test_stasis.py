@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -356,3 +357,115 @@ async def test_a_failing_reconciliation_is_retried(h: Harness) -> None:
     assert app.connections == 1 and not failures
     call_id = await h.originate(ANSWER)
     await h.sink.wait(call_id, CallBridged)
+
+
+# ------------------------------------------------------------------------------------- delivery to the sink
+# The delivery itself, without a PBX: events are emitted as _on_event would, the dispatcher runs as in run().
+
+
+class GatedSink(RecordingSink):
+    """Records events in the order handle() finished; ``gates[call_id]`` holds that call's events back."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
+        self.gates: dict[str, asyncio.Event] = {}
+        self.delay = delay
+        self.active = 0
+        self.max_active = 0
+        self.fail: set[tuple[str, str]] = set()  # (call id, digit) of DTMF events whose handle() raises
+
+    async def handle(self, event: CallEvent) -> None:
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            gate = self.gates.get(event.call_id)
+            if gate is not None:
+                await gate.wait()
+            await asyncio.sleep(self.delay * (hash(event) % 3))
+            if isinstance(event, CallDtmf) and (event.call_id, event.digit) in self.fail:
+                raise RuntimeError("the database is on fire")
+            await super().handle(event)
+        finally:
+            self.active -= 1
+
+
+@contextlib.asynccontextmanager
+async def delivering(sink: RecordingSink, **overrides: Any) -> AsyncIterator[StasisApp]:
+    config = StasisConfig(base_url="http://127.0.0.1:9", user=USER, password=PASSWORD, **overrides)
+    app = StasisApp(config, sink)
+    task = asyncio.get_running_loop().create_task(app._deliver())
+    try:
+        yield app
+    finally:
+        task.cancel()
+        await asyncio.gather(task, *app._lane_tasks, return_exceptions=True)
+
+
+def dtmf(call_id: str, n: int) -> CallDtmf:
+    return CallDtmf(call_id, str(n), datetime.now(UTC))
+
+
+async def test_events_of_many_calls_are_delivered_concurrently_each_call_in_order() -> None:
+    sink = GatedSink(delay=0.002)
+    calls = [f"call-{i}" for i in range(40)]
+    async with delivering(sink, delivery_concurrency=8) as app:
+        for n in range(6):  # interleaved, as the websocket brings them
+            for call_id in calls:
+                app._emit(dtmf(call_id, n))
+        await asyncio.wait_for(app._queue.join(), 10)
+        assert app.backlog == 0 and not app._lanes
+
+    assert len(sink.events) == 40 * 6
+    for call_id in calls:
+        assert [e.digit for e in sink.of(call_id)] == [str(n) for n in range(6)]
+    assert 1 < sink.max_active <= 8  # concurrent across calls, bounded by delivery_concurrency
+
+
+async def test_a_slow_call_does_not_hold_up_the_others() -> None:
+    sink = GatedSink()
+    sink.gates["slow"] = asyncio.Event()
+    async with delivering(sink, delivery_concurrency=4) as app:
+        for n in range(3):
+            app._emit(dtmf("slow", n))
+            for i in range(10):
+                app._emit(dtmf(f"fast-{i}", n))
+        await wait_until(lambda: len(sink.events) == 30, timeout=5)
+        assert not sink.of("slow") and app.backlog == 3  # all three still waiting, in order
+
+        sink.gates["slow"].set()
+        await asyncio.wait_for(app._queue.join(), 5)
+    assert [e.digit for e in sink.of("slow")] == ["0", "1", "2"]
+
+
+async def test_a_failing_sink_call_is_logged_and_the_call_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    sink = GatedSink()
+    sink.fail.add(("c1", "1"))
+    async with delivering(sink, delivery_concurrency=2) as app:
+        for n in range(3):
+            app._emit(dtmf("c1", n))
+            app._emit(dtmf("c2", n))
+        await asyncio.wait_for(app._queue.join(), 5)
+    assert [e.digit for e in sink.of("c1")] == ["0", "2"]
+    assert [e.digit for e in sink.of("c2")] == ["0", "1", "2"]
+    assert "sink failed on CallDtmf(call_id='c1', digit='1'" in caplog.text
+
+
+async def test_a_call_whose_lane_emptied_gets_a_new_one_in_order() -> None:
+    sink = GatedSink()
+    async with delivering(sink, delivery_concurrency=1) as app:
+        app._emit(dtmf("c1", 0))
+        await asyncio.wait_for(app._queue.join(), 5)
+        assert not app._lanes
+        app._emit(dtmf("c1", 1))
+        app._emit(dtmf("c2", 0))
+        app._emit(dtmf("c1", 2))  # queued behind c2, which waits for the only lane: c1 gets a new one later
+        await asyncio.wait_for(app._queue.join(), 5)
+    assert [e.digit for e in sink.of("c1")] == ["0", "1", "2"] and len(sink.of("c2")) == 1
+    assert sink.max_active == 1
+
+
+def test_delivery_concurrency_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="delivery_concurrency"):
+        StasisApp(
+            StasisConfig(base_url="http://x", user="u", password="p", delivery_concurrency=0), RecordingSink()
+        )
