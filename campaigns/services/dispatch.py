@@ -153,7 +153,6 @@ def dispatch_tenant(
     Call it outside any transaction: inside one, the locks are held (and ``on_commit`` deferred) until the
     outer transaction ends.
     """
-    now = now or timezone.now()
     callback = on_commit or _noop
     claimed: list[UUID] = []
     with transaction.atomic():
@@ -161,6 +160,9 @@ def dispatch_tenant(
         tenant = Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).first()
         if tenant is None or tenant.status != Tenant.Status.ACTIVE:
             return []
+        # The time is read once the lock is held: a pass that waited for another one stamps its attempts
+        # with when it really counted, so queued_at never predates the end of a call whose slot it reuses.
+        now = now or timezone.now()
 
         live = live_attempts(tenant=tenant)
         tenant_live = live.count()

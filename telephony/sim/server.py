@@ -112,6 +112,9 @@ async def read_body(request: web.Request) -> Any:
 
 def make_app(pbx: Pbx, *, user: str, password: str, ws_write_timeout: float = 0.1) -> web.Application:
     sinks: set[WebsocketSink] = set()
+    # POST /sim/events/outage: until this loop time, the events websocket is refused (the network between
+    # the Stasis app and Asterisk is down); calls go on, and their events are dropped (no app connected).
+    outage_until = [0.0]
 
     def authorized(request: web.Request) -> bool:
         header = request.headers.get("Authorization")
@@ -205,6 +208,8 @@ def make_app(pbx: Pbx, *, user: str, password: str, ws_write_timeout: float = 0.
     # ------------------------------------------------------------------------------------------ events
     @route("GET", "/ari/events")
     async def events(request: web.Request) -> web.StreamResponse:
+        if asyncio.get_running_loop().time() < outage_until[0]:
+            raise AriError(503, "events websocket unavailable (simulated network outage)")
         apps = [a for v in request.query.getall("app", []) for a in v.split(",") if a]
         if not apps:
             raise AriError(400, "HTTP request is missing param: [app]")
@@ -466,6 +471,19 @@ def make_app(pbx: Pbx, *, user: str, password: str, ws_write_timeout: float = 0.
         except PlanError as exc:
             raise AriError(400, str(exc)) from None
         return no_content()
+
+    @route("POST", "/sim/events/outage")
+    async def sim_events_outage(request: web.Request) -> web.StreamResponse:
+        body = await read_body(request) or {}
+        seconds = body.get("seconds") if isinstance(body, dict) else None
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not 0 <= seconds <= 3600:
+            raise AriError(400, "seconds: expected a number from 0 to 3600")
+        outage_until[0] = asyncio.get_running_loop().time() + float(seconds)
+        dropped = len(sinks)
+        for sink in list(sinks):
+            # As if the connection vanished: closed at once; its app goes inactive and events are dropped.
+            await sink.ws.close(code=WSCloseCode.GOING_AWAY)
+        return ari_json({"closed": dropped, "seconds": seconds})
 
     @route("GET", "/sim/stats")
     async def sim_stats(request: web.Request) -> web.StreamResponse:

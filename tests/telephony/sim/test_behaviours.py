@@ -793,3 +793,31 @@ async def test_a_bridge_playback_ends_when_the_bridge_is_destroyed(sim: Sim, str
     await asyncio.sleep(0.2)
     assert (await sim.request("GET", "/ari/playbacks/moh"))[0] == 404
     assert any(e["type"] == "PlaybackFinished" for e in stream.events)
+
+
+async def test_an_events_outage_closes_the_websocket_refuses_reconnects_and_calls_go_on(
+    sim: Sim, stream: EventStream
+) -> None:
+    cid = await originate(sim, NO_ANSWER, dial_timeout=-1)
+    _, body = await sim.request("POST", "/sim/events/outage", json={"seconds": 0.5}, expect=200)
+    assert body == {"closed": 1, "seconds": 0.5}
+    await asyncio.wait_for(stream.ws.receive(), 3)  # the close
+    assert stream.ws.closed
+    # During the outage the events websocket is refused; REST and the call go on.
+    async with sim.session.get(f"{sim.base}/ari/events", params={"app": APP}) as resp:
+        assert resp.status == 503
+    _, stats = await sim.request("GET", "/sim/stats", expect=200)
+    assert stats["apps"][APP]["connected"] is False
+    await sim.request("GET", f"/ari/channels/{cid}", expect=200)
+    await asyncio.sleep(0.6)
+    again = await sim.events()
+    _, stats = await sim.request("GET", "/sim/stats", expect=200)
+    assert stats["apps"][APP]["connected"] is True
+    await again.ws.close()
+    await sim.request("DELETE", f"/ari/channels/{cid}", expect=204)
+
+
+@pytest.mark.parametrize("seconds", [-1, "10", None, True, 4000])
+async def test_an_events_outage_needs_a_sane_duration(sim: Sim, seconds: Any) -> None:
+    status, body = await sim.request("POST", "/sim/events/outage", json={"seconds": seconds})
+    assert status == 400 and "seconds" in body["message"]

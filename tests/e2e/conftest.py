@@ -1,0 +1,32 @@
+"""Fixtures of the end-to-end tests: a :class:`~tests.e2e.stack.Stack` of real processes on this test
+session's PostgreSQL database and Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.e2e.stack import Stack
+
+
+def database_url() -> str:
+    """The URL of the database this test runs on (the test database), for the processes it starts."""
+    db = settings.DATABASES["default"]
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def stack(subprocess_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
+    env = dict(subprocess_env, DATABASE_URL=database_url(), DJANGO_LOG_LEVEL="INFO")
+    the_stack = Stack(directory=tmp_path / "stack", env=env)
+    try:
+        yield the_stack
+    finally:
+        the_stack.stop()
+        print(the_stack.logs())  # shown by pytest only when the test failed

@@ -1,0 +1,232 @@
+"""The product's processes, started for an end-to-end test or a benchmark: the PBX simulator, Celery workers
+and beat, the Stasis app, and a stand-in media worker that accepts AudioSocket legs.
+
+Every process is a real OS process started with this interpreter, exactly as ``make run`` starts them
+(``python -m telephony.sim``, ``celery worker``/``beat``, ``manage.py run_stasis``), so a test can
+``kill -9`` any of them. They share the caller's database (``DATABASE_URL``) and Redis (``REDIS_URL``), but
+use a Celery queue and a beat lock of their own (``CELERY_QUEUE``, ``BEAT_LOCK_KEY``): a developer's running
+product or another test session on the same Redis never takes their tasks.
+
+Each process writes to its own log file under the stack's directory; :meth:`Stack.logs` returns their tails
+(tests print them on failure).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SIM_USER = "asterisk"
+SIM_PASSWORD = "e2e-sim-password"  # noqa: S105 - a throwaway credential of a local test simulator
+SIM_APP = "orchestrator"
+PASSWORD_ENV = "E2E_ARI_PASSWORD"  # the PBX rows read the simulator's password from this variable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Any, *, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill9(self) -> None:
+        """SIGKILL to the process: no cleanup, no acknowledgement, no goodbye."""
+        if self.alive():
+            os.kill(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
+    def stop(self, timeout: float = 15) -> None:
+        if not self.alive():
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(10)
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Stack:
+    """The processes of one test run. ``env`` is the base environment (settings module, DATABASE_URL,
+    REDIS_URL, ...); the stack adds its queue, beat lock and the simulator password."""
+
+    directory: Path
+    env: dict[str, str]
+    queue: str = field(default_factory=lambda: f"e2e-{uuid.uuid4().hex[:12]}")
+    procs: list[Proc] = field(default_factory=list)
+    sim_port: int = 0
+    media_port: int = 0
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.env = dict(self.env)
+        self.env.update(
+            CELERY_QUEUE=self.queue,
+            BEAT_LOCK_KEY=f"{self.queue}:beat-lock",
+            PYTHONUNBUFFERED="1",
+            **{PASSWORD_ENV: SIM_PASSWORD},
+        )
+        paths = [str(PROJECT_ROOT), self.env.get("PYTHONPATH")]
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+
+    # ------------------------------------------------------------------------------------- processes
+    def spawn(self, name: str, argv: list[str], *, env: dict[str, str] | None = None) -> Proc:
+        log = self.directory / f"{name}.log"
+        with open(log, "ab") as out:
+            popen = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+                [sys.executable, *argv],
+                cwd=PROJECT_ROOT,
+                env={**self.env, **(env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        proc = Proc(name=name, popen=popen, log=log)
+        self.procs.append(proc)
+        return proc
+
+    def start_sim(self, plan: dict[str, Any], *, extra: list[str] | None = None) -> Proc:
+        plan_file = self.directory / "plan.json"
+        plan_file.write_text(json.dumps(plan))
+        self.sim_port = free_port()
+        proc = self.spawn(
+            "sim",
+            ["-m", "telephony.sim", "--host", "127.0.0.1", "--port", str(self.sim_port),
+             "--ari-user", SIM_USER, "--ari-password", SIM_PASSWORD, "--plan", str(plan_file),
+             "--log-level", "WARNING", *(extra or [])],
+        )  # fmt: skip
+        wait_for(self._sim_up, timeout=20, what="the simulator")
+        return proc
+
+    def _sim_up(self) -> bool:
+        try:
+            with self.sim() as sim:
+                return sim.get("/ari/asterisk/ping").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start_media_sink(self) -> Proc:
+        """A stand-in media worker that accepts AudioSocket legs and reads them to the end."""
+        self.media_port = free_port()
+        proc = self.spawn("media", ["-m", "tests.e2e.media_sink", "--port", str(self.media_port)])
+        wait_for(lambda: _port_open(self.media_port), timeout=20, what="the media sink")
+        return proc
+
+    def start_worker(self, name: str = "worker", *, concurrency: int = 4, pool: str = "threads") -> Proc:
+        return self.spawn(
+            name,
+            ["-m", "celery", "-A", "orchestrator", "worker", f"--pool={pool}", "-c", str(concurrency),
+             "-n", f"{name}-{self.queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "--loglevel=INFO"],
+        )  # fmt: skip
+
+    def start_worker_with(
+        self,
+        name: str = "worker",
+        *,
+        concurrency: int = 4,
+        pool: str = "threads",
+        loglevel: str = "INFO",
+        env: dict[str, str] | None = None,
+        interpreter_args: list[str] | None = None,
+    ) -> Proc:
+        """:meth:`start_worker` with a log level, extra environment and interpreter arguments placed before
+        ``-m celery`` (e.g. ``["-m", "cProfile", "-o", path]``), for benchmarks."""
+        return self.spawn(
+            name,
+            [*(interpreter_args or []), "-m", "celery", "-A", "orchestrator", "worker", f"--pool={pool}",
+             "-c", str(concurrency), "-n", f"{name}-{self.queue}@%h", "--without-gossip", "--without-mingle",
+             "--without-heartbeat", f"--loglevel={loglevel}"],
+            env=env,
+        )  # fmt: skip
+
+    def start_beat_with(self, *, loglevel: str = "INFO") -> Proc:
+        """:meth:`start_beat` with a log level, for benchmarks."""
+        schedule = self.directory / "celerybeat-schedule"
+        return self.spawn(
+            "beat",
+            ["-m", "celery", "-A", "orchestrator", "beat", "-s", str(schedule), f"--loglevel={loglevel}"],
+        )
+
+    def start_beat(self) -> Proc:
+        schedule = self.directory / "celerybeat-schedule"
+        return self.spawn(
+            "beat", ["-m", "celery", "-A", "orchestrator", "beat", "-s", str(schedule), "--loglevel=INFO"]
+        )
+
+    def start_stasis(self, pbx_id: int, *, env: dict[str, str] | None = None) -> Proc:
+        media = {"MEDIA_WORKER_HOSTS": f"127.0.0.1:{self.media_port}"} if self.media_port else {}
+        return self.spawn(
+            "stasis", ["manage.py", "run_stasis", "--pbx", str(pbx_id)], env={**media, **(env or {})}
+        )
+
+    def wait_stasis_connected(self, timeout: float = 20) -> None:
+        def connected() -> bool:
+            with self.sim() as sim:
+                apps = sim.get("/sim/stats").json()["apps"]
+            return bool(apps.get(SIM_APP, {}).get("connected"))
+
+        wait_for(connected, timeout=timeout, what="the Stasis app's websocket")
+
+    # ------------------------------------------------------------------------------------ simulator
+    def sim(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=f"http://127.0.0.1:{self.sim_port}", auth=(SIM_USER, SIM_PASSWORD), timeout=10
+        )
+
+    @property
+    def ari_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}/"
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+    def logs(self, lines: int = 60) -> str:
+        return "\n".join(f"----- {p.name} (exit {p.popen.poll()})\n{p.tail(lines)}" for p in self.procs)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
