@@ -409,7 +409,8 @@ class StasisApp:
             self._on_stasis_start(event, channel)
             return
         call = self._calls.get(channel_id)
-        if call is None and kind == "ChannelDestroyed":
+        if call is None and kind == "ChannelDestroyed" and not channel_id.startswith(MEDIA_PREFIX):
+            # (A media leg's end arrives after its teardown forgot it: not a call.)
             dialplan = channel.get("dialplan")
             if isinstance(dialplan, Mapping) and dialplan.get("app_name") == OUTGOING_APP:
                 call = self._track(channel_id)  # an originated channel we had not heard of (A3 rejected)

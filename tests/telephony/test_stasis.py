@@ -219,6 +219,8 @@ async def test_callee_hangs_up_and_the_media_leg_and_bridge_go_too(h: Harness) -
     await h.wait_gone(f"/ari/channels/media-{call_id}")
     await h.wait_gone(f"/ari/bridges/bridge-{call_id}")
     assert not h.sink.of(call_id, MediaGone)
+    await asyncio.sleep(0.2)  # the media leg's own ChannelDestroyed came after its teardown: not a call
+    assert not h.sink.of(f"media-{call_id}")
 
 
 async def test_dtmf_is_reported(h: Harness) -> None:
