@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.contrib.staticfiles import finders
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -134,6 +136,25 @@ DETAIL_REQUESTS = [
 
 def _url(template: str, objects: dict[str, Any]) -> str:
     return f"{API}/" + template.format(**{name: obj.pk for name, obj in objects.items()})
+
+
+def test_every_route_with_an_id_is_in_the_isolation_table():
+    """A new endpoint taking an object id must be added to DETAIL_REQUESTS (and so proven tenant-scoped)."""
+
+    def walk(patterns: list[Any], prefix: str = "") -> Iterator[str]:
+        for pattern in patterns:
+            if hasattr(pattern, "url_patterns"):
+                yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            else:
+                yield prefix + str(pattern.pattern)
+
+    routes = {
+        re.sub(r"\(\?P<pk>[^)]+\)", "{}", route.removeprefix("api/v1/^").removesuffix("$"))
+        for route in walk(get_resolver().url_patterns)
+        if route.startswith("api/v1/") and "<pk>" in route and "<format>" not in route
+    }
+    covered = {re.sub(r"\{\w+\}", "{}", template) for _, template in DETAIL_REQUESTS}
+    assert routes and routes == covered
 
 
 @pytest.mark.parametrize(("method", "template"), DETAIL_REQUESTS)
