@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns.lifecycle import LIVE_STATES, AttemptOutcome, AttemptState
@@ -105,8 +106,24 @@ RECHECK_OUTSIDE_WINDOW = "outside_window"
 RECHECK_NOT_QUEUED = "not_queued"
 RECHECK_INVALID_NUMBER = "invalid_number"
 
+#: The re-check refuses a window that closes this soon: the POST that follows it (after a Redis and a
+#: database round trip) must still land inside the window.
+WINDOW_CLOSING_MARGIN = timedelta(seconds=1)
 
-def attempt_recheck(*, attempt_id: UUID, now: datetime | None = None) -> str | None:
+
+def attempt_for_originate(*, attempt_id: UUID) -> CallAttempt | None:
+    """The attempt with everything the re-check and the originate read (tenant, campaign, PBX, lead and
+    contact) in one query; None if there is no such attempt."""
+    return (
+        CallAttempt.objects.select_related("tenant", "campaign", "pbx", "lead__contact")
+        .filter(pk=attempt_id)
+        .first()
+    )
+
+
+def attempt_recheck(
+    *, attempt_id: UUID, now: datetime | None = None, attempt: CallAttempt | None = None
+) -> str | None:
     """The re-check right before ``POST /channels`` (DESIGN.md §5 rule 4: checked when claiming *and
     again* right before originating). None means "go ahead"; otherwise the reason not to dial:
 
@@ -114,18 +131,18 @@ def attempt_recheck(*, attempt_id: UUID, now: datetime | None = None) -> str | N
     * ``"campaign_not_running"``: tenant suspended, campaign paused/completed, or outside starts/ends.
     * ``"dnc"``: the number is on the tenant's do-not-call list now.
     * ``"invalid_number"``: the stored number no longer parses (never answered as "not on the DNC list").
-    * ``"outside_window"``: the callee's calling window is closed now (or cannot be evaluated).
+    * ``"outside_window"``: the callee's calling window is closed now, or closes within
+      :data:`WINDOW_CLOSING_MARGIN` (or cannot be evaluated).
+
+    ``attempt``: the caller's fresh copy of it (from :func:`attempt_for_originate`), to save a query.
 
     Read-only: the caller ends the attempt with ``attempt_apply`` (see campaigns.services.dispatch for the
     reason → event/outcome mapping). The check and the POST are not atomic — the gap is the originate
     task's own latency, bounded by its timeout; the check at claim time and this one are the two gates.
     """
     now = now or timezone.now()
-    attempt = (
-        CallAttempt.objects.select_related("tenant", "campaign", "lead__contact")
-        .filter(pk=attempt_id)
-        .first()
-    )
+    if attempt is None:
+        attempt = attempt_for_originate(attempt_id=attempt_id)
     if attempt is None or attempt.state != AttemptState.QUEUED:
         return RECHECK_NOT_QUEUED
     if not campaign_is_dialing(campaign=attempt.campaign, tenant=attempt.tenant, now=now):
@@ -136,9 +153,38 @@ def attempt_recheck(*, attempt_id: UUID, now: datetime | None = None) -> str | N
     except InvalidInput:
         return RECHECK_INVALID_NUMBER
     window = callee_window(campaign=attempt.campaign, contact=attempt.lead.contact, tenant=attempt.tenant)
-    if window is None or not window.is_open(now):
+    if window is None or not window.is_open(now) or not window.is_open(now + WINDOW_CLOSING_MARGIN):
         return RECHECK_OUTSIDE_WINDOW
     return None
+
+
+def tenant_ids_to_dispatch(*, now: datetime) -> list[int]:
+    """Active tenants worth a dispatch pass now: with a dialing campaign that has due waiting leads and
+    fewer live attempts than its cap, and with fewer live attempts than the tenant's cap (minus the inbound
+    reserve). Ordered by id.
+
+    A hint for the periodic sweep, read without locks: the pass itself decides under the tenant lock. A
+    tenant left out has nothing due or no room now; the next sweep asks again (DESIGN.md §5 rule 3).
+    """
+    live = CallAttempt.objects.filter(state__in=LIVE_STATE_VALUES).order_by()
+    tenant_live = live.filter(tenant=OuterRef("tenant")).values("tenant").annotate(n=Count("pk")).values("n")
+    campaign_live = (
+        live.filter(campaign=OuterRef("pk")).values("campaign").annotate(n=Count("pk")).values("n")
+    )
+    due = Lead.objects.filter(campaign=OuterRef("pk"), status=Lead.Status.WAITING, next_due_at__lte=now)
+    campaigns = (
+        Campaign.objects.filter(campaign_dialing_filter(now=now))
+        .filter(Exists(due))
+        .annotate(
+            campaign_live=Coalesce(Subquery(campaign_live), 0),
+            tenant_live=Coalesce(Subquery(tenant_live), 0),
+        )
+        .filter(
+            campaign_live__lt=F("max_concurrent_calls"),
+            tenant_live__lt=F("tenant__max_concurrent_calls") - F("tenant__inbound_reserve"),
+        )
+    )
+    return sorted(set(campaigns.values_list("tenant_id", flat=True)))
 
 
 # ----------------------------------------------------------------------------------------------- leads

@@ -1,8 +1,17 @@
 """Celery tasks of the dialer: thin wrappers that load ids and call one service (DESIGN.md §4).
 
 * :func:`dispatch_sweep` (beat, every second) enqueues one :func:`dispatch_tenant_task` per active tenant
-  with a dialing campaign. It is the guarantee that no lead is lost (DESIGN.md §5 rule 3); every other
-  trigger (a call ended: :func:`trigger_dispatch`) is only an optimisation.
+  that has something to dial: a dialing campaign with due leads and room under its cap, and room under the
+  tenant's cap (``campaigns.selectors.tenant_ids_to_dispatch``, read from durable state on every sweep). It
+  is the guarantee that no lead is lost (DESIGN.md §5 rule 3); every other trigger (a call ended:
+  :func:`trigger_dispatch`) is only an optimisation. A tenant at its cap is skipped: the end of one of its
+  calls triggers a pass, and if that trigger is lost the next sweep sees the free slot.
+* Passes are coalesced per tenant: whoever enqueues a pass first sets a short-lived "pass pending" flag in
+  Redis (``SET NX``, :func:`_claim_pending`), and a pass clears it as its very first step, before it locks
+  and counts. A trigger or sweep that finds the flag set enqueues nothing: a pass that has not started yet
+  will count after the caller's commit anyway. A burst of call ends of one tenant thus costs one pass, and
+  a backlog never holds several identical passes of one tenant. The flag lives as long as the message may
+  (:data:`DISPATCH_MESSAGE_EXPIRES_S`), so a lost or expired message blocks nobody for longer than that.
 * :func:`dispatch_tenant_task` runs one dispatch pass and, after its commit, enqueues one
   :func:`originate_attempt` per claimed attempt.
 * :func:`originate_attempt` re-checks the attempt, waits for a calls-per-second slot of the tenant and of
@@ -47,21 +56,21 @@ from django.utils import timezone
 
 from campaigns import ratelimit
 from campaigns.lifecycle import AttemptEvent, AttemptOutcome, AttemptState
-from campaigns.models import CallAttempt, Campaign, Pbx
+from campaigns.models import CallAttempt, Pbx
 from campaigns.selectors import (
     RECHECK_CAMPAIGN_NOT_RUNNING,
     RECHECK_DNC,
     RECHECK_INVALID_NUMBER,
     RECHECK_NOT_QUEUED,
     RECHECK_OUTSIDE_WINDOW,
+    attempt_for_originate,
     attempt_recheck,
-    campaign_dialing_filter,
+    tenant_ids_to_dispatch,
 )
 from campaigns.services.dispatch import attempt_apply, dispatch_tenant
 from campaigns.services.pbx import pbx_password
 from orchestrator.redis_client import get_redis
 from telephony.ari import AriClient, AriRetryableError, AriTerminalError, PbxConfig
-from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +94,10 @@ STALLED_BATCH = 1000
 #: piling up; the next sweep enqueues fresh ones, so nothing is lost.
 DISPATCH_MESSAGE_EXPIRES_S = 10.0
 
+#: Redis keys flagging a pending (enqueued, not yet started) dispatch pass of a tenant; see the module
+#: docstring. They expire with the message they stand for.
+PENDING_KEY_PREFIX = "orchestrator:dispatch-pending"
+
 # The re-check's answer → (event, outcome); see the campaigns.services.dispatch module docstring.
 _RECHECK_EVENTS: dict[str, tuple[AttemptEvent, AttemptOutcome]] = {
     RECHECK_CAMPAIGN_NOT_RUNNING: (AttemptEvent.CANCELLED, AttemptOutcome.CANCELLED),
@@ -97,12 +110,42 @@ _RECHECK_EVENTS: dict[str, tuple[AttemptEvent, AttemptOutcome]] = {
 # ------------------------------------------------------------------------------------------- dispatch
 
 
+def _pending_key(tenant_id: int) -> str:
+    return f"{PENDING_KEY_PREFIX}:{tenant_id}"
+
+
+def _claim_pending(tenant_ids: list[int]) -> list[int]:
+    """Flag a pending pass for each tenant that has none; returns the tenants flagged now (to enqueue)."""
+    if not tenant_ids:
+        return []
+    ttl_ms = int(DISPATCH_MESSAGE_EXPIRES_S * 1000)
+    pipe = get_redis().pipeline(transaction=False)
+    for tenant_id in tenant_ids:
+        pipe.set(_pending_key(tenant_id), b"1", nx=True, px=ttl_ms)
+    return [tenant_id for tenant_id, fresh in zip(tenant_ids, pipe.execute(), strict=True) if fresh]
+
+
+def _enqueue_passes(tenant_ids: list[int]) -> int:
+    claimed = _claim_pending(tenant_ids)
+    for tenant_id in claimed:
+        try:
+            dispatch_tenant_task.apply_async((tenant_id,), expires=DISPATCH_MESSAGE_EXPIRES_S)
+        except Exception:
+            # Not enqueued: give the flag back so the next trigger or sweep tries again, then let the
+            # caller see the error. (The flag's expiry covers a failure of this cleanup too.)
+            get_redis().delete(_pending_key(tenant_id))
+            raise
+    return len(claimed)
+
+
 def trigger_dispatch(tenant_id: int) -> None:
     """Ask for a dispatch pass for the tenant now (e.g. a call ended and freed a slot).
 
-    Pass it as ``attempt_apply(..., on_ended=trigger_dispatch)``: it then runs after the commit.
+    Pass it as ``attempt_apply(..., on_ended=trigger_dispatch)``: it then runs after the commit. Nothing is
+    enqueued when a pass of the tenant is already pending (see the module docstring): it starts after this
+    commit, so it sees the freed slot.
     """
-    dispatch_tenant_task.delay(tenant_id)
+    _enqueue_passes([tenant_id])
 
 
 def _expect_key(attempt_id: UUID | str) -> str:
@@ -151,34 +194,34 @@ def resume_stalled_attempts() -> int:
     return len(stalled)
 
 
-@shared_task(name="campaigns.tasks.dispatch_tenant_task")
+# Results are not read by anyone (the return values are for logs and tests): not storing them saves a
+# Redis write per task on the hot path.
+@shared_task(name="campaigns.tasks.dispatch_tenant_task", ignore_result=True)
 def dispatch_tenant_task(tenant_id: int) -> int:
     """One dispatch pass for the tenant; returns how many attempts it claimed."""
+    # First, before the pass locks and counts: from here on a new trigger enqueues a new pass (see the
+    # module docstring), which then waits for this one's lock and counts after it.
+    get_redis().delete(_pending_key(tenant_id))
     return len(dispatch_tenant(tenant_id=tenant_id, on_commit=_enqueue_originates))
 
 
-@shared_task(name="campaigns.tasks.dispatch_sweep")
+@shared_task(name="campaigns.tasks.dispatch_sweep", ignore_result=True)
 def dispatch_sweep() -> int:
-    """Enqueue a dispatch pass for every active tenant with a dialing campaign; returns how many.
+    """Enqueue a dispatch pass for every active tenant with something to dial now and no pass pending;
+    returns how many were enqueued.
 
     Always enqueued, never run inline: the passes of different tenants then run in parallel on all
     workers, and one slow tenant cannot delay the others or make the sweep overrun its 1 s period.
     """
-    now = timezone.now()
-    dialing = Campaign.objects.filter(campaign_dialing_filter(now=now)).values("tenant")
-    tenant_ids = list(
-        Tenant.objects.filter(status=Tenant.Status.ACTIVE, pk__in=dialing)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-    for tenant_id in tenant_ids:
-        dispatch_tenant_task.apply_async((tenant_id,), expires=DISPATCH_MESSAGE_EXPIRES_S)
-    return len(tenant_ids)
+    return _enqueue_passes(tenant_ids_to_dispatch(now=timezone.now()))
 
 
 # ------------------------------------------------------------------------------------------ originate
 
-_clients: dict[int, tuple[PbxConfig, AriClient]] = {}
+# One client per distinct configuration, shared by every PBX row that has it (e.g. one Asterisk serving many
+# tenants, each with a row of its own): one connection pool per Asterisk, not one per row.
+_clients: dict[PbxConfig, AriClient] = {}
+_client_config_of_pbx: dict[int, PbxConfig] = {}
 _clients_lock = threading.Lock()
 
 
@@ -195,20 +238,24 @@ def _pbx_config(pbx: Pbx) -> PbxConfig:
 def ari_client_for(pbx: Pbx) -> AriClient:
     """This process's pooled client for the PBX.
 
-    Cached per PBX id together with the whole configuration it was built from (URL, user, password,
-    app, template): any change to the row (or to the password's environment variable) builds a new
-    client and closes the old one. The Pbx model has no ``updated_at``, and comparing the effective
-    configuration is stricter than a timestamp anyway.
+    Cached by the whole configuration it is built from (URL, user, password, app, template), so rows that
+    reach the same Asterisk the same way share one client, and any change to a row (or to the password's
+    environment variable) gives that row a new client; the old one is closed once no row uses it. The Pbx
+    model has no ``updated_at``, and comparing the effective configuration is stricter than a timestamp
+    anyway.
     """
     config = _pbx_config(pbx)
+    stale: AriClient | None = None
     with _clients_lock:
-        cached = _clients.get(pbx.pk)
-        if cached is not None and cached[0] == config:
-            return cached[1]
-        client = AriClient(config)
-        _clients[pbx.pk] = (config, client)
-    if cached is not None:
-        cached[1].close()
+        previous = _client_config_of_pbx.get(pbx.pk)
+        _client_config_of_pbx[pbx.pk] = config
+        client = _clients.get(config)
+        if client is None:
+            client = _clients[config] = AriClient(config)
+        if previous is not None and previous != config and previous not in _client_config_of_pbx.values():
+            stale = _clients.pop(previous, None)
+    if stale is not None:
+        stale.close()
     return client
 
 
@@ -231,7 +278,7 @@ def _fail(attempt_id: UUID, error: str) -> str:
 
 # max_retries=None: Celery's own counter would count CPS waits too (and its default of 3 would end the task
 # with MaxRetriesExceededError, leaving the attempt queued); the ARI budget is ``ari_failures`` instead.
-@shared_task(bind=True, name="campaigns.tasks.originate_attempt", max_retries=None)
+@shared_task(bind=True, name="campaigns.tasks.originate_attempt", max_retries=None, ignore_result=True)
 def originate_attempt(self: Task[Any, Any], attempt_id: str, ari_failures: int = 0) -> str:
     """Place the call of a queued attempt; returns what happened (for logs and tests).
 
@@ -239,7 +286,9 @@ def originate_attempt(self: Task[Any, Any], attempt_id: str, ari_failures: int =
     does not count).
     """
     pk = UUID(attempt_id)
-    reason = attempt_recheck(attempt_id=pk)
+    # One read for the re-check and the originate (tenant, campaign, PBX, lead and contact).
+    loaded = attempt_for_originate(attempt_id=pk)
+    reason = attempt_recheck(attempt_id=pk, attempt=loaded)
     if reason == RECHECK_NOT_QUEUED:
         return reason  # a repeated task: the attempt already moved on
     if reason is not None:
@@ -248,7 +297,8 @@ def originate_attempt(self: Task[Any, Any], attempt_id: str, ari_failures: int =
                       on_ended=trigger_dispatch)  # fmt: skip
         return reason
 
-    attempt = CallAttempt.objects.select_related("tenant", "campaign", "pbx").get(pk=pk)
+    assert loaded is not None  # noqa: S101 - the re-check answers not_queued otherwise
+    attempt = loaded
     pbx = attempt.pbx
     if pbx is None:
         return _fail(pk, "attempt has no PBX")

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init
+from celery.signals import beat_init, task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 
@@ -80,6 +80,23 @@ app = Celery("orchestrator")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(RELIABILITY_DEFAULTS, beat_schedule=BEAT_SCHEDULE)
 app.autodiscover_tasks()
+
+# Database connections across tasks. Celery's Django fixup closes every connection before and after each task
+# unless CELERY_DB_REUSE_MAX is set; a new PostgreSQL connection then costs more than a dispatch pass or an
+# originate. The fixup's own counter is set out of reach, and Django's rule applies instead, as around a web
+# request: at the start and end of each task, a connection that is broken or older than CONN_MAX_AGE is
+# closed (and CONN_HEALTH_CHECKS tests a kept one before its first use).
+app.conf["CELERY_DB_REUSE_MAX"] = 2**62
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_db_connections(sender: Any = None, **kwargs: Any) -> None:
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return  # run inline by the caller (tests): its connection and transaction are the caller's
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @app.on_after_configure.connect

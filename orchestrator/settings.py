@@ -9,6 +9,7 @@ a production deployment that forgets it must fail loudly, not run with a key fro
 | SECRET_KEY      | required unless DEBUG                     |
 | ALLOWED_HOSTS   | empty (Django then allows only localhost in DEBUG) |
 | DATABASE_URL    | SQLite in var/db.sqlite3                  |
+| DB_CONN_MAX_AGE | 60 (seconds a database connection is kept; 0 closes it after each request/task) |
 | REDIS_URL       | an embedded Redis on var/redis/redis.sock |
 | LOG_LEVEL       | INFO                                      |
 | FIELD_ENCRYPTION_KEY | required to store secrets unless DEBUG (see orchestrator/crypto.py) |
@@ -112,6 +113,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
+# Keep database connections between requests and Celery tasks (Django closes them at the end of each one
+# when this is 0): a new PostgreSQL connection costs more than a dispatch pass or an originate. A connection
+# found broken is replaced (health checks), and one older than this is closed at the end of its task.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ------------------------------------------------------------------------------------------------ redis
@@ -126,8 +132,11 @@ REDIS_URL: str = EmbeddedRedis(EMBEDDED_REDIS_DIR).url if REDIS_EMBEDDED else en
 CELERY_BROKER_URL = celery_url_for(REDIS_URL)
 CELERY_RESULT_BACKEND = celery_url_for(REDIS_URL)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# The queue every task goes to. Two deployments sharing one Redis keep apart with a queue (and a beat lock)
+# of their own each.
+CELERY_TASK_DEFAULT_QUEUE: str = env.str("CELERY_QUEUE", default="celery")
 # Held by the one running beat; see orchestrator/beat_lock.py.
-BEAT_LOCK_KEY = "orchestrator:beat:lock"
+BEAT_LOCK_KEY: str = env.str("BEAT_LOCK_KEY", default="orchestrator:beat:lock")
 
 # ------------------------------------------------------------------------------------------------- auth
 AUTH_PASSWORD_VALIDATORS = [

@@ -36,6 +36,7 @@ from campaigns.tasks import (
     dispatch_tenant_task,
     originate_attempt,
     resume_stalled_attempts,
+    trigger_dispatch,
 )
 from campaigns.windows import WEEKDAYS
 from orchestrator.redis_client import get_redis
@@ -66,6 +67,7 @@ def own_limiter_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     # Row ids repeat across tests (and a developer's product may share this Redis): keys of our own.
     monkeypatch.setattr(ratelimit, "KEY_PREFIX", f"test:{uuid.uuid4().hex}:ratelimit:cps")
     monkeypatch.setattr(tasks, "EXPECT_KEY_PREFIX", f"test:{uuid.uuid4().hex}:originate-expected")
+    monkeypatch.setattr(tasks, "PENDING_KEY_PREFIX", f"test:{uuid.uuid4().hex}:dispatch-pending")
 
 
 # =========================================================================================== ratelimit
@@ -551,10 +553,12 @@ def test_no_cps_slot_means_a_retry_with_the_wait_and_no_call(sim, retries):
 
 @pytest.mark.django_db
 def test_the_sweep_enqueues_a_pass_per_dialing_tenant_only(monkeypatch):
-    dialing, _, _ = dialing_tenant(base_url="http://127.0.0.1:1")
+    dialing, campaign, _ = dialing_tenant(base_url="http://127.0.0.1:1")
+    add_leads(campaign, 1)
     idle = make_tenant()
     make_campaign(idle)  # a draft campaign: nothing to dial
-    suspended, _, _ = dialing_tenant(base_url="http://127.0.0.1:1")
+    suspended, suspended_campaign, _ = dialing_tenant(base_url="http://127.0.0.1:1")
+    add_leads(suspended_campaign, 1)
     Tenant.objects.filter(pk=suspended.pk).update(status=Tenant.Status.SUSPENDED)
     sent: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(
@@ -566,6 +570,92 @@ def test_the_sweep_enqueues_a_pass_per_dialing_tenant_only(monkeypatch):
     [(args, options)] = sent
     assert args == (dialing.pk,)
     assert 0 < options["expires"]
+
+
+@pytest.fixture
+def sent_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    sent: list[int] = []
+    monkeypatch.setattr(dispatch_tenant_task, "apply_async", lambda args, **options: sent.append(args[0]))
+    return sent
+
+
+@pytest.mark.django_db
+def test_the_sweep_skips_tenants_with_nothing_due_or_no_room(sent_passes):
+    no_leads, _, _ = dialing_tenant(base_url="http://127.0.0.1:1")
+    later, later_campaign, _ = dialing_tenant(base_url="http://127.0.0.1:1")
+    [lead] = add_leads(later_campaign, 1)
+    Lead.objects.filter(pk=lead.pk).update(next_due_at=datetime.now(UTC) + timedelta(hours=1))
+    full, full_campaign, _ = dialing_tenant(base_url="http://127.0.0.1:1", cap=1)
+    add_leads(full_campaign, 2)
+    assert len(dispatch_tenant(tenant_id=full.pk)) == 1  # at its cap of 1 now, one lead still due
+    campaign_full, campaign_full_campaign, _ = dialing_tenant(base_url="http://127.0.0.1:1", cap=3)
+    Campaign.objects.filter(pk=campaign_full_campaign.pk).update(max_concurrent_calls=1)
+    add_leads(campaign_full_campaign, 2)
+    assert len(dispatch_tenant(tenant_id=campaign_full.pk)) == 1  # the campaign's cap of 1 is reached
+    room, room_campaign, _ = dialing_tenant(base_url="http://127.0.0.1:1", cap=2)
+    Campaign.objects.filter(pk=room_campaign.pk).update(max_concurrent_calls=1)
+    add_leads(room_campaign, 3)
+    assert len(dispatch_tenant(tenant_id=room.pk)) == 1  # one of two slots taken: room for one more
+    Campaign.objects.filter(pk=room_campaign.pk).update(max_concurrent_calls=2)
+
+    assert dispatch_sweep.run() == 1
+
+    assert sent_passes == [room.pk]
+    assert {no_leads.pk, later.pk, full.pk, campaign_full.pk}.isdisjoint(sent_passes)
+
+
+@pytest.mark.django_db
+def test_a_burst_of_triggers_enqueues_one_pass_until_it_starts(sent_passes, monkeypatch):
+    tenant, campaign, _ = dialing_tenant(base_url="http://127.0.0.1:1")
+    add_leads(campaign, 1)
+
+    for _ in range(5):
+        trigger_dispatch(tenant.pk)
+    assert dispatch_sweep.run() == 0  # the sweep finds the pass pending too
+    assert sent_passes == [tenant.pk]
+
+    # The pass clears the flag before it counts: a call that ends from then on gets a pass of its own.
+    monkeypatch.setattr(tasks, "_enqueue_originates", lambda ids: None)
+    assert dispatch_tenant_task.run(tenant.pk) == 1
+    trigger_dispatch(tenant.pk)
+    assert sent_passes == [tenant.pk, tenant.pk]
+
+
+@pytest.mark.django_db
+def test_the_pending_flag_expires_with_the_message_and_is_given_back_when_enqueueing_fails(monkeypatch):
+    tenant, _, _ = dialing_tenant(base_url="http://127.0.0.1:1")
+
+    def broken(args: Any, **options: Any) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(dispatch_tenant_task, "apply_async", broken)
+    with pytest.raises(ConnectionError):
+        trigger_dispatch(tenant.pk)
+    key = tasks._pending_key(tenant.pk)
+    assert get_redis().exists(key) == 0  # the next trigger or sweep tries again
+
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(dispatch_tenant_task, "apply_async", lambda args, **options: sent.append(options))
+    trigger_dispatch(tenant.pk)
+    [options] = sent
+    assert options["expires"] == tasks.DISPATCH_MESSAGE_EXPIRES_S
+    assert 0 < get_redis().pttl(key) <= tasks.DISPATCH_MESSAGE_EXPIRES_S * 1000
+
+
+@pytest.mark.django_db
+def test_pbx_rows_reaching_one_asterisk_alike_share_one_ari_client(monkeypatch):
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    _, _, first = dialing_tenant(base_url="http://127.0.0.1:1")
+    _, _, second = dialing_tenant(base_url="http://127.0.0.1:1")
+    _, _, other = dialing_tenant(base_url="http://127.0.0.1:2")
+
+    shared = tasks.ari_client_for(first)
+    assert tasks.ari_client_for(second) is shared
+    assert tasks.ari_client_for(other) is not shared
+    # A row whose configuration changes gets a new client; the old one stays for the row still using it.
+    first.ari_url = "http://127.0.0.1:3/"
+    assert tasks.ari_client_for(first) is not shared
+    assert tasks.ari_client_for(second) is shared
 
 
 def test_the_beat_runs_the_sweep_every_second_with_a_shorter_expiry():
