@@ -302,19 +302,25 @@ def lead_why_not_dialed(*, tenant: Tenant, lead_id: int, now: datetime | None = 
     return result
 
 
-def pbx_free_channels(*, tenant: Tenant) -> dict[int, int]:
-    """Enabled PBXs of the tenant with free channels → free channels (``max_channels`` − live attempts on
-    it), most free first."""
-    pbxs = list(Pbx.objects.filter(tenant=tenant, enabled=True).values_list("pk", "max_channels"))
-    live = dict(
-        CallAttempt.objects.filter(pbx__in=[pk for pk, _ in pbxs], state__in=LIVE_STATE_VALUES)
+def pbx_list_with_free_channels(*, tenant: Tenant) -> list[tuple[Pbx, int]]:
+    """Enabled PBXs of the tenant with free channels (``max_channels`` − live attempts on it), with that
+    number, most free first (ties: lowest id). One query: the rows and their live counts."""
+    live = (
+        CallAttempt.objects.filter(pbx=OuterRef("pk"), state__in=LIVE_STATE_VALUES)
         .order_by()
         .values("pbx")
         .annotate(n=Count("pk"))
-        .values_list("pbx", "n")
+        .values("n")
     )
-    free = {pk: max_channels - live.get(pk, 0) for pk, max_channels in pbxs}
-    return dict(sorted(((pk, n) for pk, n in free.items() if n > 0), key=lambda item: (-item[1], item[0])))
+    rows = Pbx.objects.filter(tenant=tenant, enabled=True).annotate(live=Coalesce(Subquery(live), 0))
+    free = [(pbx, pbx.max_channels - pbx.live) for pbx in rows]
+    return sorted(((pbx, n) for pbx, n in free if n > 0), key=lambda item: (-item[1], item[0].pk))
+
+
+def pbx_free_channels(*, tenant: Tenant) -> dict[int, int]:
+    """Enabled PBXs of the tenant with free channels → free channels (``max_channels`` − live attempts on
+    it), most free first."""
+    return {pbx.pk: free for pbx, free in pbx_list_with_free_channels(tenant=tenant)}
 
 
 # ---------------------------------------------------------------------------- lists for the API/portal

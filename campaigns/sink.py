@@ -20,6 +20,14 @@ batch pays for one commit instead of one each. ``handle`` returns when its event
 load a batch is one event, as before. A transient database error fails the whole batch before commit
 (nothing of it was applied), and its events are then retried one transaction each, with the usual delays.
 
+**Coalescing.** When a call's events pile up while an earlier one of it is applied (the sink is behind),
+the Stasis app hands them over together (:meth:`AttemptEventSink.handle_many`); they are applied by one
+:func:`campaigns.services.dispatch.attempt_apply_many`: one lock, one update of the attempt, one insert of
+the log rows and at most one update of the lead, instead of that per event, with the same result (every
+event offered to the state machine in order, every timestamp kept, one log row each, duplicates refused
+and noted). Should that fail for another reason than a transient error, its events are applied again
+each on its own, so only the failing one is lost (and a call's end is not).
+
 Mapping:
 
 * ``CallRinging`` → RINGING; ``CallAnswered`` → ANSWERED; ``CallBridged`` → BRIDGED (with the media UUID);
@@ -39,7 +47,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -49,9 +57,8 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 
 from campaigns.lifecycle import LIVE_STATES, AttemptOutcome, AttemptState
 from campaigns.lifecycle import AttemptEvent as Event
-from campaigns.models import AttemptEvent, CallAttempt, Pbx
-from campaigns.services.attempts import attempt_event_append
-from campaigns.services.dispatch import attempt_apply
+from campaigns.models import CallAttempt, Pbx
+from campaigns.services.dispatch import AttemptStep, attempt_apply_many
 from telephony.events import (
     CallAnswered,
     CallBridged,
@@ -88,10 +95,16 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceErro
 
 @dataclass
 class _Item:
+    """Events of one call handed over together (one for ``handle``), in order, and each one's error."""
+
     attempt_id: UUID
-    event: CallEvent
+    events: list[CallEvent]
     done: asyncio.Future[None]
-    error: Exception | None = field(default=None)
+    errors: list[Exception | None] = field(default_factory=list)
+
+    def fail(self, error: Exception) -> None:
+        """Every event of the item that has no error of its own gets ``error``."""
+        self.errors = [own or error for own in self.errors] if self.errors else [error] * len(self.events)
 
 
 def _default_on_ended() -> Callable[[int], None] | None:
@@ -182,14 +195,29 @@ class AttemptEventSink:
 
     # --------------------------------------------------------------------------------- the protocol
     async def handle(self, event: CallEvent) -> None:
-        attempt_id = _attempt_id(event.call_id)
+        (error,) = await self.handle_many([event])
+        if error is not None:
+            raise error
+
+    async def handle_many(self, events: Sequence[CallEvent]) -> list[Exception | None]:
+        """Events of one call, in order (see :class:`telephony.events.CallEventBatchSink`): applied together
+        by :func:`campaigns.services.dispatch.attempt_apply_many` (one lock, one update, one insert), each
+        one's result as if handed over alone. Returns when they are committed, each one's error or None."""
+        if not events:
+            return []
+        call_id = events[0].call_id
+        if any(event.call_id != call_id for event in events):
+            raise ValueError("AttemptEventSink.handle_many: the events must be of one call")
+        attempt_id = _attempt_id(call_id)
         if attempt_id is None:
-            logger.info("call event for %s, which is not an attempt id: %r", event.call_id, event)
-            return
-        item = _Item(attempt_id, event, asyncio.get_running_loop().create_future())
+            for event in events:
+                logger.info("call event for %s, which is not an attempt id: %r", call_id, event)
+            return [None] * len(events)
+        item = _Item(attempt_id, list(events), asyncio.get_running_loop().create_future())
         self._waiting.append(item)
         self._start_batches()
         await item.done
+        return item.errors
 
     def _start_batches(self) -> None:
         while self._waiting and self._batches < self.max_workers:
@@ -212,14 +240,10 @@ class AttemptEventSink:
                 await asyncio.gather(*(self._retry_alone(item, exc) for item in batch))
             except Exception as exc:  # noqa: BLE001 - e.g. the pool was shut down: every event fails with it
                 for item in batch:
-                    item.error = item.error or exc
+                    item.fail(exc)
             for item in batch:
-                if item.done.done():  # its handle() was cancelled
-                    continue
-                if item.error is None:
+                if not item.done.done():  # else its handle() was cancelled
                     item.done.set_result(None)
-                else:
-                    item.done.set_exception(item.error)
         finally:
             for item in batch:
                 if not item.done.done():  # cancelled at shutdown: do not leave handle() waiting
@@ -229,17 +253,17 @@ class AttemptEventSink:
 
     async def _retry_alone(self, item: _Item, error: Exception) -> None:
         """A transient database error must not lose a call's end (connection lost, failover, lock timeout):
-        retry a few times, one transaction for this event alone. Safe because attempt_apply is one
-        transaction and refuses a duplicate event. The last error is the event's."""
+        retry a few times, one transaction for this item (one call's events) alone. Safe because
+        attempt_apply is one transaction and refuses a duplicate event. The last error is the events'."""
         for delay in RETRY_DELAYS_S:
-            logger.warning("applying %r failed (%s); retrying in %.1fs", item.event, error, delay)
+            logger.warning("applying %r failed (%s); retrying in %.1fs", item.events, error, delay)
             await asyncio.sleep(delay)
             try:
                 await self._run(self._apply_all, [item])
                 return
             except TRANSIENT_ERRORS as exc:
                 error = exc
-        item.error = error
+        item.fail(error)
 
     async def live_call_ids(self) -> set[str]:
         return await self._run(self._live_call_ids)
@@ -253,62 +277,72 @@ class AttemptEventSink:
 
     def _apply_all(self, batch: list[_Item]) -> None:
         """Apply the batch in one transaction, in order. A transient error aborts (and rolls back) all of it;
-        any other error is the item's own: its savepoint was rolled back and the others go on."""
+        any other error is the event's own: its savepoint was rolled back and the others go on. A call's
+        events handed over together are applied as one (one savepoint); if that fails for another reason
+        than a transient error, each of them is applied alone, so only the failing one is lost."""
         with transaction.atomic():
             for item in batch:
-                item.error = None
-                try:
-                    self._apply(item.attempt_id, item.event)
-                except TRANSIENT_ERRORS:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - the event's own failure: its handle() raises it
-                    item.error = exc
+                item.errors = [None] * len(item.events)
+                if len(item.events) > 1:
+                    try:
+                        self._apply_many(item.attempt_id, item.events)
+                        continue
+                    except TRANSIENT_ERRORS:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - each event again alone: see which one fails
+                        logger.warning(
+                            "applying %d events of %s together failed (%r); applying each alone",
+                            len(item.events),
+                            item.attempt_id,
+                            exc,
+                        )
+                for i, event in enumerate(item.events):
+                    try:
+                        self._apply(item.attempt_id, event)
+                    except TRANSIENT_ERRORS:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - the event's own failure: its handle() raises it
+                        item.errors[i] = exc
+
+    def _apply_many(self, attempt_id: UUID, events: list[CallEvent]) -> None:
+        """A call's events in one ``attempt_apply_many`` (a savepoint in the batch)."""
+        try:
+            attempt_apply_many(
+                attempt_id=attempt_id, steps=[_step(event) for event in events], on_ended=self._on_ended_safe
+            )
+        except CallAttempt.DoesNotExist:
+            for event in events:
+                logger.warning("call event for unknown attempt %s: %r", attempt_id, event)
 
     def _apply(self, attempt_id: UUID, event: CallEvent) -> None:
-        try:
-            if isinstance(event, CallRinging):
-                attempt_apply(attempt_id=attempt_id, event=Event.RINGING, at=event.at)
-            elif isinstance(event, CallAnswered):
-                attempt_apply(
-                    attempt_id=attempt_id,
-                    event=Event.ANSWERED,
-                    at=event.at,
-                    data={"channel_id": event.channel_id},
-                )
-            elif isinstance(event, CallBridged):
-                attempt_apply(
-                    attempt_id=attempt_id,
-                    event=Event.BRIDGED,
-                    at=event.at,
-                    data={"media_uuid": event.media_uuid},
-                )
-            elif isinstance(event, CallEnded):
-                attempt_apply(
-                    attempt_id=attempt_id,
-                    event=Event.ENDED,
-                    at=event.at,
-                    outcome=AttemptOutcome(event.outcome.value),
-                    cause=event.cause,
-                    cause_txt=event.cause_txt,
-                    dialstatus=event.dialstatus,
-                    tech_cause=event.tech_cause,
-                    data={"reason": event.reason, "answered": event.answered},
-                    on_ended=self._on_ended_safe,
-                )
-            elif isinstance(event, CallDtmf):
-                self._note(attempt_id, event, "dtmf", {"digit": event.digit})
-            elif isinstance(event, MediaGone):
-                self._note(attempt_id, event, "media_gone", {})
-        except CallAttempt.DoesNotExist:
-            logger.warning("call event for unknown attempt %s: %r", attempt_id, event)
+        """One event alone (in its own savepoint)."""
+        self._apply_many(attempt_id, [event])
 
-    @staticmethod
-    def _note(attempt_id: UUID, event: CallDtmf | MediaGone, type_: str, data: dict[str, Any]) -> None:
-        with transaction.atomic():  # a savepoint in a batch: a failure here leaves the others intact
-            attempt = CallAttempt.objects.get(pk=attempt_id)
-            attempt_event_append(
-                attempt=attempt, kind=AttemptEvent.Kind.NOTE, type=type_, data=data, at=event.at
-            )
+
+def _step(event: CallEvent) -> AttemptStep:
+    """The attempt step a call event stands for (see the mapping in the module docstring)."""
+    if isinstance(event, CallRinging):
+        return AttemptStep(event=Event.RINGING, at=event.at)
+    if isinstance(event, CallAnswered):
+        return AttemptStep(event=Event.ANSWERED, at=event.at, data={"channel_id": event.channel_id})
+    if isinstance(event, CallBridged):
+        return AttemptStep(event=Event.BRIDGED, at=event.at, data={"media_uuid": event.media_uuid})
+    if isinstance(event, CallEnded):
+        return AttemptStep(
+            event=Event.ENDED,
+            at=event.at,
+            outcome=AttemptOutcome(event.outcome.value),
+            cause=event.cause,
+            cause_txt=event.cause_txt,
+            dialstatus=event.dialstatus,
+            tech_cause=event.tech_cause,
+            data={"reason": event.reason, "answered": event.answered},
+        )
+    if isinstance(event, CallDtmf):
+        return AttemptStep(event=None, note="dtmf", at=event.at, data={"digit": event.digit})
+    if isinstance(event, MediaGone):
+        return AttemptStep(event=None, note="media_gone", at=event.at, data={})
+    raise TypeError(f"not a call event: {event!r}")
 
 
 def _keep_connections() -> None:

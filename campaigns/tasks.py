@@ -12,21 +12,29 @@
   will count after the caller's commit anyway. A burst of call ends of one tenant thus costs one pass, and
   a backlog never holds several identical passes of one tenant. The flag lives as long as the message may
   (:data:`DISPATCH_MESSAGE_EXPIRES_S`), so a lost or expired message blocks nobody for longer than that.
-* :func:`dispatch_tenant_task` runs one dispatch pass and, after its commit, enqueues one
-  :func:`originate_attempt` per claimed attempt.
-* :func:`originate_attempt` re-checks the attempt, waits for a calls-per-second slot of the tenant and of
-  the PBX (:mod:`campaigns.ratelimit`), and sends ``POST /channels`` with the attempt id as channel id.
+* :func:`dispatch_tenant_task` runs one dispatch pass and, after its commit, originates the attempts it
+  claimed itself (:func:`originate_claimed`), one after the other: no message and no reads per call. Only
+  the plain case is done there (window open, a CPS slot free, the send claimed, the POST answered); an
+  attempt that needs anything else — a CPS wait, an ARI retry, a reason not to dial — is handed to
+  :func:`originate_attempt` with nothing sent (:func:`_hand_off`).
+* :func:`originate_attempt` (hand-offs, retries, resumed attempts) re-checks the attempt, waits for a
+  calls-per-second slot of the tenant and of the PBX (:mod:`campaigns.ratelimit`), and sends
+  ``POST /channels`` with the attempt id as channel id.
 
 * :func:`resume_stalled_attempts` (beat, every 10 s) gives a new originate task to a queued attempt whose
-  task was lost: the worker was killed between the dispatch commit and the enqueue, or while holding the
-  message (with ``acks_late`` and the Redis broker an unacknowledged message only comes back after the
-  broker's visibility timeout, an hour by default). Each enqueue and each retry records in Redis until when
-  a task for the attempt is expected (:func:`_expect_originate`); an attempt queued for longer than
-  ``settings.ATTEMPT_STALL_S`` with no such record is stalled.
+  task was lost: the worker was killed between the dispatch commit and the originate or the hand-off, or
+  while holding the message (with ``acks_late`` and the Redis broker an unacknowledged message only comes
+  back after the broker's visibility timeout, an hour by default). Each enqueue and each retry records in
+  Redis until when a task for the attempt is expected (:func:`_expect_originate`); an attempt queued for
+  longer than ``settings.ATTEMPT_STALL_S`` with no such record is stalled. (An attempt the dispatch task
+  originates itself needs no record: it leaves ``queued`` within the same task, milliseconds after its
+  commit.)
 
 Every task is safe to run twice (``acks_late`` redelivery, a duplicate enqueue, the stalled-attempt sweep):
 
 * a dispatch pass counts durable state under the tenant lock;
+* a redelivered dispatch task runs a new pass: it originates only what that pass claims, never the
+  attempts of the run that died (those are resumed, and settled if their send was claimed);
 * an originate re-checks the attempt first (``not_queued`` once it moved on), and claims the right to send
   by setting ``originate_sent_at`` with a conditional UPDATE (``state = queued AND originate_sent_at IS
   NULL``) right before the POST. Only one task can win that; the others, and any later run that finds it
@@ -45,30 +53,36 @@ import logging
 import random
 import threading
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from celery import Task, shared_task
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from campaigns import ratelimit
 from campaigns.lifecycle import AttemptEvent, AttemptOutcome, AttemptState
-from campaigns.models import CallAttempt, Pbx
+from campaigns.models import CallAttempt, Campaign, DncEntry, Pbx
+from campaigns.phone import normalize_phone_number
 from campaigns.selectors import (
     RECHECK_CAMPAIGN_NOT_RUNNING,
     RECHECK_DNC,
     RECHECK_INVALID_NUMBER,
     RECHECK_NOT_QUEUED,
     RECHECK_OUTSIDE_WINDOW,
+    WINDOW_CLOSING_MARGIN,
     attempt_for_originate,
     attempt_recheck,
+    callee_window,
+    campaign_dialing_filter,
     tenant_ids_to_dispatch,
 )
 from campaigns.services.dispatch import attempt_apply, dispatch_tenant
 from campaigns.services.pbx import pbx_password
+from orchestrator.errors import InvalidInput
 from orchestrator.redis_client import get_redis
 from telephony.ari import AriClient, AriRetryableError, AriTerminalError, PbxConfig
 
@@ -161,12 +175,14 @@ def _expect_originate(attempt_ids: Iterable[UUID | str], *, within_s: float = 0.
     pipe.execute()
 
 
-def _enqueue_originates(attempt_ids: list[UUID]) -> None:
-    # Called by dispatch_tenant after its transaction committed (transaction.on_commit). A process killed
-    # before this runs leaves queued attempts with no task: resume_stalled_attempts finds them.
-    _expect_originate(attempt_ids)
-    for attempt_id in attempt_ids:
-        originate_attempt.delay(str(attempt_id))
+def _hand_off(attempt_id: UUID, *, countdown: float = 0.0, ari_failures: int = 0) -> None:
+    """Give a claimed attempt that the dispatch task did not originate itself to :func:`originate_attempt`
+    (``countdown`` s from now), recording that its task is expected."""
+    _expect_originate([attempt_id], within_s=countdown)
+    options: dict[str, Any] = {"countdown": countdown} if countdown > 0 else {}
+    originate_attempt.apply_async(
+        (str(attempt_id),), {"ari_failures": ari_failures} if ari_failures else None, **options
+    )
 
 
 @shared_task(name="campaigns.tasks.resume_stalled_attempts")
@@ -198,11 +214,12 @@ def resume_stalled_attempts() -> int:
 # Redis write per task on the hot path.
 @shared_task(name="campaigns.tasks.dispatch_tenant_task", ignore_result=True)
 def dispatch_tenant_task(tenant_id: int) -> int:
-    """One dispatch pass for the tenant; returns how many attempts it claimed."""
+    """One dispatch pass for the tenant, then the originates of what it claimed; returns how many attempts
+    it claimed."""
     # First, before the pass locks and counts: from here on a new trigger enqueues a new pass (see the
     # module docstring), which then waits for this one's lock and counts after it.
     get_redis().delete(_pending_key(tenant_id))
-    return len(dispatch_tenant(tenant_id=tenant_id, on_commit=_enqueue_originates))
+    return len(dispatch_tenant(tenant_id=tenant_id, on_commit_attempts=originate_claimed))
 
 
 @shared_task(name="campaigns.tasks.dispatch_sweep", ignore_result=True)
@@ -331,16 +348,27 @@ def originate_attempt(self: Task[Any, Any], attempt_id: str, ari_failures: int =
         if attempt.state != AttemptState.QUEUED:
             return RECHECK_NOT_QUEUED
         return _settle(self, attempt, client, ari_failures)
+    try:
+        return _send(attempt, client, sent_at)
+    except AriRetryableError as exc:
+        return _retry_ari(self, attempt_id, exc, ari_failures)
+
+
+def _send(attempt: CallAttempt, client: AriClient, sent_at: datetime) -> str:
+    """``POST /channels`` for an attempt whose send this run has claimed (``originate_sent_at = sent_at``),
+    and record the answer. Raises AriRetryableError (after giving the claim back when the request certainly
+    did not reach the PBX) for the caller to retry."""
+    pk = attempt.pk
     campaign = attempt.campaign
     try:
         result = client.originate(
-            channel_id=str(attempt.pk),
+            channel_id=str(pk),
             number=attempt.number,
-            app_args=f"outbound,{attempt.pk}",
+            app_args=f"outbound,{pk}",
             caller_id=campaign.caller_id,
             timeout_s=campaign.ring_timeout,
             variables={
-                "ATTEMPT_ID": str(attempt.pk),
+                "ATTEMPT_ID": str(pk),
                 "CAMPAIGN_ID": str(campaign.pk),
                 "TENANT_ID": str(attempt.tenant_id),
             },
@@ -352,9 +380,98 @@ def originate_attempt(self: Task[Any, Any], attempt_id: str, ari_failures: int =
         if not exc.maybe_placed:
             # Certainly not placed: give the claim back so that the retry sends again.
             CallAttempt.objects.filter(pk=pk, originate_sent_at=sent_at).update(originate_sent_at=None)
-        return _retry_ari(self, attempt_id, exc, ari_failures)
+        raise
     _accepted(pk, already=result.already, channel=result.channel)
     return "already" if result.already else "originated"
+
+
+# ---------------------------------------------------------------------------------- originate, inline
+
+
+def originate_claimed(attempts: list[CallAttempt]) -> None:
+    """Originate the attempts a dispatch pass has just claimed and committed, in the dispatch task itself
+    (one after the other: a pass claims a few), saving a message and the reads of a task per call.
+
+    Only the plain case is handled here (see :func:`_originate_inline`); an attempt that needs a wait, a
+    retry or a reason not to dial goes to :func:`originate_attempt`, which does the full re-check. If this
+    process dies half-way, the attempts not yet handled are queued with no task expected and
+    :func:`resume_stalled_attempts` gives them one; one whose send was already claimed is then settled by
+    asking the PBX, never sent again (see the module docstring).
+    """
+    for attempt in attempts:
+        try:
+            _originate_inline(attempt)
+        except Exception:
+            # Whatever went wrong (a database or broker error), the other attempts of the pass still go out;
+            # this one goes to the originate task, which re-checks and settles it.
+            logger.exception("attempt %s: originate in the dispatch task failed; handing it over", attempt.pk)
+            try:
+                _hand_off(attempt.pk)
+            except Exception:
+                logger.exception("attempt %s: hand-over failed; the stalled sweep resumes it", attempt.pk)
+
+
+def _originate_inline(attempt: CallAttempt) -> str:
+    """Originate one freshly claimed attempt; returns what happened (for logs and tests).
+
+    The re-check right before the POST (DESIGN.md §5 rule 4) is cheaper here than in the task: milliseconds
+    after the claim, in the same process, the calling window is evaluated at the current time from the rows
+    the pass read, and everything that others may have changed since — the attempt's state, the tenant's and
+    the campaign's status, the DNC list — is re-read by the claim to send itself, one conditional UPDATE.
+    When any of it says no (or the number does not parse, or the PBX has no CPS slot now), the attempt goes
+    to :func:`originate_attempt` with nothing sent, which re-checks in full and ends it with the right
+    outcome, waits, or (when someone else has sent) settles it.
+    """
+    pk = attempt.pk
+    pbx = attempt.pbx
+    now = timezone.now()
+    window = callee_window(campaign=attempt.campaign, contact=attempt.lead.contact, tenant=attempt.tenant)
+    try:
+        e164 = normalize_phone_number(attempt.number, field="number")
+    except InvalidInput:
+        e164 = None
+    if (
+        pbx is None
+        or e164 is None
+        or window is None
+        or not window.is_open(now)
+        or not window.is_open(now + WINDOW_CLOSING_MARGIN)
+    ):
+        _hand_off(pk)
+        return "handed_off"
+    try:
+        client = ari_client_for(pbx)
+    except ImproperlyConfigured:
+        _hand_off(pk)
+        return "handed_off"
+    wait = ratelimit.acquire_all(
+        [
+            (ratelimit.tenant_key(attempt.tenant_id), attempt.tenant.calls_per_second),
+            (ratelimit.pbx_key(pbx.pk), pbx.calls_per_second),
+        ]
+    )
+    if wait > 0:
+        _hand_off(pk, countdown=wait)
+        return "handed_off"
+    sent_at = timezone.now()
+    claimed = (
+        CallAttempt.objects.filter(pk=pk, state=AttemptState.QUEUED, originate_sent_at__isnull=True)
+        .filter(
+            Exists(Campaign.objects.filter(campaign_dialing_filter(now=sent_at), pk=OuterRef("campaign_id"))),
+            ~Exists(DncEntry.objects.filter(tenant_id=OuterRef("tenant_id"), phone_number=e164)),
+        )
+        .update(originate_sent_at=sent_at)
+    )
+    if not claimed:
+        _hand_off(pk)
+        return "handed_off"
+    try:
+        return _send(attempt, client, sent_at)
+    except AriRetryableError as exc:
+        countdown = _backoff_s(0)
+        logger.warning("attempt %s: ARI failed (%s); retry in %.1f s", pk, exc, countdown)
+        _hand_off(pk, countdown=countdown, ari_failures=1)
+        return "handed_off"
 
 
 def _accepted(pk: UUID, *, already: bool, channel: dict[str, Any], settled: bool = False) -> None:

@@ -13,6 +13,7 @@ Times are timezone-aware UTC datetimes taken when the Stasis app handled the ARI
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
@@ -109,3 +110,18 @@ class CallEventSink(Protocol):
     async def handle(self, event: CallEvent) -> None: ...
 
     async def live_call_ids(self) -> set[str]: ...
+
+
+@runtime_checkable
+class CallEventBatchSink(CallEventSink, Protocol):
+    """A sink that can also take several events of one call at once (the Stasis app uses it when it has one).
+
+    When a call's events pile up while an earlier one of that call is being handled (the sink is behind),
+    the app hands everything of that call that is waiting, in order, to one ``handle_many``. The result must
+    be what awaiting ``handle`` for each in turn would give — a sink may apply them together (one
+    transaction instead of one each) as long as every event's effect is kept. It returns, per event, None
+    or the exception ``handle`` would have raised for it; one failing event must not lose the others. With
+    nothing piled up the app calls ``handle``, one event at a time.
+    """
+
+    async def handle_many(self, events: Sequence[CallEvent]) -> Sequence[BaseException | None]: ...

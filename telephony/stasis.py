@@ -38,12 +38,15 @@ Decisions:
   so a single ``aiohttp.ClientSession`` with Basic auth and explicit timeouts is simpler and bounded.
 * **Events reach the sink through a queue**, so the websocket reader never waits on the sink (the
   orchestrator's sink does database work in threads) and Asterisk's 100 ms write timeout (§1.3) is never hit
-  because of us. One dispatcher drains it into **per-call lanes**: a call's events are handed to the sink one
-  at a time, in order (the next only when ``handle`` of the previous returned), while the lanes of different
-  calls run concurrently, at most ``delivery_concurrency`` calls at once (a new call waits for a free lane;
-  its events stay queued in order). Handing events over one by one made the sink's latency (one database
-  transaction each) the bound on throughput: ~80 events/s on PostgreSQL in bench/stasis_events.py. A slow
-  or failing call holds up only its own lane.
+  because of us. One dispatcher drains it into **per-call lanes**: a call's events are handed to the sink in
+  order (the next only when ``handle`` of the previous returned), while the lanes of different calls run
+  concurrently, at most ``delivery_concurrency`` calls at once (a new call's lane waits for its turn, first
+  come first served, while its events gather in it in order). Handing events over one by one made the
+  sink's latency (one database transaction each) the bound on throughput: ~80 events/s on PostgreSQL in
+  bench/stasis_events.py. A slow or failing call holds up only its own lane. **Coalescing:** when several
+  events of a call are waiting in its lane (the sink is behind) and the sink has ``handle_many``
+  (:class:`~telephony.events.CallEventBatchSink`), they are handed over together, so a backlog costs the
+  sink one transaction per call rather than one per event; with nothing waiting, ``handle`` takes one.
 * **ApplicationReplaced** (another connection took our app name): the connection is closed and re-opened
   with backoff. One Stasis app per PBX is the design; a second one is a misconfiguration, and staying
   connected-but-deaf would silently lose call ends.
@@ -64,7 +67,7 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -78,6 +81,7 @@ from telephony.events import (
     CallDtmf,
     CallEnded,
     CallEvent,
+    CallEventBatchSink,
     CallEventSink,
     CallRinging,
     EndReason,
@@ -175,7 +179,9 @@ class StasisApp:
         self._queue: asyncio.Queue[CallEvent] = asyncio.Queue()  # emitted, not yet in a lane
         self._lanes: dict[str, collections.deque[CallEvent]] = {}  # call id -> its events not yet handed over
         self._lane_tasks: set[asyncio.Task[None]] = set()
-        self._lane_slots = asyncio.Semaphore(config.delivery_concurrency)
+        self._lanes_running = 0  # lanes whose task runs: at most delivery_concurrency
+        self._lanes_waiting: collections.deque[str] = collections.deque()  # call ids whose lane waits to run
+        self._handle_many = sink.handle_many if isinstance(sink, CallEventBatchSink) else None
         self._undelivered = 0  # emitted and not yet handled by the sink
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -326,24 +332,36 @@ class StasisApp:
         return self._undelivered
 
     async def _deliver(self) -> None:
-        """Each event joins its call's lane; a call without a lane gets one when one is free."""
+        """Each event joins its call's lane. A new lane runs at once when fewer than ``delivery_concurrency``
+        do, else it waits its turn (first come, first served) while its call's events gather in it."""
         while True:
             event = await self._queue.get()
             lane = self._lanes.get(event.call_id)
             if lane is not None:
                 lane.append(event)  # delivered by the lane's task after the events before it
                 continue
-            await self._lane_slots.acquire()
-            lane = collections.deque((event,))
-            self._lanes[event.call_id] = lane
-            task = asyncio.get_running_loop().create_task(self._run_lane(event.call_id, lane))
-            self._lane_tasks.add(task)
-            task.add_done_callback(self._lane_tasks.discard)
+            self._lanes[event.call_id] = collections.deque((event,))
+            if self._lanes_running < self.config.delivery_concurrency:
+                self._lanes_running += 1
+                self._start_lane(event.call_id)
+            else:
+                self._lanes_waiting.append(event.call_id)
+
+    def _start_lane(self, call_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._run_lane(call_id, self._lanes[call_id]))
+        self._lane_tasks.add(task)
+        task.add_done_callback(self._lane_tasks.discard)
 
     async def _run_lane(self, call_id: str, lane: collections.deque[CallEvent]) -> None:
-        """Hand one call's events to the sink in order, one at a time, until its lane is empty."""
+        """Hand one call's events to the sink in order until its lane is empty: one at a time, or, when
+        several are waiting and the sink takes them (``handle_many``), all of them at once."""
         try:
             while lane:
+                if self._handle_many is not None and len(lane) > 1:
+                    events = list(lane)
+                    lane.clear()
+                    await self._hand_over_many(self._handle_many, events)
+                    continue
                 event = lane.popleft()
                 try:
                     await self.sink.handle(event)
@@ -356,7 +374,28 @@ class StasisApp:
             # No await between the last emptiness check and here: an event for this call that arrives later
             # finds no lane and starts a new one, after this one's events were all handed over.
             del self._lanes[call_id]
-            self._lane_slots.release()
+            if self._lanes_waiting:  # this lane's turn passes to the call that waited longest
+                self._start_lane(self._lanes_waiting.popleft())
+            else:
+                self._lanes_running -= 1
+
+    async def _hand_over_many(
+        self,
+        handle_many: Callable[[Sequence[CallEvent]], Awaitable[Sequence[BaseException | None]]],
+        events: list[CallEvent],
+    ) -> None:
+        try:
+            errors: Sequence[BaseException | None] = await handle_many(events)
+        except Exception:  # the sink's failure must not stop the app; it is logged with the events
+            logger.exception("stasis %s: sink failed on %r", self.config.app, events)
+            errors = ()
+        finally:
+            self._undelivered -= len(events)
+            for _ in events:
+                self._queue.task_done()
+        for event, error in zip(events, errors, strict=False):
+            if error is not None:
+                logger.error("stasis %s: sink failed on %r", self.config.app, event, exc_info=error)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -22,9 +22,10 @@ A dispatch pass (:func:`dispatch_tenant`) is ONE short transaction that:
    (an event being applied to it, an admin edit) is skipped, not waited for, and re-checked on its newest
    version (``status = waiting AND next_due_at <= now``), so it cannot be claimed twice. Only the lead rows
    are locked (``of=("self",)``), not the joined contact or campaign rows.
-4. inserts the attempts (the partial unique index ``attempt_one_live_per_lead`` is the database's last word
-   on "one live attempt per lead") and registers the originate enqueue with ``transaction.on_commit``, so
-   a worker never sees an attempt id that is not committed, and a rolled-back pass enqueues nothing.
+4. inserts the attempts at the end of the pass, in one statement (the partial unique index
+   ``attempt_one_live_per_lead`` is the database's last word on "one live attempt per lead"), and
+   registers the originates with ``transaction.on_commit``, so nobody sees an attempt id that is not
+   committed, and a rolled-back pass originates nothing.
 
 **Lock order** is fixed: tenant, then leads (dispatch); attempt, then its lead (:func:`attempt_apply`).
 Dispatch takes leads with ``SKIP LOCKED`` and never waits for one, and ``attempt_apply`` never takes the
@@ -60,13 +61,14 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
 from campaigns.lifecycle import AttemptEvent as Event
@@ -78,19 +80,26 @@ from campaigns.lifecycle import (
     retry_decision,
     transition,
 )
-from campaigns.models import AttemptEvent, CallAttempt, Campaign, DncEntry, Lead
+from campaigns.models import AttemptEvent, CallAttempt, Campaign, DncEntry, Lead, Pbx
 from campaigns.selectors import (
     NO_OPENING_RETRY,
     callee_window,
     campaign_dialing_filter,
     live_attempts,
-    pbx_free_channels,
+    pbx_list_with_free_channels,
 )
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DONE_REASON_DNC", "SCAN_LIMIT", "attempt_apply", "dispatch_tenant"]
+__all__ = [
+    "DONE_REASON_DNC",
+    "SCAN_LIMIT",
+    "AttemptStep",
+    "attempt_apply",
+    "attempt_apply_many",
+    "dispatch_tenant",
+]
 
 DONE_REASON_DNC = "dnc"
 
@@ -118,22 +127,73 @@ class _CampaignQueue:
         self.now = now
         self.buffer: deque[Lead] = deque()
         self.exhausted = False
+        self.seen: list[int] = []  # leads handed out by this queue in this pass
 
     def next_lead(self, batch: int) -> Lead | None:
         if not self.buffer and not self.exhausted:
-            # Leads handled earlier in this pass no longer match (in_attempt, suppressed, or due later), so
-            # a fresh query continues where the last one ended. Rows locked by others are skipped.
+            # The pass writes its changes to the leads at its end (_PassWrites), so the leads handed out
+            # earlier still look due in the database: a fresh query excludes them and so continues where
+            # the last one ended. Rows locked by others are skipped. Each lead carries whether its number is
+            # on the tenant's DNC list (``on_dnc``), read in the same query.
             leads = list(
                 Lead.objects.filter(
                     campaign=self.campaign, status=Lead.Status.WAITING, next_due_at__lte=self.now
                 )
+                .exclude(pk__in=self.seen)
                 .select_related("contact")
+                .annotate(
+                    on_dnc=Exists(
+                        DncEntry.objects.filter(
+                            tenant_id=self.campaign.tenant_id, phone_number=OuterRef("contact__phone_number")
+                        )
+                    )
+                )
                 .order_by("next_due_at", "pk")
                 .select_for_update(skip_locked=True, no_key=True, of=("self",))[:batch]
             )
             self.buffer.extend(leads)
+            self.seen.extend(lead.pk for lead in leads)
             self.exhausted = len(leads) < batch
         return self.buffer.popleft() if self.buffer else None
+
+
+@dataclass
+class _PassWrites:
+    """What a pass changes, written in a few statements at its end (still inside its transaction)."""
+
+    attempts: list[CallAttempt] = field(default_factory=list)
+    suppressed: list[int] = field(default_factory=list)  # lead ids found on the DNC list
+    rescheduled: list[Lead] = field(default_factory=list)  # leads outside their window, next_due_at set
+
+    def flush(self, now: datetime) -> None:
+        if self.attempts:
+            CallAttempt.objects.bulk_create(self.attempts)
+            AttemptEvent.objects.bulk_create(
+                AttemptEvent(
+                    attempt=attempt,
+                    at=now,
+                    kind=AttemptEvent.Kind.STATE,
+                    type="created",
+                    data={"pbx": attempt.pbx_id},
+                )
+                for attempt in self.attempts
+            )
+        updated_at = timezone.now()  # what auto_now would have set
+        if self.attempts:
+            Lead.objects.filter(pk__in=[attempt.lead_id for attempt in self.attempts]).update(
+                status=Lead.Status.IN_ATTEMPT, next_due_at=None, updated_at=updated_at
+            )
+        if self.suppressed:
+            Lead.objects.filter(pk__in=self.suppressed).update(
+                status=Lead.Status.SUPPRESSED,
+                done_reason=DONE_REASON_DNC,
+                next_due_at=None,
+                updated_at=updated_at,
+            )
+        if self.rescheduled:
+            for lead in self.rescheduled:
+                lead.updated_at = updated_at
+            Lead.objects.bulk_update(self.rescheduled, ["next_due_at", "updated_at"])
 
 
 def dispatch_tenant(
@@ -141,20 +201,24 @@ def dispatch_tenant(
     tenant_id: int,
     now: datetime | None = None,
     on_commit: Callable[[list[UUID]], None] | None = None,
+    on_commit_attempts: Callable[[list[CallAttempt]], None] | None = None,
     scan_limit: int = SCAN_LIMIT,
 ) -> list[UUID]:
     """One dispatch pass for a tenant: claim due leads into ``queued`` attempts up to the free capacity.
 
     Returns the new attempt ids, in claim order; ``on_commit`` receives the same list once the transaction
-    has committed (not called when nothing was claimed). See the module docstring for why concurrent passes
-    never exceed a cap. Due leads found on the DNC list are suppressed; due leads outside their calling
-    window get the next opening as their due time. Neither takes a slot.
+    has committed (not called when nothing was claimed), and ``on_commit_attempts`` the attempts themselves,
+    with their tenant, campaign, PBX, lead and contact loaded as the pass read them (to originate them
+    without reading them again). See the module docstring for why concurrent passes never exceed a cap. Due
+    leads found on the DNC list are suppressed; due leads outside their calling window get the next opening
+    as their due time. Neither takes a slot.
 
     Call it outside any transaction: inside one, the locks are held (and ``on_commit`` deferred) until the
     outer transaction ends.
     """
     callback = on_commit or _noop
-    claimed: list[UUID] = []
+    attempts_callback = on_commit_attempts or _noop
+    writes = _PassWrites()
     with transaction.atomic():
         # Lock order, step 1: the tenant. Serialises passes for this tenant (see the module docstring).
         tenant = Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).first()
@@ -164,12 +228,19 @@ def dispatch_tenant(
         # with when it really counted, so queued_at never predates the end of a call whose slot it reuses.
         now = now or timezone.now()
 
-        live = live_attempts(tenant=tenant)
-        tenant_live = live.count()
+        # Every attempt has a campaign of its tenant: the tenant's live count is the sum over its campaigns.
         campaign_live: dict[int, int] = dict(
-            live.order_by().values("campaign").annotate(n=Count("pk")).values_list("campaign", "n")
+            live_attempts(tenant=tenant)
+            .order_by()
+            .values("campaign")
+            .annotate(n=Count("pk"))
+            .values_list("campaign", "n")
         )
-        pbx_free = pbx_free_channels(tenant=tenant)
+        tenant_live = sum(campaign_live.values())
+        # Enabled PBXs with free channels (rows and live counts in one query), most free first.
+        pbx_rows = pbx_list_with_free_channels(tenant=tenant)
+        pbxs = {pbx.pk: pbx for pbx, _ in pbx_rows}
+        pbx_free = {pbx.pk: free for pbx, free in pbx_rows}
         capacity = min(
             tenant.max_concurrent_calls - tenant_live - tenant.inbound_reserve,
             sum(pbx_free.values()),
@@ -207,62 +278,114 @@ def dispatch_tenant(
                         continue
                     scanned += 1
                     attempt = _claim_lead(
-                        tenant=tenant, campaign=queue.campaign, lead=lead, now=now, pbx_free=pbx_free
+                        tenant=tenant,
+                        campaign=queue.campaign,
+                        lead=lead,
+                        now=now,
+                        pbxs=pbxs,
+                        pbx_free=pbx_free,
+                        writes=writes,
                     )
                     if attempt is not None:
-                        claimed.append(attempt.pk)
                         capacity -= 1
                         queue.free -= 1
                         if queue.free <= 0:
                             queues.remove(queue)
+        writes.flush(now)
+        claimed = [attempt.pk for attempt in writes.attempts]
         if claimed:
-            ids = list(claimed)
-            transaction.on_commit(lambda: callback(ids))
+            ids, attempts = list(claimed), list(writes.attempts)
+
+            def after_commit() -> None:
+                callback(ids)
+                attempts_callback(attempts)
+
+            transaction.on_commit(after_commit)
     return claimed
 
 
 def _claim_lead(
-    *, tenant: Tenant, campaign: Campaign, lead: Lead, now: datetime, pbx_free: dict[int, int]
+    *,
+    tenant: Tenant,
+    campaign: Campaign,
+    lead: Lead,
+    now: datetime,
+    pbxs: dict[int, Pbx],
+    pbx_free: dict[int, int],
+    writes: _PassWrites,
 ) -> CallAttempt | None:
-    """Suppress, reschedule or claim one locked, due lead; the new attempt when claimed."""
+    """Suppress, reschedule or claim one locked, due lead (recorded in ``writes``, written at the end of the
+    pass); the new attempt when claimed."""
     number = lead.contact.phone_number
-    if DncEntry.objects.filter(tenant=tenant, phone_number=number).exists():
+    if getattr(lead, "on_dnc", False):
         lead.status = Lead.Status.SUPPRESSED
         lead.done_reason = DONE_REASON_DNC
         lead.next_due_at = None
-        lead.save(update_fields=["status", "done_reason", "next_due_at", "updated_at"])
+        writes.suppressed.append(lead.pk)
         return None
     window = callee_window(campaign=campaign, contact=lead.contact, tenant=tenant)
     if window is None or not window.is_open(now):
         # Never dial outside the window: due again at the next opening (a day later if none is in sight,
         # or if the window cannot be evaluated: such a lead is retried daily and never dialed).
         lead.next_due_at = window.dialable_from(now) if window is not None else now + NO_OPENING_RETRY
-        lead.save(update_fields=["next_due_at", "updated_at"])
+        writes.rescheduled.append(lead)
         return None
     # The PBX with the most free channels takes the call (ties: lowest id).
     pbx_id = min(pbx_free, key=lambda pk: (-pbx_free[pk], pk))
     pbx_free[pbx_id] -= 1
     if pbx_free[pbx_id] <= 0:
         del pbx_free[pbx_id]
-    attempt = CallAttempt.objects.create(
+    lead.status = Lead.Status.IN_ATTEMPT
+    lead.next_due_at = None
+    attempt = CallAttempt(
         tenant=tenant,
         campaign=campaign,
         lead=lead,
-        pbx_id=pbx_id,
+        pbx=pbxs[pbx_id],
         number=number,
         state=AttemptState.QUEUED,
         queued_at=now,
     )
-    AttemptEvent.objects.create(
-        attempt=attempt, at=now, kind=AttemptEvent.Kind.STATE, type="created", data={"pbx": pbx_id}
-    )
-    lead.status = Lead.Status.IN_ATTEMPT
-    lead.next_due_at = None
-    lead.save(update_fields=["status", "next_due_at", "updated_at"])
+    writes.attempts.append(attempt)
     return attempt
 
 
 # ------------------------------------------------------------------------------------------- attempt end
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStep:
+    """One thing that happened to an attempt, for :func:`attempt_apply_many`: a life-cycle ``event`` with
+    the arguments :func:`attempt_apply` takes, or (``note`` set, ``event`` None) a note for its log that
+    changes no state (a DTMF digit, the media leg gone), appended whatever the state."""
+
+    event: Event | None
+    at: datetime
+    data: dict[str, Any] | None = None
+    cause: int | None = None
+    cause_txt: str = ""
+    dialstatus: str = ""
+    tech_cause: int | None = None
+    outcome: AttemptOutcome | None = None
+    error: str = ""
+    note: str = ""
+
+    def checked(self) -> AttemptStep:
+        """The step with its event normalised and CANCELLED's default outcome; ValueError on a misuse."""
+        if self.event is None:
+            if not self.note or self.outcome is not None:
+                raise ValueError("attempt step: a note needs a type and takes no outcome")
+            return self
+        event, outcome = Event(self.event), self.outcome
+        if event is Event.CANCELLED and outcome is None:
+            outcome = AttemptOutcome.CANCELLED
+        if event in _ENDING_EVENTS and outcome is None:
+            raise ValueError(f"attempt_apply: {event.value} needs an outcome")
+        if event not in _ENDING_EVENTS and outcome is not None:
+            raise ValueError(f"attempt_apply: {event.value} does not end an attempt, so it takes no outcome")
+        if self.note:
+            raise ValueError("attempt step: an event step takes no note type")
+        return replace(self, event=event, outcome=outcome)
 
 
 def attempt_apply(
@@ -293,99 +416,174 @@ def attempt_apply(
     the others. Raises ``CallAttempt.DoesNotExist`` for an unknown attempt and ``ValueError`` for a
     misuse of ``outcome`` (both before any change).
     """
-    event = Event(event)
-    if event is Event.CANCELLED and outcome is None:
-        outcome = AttemptOutcome.CANCELLED
-    if event in _ENDING_EVENTS and outcome is None:
-        raise ValueError(f"attempt_apply: {event.value} needs an outcome")
-    if event not in _ENDING_EVENTS and outcome is not None:
-        raise ValueError(f"attempt_apply: {event.value} does not end an attempt, so it takes no outcome")
-    at = at or timezone.now()
+    step = AttemptStep(
+        event=Event(event),
+        at=at or timezone.now(),
+        data=data,
+        cause=cause,
+        cause_txt=cause_txt,
+        dialstatus=dialstatus,
+        tech_cause=tech_cause,
+        outcome=outcome,
+        error=error,
+    )
+    (result,) = attempt_apply_many(attempt_id=attempt_id, steps=[step], on_ended=on_ended)
+    assert result is not None  # an event step always has a transition  # noqa: S101
+    return result
+
+
+def attempt_apply_many(
+    *,
+    attempt_id: UUID,
+    steps: Sequence[AttemptStep],
+    on_ended: Callable[[int], None] | None = None,
+) -> list[Transition | None]:
+    """Apply several steps that happened to one attempt, in order, as :func:`attempt_apply` would one call
+    each — the same states, timestamps, outcome, lead finish and log rows (one per step, in order, refused
+    ones as ``refused:…`` notes) — but in one transaction with one lock, one read, one update of the
+    attempt, one insert of the log rows and at most one of the lead. Each step is offered to
+    :func:`campaigns.lifecycle.transition` in the state the steps before it left, so a progress event
+    still implies its predecessors and anything after an end is refused as ``terminal``.
+
+    Returns each step's transition (None for a note). Raises ``CallAttempt.DoesNotExist`` for an unknown
+    attempt and ``ValueError`` for a misused step, both before any change.
+    """
+    steps = [step.checked() for step in steps]
+    ending = any(step.event in _ENDING_EVENTS for step in steps)
     with transaction.atomic():
         # Lock order: the attempt, then its lead (dispatch never waits on either; see the module docstring).
-        attempt = CallAttempt.objects.select_for_update(no_key=True).get(pk=attempt_id)
-        result = transition(AttemptState(attempt.state), event)
-        if not result.applied:
-            log = logger.warning if result.reason == "illegal" else logger.info
-            log(
-                "attempt %s: %s refused in state %s (%s)",
-                attempt.pk,
-                event.value,
-                attempt.state,
-                result.reason,
+        # When a step may end the attempt, the lead is locked in the same statement (rows are locked in the
+        # order of the join: the attempt first), its contact, campaign and tenant read along with it.
+        query = CallAttempt.objects.all()
+        if ending:
+            query = query.select_related("lead__contact", "campaign__tenant").select_for_update(
+                no_key=True, of=("self", "lead")
             )
-            AttemptEvent.objects.create(
+        else:
+            query = query.select_for_update(no_key=True)
+        attempt = query.get(pk=attempt_id)
+        results: list[Transition | None] = []
+        rows: list[AttemptEvent] = []
+        changed: set[str] = set()
+        finished: AttemptStep | None = None
+        for step in steps:
+            if step.event is None:
+                rows.append(
+                    AttemptEvent(
+                        attempt=attempt,
+                        at=step.at,
+                        kind=AttemptEvent.Kind.NOTE,
+                        type=step.note,
+                        data=step.data or {},
+                    )
+                )
+                results.append(None)
+                continue
+            result = _offer(attempt, step, changed, rows)
+            results.append(result)
+            if result.applied and result.new is AttemptState.ENDED:
+                finished = step
+        if changed:
+            attempt.save(update_fields=sorted(changed))
+        AttemptEvent.objects.bulk_create(rows)
+        if finished is not None:
+            assert finished.event is not None and finished.outcome is not None  # noqa: S101
+            _lead_finish(
+                attempt=attempt,
+                lead=attempt.lead,
+                campaign=attempt.campaign,
+                event=finished.event,
+                outcome=finished.outcome,
+                at=finished.at,
+            )
+            if on_ended is not None:
+                tenant_id = attempt.tenant_id
+                transaction.on_commit(lambda: on_ended(tenant_id))
+    return results
+
+
+def _offer(
+    attempt: CallAttempt, step: AttemptStep, changed: set[str], rows: list[AttemptEvent]
+) -> Transition:
+    """One event step on the locked attempt, in memory: its fields (names added to ``changed``) and its log
+    row (appended to ``rows``); the caller saves both."""
+    event, at, outcome, data = step.event, step.at, step.outcome, step.data
+    assert event is not None  # noqa: S101
+    result = transition(AttemptState(attempt.state), event)
+    if not result.applied:
+        log = logger.warning if result.reason == "illegal" else logger.info
+        log("attempt %s: %s refused in state %s (%s)", attempt.pk, event.value, attempt.state, result.reason)
+        rows.append(
+            AttemptEvent(
                 attempt=attempt,
                 at=at,
                 kind=AttemptEvent.Kind.NOTE,
                 type=f"refused:{event.value}",
                 data={"state": attempt.state, "reason": result.reason, "data": data or {}},
             )
-            return result
+        )
+        return result
 
-        changed = ["state"]
-        attempt.state = result.new
-        if result.old is AttemptState.QUEUED and attempt.originated_at is None:
-            # Any progress out of queued means the PBX accepted the call, even if its 200 arrives later
-            # (then as a refused duplicate). Not for a cancel or a failed originate: nothing was placed.
-            if event not in (Event.CANCELLED, Event.ORIGINATE_FAILED):
-                attempt.originated_at = at
-                changed.append("originated_at")
-        if event is Event.RINGING:
-            attempt.ringing_at = at
-            changed.append("ringing_at")
-        if event in (Event.ANSWERED, Event.BRIDGED) and attempt.answered_at is None:
-            attempt.answered_at = at
-            changed.append("answered_at")
-        if result.new is AttemptState.ENDED:
-            assert outcome is not None  # checked above for every ending event  # noqa: S101
-            attempt.ended_at = at
-            attempt.duration_s = (
-                max(0.0, (at - attempt.answered_at).total_seconds()) if attempt.answered_at else None
-            )
-            attempt.outcome = outcome.value
-            attempt.cause = cause
-            attempt.cause_txt = cause_txt
-            attempt.dialstatus = dialstatus
-            attempt.tech_cause = tech_cause
-            attempt.error = error
-            changed += [
-                "ended_at",
-                "duration_s",
-                "outcome",
-                "cause",
-                "cause_txt",
-                "dialstatus",
-                "tech_cause",
-                "error",
-            ]
-        attempt.save(update_fields=changed)
-        event_data: dict[str, Any] = {"event": event.value}
-        if outcome is not None:
-            event_data.update(outcome=outcome.value, cause=cause, cause_txt=cause_txt, dialstatus=dialstatus)
-            event_data.update(tech_cause=tech_cause, error=error)
-        if data:
-            event_data["data"] = data
-        AttemptEvent.objects.create(
+    changed.add("state")
+    attempt.state = result.new
+    if result.old is AttemptState.QUEUED and attempt.originated_at is None:
+        # Any progress out of queued means the PBX accepted the call, even if its 200 arrives later
+        # (then as a refused duplicate). Not for a cancel or a failed originate: nothing was placed.
+        if event not in (Event.CANCELLED, Event.ORIGINATE_FAILED):
+            attempt.originated_at = at
+            changed.add("originated_at")
+    if event is Event.RINGING:
+        attempt.ringing_at = at
+        changed.add("ringing_at")
+    if event in (Event.ANSWERED, Event.BRIDGED) and attempt.answered_at is None:
+        attempt.answered_at = at
+        changed.add("answered_at")
+    if result.new is AttemptState.ENDED:
+        assert outcome is not None  # checked for every ending event  # noqa: S101
+        attempt.ended_at = at
+        attempt.duration_s = (
+            max(0.0, (at - attempt.answered_at).total_seconds()) if attempt.answered_at else None
+        )
+        attempt.outcome = outcome.value
+        attempt.cause = step.cause
+        attempt.cause_txt = step.cause_txt
+        attempt.dialstatus = step.dialstatus
+        attempt.tech_cause = step.tech_cause
+        attempt.error = step.error
+        changed.update(
+            ("ended_at", "duration_s", "outcome", "cause", "cause_txt", "dialstatus", "tech_cause", "error")
+        )
+    event_data: dict[str, Any] = {"event": event.value}
+    if outcome is not None:
+        event_data.update(
+            outcome=outcome.value, cause=step.cause, cause_txt=step.cause_txt, dialstatus=step.dialstatus
+        )
+        event_data.update(tech_cause=step.tech_cause, error=step.error)
+    if data:
+        event_data["data"] = data
+    rows.append(
+        AttemptEvent(
             attempt=attempt,
             at=at,
             kind=AttemptEvent.Kind.STATE,
             type=f"{result.old.value}->{result.new.value}",
             data=event_data,
         )
-        if result.new is AttemptState.ENDED:
-            assert outcome is not None  # noqa: S101
-            _lead_finish(attempt=attempt, event=event, outcome=outcome, at=at)
-            if on_ended is not None:
-                tenant_id = attempt.tenant_id
-                transaction.on_commit(lambda: on_ended(tenant_id))
+    )
     return result
 
 
-def _lead_finish(*, attempt: CallAttempt, event: Event, outcome: AttemptOutcome, at: datetime) -> None:
-    """The lead's side of an ended attempt, in the attempt's transaction (rule 3)."""
-    lead = Lead.objects.select_for_update(no_key=True).select_related("contact").get(pk=attempt.lead_id)
-    campaign = Campaign.objects.select_related("tenant").get(pk=attempt.campaign_id)
+def _lead_finish(
+    *,
+    attempt: CallAttempt,
+    lead: Lead,
+    campaign: Campaign,
+    event: Event,
+    outcome: AttemptOutcome,
+    at: datetime,
+) -> None:
+    """The lead's side of an ended attempt, in the attempt's transaction (rule 3). ``lead`` is the attempt's
+    lead, locked by the caller (read after the lock: its current version); ``campaign`` has its tenant."""
     consumed = event is not Event.CANCELLED and consumes_attempt(outcome)
     lead.attempts += 1 if consumed else 0  # the row is locked: no lost update
     lead.last_outcome = outcome.value
@@ -409,6 +607,7 @@ def _lead_finish(*, attempt: CallAttempt, event: Event, outcome: AttemptOutcome,
         now=at,
     )
     if decision.should_retry and decision.at is not None:
+        # Only a retry needs the calling window (to move the due time to its next opening).
         window = callee_window(campaign=campaign, contact=lead.contact, tenant=campaign.tenant)
         due = decision.at
         if window is not None:

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import itertools
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 
 from campaigns.lifecycle import LIVE_STATES, AttemptEvent, AttemptOutcome, AttemptState
 from campaigns.models import AttemptEvent as AttemptLog
 from campaigns.models import CallAttempt, Campaign, Lead
 from campaigns.selectors import attempt_recheck, lead_why_not_dialed
-from campaigns.services.dispatch import attempt_apply, dispatch_tenant
+from campaigns.services.dispatch import AttemptStep, attempt_apply, attempt_apply_many, dispatch_tenant
 from campaigns.services.dnc import dnc_add
 from campaigns.windows import WEEKDAYS
 from tenants.models import Tenant
@@ -511,6 +513,138 @@ class TestAttemptApply:
         attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ENDED, at=at(1), outcome=AttemptOutcome.BUSY)
         (again,) = dispatch_tenant(tenant_id=attempt.tenant_id, now=at(2))
         assert CallAttempt.objects.get(pk=again).lead_id == attempt.lead_id
+
+
+def state_queries(ctx: CaptureQueriesContext) -> list[str]:
+    """The statements of a captured block, without its savepoints (a test runs inside a transaction)."""
+    sqls = [q["sql"] for q in ctx.captured_queries]
+    return [sql.split(" ")[0] for sql in sqls if "SAVEPOINT" not in sql]
+
+
+CALL_STEPS = [
+    AttemptStep(event=AttemptEvent.RINGING, at=at(2)),
+    AttemptStep(event=AttemptEvent.ANSWERED, at=at(10), data={"channel_id": "c"}),
+    AttemptStep(event=AttemptEvent.RINGING, at=at(10.5)),  # late: refused as a duplicate
+    AttemptStep(event=AttemptEvent.BRIDGED, at=at(11), data={"media_uuid": "m"}),
+    AttemptStep(event=None, note="dtmf", at=at(12), data={"digit": "4"}),
+    AttemptStep(
+        event=AttemptEvent.ENDED, at=at(40), outcome=AttemptOutcome.BUSY, cause=17, dialstatus="BUSY"
+    ),
+    AttemptStep(event=AttemptEvent.ENDED, at=at(41), outcome=AttemptOutcome.FAILED),  # refused: terminal
+]
+
+
+def apply_one_by_one(attempt_id: Any, steps: list[AttemptStep]) -> None:
+    for step in steps:
+        if step.event is None:
+            attempt_apply_many(attempt_id=attempt_id, steps=[step])
+            continue
+        attempt_apply(
+            attempt_id=attempt_id,
+            event=step.event,
+            at=step.at,
+            data=step.data,
+            outcome=step.outcome,
+            cause=step.cause,
+            dialstatus=step.dialstatus,
+        )
+
+
+def comparable(attempt_id: Any) -> tuple[Any, ...]:
+    attempt = CallAttempt.objects.select_related("lead").get(pk=attempt_id)
+    fields = ["state", "outcome", "originated_at", "ringing_at", "answered_at", "ended_at", "duration_s"]
+    fields += ["cause", "dialstatus"]
+    lead = attempt.lead
+    log = list(attempt.events.order_by("pk").values_list("kind", "type", "data", "at"))[1:]  # after "created"
+    return (
+        [getattr(attempt, f) for f in fields],
+        (lead.status, lead.attempts, lead.last_outcome, lead.next_due_at, lead.done_reason),
+        log,
+    )
+
+
+@pytest.mark.django_db
+class TestAttemptApplyQueries:
+    """One lock, one update, one insert: the sink applies several events per call on a busy PBX."""
+
+    def test_a_progress_event_is_three_statements(self):
+        attempt = claimed_attempt()
+        with CaptureQueriesContext(connection) as ctx:
+            attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.RINGING, at=at(2))
+        assert state_queries(ctx) == ["SELECT", "UPDATE", "INSERT"]
+
+    def test_an_end_reads_the_lead_campaign_and_tenant_with_the_attempt(self):
+        attempt = claimed_attempt(retry_delays={"busy": 600})  # a retry: the calling window is computed
+        with CaptureQueriesContext(connection) as ctx:
+            attempt_apply(
+                attempt_id=attempt.pk, event=AttemptEvent.ENDED, at=at(30), outcome=AttemptOutcome.BUSY
+            )
+        assert state_queries(ctx) == ["SELECT", "UPDATE", "INSERT", "UPDATE"]
+        select = ctx.captured_queries[1]["sql"]
+        assert 'FOR NO KEY UPDATE OF "campaigns_callattempt", "campaigns_lead"' in select
+        assert Lead.objects.get(pk=attempt.lead_id).next_due_at == at(30 + 600)
+
+    def test_a_refused_event_still_logs_its_note(self):
+        attempt = claimed_attempt()
+        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ANSWERED, at=at(1))
+        with CaptureQueriesContext(connection) as ctx:
+            result = attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.RINGING, at=at(2))
+        assert not result.applied and state_queries(ctx) == ["SELECT", "INSERT"]
+        assert attempt.events.filter(kind="note", type="refused:ringing").count() == 1
+
+    def test_a_whole_call_applied_together_is_four_statements_with_the_same_result(self):
+        together, alone = (
+            claimed_attempt(retry_delays={"busy": 600}),
+            claimed_attempt(retry_delays={"busy": 600}),
+        )
+        with CaptureQueriesContext(connection) as ctx:
+            results = attempt_apply_many(attempt_id=together.pk, steps=CALL_STEPS)
+        assert state_queries(ctx) == ["SELECT", "UPDATE", "INSERT", "UPDATE"]
+        apply_one_by_one(alone.pk, CALL_STEPS)
+
+        assert [r.reason if r else None for r in results] == [
+            "applied",
+            "applied",
+            "duplicate",
+            "applied",
+            None,
+            "applied",
+            "terminal",
+        ]
+        assert comparable(together.pk) == comparable(alone.pk)
+        state, lead, log = comparable(together.pk)
+        assert state[:7] == ["ended", "busy", at(2), at(2), at(10), at(40), 30.0]
+        assert lead[:3] == ("waiting", 1, "busy")
+        assert [t for _, t, _, _ in log] == [
+            "queued->ringing",
+            "ringing->answered",
+            "refused:ringing",
+            "answered->bridged",
+            "dtmf",
+            "bridged->ended",
+            "refused:ended",
+        ]
+
+    def test_on_ended_runs_once_after_commit(self, django_capture_on_commit_callbacks):
+        attempt = claimed_attempt()
+        tenants: list[int] = []
+        with django_capture_on_commit_callbacks(execute=True):
+            attempt_apply_many(attempt_id=attempt.pk, steps=CALL_STEPS, on_ended=tenants.append)
+        assert tenants == [attempt.tenant_id]
+
+    def test_a_misused_step_changes_nothing(self):
+        attempt = claimed_attempt()
+        bad = AttemptStep(event=AttemptEvent.ENDED, at=at(3))  # no outcome
+        with pytest.raises(ValueError, match="needs an outcome"):
+            attempt_apply_many(attempt_id=attempt.pk, steps=[CALL_STEPS[0], bad])
+        with pytest.raises(ValueError, match="note"):
+            attempt_apply_many(attempt_id=attempt.pk, steps=[AttemptStep(event=None, at=at(3))])
+        attempt.refresh_from_db()
+        assert attempt.state == AttemptState.QUEUED and attempt.events.count() == 1
+
+    def test_an_unknown_attempt_raises_does_not_exist(self):
+        with pytest.raises(CallAttempt.DoesNotExist):
+            attempt_apply_many(attempt_id=uuid.UUID("8c1d7c52-36a6-4d59-a3a4-4e8f3c1b9a01"), steps=CALL_STEPS)
 
 
 # ========================================================================================= recheck, why-not

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import OperationalError, connections
 
+from campaigns import sink as campaigns_sink
 from campaigns.lifecycle import AttemptState
 from campaigns.models import CallAttempt, Lead
 from campaigns.services.dispatch import dispatch_tenant
@@ -23,6 +25,7 @@ from telephony.events import (
     CallBridged,
     CallDtmf,
     CallEnded,
+    CallEvent,
     CallRinging,
     MediaGone,
 )
@@ -395,3 +398,178 @@ async def test_a_transient_error_in_a_batch_retries_each_event_alone(monkeypatch
     assert all(state == AttemptState.RINGING for state, _ in log)
     assert [t for _, t in log].count("queued->ringing") == 3  # each applied exactly once
     assert batches == [1, 2, 1, 1]
+
+
+# ------------------------------------------------------------------ a call's waiting events applied together
+
+
+def answered_call(call_id: str) -> list[Any]:
+    return [
+        CallRinging(call_id, NOW + timedelta(seconds=1)),
+        CallAnswered(call_id, call_id, NOW + timedelta(seconds=4)),
+        CallBridged(call_id, "0b6f4a38-5d7e-4b8e-9f8e-1b6f0a4a3c11", NOW + timedelta(seconds=5)),
+        CallDtmf(call_id, "7", NOW + timedelta(seconds=6)),
+        CallEnded(call_id, NOW + timedelta(seconds=14), CallOutcome.ANSWERED, cause=16, answered=True),
+    ]
+
+
+def attempt_log(pk: Any) -> list[tuple[str, str]]:
+    return list(CallAttempt.objects.get(pk=pk).events.values_list("kind", "type"))
+
+
+async def test_a_calls_waiting_events_are_applied_together_keeping_every_timestamp_and_row(
+    sink: AttemptEventSink, ended: Ended, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempt = await _async(claimed_attempt)
+    call_id = str(attempt.pk)
+    alone: list[Any] = []
+    monkeypatch.setattr(sink, "_apply", lambda attempt_id, event: alone.append(event))  # must not be used
+
+    assert await sink.handle_many(answered_call(call_id)) == [None] * 5
+
+    assert alone == []
+    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    assert attempt.state == AttemptState.ENDED and attempt.outcome == "answered"
+    assert attempt.originated_at == NOW + timedelta(seconds=1)  # the first progress out of queued
+    assert attempt.ringing_at == NOW + timedelta(seconds=1)
+    assert attempt.answered_at == NOW + timedelta(seconds=4)
+    assert attempt.ended_at == NOW + timedelta(seconds=14) and attempt.duration_s == 10.0
+    assert attempt.lead.status == Lead.Status.DONE and attempt.lead.attempts == 1
+    assert await _async(lambda: attempt_log(attempt.pk)) == [
+        ("state", "created"),
+        ("state", "queued->ringing"),
+        ("state", "ringing->answered"),
+        ("state", "answered->bridged"),
+        ("note", "dtmf"),
+        ("state", "bridged->ended"),
+    ]
+    assert ended.tenants == [attempt.tenant_id]  # once, after the commit
+
+
+async def test_duplicates_among_coalesced_events_are_refused_and_logged(
+    sink: AttemptEventSink, ended: Ended
+) -> None:
+    attempt = await _async(claimed_attempt)
+    call_id = str(attempt.pk)
+    events: list[CallEvent] = [
+        CallAnswered(call_id, call_id, NOW + timedelta(seconds=2)),
+        CallRinging(call_id, NOW + timedelta(seconds=1)),  # late: answered implied it
+        CallAnswered(call_id, call_id, NOW + timedelta(seconds=2)),  # a replay
+        CallEnded(call_id, NOW + timedelta(seconds=5), CallOutcome.ANSWERED, answered=True),
+        CallEnded(call_id, NOW + timedelta(seconds=6), CallOutcome.FAILED, reason="reconciled"),
+    ]
+    assert await sink.handle_many(events) == [None] * 5
+
+    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    assert attempt.outcome == "answered" and attempt.ringing_at is None and attempt.duration_s == 3.0
+    assert attempt.lead.attempts == 1
+    log = await _async(lambda: list(attempt.events.order_by("pk").values_list("type", "data")))
+    assert [t for t, _ in log] == [  # in the order they were offered
+        "created",
+        "queued->answered",
+        "refused:ringing",
+        "refused:answered",
+        "answered->ended",
+        "refused:ended",
+    ]
+    assert log[2][1]["reason"] == "duplicate" and log[5][1]["reason"] == "terminal"
+    assert ended.tenants == [attempt.tenant_id]
+
+
+async def test_one_failing_event_of_a_coalesced_call_does_not_lose_the_others(
+    sink: AttemptEventSink, ended: Ended, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Applied together they fail (here a bug on the DTMF digit): nothing of that is kept, then each is
+    applied alone, so only the failing one is lost and the call's end is applied."""
+    attempt = await _async(claimed_attempt)
+    call_id = str(attempt.pk)
+    real_step = campaigns_sink._step
+
+    def step(event: Any) -> Any:
+        if isinstance(event, CallDtmf):
+            raise ValueError("a bug")
+        return real_step(event)
+
+    monkeypatch.setattr(campaigns_sink, "_step", step)
+    errors = await sink.handle_many(answered_call(call_id))
+
+    assert [type(e).__name__ if e else None for e in errors] == [None, None, None, "ValueError", None]
+    assert await _async(lambda: attempt_log(attempt.pk)) == [
+        ("state", "created"),
+        ("state", "queued->ringing"),
+        ("state", "ringing->answered"),
+        ("state", "answered->bridged"),
+        ("state", "bridged->ended"),
+    ]
+    assert ended.tenants == [attempt.tenant_id]
+
+
+async def test_a_coalesced_end_is_not_lost_to_a_transient_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    attempt = await _async(claimed_attempt)
+    call_id = str(attempt.pk)
+    ended = Ended()
+    sink = AttemptEventSink(on_ended=ended, max_workers=1)
+    real = campaigns_sink.attempt_apply_many
+    failures = [OperationalError("server closed the connection unexpectedly")]
+
+    def apply_many(**kwargs: Any) -> Any:
+        result = real(**kwargs)
+        if failures:
+            raise failures.pop()  # after it was applied: the whole transaction rolls back
+        return result
+
+    monkeypatch.setattr(campaigns_sink, "attempt_apply_many", apply_many)
+    monkeypatch.setattr("campaigns.sink.RETRY_DELAYS_S", (0.01,))
+    try:
+        assert await sink.handle_many(answered_call(call_id)) == [None] * 5
+    finally:
+        sink.close()
+    log = await _async(lambda: attempt_log(attempt.pk))
+    assert [t for _, t in log].count("bridged->ended") == 1 and len(log) == 6  # applied exactly once
+    assert ended.tenants == [attempt.tenant_id]
+
+
+async def test_handle_many_takes_the_events_of_one_call_only(sink: AttemptEventSink) -> None:
+    assert await sink.handle_many([]) == []
+    assert await sink.handle_many([CallDtmf("1700000000.1", "1", NOW)] * 2) == [None, None]  # not an attempt
+    with pytest.raises(ValueError, match="one call"):
+        await sink.handle_many([CallDtmf("a", "1", NOW), CallDtmf("b", "1", NOW)])
+
+
+async def test_the_stasis_app_hands_a_calls_waiting_events_to_the_sink_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the first event of a call is being applied the rest arrive: they go in one handle_many."""
+    attempt = await _async(claimed_attempt)
+    call_id = str(attempt.pk)
+    ended = Ended()
+    sink = AttemptEventSink(on_ended=ended, max_workers=1)
+    real_apply_all = sink._apply_all
+    release = threading.Event()
+    batches: list[list[int]] = []
+
+    def apply_all(batch: Any) -> None:
+        batches.append([len(item.events) for item in batch])
+        release.wait(5)  # the first event is in the database while the others come
+        real_apply_all(batch)
+
+    monkeypatch.setattr(sink, "_apply_all", apply_all)
+    config = StasisConfig(base_url="http://127.0.0.1:9", user=USER, password=PASSWORD)
+    app = StasisApp(config, sink)
+    delivery = asyncio.get_running_loop().create_task(app._deliver())
+    try:
+        first, *rest = answered_call(call_id)
+        app._emit(first)
+        await asyncio.sleep(0.05)  # handed over, and held in the database
+        for event in rest:
+            app._emit(event)
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.wait_for(app._queue.join(), 10)
+    finally:
+        delivery.cancel()
+        await asyncio.gather(delivery, *app._lane_tasks, return_exceptions=True)
+        sink.close()
+    assert batches == [[1], [4]]
+    assert (await _async(lambda: CallAttempt.objects.get(pk=attempt.pk))).state == AttemptState.ENDED
+    assert ended.tenants == [attempt.tenant_id]

@@ -490,17 +490,187 @@ def test_the_stalled_sweep_resumes_queued_attempts_nobody_expects_and_only_those
     assert fresh.pk not in {UUID(a) for a in sent}
 
 
+@pytest.fixture
+def handed_off(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The originate tasks enqueued (args, kwargs and options) instead of being sent to the broker."""
+    sent: list[dict[str, Any]] = []
+
+    def record(args: tuple[Any, ...], kwargs: dict[str, Any] | None = None, **options: Any) -> None:
+        sent.append({"args": args, "kwargs": kwargs or {}, **options})
+
+    monkeypatch.setattr(originate_attempt, "apply_async", record)
+    return sent
+
+
 @pytest.mark.django_db
-def test_the_enqueue_after_a_dispatch_records_that_a_task_is_expected(monkeypatch):
-    monkeypatch.setattr(originate_attempt, "delay", lambda attempt_id: None)
+def test_a_hand_off_to_the_originate_task_records_that_a_task_is_expected(handed_off):
     tenant, campaign, _ = dialing_tenant(base_url="http://127.0.0.1:9")
     add_leads(campaign, 2)
     claimed = dispatch_tenant(tenant_id=tenant.pk)
     assert claimed and not any(_expected(pk) for pk in claimed)
 
-    tasks._enqueue_originates(claimed)
+    tasks._hand_off(claimed[0])
+    tasks._hand_off(claimed[1], countdown=3.0, ari_failures=2)
 
     assert all(_expected(pk) for pk in claimed)
+    assert handed_off == [
+        {"args": (str(claimed[0]),), "kwargs": {}},
+        {"args": (str(claimed[1]),), "kwargs": {"ari_failures": 2}, "countdown": 3.0},
+    ]
+
+
+# ========================================================================== originate in the dispatch task
+
+
+def claimed_attempts(tenant: Tenant) -> list[CallAttempt]:
+    """Run a dispatch pass and return the attempts it hands to its ``on_commit_attempts``."""
+    got: list[CallAttempt] = []
+    dispatch_tenant(tenant_id=tenant.pk, on_commit_attempts=got.extend)
+    return got
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dispatch_task_originates_what_it_claimed_itself(sim, handed_off):
+    tenant, campaign, _ = dialing_tenant(base_url=sim.base, cap=3)
+    add_leads(campaign, 5)
+
+    assert dispatch_tenant_task.run(tenant.pk) == 3
+
+    attempts = CallAttempt.objects.filter(tenant=tenant)
+    assert sorted(call["id"] for call in sim.calls()) == sorted(str(a.pk) for a in attempts)
+    for attempt in attempts:
+        assert attempt.state == AttemptState.DIALING
+        assert attempt.originate_sent_at is not None and attempt.originated_at is not None
+    assert handed_off == []  # no originate message at all
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_dispatch_task_dials_nothing_twice(sim, handed_off):
+    tenant, campaign, _ = dialing_tenant(base_url=sim.base, cap=2)
+    add_leads(campaign, 5)
+
+    assert dispatch_tenant_task.run(tenant.pk) == 2
+    # acks_late: the same message again (the worker died after its work, before the ack). The tenant is at
+    # its cap, so the pass claims nothing and nothing is originated again.
+    assert dispatch_tenant_task.run(tenant.pk) == 0
+
+    ids = [call["id"] for call in sim.calls()]
+    assert len(ids) == len(set(ids)) == 2
+    assert handed_off == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_inline_originate_that_finds_the_send_claimed_hands_over_and_sends_nothing(sim, handed_off):
+    tenant, campaign, _ = dialing_tenant(base_url=sim.base)
+    add_leads(campaign, 1)
+    [attempt] = claimed_attempts(tenant)
+    # The dispatch worker died after its commit; the stalled sweep's task has claimed the send meanwhile.
+    CallAttempt.objects.filter(pk=attempt.pk).update(originate_sent_at=datetime.now(UTC))
+
+    assert tasks._originate_inline(attempt) == "handed_off"
+
+    assert sim.calls() == []
+    assert [h["args"] for h in handed_off] == [(str(attempt.pk),)]
+    # The task then waits until the first send has surely settled instead of sending.
+    with pytest.raises(Retry):
+        originate_attempt.run(str(attempt.pk))
+    assert sim.calls() == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("change", "reason", "outcome"),
+    [
+        ("dnc", "dnc", AttemptOutcome.OPTED_OUT),
+        ("paused", "campaign_not_running", AttemptOutcome.CANCELLED),
+        ("suspended", "campaign_not_running", AttemptOutcome.CANCELLED),
+        ("window", "outside_window", AttemptOutcome.CANCELLED),
+    ],
+)
+def test_the_inline_re_check_refuses_and_the_task_ends_the_attempt(sim, handed_off, change, reason, outcome):
+    tenant, campaign, _ = dialing_tenant(base_url=sim.base)
+    add_leads(campaign, 1)
+    [attempt] = claimed_attempts(tenant)
+    # Changed between the pass's commit and the originate.
+    if change == "dnc":
+        dnc_add(tenant=tenant, phone_number=attempt.number, source=DncEntry.Source.API)
+    elif change == "paused":
+        Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.PAUSED)
+    elif change == "suspended":
+        Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.SUSPENDED)
+    else:
+        # The window, evaluated at the current time from the rows in memory, is closed now.
+        attempt.campaign.calling_windows = {day: [] for day in WEEKDAYS}
+
+    assert tasks._originate_inline(attempt) == "handed_off"
+
+    assert sim.calls() == []
+    assert CallAttempt.objects.get(pk=attempt.pk).originate_sent_at is None  # nothing was sent
+    [handed] = handed_off
+    if change == "window":
+        Campaign.objects.filter(pk=campaign.pk).update(calling_windows={day: [] for day in WEEKDAYS})
+    assert originate_attempt.run(*handed["args"]) == reason
+    attempt.refresh_from_db()
+    assert (attempt.state, attempt.outcome) == (AttemptState.ENDED, outcome)
+    assert sim.calls() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_inline_originate_that_fails_retryably_is_handed_to_the_task_with_a_backoff(
+    monkeypatch, handed_off
+):
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    tenant, campaign, _ = dialing_tenant(base_url=f"http://127.0.0.1:{closed_port()}")
+    add_leads(campaign, 1)
+
+    assert dispatch_tenant_task.run(tenant.pk) == 1
+
+    attempt = CallAttempt.objects.get(tenant=tenant)
+    assert attempt.state == AttemptState.QUEUED
+    assert attempt.originate_sent_at is None  # connection refused: certainly not sent, the claim given back
+    [handed] = handed_off
+    assert handed["args"] == (str(attempt.pk),)
+    assert handed["kwargs"] == {"ari_failures": 1}  # the first failure counts against the ARI budget
+    assert 1 <= handed["countdown"] <= 2
+    assert _expected(attempt.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_cps_slot_for_an_inline_originate_hands_it_over_with_the_wait(sim, handed_off):
+    tenant, campaign, _ = dialing_tenant(base_url=sim.base)
+    Tenant.objects.filter(pk=tenant.pk).update(calls_per_second=1)
+    add_leads(campaign, 2)
+
+    assert dispatch_tenant_task.run(tenant.pk) == 2
+
+    assert len(sim.calls()) == 1  # one slot this second
+    [handed] = handed_off
+    assert handed["kwargs"] == {}  # a CPS wait is not an ARI failure
+    assert 0 < handed["countdown"] <= 1
+    assert _expected(handed["args"][0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_in_one_inline_originate_does_not_keep_the_others_from_going_out(
+    sim, handed_off, monkeypatch
+):
+    tenant, campaign, _ = dialing_tenant(base_url=sim.base, cap=2)
+    add_leads(campaign, 2)
+    real = tasks._originate_inline
+    calls: list[UUID] = []
+
+    def first_breaks(attempt: CallAttempt) -> str:
+        calls.append(attempt.pk)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return real(attempt)
+
+    monkeypatch.setattr(tasks, "_originate_inline", first_breaks)
+
+    assert dispatch_tenant_task.run(tenant.pk) == 2
+
+    assert [call["id"] for call in sim.calls()] == [str(calls[1])]
+    assert [h["args"] for h in handed_off] == [(str(calls[0]),)]
 
 
 def test_the_originate_retries_are_counted_by_the_task_not_by_celery():
@@ -615,7 +785,7 @@ def test_a_burst_of_triggers_enqueues_one_pass_until_it_starts(sent_passes, monk
     assert sent_passes == [tenant.pk]
 
     # The pass clears the flag before it counts: a call that ends from then on gets a pass of its own.
-    monkeypatch.setattr(tasks, "_enqueue_originates", lambda ids: None)
+    monkeypatch.setattr(tasks, "originate_claimed", lambda attempts: None)
     assert dispatch_tenant_task.run(tenant.pk) == 1
     trigger_dispatch(tenant.pk)
     assert sent_passes == [tenant.pk, tenant.pk]

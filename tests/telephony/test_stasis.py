@@ -12,7 +12,7 @@ import contextlib
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -471,3 +471,84 @@ def test_delivery_concurrency_must_be_positive() -> None:
         StasisApp(
             StasisConfig(base_url="http://x", user="u", password="p", delivery_concurrency=0), RecordingSink()
         )
+
+
+class BatchSink(GatedSink):
+    """A GatedSink that also takes a call's waiting events at once; records each handover's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handovers: list[tuple[str, int]] = []
+        self.fail_many: set[tuple[str, str]] = set()  # (call id, digit) whose event fails inside handle_many
+
+    async def handle(self, event: CallEvent) -> None:
+        self.handovers.append((event.call_id, 1))
+        await super().handle(event)
+
+    async def handle_many(self, events: Sequence[CallEvent]) -> list[BaseException | None]:
+        self.handovers.append((events[0].call_id, len(events)))
+        gate = self.gates.get(events[0].call_id)
+        if gate is not None:
+            await gate.wait()
+        errors: list[BaseException | None] = []
+        for event in events:
+            if isinstance(event, CallDtmf) and (event.call_id, event.digit) in self.fail_many:
+                errors.append(RuntimeError("the database is on fire"))
+                continue
+            await RecordingSink.handle(self, event)
+            errors.append(None)
+        return errors
+
+
+async def test_a_calls_waiting_events_are_handed_over_together_in_order() -> None:
+    sink = BatchSink()
+    sink.gates["c1"] = asyncio.Event()
+    async with delivering(sink) as app:
+        app._emit(dtmf("c1", 0))
+        await wait_until(lambda: sink.handovers == [("c1", 1)], timeout=5)  # in hand, held at the gate
+        for n in range(1, 4):
+            app._emit(dtmf("c1", n))
+        app._emit(dtmf("c2", 0))  # nothing waits behind it: alone
+        await wait_until(lambda: len(sink.of("c2")) == 1, timeout=5)
+        sink.gates["c1"].set()
+        await asyncio.wait_for(app._queue.join(), 5)
+        assert app.backlog == 0 and not app._lanes
+    assert sorted(sink.handovers) == [("c1", 1), ("c1", 3), ("c2", 1)]
+    assert [e.digit for e in sink.of("c1")] == ["0", "1", "2", "3"]
+
+
+async def test_a_waiting_lane_gathers_its_calls_events_and_runs_in_turn() -> None:
+    """With every lane busy a new call's events gather in its lane (in order) and go over at its turn."""
+    sink = BatchSink()
+    sink.gates["c1"] = asyncio.Event()
+    async with delivering(sink, delivery_concurrency=1) as app:
+        app._emit(dtmf("c1", 0))
+        for n in range(3):
+            app._emit(dtmf("c2", n))
+        app._emit(dtmf("c3", 0))
+        await wait_until(lambda: app._queue.qsize() == 0, timeout=5)
+        assert list(app._lanes_waiting) == ["c2", "c3"] and len(app._lanes["c2"]) == 3
+        sink.gates["c1"].set()
+        await asyncio.wait_for(app._queue.join(), 5)
+        assert not app._lanes and app._lanes_running == 0
+    assert sink.handovers == [("c1", 1), ("c2", 3), ("c3", 1)]  # first come, first served
+    assert sink.max_active == 1
+
+
+async def test_a_failing_event_of_a_handover_is_logged_and_the_others_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = BatchSink()
+    sink.gates["c1"] = asyncio.Event()
+    sink.fail_many.add(("c1", "2"))
+    async with delivering(sink) as app:
+        app._emit(dtmf("c1", 0))
+        await wait_until(lambda: bool(sink.handovers), timeout=5)
+        for n in range(1, 4):
+            app._emit(dtmf("c1", n))
+        sink.gates["c1"].set()
+        await asyncio.wait_for(app._queue.join(), 5)
+        assert app.backlog == 0
+    assert [e.digit for e in sink.of("c1")] == ["0", "1", "3"]
+    assert "sink failed on CallDtmf(call_id='c1', digit='2'" in caplog.text
+    assert "the database is on fire" in caplog.text
