@@ -23,7 +23,7 @@ Two processes take part:
 Phases:
 
 A. **event loop**: a no-op sink; the server sends as fast as the socket takes it (``--rate-a``, 0 = no
-   pacing). Measures ARI events/s handled by the app (websocket → ``_on_event`` → call events queued) and
+   pacing). Measures ARI events/s handled by the app (websocket → ``_on_text`` → call events queued) and
    the loop's lag.
 B. **end to end**: the real sink against PostgreSQL (database ``--db-name``, created and migrated by the
    benchmark). Tenants, campaigns, leads and one attempt per call are created first (attempt id = channel
@@ -419,13 +419,14 @@ async def run_phase(
     stamps: dict[str, float] = {}
 
     class CountingApp(StasisApp):
-        def _on_event(self, event: dict[str, Any]) -> None:
-            super()._on_event(event)
+        def _on_text(self, data: str) -> bool:
+            keep = super()._on_text(data)
             counts["ari"] += 1
             now = time.perf_counter()
             if counts["ari"] == 1:
                 stamps["first"] = now
             stamps["last"] = now
+            return keep
 
     config = StasisConfig(
         base_url=base_url,

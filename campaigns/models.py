@@ -325,6 +325,14 @@ class CallAttempt(models.Model):
             models.Index(fields=["tenant", "state"], name="attempt_tenant_state"),
             models.Index(fields=["campaign", "state"], name="attempt_campaign_state"),
             models.Index(fields=["pbx", "state"], name="attempt_pbx_state"),
+            # The dispatch pass counts the live attempts of a tenant (per campaign) and of its PBXs on every
+            # call: these stay as small as the live calls, however many ended attempts the table holds.
+            models.Index(
+                fields=["tenant", "campaign"],
+                condition=Q(state__in=_LIVE_STATE_VALUES),
+                name="attempt_live_tenant_campaign",
+            ),
+            models.Index(fields=["pbx"], condition=Q(state__in=_LIVE_STATE_VALUES), name="attempt_live_pbx"),
         ]
         constraints = [
             # DESIGN.md §5 rule 2: one live attempt per lead, enforced by a partial unique index.

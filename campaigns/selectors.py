@@ -4,6 +4,7 @@ Views, the API and tasks read through these rather than building querysets thems
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -418,3 +419,117 @@ def campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
         "attempts_total": sum(states.values()),
         "live_calls": sum(n for state, n in states.items() if state in LIVE_STATE_VALUES),
     }
+
+
+# ---------------------------------------------------------------------------------- the dispatch pass
+# Plain SQL: a pass runs these once per call placed, and building them with the ORM costs more than the
+# database's work for them. Only ``campaigns.services.dispatch.dispatch_tenant`` uses them, inside its
+# transaction, after it has locked the tenant row.
+
+
+def tenant_lock_for_dispatch(*, tenant_id: int) -> Tenant | None:
+    """The tenant row, locked ``FOR NO KEY UPDATE`` (see campaigns.services.dispatch); None if absent."""
+    rows = list(
+        Tenant.objects.raw("SELECT * FROM tenants_tenant WHERE id = %s FOR NO KEY UPDATE", [tenant_id])
+    )
+    return rows[0] if rows else None
+
+
+_DISPATCH_PBX_SQL = """
+SELECT p.*,
+  (SELECT count(*) FROM campaigns_callattempt AS a WHERE a.pbx_id = p.id AND a.state = ANY(%(live)s)) AS live,
+  cl.campaign_ids, cl.campaign_counts
+FROM campaigns_pbx AS p
+CROSS JOIN (
+  SELECT array_agg(campaign_id) AS campaign_ids, array_agg(n) AS campaign_counts FROM (
+    SELECT campaign_id, count(*) AS n FROM campaigns_callattempt
+    WHERE tenant_id = %(tenant)s AND state = ANY(%(live)s) GROUP BY campaign_id
+  ) AS per_campaign
+) AS cl
+WHERE p.tenant_id = %(tenant)s AND p.enabled
+"""
+
+
+def pbx_list_with_free_channels_and_campaign_live(
+    *, tenant_id: int
+) -> tuple[list[tuple[Pbx, int]], dict[int, int]]:
+    """In one query: what :func:`pbx_list_with_free_channels` answers, and the tenant's live attempts per
+    campaign (every campaign of the tenant, dialing or not; the tenant's live count is their sum). With no
+    enabled PBX the counts are not read (``{}``): nothing can be dialed anyway."""
+    rows = list(Pbx.objects.raw(_DISPATCH_PBX_SQL, {"tenant": tenant_id, "live": list(LIVE_STATE_VALUES)}))
+    if not rows:
+        return [], {}
+    first: Any = rows[0]
+    campaign_live = dict(zip(first.campaign_ids or [], first.campaign_counts or [], strict=True))
+    free = [(pbx, pbx.max_channels - int(getattr(pbx, "live", 0))) for pbx in rows]
+    return (
+        sorted(((pbx, n) for pbx, n in free if n > 0), key=lambda item: (-item[1], item[0].pk)),
+        campaign_live,
+    )
+
+
+_DIALING_CAMPAIGNS_SQL = """
+SELECT * FROM campaigns_campaign
+WHERE tenant_id = %(tenant)s AND status = %(running)s
+  AND (starts_at IS NULL OR starts_at <= %(now)s) AND (ends_at IS NULL OR ends_at > %(now)s)
+ORDER BY priority DESC, id
+"""
+
+
+def campaign_list_dialing(*, tenant: Tenant, now: datetime) -> list[Campaign]:
+    """The tenant's campaigns that may place calls at ``now`` (:func:`campaign_is_dialing`), highest priority
+    first, then by id. Empty when the tenant is not active."""
+    if tenant.status != Tenant.Status.ACTIVE:
+        return []
+    return list(
+        Campaign.objects.raw(
+            _DIALING_CAMPAIGNS_SQL,
+            {"tenant": tenant.pk, "running": Campaign.Status.RUNNING.value, "now": now},
+        )
+    )
+
+
+_CONTACT_COLUMNS: tuple[str, ...] = tuple(field.column for field in Contact._meta.concrete_fields)
+_CONTACT_JSON_INDEXES: tuple[int, ...] = tuple(
+    index
+    for index, field in enumerate(Contact._meta.concrete_fields)
+    if field.get_internal_type() == "JSONField"
+)
+_DUE_LEADS_SQL = f"""
+SELECT l.*, {", ".join(f"ct.{column} AS contact__{column}" for column in _CONTACT_COLUMNS)},
+  EXISTS (
+    SELECT 1 FROM campaigns_dncentry AS d WHERE d.tenant_id = %(tenant)s AND d.phone_number = ct.phone_number
+  ) AS on_dnc
+FROM campaigns_lead AS l JOIN campaigns_contact AS ct ON ct.id = l.contact_id
+WHERE l.campaign_id = %(campaign)s AND l.status = %(waiting)s AND l.next_due_at <= %(now)s
+  AND NOT (l.id = ANY(%(seen)s))
+ORDER BY l.next_due_at, l.id
+LIMIT %(batch)s
+FOR NO KEY UPDATE OF l SKIP LOCKED
+"""  # noqa: S608 - the column names come from the model; values are bound
+
+
+def lead_lock_due_batch(*, campaign: Campaign, now: datetime, exclude: list[int], batch: int) -> list[Lead]:
+    """Lock up to ``batch`` of the campaign's due waiting leads (oldest due first, not in ``exclude``),
+    skipping rows locked by others (``FOR NO KEY UPDATE SKIP LOCKED``, the lead rows only), with their
+    contact loaded and ``on_dnc``: whether the number is on the tenant's DNC list."""
+    leads = list(
+        Lead.objects.raw(
+            _DUE_LEADS_SQL,
+            {
+                "tenant": campaign.tenant_id,
+                "campaign": campaign.pk,
+                "waiting": Lead.Status.WAITING.value,
+                "now": now,
+                "seen": exclude,
+                "batch": batch,
+            },
+        )
+    )
+    for lead in leads:
+        values = [getattr(lead, f"contact__{column}") for column in _CONTACT_COLUMNS]
+        for index in _CONTACT_JSON_INDEXES:
+            if isinstance(values[index], str):
+                values[index] = json.loads(values[index])
+        lead.contact = Contact.from_db(Lead.objects.db, list(_CONTACT_COLUMNS), values)
+    return leads

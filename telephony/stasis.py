@@ -66,6 +66,7 @@ import itertools
 import json
 import logging
 import random
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -118,6 +119,34 @@ def _stasis_args(channel: Mapping[str, Any], app: str) -> list[str] | None:
     if parts[0] != app:
         return None
     return parts[1:]
+
+
+#: The ARI event types the app acts on (``_on_event``, the outcome tracker, ``ApplicationReplaced``).
+HANDLED_EVENTS = frozenset(
+    {
+        "ApplicationReplaced",
+        "ChannelDestroyed",
+        "ChannelDtmfReceived",
+        "ChannelHangupRequest",
+        "ChannelStateChange",
+        "Dial",
+        "StasisEnd",
+        "StasisStart",
+    }
+)
+# A "type" key with a string value. Inside a JSON string a quote is escaped (\"), so this matches keys
+# only; of the ARI models only the event itself (Message) has a "type" property.
+_TYPE_KEY = re.compile(r'"type"\s*:\s*"([^"\\]*)"')
+
+
+def _ignorable(data: str) -> bool:
+    """True when the websocket text is an event of a type the app does not act on. Decided without
+    decoding: exactly one ``"type": "..."`` in the text (so it is the event's own), naming a type outside
+    :data:`HANDLED_EVENTS`. Anything else (two matches, none, not JSON) is decoded and handled as usual."""
+    if data.count('"type"') != 1:
+        return False
+    match = _TYPE_KEY.search(data)
+    return match is not None and match.group(1) not in HANDLED_EVENTS
 
 
 @dataclass(frozen=True)
@@ -187,6 +216,7 @@ class StasisApp:
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._base = config.base_url.rstrip("/")
+        self._request_timeout = aiohttp.ClientTimeout(total=config.request_timeout_s)
 
     # ------------------------------------------------------------------------------------- lifecycle
     async def run(self) -> None:
@@ -258,23 +288,8 @@ class StasisApp:
             logger.info("stasis %s: connected and reconciled", self.config.app)
             async for msg in ws:
                 if msg.type is aiohttp.WSMsgType.TEXT:
-                    try:
-                        event = json.loads(msg.data)
-                    except ValueError:
-                        logger.warning("stasis %s: not JSON: %.200r", self.config.app, msg.data)
-                        continue
-                    if not isinstance(event, dict):
-                        continue
-                    if event.get("type") == "ApplicationReplaced":
-                        logger.error(
-                            "stasis %s: another connection took the app (ApplicationReplaced); reconnecting",
-                            self.config.app,
-                        )
+                    if not self._on_text(msg.data):
                         break
-                    try:
-                        self._on_event(event)
-                    except Exception:  # one malformed event must not drop the connection; logged
-                        logger.exception("stasis %s: failed to handle %.300r", self.config.app, event)
                 elif msg.type is aiohttp.WSMsgType.ERROR:
                     logger.warning("stasis %s: websocket error: %r", self.config.app, ws.exception())
                     break
@@ -286,25 +301,52 @@ class StasisApp:
             self._ws = None
             await ws.close()
 
+    def _on_text(self, data: str) -> bool:
+        """One text frame of the events websocket; False when the connection must be given up.
+
+        Most ARI events of a call change nothing here (variables, caller id, dialplan steps, bridge
+        membership, ...): those are recognised from their text and dropped before JSON decoding, the
+        largest cost per event (see :func:`_ignorable`)."""
+        if _ignorable(data):
+            return True
+        try:
+            event = json.loads(data)
+        except ValueError:
+            logger.warning("stasis %s: not JSON: %.200r", self.config.app, data)
+            return True
+        if not isinstance(event, dict):
+            return True
+        if event.get("type") == "ApplicationReplaced":
+            logger.error(
+                "stasis %s: another connection took the app (ApplicationReplaced); reconnecting",
+                self.config.app,
+            )
+            return False
+        try:
+            self._on_event(event)
+        except Exception:  # one malformed event must not drop the connection; logged
+            logger.exception("stasis %s: failed to handle %.300r", self.config.app, event)
+        return True
+
     # ----------------------------------------------------------------------------------------- REST
     async def _rest(
-        self, method: str, path: str, params: Mapping[str, str] | None = None
+        self, method: str, path: str, params: Mapping[str, str] | None = None, *, body: bool = False
     ) -> tuple[int | None, Any]:
-        """One ARI request: (status, JSON body or None); status None when no response came (logged)."""
+        """One ARI request: (status, JSON body or None); status None when no response came (logged). The
+        body is decoded when asked for (``body``) or when the status is an error (for the log)."""
         assert self._session is not None  # noqa: S101
         try:
             async with self._session.request(
-                method,
-                f"{self._base}/ari{path}",
-                params=dict(params or {}),
-                timeout=aiohttp.ClientTimeout(total=self.config.request_timeout_s),
+                method, f"{self._base}/ari{path}", params=params, timeout=self._request_timeout
             ) as resp:
-                text = await resp.text()
+                raw = await resp.read()  # to the end, so the connection is kept
+                status = resp.status
+                if not raw or not (body or status >= 300):
+                    return status, None
                 try:
-                    body = json.loads(text) if text else None
+                    return status, json.loads(raw)
                 except ValueError:
-                    body = None
-                return resp.status, body
+                    return status, None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             logger.warning("stasis %s: ARI %s %s failed: %r", self.config.app, method, path, exc)
             return None, None
@@ -629,7 +671,7 @@ class StasisApp:
     async def _reconcile(self) -> None:
         """Close what ended while we were not listening; hang up what nobody waits for (module docstring)."""
         live_before = await self.sink.live_call_ids()
-        status, channels = await self._rest("GET", "/channels")
+        status, channels = await self._rest("GET", "/channels", body=True)
         if status != 200 or not isinstance(channels, list):
             raise aiohttp.ClientError(f"GET /ari/channels answered {status}")
         by_id: dict[str, dict[str, Any]] = {
@@ -681,7 +723,7 @@ class StasisApp:
                 call = self._track(channel_id, inbound=True)
                 call.answered = call.tracker.answered = True
         # 3. Our bridges whose call is gone.
-        status, bridges = await self._rest("GET", "/bridges")
+        status, bridges = await self._rest("GET", "/bridges", body=True)
         if status == 200 and isinstance(bridges, list):
             for bridge in bridges:
                 bridge_id = bridge.get("id") if isinstance(bridge, dict) else None

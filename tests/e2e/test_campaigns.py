@@ -140,16 +140,21 @@ def max_overlap(intervals: Iterable[tuple[datetime, datetime]]) -> tuple[int, da
     return peak, when
 
 
+def sim_pbx(stack: Stack, tenant: Tenant) -> Pbx:
+    """The tenant's PBX row: the stack's simulator, as a SIP trunk (causes and SIP codes on every end)."""
+    return make_pbx(
+        tenant, ari_url=stack.ari_url, ari_user=SIM_USER, password_env=PASSWORD_ENV, app_name=SIM_APP,
+        endpoint_template="PJSIP/{number}@trunk", max_channels=100, calls_per_second=100,
+    )  # fmt: skip
+
+
 def dialing_setup(stack: Stack, *, caps: list[int]) -> list[tuple[Tenant, Campaign]]:
     """Tenants with the given caps, each with a PBX row on the simulator and a main campaign of 100 leads."""
     open_zone, closed_zone = zone_where_it_is(14), zone_where_it_is(3)
     made = []
     for index, cap in enumerate(caps):
         tenant = make_tenant(max_concurrent_calls=cap, calls_per_second=50)
-        make_pbx(
-            tenant, ari_url=stack.ari_url, ari_user=SIM_USER, password_env=PASSWORD_ENV, app_name=SIM_APP,
-            endpoint_template="PJSIP/{number}@trunk", max_channels=100, calls_per_second=100,
-        )  # fmt: skip
+        sim_pbx(stack, tenant)
         campaign = make_campaign(
             tenant,
             calling_windows=ALL_DAY,

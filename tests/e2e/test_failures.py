@@ -14,9 +14,9 @@ from campaigns.lifecycle import AttemptOutcome, AttemptState
 from campaigns.models import AttemptEvent, CallAttempt, Campaign, Lead
 from campaigns.services.campaigns import campaign_start
 from campaigns.services.contacts import lead_add
-from tests.campaigns.factories import make_campaign, make_contact, make_pbx, make_tenant
-from tests.e2e.stack import PASSWORD_ENV, SIM_APP, SIM_USER, Proc, Stack, wait_for
-from tests.e2e.test_campaigns import ALL_DAY, LiveSampler, zone_where_it_is
+from tests.campaigns.factories import make_campaign, make_contact, make_tenant
+from tests.e2e.stack import Proc, Stack, wait_for
+from tests.e2e.test_campaigns import ALL_DAY, LiveSampler, sim_pbx, zone_where_it_is
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,10 +28,7 @@ pytestmark = [
 
 def campaign_of(stack: Stack, *, cap: int, leads: int, first: int = 0) -> tuple[int, Campaign]:
     tenant = make_tenant(max_concurrent_calls=cap, calls_per_second=100)
-    pbx = make_pbx(
-        tenant, ari_url=stack.ari_url, ari_user=SIM_USER, password_env=PASSWORD_ENV, app_name=SIM_APP,
-        endpoint_template="PJSIP/{number}@trunk", max_channels=100, calls_per_second=100,
-    )  # fmt: skip
+    pbx = sim_pbx(stack, tenant)
     campaign = make_campaign(
         tenant,
         calling_windows=ALL_DAY,

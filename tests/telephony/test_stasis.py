@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import time
 import uuid
@@ -31,9 +32,9 @@ from telephony.events import (
 )
 from telephony.outcomes import CallOutcome
 from telephony.sim.plan import parse_plan
-from telephony.stasis import StasisApp, StasisConfig
+from telephony.stasis import HANDLED_EVENTS, StasisApp, StasisConfig, _ignorable
 
-from .sim.conftest import APP, PASSWORD, USER, MediaServer, Sim, start_sim, wait_until
+from .sim.conftest import APP, PASSWORD, TRACES, USER, MediaServer, Sim, start_sim, wait_until
 
 ANSWER = "+15550001001"
 BUSY = "+15550001002"
@@ -552,3 +553,39 @@ async def test_a_failing_event_of_a_handover_is_logged_and_the_others_go_on(
     assert [e.digit for e in sink.of("c1")] == ["0", "1", "3"]
     assert "sink failed on CallDtmf(call_id='c1', digit='2'" in caplog.text
     assert "the database is on fire" in caplog.text
+
+
+# ------------------------------------------------------------------------- skipping events undecoded
+
+
+def _trace_events() -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for trace in sorted(TRACES.glob("*.json")):
+        events.extend(json.loads(trace.read_text())["events"])
+    return events
+
+
+@pytest.mark.skipif(not TRACES.exists(), reason="reference traces not available")
+@pytest.mark.parametrize("indent", [None, 2])
+def test_only_events_the_app_does_not_handle_are_skipped_undecoded(indent: int | None) -> None:
+    events = _trace_events()
+    assert len(events) > 100
+    for event in events:
+        text = json.dumps(event, indent=indent)
+        assert _ignorable(text) is (event["type"] not in HANDLED_EVENTS), text[:200]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type": "ChannelVarset", "variable": "type", "value": "x"}',  # "type" twice: decoded
+        '{"variable": "X", "value": "{\\"type\\": \\"StasisStart\\"}", "type": "ChannelVarset"}',
+        '{"type": "StasisStart", "args": []}',
+        "not json at all",
+        '{"no_type": 1}',
+        "",
+    ],
+)
+def test_anything_ambiguous_is_decoded(text: str) -> None:
+    expected_skip = text.startswith('{"variable": "X"')  # the escaped quotes inside a value are not a key
+    assert _ignorable(text) is expected_skip

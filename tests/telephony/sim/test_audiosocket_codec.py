@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -35,7 +34,8 @@ from telephony.sim.audiosocket import (
     encode_uuid,
 )
 
-TRACES = Path("/work/shared/reference/asterisk-22.10.1/traces")
+from .conftest import TRACES
+
 DTMF_TRACE = TRACES / "outbound_answered_bridged_slin24_dtmf_callee_hangs_up.json"
 # The UUID of the first frame in DTMF_TRACE, as real Asterisk 22.10.1 sent it.
 TRACE_UUID_HEX = "22dadb56dc3a4884ae2b037a51055535"
