@@ -107,13 +107,13 @@ class _Item:
         self.errors = [own or error for own in self.errors] if self.errors else [error] * len(self.events)
 
 
-def _default_on_ended() -> Callable[[int], None] | None:
+def _default_on_ended() -> Callable[[list[int]], None] | None:
     try:
-        from campaigns.tasks import trigger_dispatch  # noqa: PLC0415 - optional, and Celery-heavy
+        from campaigns.tasks import trigger_dispatch_many  # noqa: PLC0415 - optional, and Celery-heavy
     except ImportError:
-        logger.warning("campaigns.tasks.trigger_dispatch is not available: no dispatch on call end")
+        logger.warning("campaigns.tasks.trigger_dispatch_many is not available: no dispatch on call end")
         return None
-    return trigger_dispatch
+    return trigger_dispatch_many
 
 
 def pbx_ids_sharing_app(pbx: Pbx) -> list[int]:
@@ -130,8 +130,10 @@ def pbx_ids_sharing_app(pbx: Pbx) -> list[int]:
 class AttemptEventSink:
     """A :class:`telephony.events.CallEventSink` that applies call events to ``CallAttempt`` rows.
 
-    ``pbx_ids`` scopes :meth:`live_call_ids` (None: all PBXs). ``on_ended(tenant_id)`` runs after an
-    attempt's end committed; by default ``campaigns.tasks.trigger_dispatch`` when it exists.
+    ``pbx_ids`` scopes :meth:`live_call_ids` (None: all PBXs). After a transaction that ended attempts has
+    committed, ``on_ended_many(tenant_ids)`` runs once with their tenants (by default
+    ``campaigns.tasks.trigger_dispatch_many``: one Redis round trip and a few passes per Celery message for
+    the whole batch); ``on_ended(tenant_id)``, if given instead, runs once per ended attempt.
     """
 
     def __init__(
@@ -139,14 +141,27 @@ class AttemptEventSink:
         *,
         pbx_ids: Iterable[int] | None = None,
         on_ended: Callable[[int], None] | None = None,
+        on_ended_many: Callable[[list[int]], None] | None = None,
         max_workers: int = 4,
         batch_max: int = 64,
     ) -> None:
         if max_workers < 1 or batch_max < 1:
             raise ValueError("AttemptEventSink: max_workers and batch_max must be at least 1")
+        if on_ended is not None and on_ended_many is not None:
+            raise ValueError("AttemptEventSink: give on_ended or on_ended_many, not both")
         self.pbx_ids: frozenset[int] | None = frozenset(pbx_ids) if pbx_ids is not None else None
-        self.on_ended = on_ended if on_ended is not None else _default_on_ended()
-        self._on_ended_safe = self._wrap(self.on_ended) if self.on_ended is not None else None
+        if on_ended is not None:
+            one = on_ended
+
+            def each(tenant_ids: list[int]) -> None:
+                for tenant_id in tenant_ids:
+                    one(tenant_id)
+
+            on_ended_many = each
+        elif on_ended_many is None:
+            on_ended_many = _default_on_ended()
+        self._on_ended_many_safe = self._wrap(on_ended_many) if on_ended_many is not None else None
+        self._local = threading.local()  # per sink thread: the batch being applied (see _apply_all)
         self.max_workers = max_workers
         self.batch_max = batch_max
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="attempt-sink")
@@ -168,15 +183,15 @@ class AttemptEventSink:
         self._executor.shutdown(wait=True)
 
     @staticmethod
-    def _wrap(on_ended: Callable[[int], None]) -> Callable[[int], None]:
-        """The after-commit callback must not fail the event (the attempt already ended): a dispatch
+    def _wrap(on_ended_many: Callable[[list[int]], Any]) -> Callable[[list[int]], None]:
+        """The after-commit callback must not fail the events (the attempts already ended): a dispatch
         trigger that cannot be enqueued (broker down) is logged; the periodic sweep will dispatch."""
 
-        def safe(tenant_id: int) -> None:
+        def safe(tenant_ids: list[int]) -> None:
             try:
-                on_ended(tenant_id)
+                on_ended_many(tenant_ids)
             except Exception:  # the sweep is the guarantee (DESIGN.md §5 rule 3); logged with traceback
-                logger.exception("on_ended(%s) failed; the periodic sweep will dispatch", tenant_id)
+                logger.exception("on_ended(%s) failed; the periodic sweep will dispatch", tenant_ids)
 
         return safe
 
@@ -280,6 +295,10 @@ class AttemptEventSink:
         any other error is the event's own: its savepoint was rolled back and the others go on. A call's
         events handed over together are applied as one (one savepoint); if that fails for another reason
         than a transient error, each of them is applied alone, so only the failing one is lost."""
+        # The tenants of the attempts this transaction ends: appended by on_commit callbacks (so only for
+        # savepoints that were kept) when it commits, i.e. when the atomic block below is left normally.
+        ended: list[int] = []
+        self._local.ended = ended
         with transaction.atomic():
             for item in batch:
                 item.errors = [None] * len(item.events)
@@ -303,12 +322,14 @@ class AttemptEventSink:
                         raise
                     except Exception as exc:  # noqa: BLE001 - the event's own failure: its handle() raises it
                         item.errors[i] = exc
+        if ended and self._on_ended_many_safe is not None:
+            self._on_ended_many_safe(ended)
 
     def _apply_many(self, attempt_id: UUID, events: list[CallEvent]) -> None:
         """A call's events in one ``attempt_apply_many`` (a savepoint in the batch)."""
         try:
             attempt_apply_many(
-                attempt_id=attempt_id, steps=[_step(event) for event in events], on_ended=self._on_ended_safe
+                attempt_id=attempt_id, steps=[_step(event) for event in events], on_ended=self._collect_ended
             )
         except CallAttempt.DoesNotExist:
             for event in events:
@@ -317,6 +338,10 @@ class AttemptEventSink:
     def _apply(self, attempt_id: UUID, event: CallEvent) -> None:
         """One event alone (in its own savepoint)."""
         self._apply_many(attempt_id, [event])
+
+    def _collect_ended(self, tenant_id: int) -> None:
+        # Runs on commit of the batch's transaction, in the thread that applied it (see _apply_all).
+        self._local.ended.append(tenant_id)
 
 
 def _step(event: CallEvent) -> AttemptStep:

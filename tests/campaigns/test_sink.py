@@ -573,3 +573,23 @@ async def test_the_stasis_app_hands_a_calls_waiting_events_to_the_sink_together(
     assert batches == [[1], [4]]
     assert (await _async(lambda: CallAttempt.objects.get(pk=attempt.pk))).state == AttemptState.ENDED
     assert ended.tenants == [attempt.tenant_id]
+
+
+async def test_the_ends_of_one_batch_trigger_their_passes_in_one_call() -> None:
+    attempts = await _async(lambda: claimed_attempts(5))
+    calls: list[list[int]] = []
+    sink = AttemptEventSink(on_ended_many=calls.append, max_workers=1)
+    try:
+        await asyncio.gather(
+            *(sink.handle(CallEnded(str(a.pk), NOW, CallOutcome.BUSY, cause=17)) for a in attempts)
+        )
+    finally:
+        sink.close()
+    # The first end went alone (the thread was free); the four that waited were committed together.
+    assert sorted(len(c) for c in calls) == [1, 4]
+    assert sorted(t for c in calls for t in c) == sorted(a.tenant_id for a in attempts)
+
+
+def test_one_callback_or_the_other() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        AttemptEventSink(on_ended=print, on_ended_many=print)

@@ -792,6 +792,40 @@ def test_a_burst_of_triggers_enqueues_one_pass_until_it_starts(sent_passes, monk
 
 
 @pytest.mark.django_db
+def test_the_ends_of_one_commit_trigger_their_passes_a_few_tenants_per_message(monkeypatch):
+    group = tasks.TRIGGER_GROUP
+    tenants = [dialing_tenant(base_url="http://127.0.0.1:1")[0].pk for _ in range(group + 3)]
+    singles: list[Any] = []
+    groups: list[Any] = []
+    monkeypatch.setattr(dispatch_tenant_task, "apply_async", lambda args, **kw: singles.append(args))
+    monkeypatch.setattr(tasks.dispatch_tenants_task, "apply_async", lambda args, **kw: groups.append(args))
+
+    tasks.trigger_dispatch_many([*tenants, tenants[0]])  # a tenant twice in one commit: one pass
+
+    assert groups == [(tenants[:group],), (tenants[group:],)]
+    assert singles == []
+    assert all(get_redis().exists(tasks._pending_key(t)) for t in tenants)
+    # A lone end is a message of its own, as before.
+    tasks.trigger_dispatch_many([dialing_tenant(base_url="http://127.0.0.1:1")[0].pk])
+    assert len(singles) == 1 and len(groups) == 2
+
+
+@pytest.mark.django_db
+def test_a_grouped_pass_message_runs_every_pass_even_when_one_fails(monkeypatch):
+    ran: list[int] = []
+
+    def one(tenant_id: int) -> int:
+        ran.append(tenant_id)
+        if tenant_id == 2:
+            raise RuntimeError("a bug in one tenant's pass")
+        return 1
+
+    monkeypatch.setattr(dispatch_tenant_task, "run", one)
+    assert tasks.dispatch_tenants_task.run([1, 2, 3]) == 2
+    assert ran == [1, 2, 3]
+
+
+@pytest.mark.django_db
 def test_the_pending_flag_expires_with_the_message_and_is_given_back_when_enqueueing_fails(monkeypatch):
     tenant, _, _ = dialing_tenant(base_url="http://127.0.0.1:1")
 
