@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.e2e.stack import PASSWORD_ENV, SIM_APP, SIM_USER, Proc, Stack  # noqa: E402
+from tests.e2e.stack import PASSWORD_ENV, SIM_APP, SIM_USER, Proc, Stack, zone_where_it_is  # noqa: E402
 
 NUMBER_PREFIX = "+1555"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -71,12 +71,7 @@ def tenant_index_of(number: str) -> int | None:
 
 def open_zone() -> str:
     """A fixed-offset zone where it is about 14:00 now: the calling window is open for the whole run."""
-    offset = 14 - datetime.now(UTC).hour
-    if offset < -12:
-        offset += 24
-    if offset == 0:
-        return "Etc/GMT"
-    return f"Etc/GMT-{offset}" if offset > 0 else f"Etc/GMT+{-offset}"
+    return zone_where_it_is(14)
 
 
 def percentile(values: list[float], q: float) -> float | None:

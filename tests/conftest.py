@@ -84,6 +84,15 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+def database_url() -> str:
+    """The URL of the database this test runs on (the test database), for the processes it starts."""
+    db = settings.DATABASES["default"]
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
 def run_python(code: str, *, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run a Python snippet with this interpreter in the project root."""
     return subprocess.run(

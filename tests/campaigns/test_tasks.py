@@ -22,7 +22,6 @@ import aiohttp
 import httpx
 import pytest
 from celery.exceptions import Retry
-from django.conf import settings
 
 from campaigns import ratelimit, tasks
 from campaigns.lifecycle import AttemptEvent, AttemptOutcome, AttemptState
@@ -44,6 +43,8 @@ from telephony.ari import PbxConfig
 from telephony.sim.plan import parse_plan
 from tenants.models import Tenant
 from tests.campaigns.factories import make_campaign, make_contact, make_pbx, make_tenant
+from tests.conftest import database_url
+from tests.e2e.stack import zone_where_it_is
 from tests.telephony.sim.conftest import APP, PASSWORD, USER, start_sim
 
 ALL_DAY = {day: [["00:00", "24:00"]] for day in WEEKDAYS}  # still clipped to the 08:00–21:00 hard bounds
@@ -53,13 +54,7 @@ _numbers = iter(range(1000, 10000))
 
 def open_zone() -> str:
     """A fixed-offset zone where it is about 14:00 now: the calling window is open whatever the time."""
-    offset = 14 - datetime.now(UTC).hour
-    if offset < -12:
-        offset += 24
-    if offset == 0:
-        return "Etc/GMT"
-    # POSIX sign convention: Etc/GMT-3 is UTC+3.
-    return f"Etc/GMT-{offset}" if offset > 0 else f"Etc/GMT+{-offset}"
+    return zone_where_it_is(14)
 
 
 @pytest.fixture(autouse=True)
@@ -874,20 +869,12 @@ def test_the_beat_runs_the_sweep_every_second_with_a_shorter_expiry():
 # ===================================================================================== end to end (worker)
 
 
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    user = db.get("USER") or ""
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    auth = f"{user}{password}@" if user else ""
-    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
-
-
 @pytest.fixture
 def worker(subprocess_env, project_root, tmp_path, monkeypatch) -> Iterator[str]:
     """A real worker (4 threads) on a queue of its own, which is also its default queue: what it enqueues
     itself (originates after a pass) comes back to it and not to a developer's worker."""
     queue = f"test-{uuid.uuid4().hex[:12]}"
-    env = dict(subprocess_env, DATABASE_URL=_database_url(), **{PASSWORD_ENV: PASSWORD})
+    env = dict(subprocess_env, DATABASE_URL=database_url(), **{PASSWORD_ENV: PASSWORD})
     code = (
         "from orchestrator.celery import app\n"
         f"app.conf.task_default_queue = {queue!r}\n"

@@ -7,18 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
+from tests.conftest import database_url
 from tests.e2e.stack import Stack
-
-
-def database_url() -> str:
-    """The URL of the database this test runs on (the test database), for the processes it starts."""
-    db = settings.DATABASES["default"]
-    user = db.get("USER") or ""
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    auth = f"{user}{password}@" if user else ""
-    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
 @pytest.fixture

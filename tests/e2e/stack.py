@@ -22,6 +22,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,15 @@ SIM_USER = "asterisk"
 SIM_PASSWORD = "e2e-sim-password"  # noqa: S105 - a throwaway credential of a local test simulator
 SIM_APP = "orchestrator"
 PASSWORD_ENV = "E2E_ARI_PASSWORD"  # the PBX rows read the simulator's password from this variable
+
+
+def zone_where_it_is(hour: int) -> str:
+    """A fixed-offset time zone where the local hour is ``hour`` (or ``hour + 1``) now: calling windows
+    can be placed around the real clock (open, closed) without a fake one."""
+    offset = (hour - datetime.now(UTC).hour + 12) % 24 - 12
+    if offset == 0:
+        return "Etc/GMT"
+    return f"Etc/GMT-{offset}" if offset > 0 else f"Etc/GMT+{-offset}"  # POSIX signs: Etc/GMT-3 is UTC+3
 
 
 def free_port() -> int:

@@ -29,7 +29,7 @@ from campaigns.services.dnc import dnc_add
 from campaigns.windows import WEEKDAYS
 from tenants.models import Tenant
 from tests.campaigns.factories import make_campaign, make_contact, make_pbx, make_tenant
-from tests.e2e.stack import PASSWORD_ENV, SIM_APP, SIM_USER, Stack, wait_for
+from tests.e2e.stack import PASSWORD_ENV, SIM_APP, SIM_USER, Stack, wait_for, zone_where_it_is
 
 pytestmark = [
     pytest.mark.slow,
@@ -40,14 +40,6 @@ pytestmark = [
 
 ALL_DAY = {day: [["00:00", "24:00"]] for day in WEEKDAYS}  # still clipped to the 08:00–21:00 hard bounds
 RETRY_DELAY_S = 2
-
-
-def zone_where_it_is(hour: int) -> str:
-    """A fixed-offset zone where the local hour is ``hour`` or ``hour + 1`` now."""
-    offset = (hour - datetime.now(UTC).hour + 12) % 24 - 12
-    if offset == 0:
-        return "Etc/GMT"
-    return f"Etc/GMT-{offset}" if offset > 0 else f"Etc/GMT+{-offset}"  # POSIX signs: Etc/GMT-3 is UTC+3
 
 
 # Numbers: +1 212 555 G T NN — G the callee behaviour (the simulator's plan matches the prefix), T the tenant.

@@ -15,8 +15,8 @@ from campaigns.models import AttemptEvent, CallAttempt, Campaign, Lead
 from campaigns.services.campaigns import campaign_start
 from campaigns.services.contacts import lead_add
 from tests.campaigns.factories import make_campaign, make_contact, make_tenant
-from tests.e2e.stack import Proc, Stack, wait_for
-from tests.e2e.test_campaigns import ALL_DAY, LiveSampler, sim_pbx, zone_where_it_is
+from tests.e2e.stack import Proc, Stack, wait_for, zone_where_it_is
+from tests.e2e.test_campaigns import ALL_DAY, LiveSampler, sim_pbx
 
 pytestmark = [
     pytest.mark.slow,
