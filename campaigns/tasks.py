@@ -60,11 +60,12 @@ from uuid import UUID
 from celery import Task, shared_task
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from campaigns import ratelimit
 from campaigns.lifecycle import AttemptEvent, AttemptOutcome, AttemptState
-from campaigns.models import CallAttempt, Pbx
+from campaigns.models import CallAttempt, Campaign, DncEntry, Pbx
 from campaigns.phone import normalize_phone_number
 from campaigns.selectors import (
     RECHECK_CAMPAIGN_NOT_RUNNING,
@@ -76,9 +77,9 @@ from campaigns.selectors import (
     attempt_for_originate,
     attempt_recheck,
     callee_window,
+    campaign_dialing_filter,
     tenant_ids_to_dispatch,
 )
-from campaigns.services.attempts import attempt_claim_send, attempt_originate_accepted
 from campaigns.services.dispatch import attempt_apply, dispatch_tenant
 from campaigns.services.pbx import pbx_password
 from orchestrator.errors import InvalidInput
@@ -484,7 +485,15 @@ def _originate_inline(attempt: CallAttempt) -> str:
         _hand_off(pk, countdown=wait)
         return "handed_off"
     sent_at = timezone.now()
-    if not attempt_claim_send(attempt_id=pk, sent_at=sent_at, e164=e164):
+    claimed = (
+        CallAttempt.objects.filter(pk=pk, state=AttemptState.QUEUED, originate_sent_at__isnull=True)
+        .filter(
+            Exists(Campaign.objects.filter(campaign_dialing_filter(now=sent_at), pk=OuterRef("campaign_id"))),
+            ~Exists(DncEntry.objects.filter(tenant_id=OuterRef("tenant_id"), phone_number=e164)),
+        )
+        .update(originate_sent_at=sent_at)
+    )
+    if not claimed:
         _hand_off(pk)
         return "handed_off"
     try:
@@ -500,10 +509,7 @@ def _accepted(pk: UUID, *, already: bool, channel: dict[str, Any], settled: bool
     data: dict[str, Any] = {"already": already, "channel_state": channel.get("state")}
     if settled:
         data["settled"] = True
-    # The plain case (still queued) in one statement; anything else (its events came first, it ended) is
-    # refused by the state machine as usual, with its note.
-    if not attempt_originate_accepted(attempt_id=pk, data=data):
-        attempt_apply(attempt_id=pk, event=AttemptEvent.ORIGINATE_ACCEPTED, data=data)
+    attempt_apply(attempt_id=pk, event=AttemptEvent.ORIGINATE_ACCEPTED, data=data)
 
 
 def _retry_ari(self: Task[Any, Any], attempt_id: str, exc: AriRetryableError, ari_failures: int) -> str:

@@ -61,14 +61,14 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import connection, transaction
-from django.db.models import Field, Model
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
 from campaigns.lifecycle import AttemptEvent as Event
@@ -80,14 +80,13 @@ from campaigns.lifecycle import (
     retry_decision,
     transition,
 )
-from campaigns.models import AttemptEvent, CallAttempt, Campaign, Contact, Lead, Pbx
+from campaigns.models import AttemptEvent, CallAttempt, Campaign, DncEntry, Lead, Pbx
 from campaigns.selectors import (
     NO_OPENING_RETRY,
     callee_window,
-    campaign_list_dialing,
-    lead_lock_due_batch,
-    pbx_list_with_free_channels_and_campaign_live,
-    tenant_lock_for_dispatch,
+    campaign_dialing_filter,
+    live_attempts,
+    pbx_list_with_free_channels,
 )
 from tenants.models import Tenant
 
@@ -136,7 +135,22 @@ class _CampaignQueue:
             # earlier still look due in the database: a fresh query excludes them and so continues where
             # the last one ended. Rows locked by others are skipped. Each lead carries whether its number is
             # on the tenant's DNC list (``on_dnc``), read in the same query.
-            leads = lead_lock_due_batch(campaign=self.campaign, now=self.now, exclude=self.seen, batch=batch)
+            leads = list(
+                Lead.objects.filter(
+                    campaign=self.campaign, status=Lead.Status.WAITING, next_due_at__lte=self.now
+                )
+                .exclude(pk__in=self.seen)
+                .select_related("contact")
+                .annotate(
+                    on_dnc=Exists(
+                        DncEntry.objects.filter(
+                            tenant_id=self.campaign.tenant_id, phone_number=OuterRef("contact__phone_number")
+                        )
+                    )
+                )
+                .order_by("next_due_at", "pk")
+                .select_for_update(skip_locked=True, no_key=True, of=("self",))[:batch]
+            )
             self.buffer.extend(leads)
             self.seen.extend(lead.pk for lead in leads)
             self.exhausted = len(leads) < batch
@@ -152,64 +166,34 @@ class _PassWrites:
     rescheduled: list[Lead] = field(default_factory=list)  # leads outside their window, next_due_at set
 
     def flush(self, now: datetime) -> None:
-        """One statement: the attempts, their ``created`` log rows, and every lead change."""
-        leads: list[tuple[int, str, datetime | None, str | None]] = [  # id, status, next_due_at, done_reason
-            (attempt.lead_id, Lead.Status.IN_ATTEMPT, None, None) for attempt in self.attempts
-        ]
-        leads += [(lead_id, Lead.Status.SUPPRESSED, None, DONE_REASON_DNC) for lead_id in self.suppressed]
-        leads += [(lead.pk, Lead.Status.WAITING, lead.next_due_at, None) for lead in self.rescheduled]
-        if not leads:
-            return
-        updated_at = timezone.now()  # what auto_now would have set
-        for lead in self.rescheduled:
-            lead.updated_at = updated_at
-        attempts = self.attempts
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _FLUSH_SQL,
-                {
-                    "ids": [attempt.pk for attempt in attempts],
-                    "tenants": [attempt.tenant_id for attempt in attempts],
-                    "campaigns": [attempt.campaign_id for attempt in attempts],
-                    "attempt_leads": [attempt.lead_id for attempt in attempts],
-                    "pbxs": [attempt.pbx_id for attempt in attempts],
-                    "numbers": [attempt.number for attempt in attempts],
-                    "queued": AttemptState.QUEUED.value,
-                    "now": now,
-                    "state_kind": AttemptEvent.Kind.STATE.value,
-                    "lead_ids": [lead[0] for lead in leads],
-                    "statuses": [str(lead[1]) for lead in leads],
-                    "dues": [lead[2] for lead in leads],
-                    "reasons": [lead[3] for lead in leads],
-                    "updated_at": updated_at,
-                },
+        if self.attempts:
+            CallAttempt.objects.bulk_create(self.attempts)
+            AttemptEvent.objects.bulk_create(
+                AttemptEvent(
+                    attempt=attempt,
+                    at=now,
+                    kind=AttemptEvent.Kind.STATE,
+                    type="created",
+                    data={"pbx": attempt.pbx_id},
+                )
+                for attempt in self.attempts
             )
-
-
-# The writes of a pass in one statement (see _PassWrites.flush). The attempts' columns without a database
-# default get the model's defaults ('' for the texts, NULL for the times); the lead rows keep their
-# ``done_reason`` unless one is given, and are locked by this pass already.
-_FLUSH_SQL = """
-WITH new_attempts AS (
-  INSERT INTO campaigns_callattempt
-    (id, tenant_id, campaign_id, lead_id, pbx_id, number, state, outcome, queued_at,
-     cause_txt, dialstatus, error)
-  SELECT id, tenant_id, campaign_id, lead_id, pbx_id, number, %(queued)s, '', %(now)s, '', '', ''
-  FROM unnest(%(ids)s::uuid[], %(tenants)s::bigint[], %(campaigns)s::bigint[], %(attempt_leads)s::bigint[],
-              %(pbxs)s::bigint[], %(numbers)s::text[])
-    AS new (id, tenant_id, campaign_id, lead_id, pbx_id, number)
-  RETURNING id, pbx_id
-), created AS (
-  INSERT INTO campaigns_attemptevent (attempt_id, at, kind, type, data)
-  SELECT id, %(now)s, %(state_kind)s, 'created', jsonb_build_object('pbx', pbx_id) FROM new_attempts
-)
-UPDATE campaigns_lead AS l
-SET status = u.status, next_due_at = u.due, done_reason = COALESCE(u.reason, l.done_reason),
-  updated_at = %(updated_at)s
-FROM unnest(%(lead_ids)s::bigint[], %(statuses)s::text[], %(dues)s::timestamptz[], %(reasons)s::text[])
-  AS u (id, status, due, reason)
-WHERE l.id = u.id
-"""
+        updated_at = timezone.now()  # what auto_now would have set
+        if self.attempts:
+            Lead.objects.filter(pk__in=[attempt.lead_id for attempt in self.attempts]).update(
+                status=Lead.Status.IN_ATTEMPT, next_due_at=None, updated_at=updated_at
+            )
+        if self.suppressed:
+            Lead.objects.filter(pk__in=self.suppressed).update(
+                status=Lead.Status.SUPPRESSED,
+                done_reason=DONE_REASON_DNC,
+                next_due_at=None,
+                updated_at=updated_at,
+            )
+        if self.rescheduled:
+            for lead in self.rescheduled:
+                lead.updated_at = updated_at
+            Lead.objects.bulk_update(self.rescheduled, ["next_due_at", "updated_at"])
 
 
 def dispatch_tenant(
@@ -237,7 +221,7 @@ def dispatch_tenant(
     writes = _PassWrites()
     with transaction.atomic():
         # Lock order, step 1: the tenant. Serialises passes for this tenant (see the module docstring).
-        tenant = tenant_lock_for_dispatch(tenant_id=tenant_id)
+        tenant = Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).first()
         if tenant is None or tenant.status != Tenant.Status.ACTIVE:
             return []
         # The time is read once the lock is held: a pass that waited for another one stamps its attempts
@@ -245,9 +229,16 @@ def dispatch_tenant(
         now = now or timezone.now()
 
         # Every attempt has a campaign of its tenant: the tenant's live count is the sum over its campaigns.
-        # Enabled PBXs with free channels, most free first, and the live counts, in one query.
-        pbx_rows, campaign_live = pbx_list_with_free_channels_and_campaign_live(tenant_id=tenant.pk)
+        campaign_live: dict[int, int] = dict(
+            live_attempts(tenant=tenant)
+            .order_by()
+            .values("campaign")
+            .annotate(n=Count("pk"))
+            .values_list("campaign", "n")
+        )
         tenant_live = sum(campaign_live.values())
+        # Enabled PBXs with free channels (rows and live counts in one query), most free first.
+        pbx_rows = pbx_list_with_free_channels(tenant=tenant)
         pbxs = {pbx.pk: pbx for pbx, _ in pbx_rows}
         pbx_free = {pbx.pk: free for pbx, free in pbx_rows}
         capacity = min(
@@ -259,7 +250,9 @@ def dispatch_tenant(
 
         campaigns = [
             campaign
-            for campaign in campaign_list_dialing(tenant=tenant, now=now)
+            for campaign in Campaign.objects.filter(campaign_dialing_filter(now=now), tenant=tenant).order_by(
+                "-priority", "pk"
+            )
             if campaign.max_concurrent_calls - campaign_live.get(campaign.pk, 0) > 0
         ]
         scanned = 0
@@ -461,12 +454,14 @@ def attempt_apply_many(
         # Lock order: the attempt, then its lead (dispatch never waits on either; see the module docstring).
         # When a step may end the attempt, the lead is locked in the same statement (rows are locked in the
         # order of the join: the attempt first), its contact, campaign and tenant read along with it.
-        # Both reads are SQL built once: building it with the ORM cost more than running it, and this runs
-        # for every event of every call. Without an ending step only the columns _offer reads are read.
+        query = CallAttempt.objects.all()
         if ending:
-            attempt = _attempt_lock_for_end(attempt_id)
+            query = query.select_related("lead__contact", "campaign__tenant").select_for_update(
+                no_key=True, of=("self", "lead")
+            )
         else:
-            attempt = _attempt_lock_for_progress(attempt_id)
+            query = query.select_for_update(no_key=True)
+        attempt = query.get(pk=attempt_id)
         results: list[Transition | None] = []
         rows: list[AttemptEvent] = []
         changed: set[str] = set()
@@ -489,8 +484,8 @@ def attempt_apply_many(
             if result.applied and result.new is AttemptState.ENDED:
                 finished = step
         if changed:
-            _attempt_update(attempt, changed)
-        _attempt_events_insert(rows)
+            attempt.save(update_fields=sorted(changed))
+        AttemptEvent.objects.bulk_create(rows)
         if finished is not None:
             assert finished.event is not None and finished.outcome is not None  # noqa: S101
             _lead_finish(
@@ -505,151 +500,6 @@ def attempt_apply_many(
                 tenant_id = attempt.tenant_id
                 transaction.on_commit(lambda: on_ended(tenant_id))
     return results
-
-
-# The columns of an attempt that progress steps (no end) read and write: see _offer.
-_PROGRESS_FIELDS = frozenset({"id", "tenant_id", "state", "originated_at", "answered_at"})
-_sql_cache: dict[str, str] = {}
-
-
-def _attempt_lock_for_progress(attempt_id: UUID) -> CallAttempt:
-    """The attempt locked (``FOR NO KEY UPDATE``) with only the fields a progress step needs (the others
-    deferred); ``CallAttempt.DoesNotExist`` when there is none."""
-    fields = [f for f in CallAttempt._meta.concrete_fields if f.attname in _PROGRESS_FIELDS]
-    sql = _sql_cache.get("lock")
-    if sql is None:
-        qn = connection.ops.quote_name
-        # (S608: the names come from the models' metadata, the values are parameters; so below too.)
-        columns, meta = ", ".join(qn(f.column) for f in fields), CallAttempt._meta
-        sql = _sql_cache["lock"] = (
-            f"SELECT {columns} FROM {qn(meta.db_table)} "  # noqa: S608
-            f"WHERE {qn(meta.pk.column)} = %s FOR NO KEY UPDATE"
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [attempt_id])
-        row = cursor.fetchone()
-    if row is None:
-        raise CallAttempt.DoesNotExist(f"CallAttempt {attempt_id} does not exist")
-    return CallAttempt.from_db(connection.alias, [f.attname for f in fields], row)
-
-
-def _attempt_lock_for_end(attempt_id: UUID) -> CallAttempt:
-    """The attempt and its lead locked (``FOR NO KEY UPDATE``, in that order), read with the lead's contact
-    and the campaign and its tenant in one statement: ``select_related("lead__contact",
-    "campaign__tenant").select_for_update(no_key=True, of=("self", "lead")).get(pk=attempt_id)``."""
-    joined: tuple[type[Model], ...] = (CallAttempt, Lead, Contact, Campaign, Tenant)
-    sql = _sql_cache.get("lock_end")
-    if sql is None:
-        qn = connection.ops.quote_name
-
-        def col(model: type[Model], name: str) -> str:
-            meta = model._meta
-            target = meta.pk if name == "pk" else _concrete(model, name)
-            assert target is not None  # noqa: S101
-            return f"{qn(meta.db_table)}.{qn(target.column)}"
-
-        def join(model: type[Model], on: str) -> str:
-            return f" INNER JOIN {qn(model._meta.db_table)} ON {col(model, 'pk')} = {on}"
-
-        columns = ", ".join(
-            f"{qn(model._meta.db_table)}.{qn(f.column)}"
-            for model in joined
-            for f in model._meta.concrete_fields
-        )
-        sql = _sql_cache["lock_end"] = (
-            f"SELECT {columns} FROM {qn(CallAttempt._meta.db_table)}"  # noqa: S608
-            + join(Lead, col(CallAttempt, "lead"))
-            + join(Contact, col(Lead, "contact"))
-            + join(Campaign, col(CallAttempt, "campaign"))
-            + join(Tenant, col(Campaign, "tenant"))
-            + f" WHERE {col(CallAttempt, 'pk')} = %s"
-            + f" FOR NO KEY UPDATE OF {qn(CallAttempt._meta.db_table)}, {qn(Lead._meta.db_table)}"
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [attempt_id])
-        row = cursor.fetchone()
-    if row is None:
-        raise CallAttempt.DoesNotExist(f"CallAttempt {attempt_id} does not exist")
-    objects: list[Model] = []
-    start = 0
-    for model in joined:
-        fields = model._meta.concrete_fields
-        values = list(row[start : start + len(fields)])
-        start += len(fields)
-        for i, (col, converters) in enumerate(_converters(model)):
-            for convert in converters:
-                values[i] = convert(values[i], col, connection)
-        objects.append(model.from_db(connection.alias, [f.attname for f in fields], values))
-    attempt, lead_obj, contact_obj, campaign_obj, tenant_obj = objects
-    assert isinstance(attempt, CallAttempt) and isinstance(lead_obj, Lead)  # noqa: S101
-    assert isinstance(contact_obj, Contact) and isinstance(campaign_obj, Campaign)  # noqa: S101
-    assert isinstance(tenant_obj, Tenant)  # noqa: S101
-    lead_obj.contact = contact_obj
-    campaign_obj.tenant = tenant_obj
-    attempt.lead = lead_obj
-    attempt.campaign = campaign_obj
-    return attempt
-
-
-_converter_cache: dict[type[Model], list[tuple[Any, list[Any]]]] = {}
-
-
-def _converters(model: type[Model]) -> list[tuple[Any, list[Any]]]:
-    """Per concrete field of ``model``: (its column expression, the converters the ORM applies to what the
-    database returns for it, e.g. JSON decoding)."""
-    found = _converter_cache.get(model)
-    if found is None:
-        found = []
-        for f in model._meta.concrete_fields:
-            col = f.get_col(model._meta.db_table)
-            found.append((col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)))
-        _converter_cache[model] = found
-    return found
-
-
-def _update_fields(obj: Model, names: Iterable[str]) -> None:
-    """``obj.save(update_fields=names)`` as one plain UPDATE, for models without save signals or a custom
-    ``save`` (CallAttempt, Lead): ``pre_save`` still sets ``auto_now`` fields."""
-    meta = obj._meta
-    fields = [_concrete(type(obj), name) for name in sorted(names)]
-    qn = connection.ops.quote_name
-    assert meta.pk is not None  # noqa: S101
-    assignments = ", ".join(f"{qn(f.column)} = %s" for f in fields)
-    sql = f"UPDATE {qn(meta.db_table)} SET {assignments} WHERE {qn(meta.pk.column)} = %s"  # noqa: S608
-    params = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, obj.pk])
-
-
-def _concrete(model: type[Model], name: str) -> Field[Any, Any]:
-    found = model._meta.get_field(name)
-    assert isinstance(found, Field) and found.concrete  # noqa: S101
-    return found
-
-
-def _attempt_update(attempt: CallAttempt, changed: set[str]) -> None:
-    _update_fields(attempt, changed)
-
-
-def _attempt_events_insert(rows: Sequence[AttemptEvent]) -> None:
-    """``AttemptEvent.objects.bulk_create(rows)`` as one INSERT, without reading the ids back."""
-    if not rows:
-        return
-    meta = AttemptEvent._meta
-    names = ("attempt", "at", "kind", "type", "data")
-    fields = [_concrete(AttemptEvent, name) for name in names]
-    sql = _sql_cache.get("events")
-    if sql is None:
-        qn = connection.ops.quote_name
-        sql = _sql_cache["events"] = (
-            f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "  # noqa: S608
-        )
-    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))
-    params: list[Any] = []
-    for row in rows:
-        params.extend(f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields)
-    with connection.cursor() as cursor:
-        cursor.execute(sql + values, params)
 
 
 def _offer(
@@ -741,13 +591,13 @@ def _lead_finish(
     if lead.status != Lead.Status.IN_ATTEMPT:
         # Someone finished or suppressed the lead while the call was live (e.g. an opt-out handled
         # elsewhere): keep that decision; only the counter and the last outcome are recorded.
-        _update_fields(lead, fields)
+        lead.save(update_fields=fields)
         return
     fields += ["status", "next_due_at", "done_reason"]
     if event is Event.CANCELLED and outcome is AttemptOutcome.OPTED_OUT:
         # The re-check found the number on the DNC list: the same result as finding it at claim time.
         lead.status, lead.next_due_at, lead.done_reason = Lead.Status.SUPPRESSED, None, DONE_REASON_DNC
-        _update_fields(lead, fields)
+        lead.save(update_fields=fields)
         return
     decision = retry_decision(
         outcome=outcome,
@@ -765,4 +615,4 @@ def _lead_finish(
         lead.status, lead.next_due_at, lead.done_reason = Lead.Status.WAITING, due, ""
     else:
         lead.status, lead.next_due_at, lead.done_reason = Lead.Status.DONE, None, decision.reason
-    _update_fields(lead, fields)
+    lead.save(update_fields=fields)
