@@ -60,6 +60,9 @@ LIVE_STATES: frozenset[AttemptState] = frozenset(
     }
 )
 
+# Live states in which the PBX has (had) the channel: a queued attempt's originate may not have been sent.
+PLACED_STATES: frozenset[AttemptState] = LIVE_STATES - {AttemptState.QUEUED}
+
 
 class AttemptOutcome(StrEnum):
     ANSWERED = "answered"

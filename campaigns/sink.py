@@ -55,8 +55,9 @@ from uuid import UUID
 
 from django.db import InterfaceError, OperationalError, close_old_connections, connections, transaction
 
-from campaigns.lifecycle import LIVE_STATES, AttemptOutcome, AttemptState
+from campaigns import lifecycle
 from campaigns.lifecycle import AttemptEvent as Event
+from campaigns.lifecycle import AttemptOutcome
 from campaigns.models import CallAttempt, Pbx
 from campaigns.services.dispatch import AttemptStep, attempt_apply_many
 from telephony.events import (
@@ -75,7 +76,7 @@ T = TypeVar("T")
 
 # Live states in which the PBX has (had) the channel: a queued attempt's originate may not have been sent,
 # so it is not "live on the PBX" (see telephony.events.CallEventSink.live_call_ids).
-PLACED_STATES: tuple[str, ...] = tuple(sorted(s.value for s in LIVE_STATES if s is not AttemptState.QUEUED))
+PLACED_STATES: tuple[str, ...] = tuple(sorted(s.value for s in lifecycle.PLACED_STATES))
 
 
 #: Pauses between tries when the database fails transiently (then the error reaches the Stasis app's log).

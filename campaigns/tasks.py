@@ -80,7 +80,7 @@ from campaigns.selectors import (
     campaign_dialing_filter,
     tenant_ids_to_dispatch,
 )
-from campaigns.services.dispatch import attempt_apply, dispatch_tenant
+from campaigns.services.dispatch import attempt_apply, attempts_end_overdue, dispatch_tenant
 from campaigns.services.pbx import pbx_password
 from orchestrator.errors import InvalidInput
 from orchestrator.redis_client import get_redis
@@ -201,6 +201,12 @@ def _hand_off(attempt_id: UUID, *, countdown: float = 0.0, ari_failures: int = 0
     originate_attempt.apply_async(
         (str(attempt_id),), {"ari_failures": ari_failures} if ari_failures else None, **options
     )
+
+
+@shared_task(name="campaigns.tasks.end_overdue_attempts", ignore_result=True)
+def end_overdue_attempts() -> int:
+    """End placed attempts whose call never reported an end within its hard maximum; returns how many."""
+    return len(attempts_end_overdue(on_ended=trigger_dispatch))
 
 
 @shared_task(name="campaigns.tasks.resume_stalled_attempts")

@@ -74,6 +74,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Queued attempts whose originate task was lost (a worker killed after the dispatch committed) get a
     # new one; the originate task is safe to run twice.
     "resume-stalled-attempts": every(10, "campaigns.tasks.resume_stalled_attempts", expires=9),
+    # Placed attempts whose end never arrived (their Stasis app down for good) end after their hard maximum.
+    "end-overdue-attempts": every(60, "campaigns.tasks.end_overdue_attempts", expires=55),
 }
 
 app = Celery("orchestrator")

@@ -63,16 +63,17 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
-from campaigns.lifecycle import AttemptEvent as Event
 from campaigns.lifecycle import (
+    PLACED_STATES,
     AttemptOutcome,
     AttemptState,
     Transition,
@@ -80,6 +81,7 @@ from campaigns.lifecycle import (
     retry_decision,
     transition,
 )
+from campaigns.lifecycle import AttemptEvent as Event
 from campaigns.models import AttemptEvent, CallAttempt, Campaign, DncEntry, Lead, Pbx
 from campaigns.selectors import (
     NO_OPENING_RETRY,
@@ -616,3 +618,48 @@ def _lead_finish(
     else:
         lead.status, lead.next_due_at, lead.done_reason = Lead.Status.DONE, None, decision.reason
     lead.save(update_fields=fields)
+
+
+# ------------------------------------------------------------------------------------------ overdue ends
+
+#: How long past its hard maximum (ring timeout + ``settings.MAX_CALL_DURATION_S``) a placed attempt may
+#: stay live before the overdue sweep ends it: the Stasis app hangs calls up at the maximum and reconciles
+#: after every reconnect, so an attempt still live this long after has lost its end for good (its Stasis
+#: app has been down all that time).
+OVERDUE_GRACE = timedelta(minutes=5)
+
+
+def attempts_end_overdue(
+    *, now: datetime | None = None, on_ended: Callable[[int], None] | None = None, limit: int = 500
+) -> list[UUID]:
+    """End every placed attempt older than its hard maximum plus :data:`OVERDUE_GRACE` (DESIGN.md §5 rule
+    5: no attempt stays live longer than its hard maximum); returns their ids.
+
+    The outcome is ``answered`` if the call was answered, else ``failed``; the end's data says
+    ``reason: "overdue"``. An end event arriving later is refused as a duplicate, as usual.
+    """
+    now = now or timezone.now()
+    longest_ring = (
+        Campaign.objects.order_by("-ring_timeout").values_list("ring_timeout", flat=True).first() or 0
+    )
+    cutoff = now - timedelta(seconds=settings.MAX_CALL_DURATION_S + longest_ring) - OVERDUE_GRACE
+    overdue = list(
+        CallAttempt.objects.filter(state__in=[s.value for s in PLACED_STATES], queued_at__lt=cutoff)
+        .order_by("queued_at")
+        .values_list("pk", "answered_at")[:limit]
+    )
+    ended = []
+    for attempt_id, answered_at in overdue:
+        result = attempt_apply(
+            attempt_id=attempt_id,
+            event=Event.ENDED,
+            at=now,
+            outcome=AttemptOutcome.ANSWERED if answered_at else AttemptOutcome.FAILED,
+            error="no end of the call reached the orchestrator within its hard maximum",
+            data={"reason": "overdue"},
+            on_ended=on_ended,
+        )
+        if result.applied:
+            logger.warning("attempt %s: no end within its hard maximum; ended as overdue", attempt_id)
+            ended.append(attempt_id)
+    return ended

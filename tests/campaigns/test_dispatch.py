@@ -17,7 +17,14 @@ from campaigns.lifecycle import LIVE_STATES, AttemptEvent, AttemptOutcome, Attem
 from campaigns.models import AttemptEvent as AttemptLog
 from campaigns.models import CallAttempt, Campaign, Lead
 from campaigns.selectors import attempt_recheck, lead_why_not_dialed
-from campaigns.services.dispatch import AttemptStep, attempt_apply, attempt_apply_many, dispatch_tenant
+from campaigns.services.dispatch import (
+    OVERDUE_GRACE,
+    AttemptStep,
+    attempt_apply,
+    attempt_apply_many,
+    attempts_end_overdue,
+    dispatch_tenant,
+)
 from campaigns.services.dnc import dnc_add
 from campaigns.windows import WEEKDAYS
 from tenants.models import Tenant
@@ -836,3 +843,37 @@ def test_concurrent_passes_and_call_ends_keep_the_cap_and_every_lead_in_one_stat
         assert (lead.status, live) in {("waiting", 0), ("in_attempt", 1)}
         assert lead.status != "waiting" or lead.next_due_at is not None
     assert AttemptLog.objects.filter(kind="state", type="created").count() == CallAttempt.objects.count()
+
+
+@pytest.mark.django_db
+def test_placed_attempts_past_their_hard_maximum_are_ended_and_only_those(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.MAX_CALL_DURATION_S = 600
+    overdue, answered, recent = (claimed_attempt(ring_timeout=30) for _ in range(3))
+    queued = claimed_attempt(ring_timeout=30)
+    for attempt in (overdue, answered, recent):
+        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ORIGINATE_ACCEPTED, at=at(1))
+    attempt_apply(attempt_id=answered.pk, event=AttemptEvent.ANSWERED, at=at(5))
+    CallAttempt.objects.filter(pk=recent.pk).update(queued_at=at(100))
+    limit = 600 + 30 + OVERDUE_GRACE.total_seconds()  # the others were claimed at NOW
+    tenants: list[int] = []
+
+    assert attempts_end_overdue(now=at(limit - 1), on_ended=tenants.append) == []
+    with django_capture_on_commit_callbacks(execute=True):
+        ended = attempts_end_overdue(now=at(limit + 1), on_ended=tenants.append)
+
+    assert sorted(ended) == sorted([overdue.pk, answered.pk])
+    assert CallAttempt.objects.get(pk=recent.pk).state == AttemptState.DIALING
+    by_id = {a.pk: a for a in CallAttempt.objects.filter(pk__in=ended)}
+    assert by_id[overdue.pk].outcome == AttemptOutcome.FAILED
+    assert by_id[answered.pk].outcome == AttemptOutcome.ANSWERED
+    assert all(a.state == AttemptState.ENDED and "hard maximum" in a.error for a in by_id.values())
+    assert len(tenants) == 2
+    # A queued attempt is not the overdue sweep's business (the stalled sweep resumes it).
+    assert CallAttempt.objects.get(pk=queued.pk).state == AttemptState.QUEUED
+    # The late real end is refused as a duplicate.
+    late = attempt_apply(
+        attempt_id=overdue.pk, event=AttemptEvent.ENDED, at=at(limit + 2), outcome=AttemptOutcome.BUSY
+    )
+    assert not late.applied
