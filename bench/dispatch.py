@@ -452,7 +452,7 @@ def run(args: argparse.Namespace, stack: Stack, db_url: str) -> dict[str, Any]:
             Path(args.profile_dir).mkdir(parents=True, exist_ok=True)
             profile = ["-m", "cProfile", "-o", str(Path(args.profile_dir).resolve() / f"worker{k}.prof")]
         workers.append(
-            stack.start_worker_with(
+            stack.start_worker(
                 f"worker{k}",
                 concurrency=args.concurrency,
                 pool=args.pool,
@@ -460,7 +460,7 @@ def run(args: argparse.Namespace, stack: Stack, db_url: str) -> dict[str, Any]:
                 interpreter_args=profile,
             )
         )
-    beat = stack.start_beat_with(loglevel=args.worker_log_level)
+    beat = stack.start_beat(loglevel=args.worker_log_level)
     dial_started = time.time()
     log(f"{args.workers} worker(s) ({args.pool} × {args.concurrency}), beat and Stasis app started")
 

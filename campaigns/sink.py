@@ -46,7 +46,6 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -82,13 +81,6 @@ PLACED_STATES: tuple[str, ...] = tuple(sorted(s.value for s in lifecycle.PLACED_
 #: Pauses between tries when the database fails transiently (then the error reaches the Stasis app's log).
 RETRY_DELAYS_S: tuple[float, ...] = (0.1, 0.5, 2.0)
 
-#: How long a sink thread keeps its database connection. Django's CONN_MAX_AGE is per request (0: closed
-#: after each); the sink's threads live as long as the process and apply events back to back, and a new
-#: connection per event cost ~10 ms, more than the transaction. One error that leaves it unusable still
-#: closes it at once.
-CONNECTION_KEEP_S = 300.0
-
-_kept = threading.local()  # per sink thread: id() of each alias's connection whose age was extended
 
 #: The database errors worth another try: connection lost, failover, lock timeout, deadlock victim.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
@@ -206,7 +198,6 @@ class AttemptEventSink:
         try:
             return fn(*args)
         finally:
-            _keep_connections()
             close_old_connections()
 
     # --------------------------------------------------------------------------------- the protocol
@@ -369,16 +360,6 @@ def _step(event: CallEvent) -> AttemptStep:
     if isinstance(event, MediaGone):
         return AttemptStep(event=None, note="media_gone", at=event.at, data={})
     raise TypeError(f"not a call event: {event!r}")
-
-
-def _keep_connections() -> None:
-    """Let this thread's connections live CONNECTION_KEEP_S from when they were opened (see there)."""
-    for conn in connections.all(initialized_only=True):
-        raw = conn.connection
-        if raw is None or conn.close_at is None or getattr(_kept, conn.alias, None) == id(raw):
-            continue
-        setattr(_kept, conn.alias, id(raw))
-        conn.close_at = max(conn.close_at, time.monotonic() + CONNECTION_KEEP_S)
 
 
 def _attempt_id(call_id: str) -> UUID | None:

@@ -160,15 +160,7 @@ class Stack:
         wait_for(lambda: _port_open(self.media_port), timeout=20, what="the media sink")
         return proc
 
-    def start_worker(self, name: str = "worker", *, concurrency: int = 4, pool: str = "threads") -> Proc:
-        return self.spawn(
-            name,
-            ["-m", "celery", "-A", "orchestrator", "worker", f"--pool={pool}", "-c", str(concurrency),
-             "-n", f"{name}-{self.queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "--loglevel=INFO"],
-        )  # fmt: skip
-
-    def start_worker_with(
+    def start_worker(
         self,
         name: str = "worker",
         *,
@@ -178,8 +170,8 @@ class Stack:
         env: dict[str, str] | None = None,
         interpreter_args: list[str] | None = None,
     ) -> Proc:
-        """:meth:`start_worker` with a log level, extra environment and interpreter arguments placed before
-        ``-m celery`` (e.g. ``["-m", "cProfile", "-o", path]``), for benchmarks."""
+        """A Celery worker on the stack's queue. ``interpreter_args`` go before ``-m celery`` (e.g.
+        ``["-m", "cProfile", "-o", path]`` in a benchmark)."""
         return self.spawn(
             name,
             [*(interpreter_args or []), "-m", "celery", "-A", "orchestrator", "worker", f"--pool={pool}",
@@ -188,18 +180,11 @@ class Stack:
             env=env,
         )  # fmt: skip
 
-    def start_beat_with(self, *, loglevel: str = "INFO") -> Proc:
-        """:meth:`start_beat` with a log level, for benchmarks."""
+    def start_beat(self, *, loglevel: str = "INFO") -> Proc:
         schedule = self.directory / "celerybeat-schedule"
         return self.spawn(
             "beat",
             ["-m", "celery", "-A", "orchestrator", "beat", "-s", str(schedule), f"--loglevel={loglevel}"],
-        )
-
-    def start_beat(self) -> Proc:
-        schedule = self.directory / "celerybeat-schedule"
-        return self.spawn(
-            "beat", ["-m", "celery", "-A", "orchestrator", "beat", "-s", str(schedule), "--loglevel=INFO"]
         )
 
     def start_stasis(self, pbx_id: int, *, env: dict[str, str] | None = None) -> Proc:
