@@ -153,9 +153,15 @@ def attempt_recheck(
     except InvalidInput:
         return RECHECK_INVALID_NUMBER
     window = callee_window(campaign=attempt.campaign, contact=attempt.lead.contact, tenant=attempt.tenant)
-    if window is None or not window.is_open(now) or not window.is_open(now + WINDOW_CLOSING_MARGIN):
+    if not window_open_for_originate(window, now):
         return RECHECK_OUTSIDE_WINDOW
     return None
+
+
+def window_open_for_originate(window: CalleeWindow | None, now: datetime) -> bool:
+    """Whether a call may be placed now: the window is open and does not close within
+    :data:`WINDOW_CLOSING_MARGIN` (None: the window cannot be evaluated, so no)."""
+    return window is not None and window.is_open(now) and window.is_open(now + WINDOW_CLOSING_MARGIN)
 
 
 def tenant_ids_to_dispatch(*, now: datetime) -> list[int]:

@@ -73,12 +73,12 @@ from campaigns.selectors import (
     RECHECK_INVALID_NUMBER,
     RECHECK_NOT_QUEUED,
     RECHECK_OUTSIDE_WINDOW,
-    WINDOW_CLOSING_MARGIN,
     attempt_for_originate,
     attempt_recheck,
     callee_window,
     campaign_dialing_filter,
     tenant_ids_to_dispatch,
+    window_open_for_originate,
 )
 from campaigns.services.dispatch import attempt_apply, attempts_end_overdue, dispatch_tenant
 from campaigns.services.pbx import pbx_password
@@ -363,12 +363,7 @@ def originate_attempt(self: Task[Any, Any], attempt_id: str, ari_failures: int =
     if attempt.originate_sent_at is not None:
         return _settle(self, attempt, client, ari_failures)
 
-    wait = ratelimit.acquire_all(
-        [
-            (ratelimit.tenant_key(attempt.tenant_id), attempt.tenant.calls_per_second),
-            (ratelimit.pbx_key(pbx.pk), pbx.calls_per_second),
-        ]
-    )
+    wait = _cps_wait(attempt, pbx)
     if wait > 0:
         # No slot this second: come back when one frees up. Not an ARI failure, so not counted; the
         # attempt stays queued and nothing was dialed.
@@ -425,6 +420,16 @@ def _send(attempt: CallAttempt, client: AriClient, sent_at: datetime) -> str:
 # ---------------------------------------------------------------------------------- originate, inline
 
 
+def _cps_wait(attempt: CallAttempt, pbx: Pbx) -> float:
+    """Take a calls-per-second slot of the attempt's tenant and of its PBX; 0, or the seconds to wait."""
+    return ratelimit.acquire_all(
+        [
+            (ratelimit.tenant_key(attempt.tenant_id), attempt.tenant.calls_per_second),
+            (ratelimit.pbx_key(pbx.pk), pbx.calls_per_second),
+        ]
+    )
+
+
 def originate_claimed(attempts: list[CallAttempt]) -> None:
     """Originate the attempts a dispatch pass has just claimed and committed, in the dispatch task itself
     (one after the other: a pass claims a few), saving a message and the reads of a task per call.
@@ -467,13 +472,7 @@ def _originate_inline(attempt: CallAttempt) -> str:
         e164 = normalize_phone_number(attempt.number, field="number")
     except InvalidInput:
         e164 = None
-    if (
-        pbx is None
-        or e164 is None
-        or window is None
-        or not window.is_open(now)
-        or not window.is_open(now + WINDOW_CLOSING_MARGIN)
-    ):
+    if pbx is None or e164 is None or not window_open_for_originate(window, now):
         _hand_off(pk)
         return "handed_off"
     try:
@@ -481,12 +480,7 @@ def _originate_inline(attempt: CallAttempt) -> str:
     except ImproperlyConfigured:
         _hand_off(pk)
         return "handed_off"
-    wait = ratelimit.acquire_all(
-        [
-            (ratelimit.tenant_key(attempt.tenant_id), attempt.tenant.calls_per_second),
-            (ratelimit.pbx_key(pbx.pk), pbx.calls_per_second),
-        ]
-    )
+    wait = _cps_wait(attempt, pbx)
     if wait > 0:
         _hand_off(pk, countdown=wait)
         return "handed_off"
