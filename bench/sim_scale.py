@@ -232,7 +232,8 @@ class Snapshot:
 
 class Generator:
     def __init__(self, args: argparse.Namespace) -> None:
-        from telephony.sim import audio, audiosocket
+        from media import audiosocket
+        from telephony.sim import audio
 
         self.args = args
         self.t_start = time.monotonic()

@@ -27,7 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from . import audio, audiosocket
+from media import audiosocket
+
+from . import audio
 from .audio import MediaFormat
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from telephony.sim import audiosocket
+from media import audiosocket
 from telephony.sim.engine import Pbx
 from telephony.sim.plan import Plan, parse_plan
 from telephony.sim.server import make_app

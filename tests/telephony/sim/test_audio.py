@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from media.audiosocket import AUDIO_KIND_RATES
 from telephony.sim.audio import (
     FORMATS,
     HeardMeter,
@@ -29,7 +30,6 @@ from telephony.sim.audio import (
     ulaw_decode,
     ulaw_encode,
 )
-from telephony.sim.audiosocket import AUDIO_KIND_RATES
 
 RATES = [8000, 12000, 16000, 24000, 32000, 48000]
 

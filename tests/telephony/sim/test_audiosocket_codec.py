@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telephony.sim.audiosocket import (
+from media.audiosocket import (
     AUDIO_KIND_RATES,
     AUDIO_KINDS,
     HANGUP_MESSAGE,

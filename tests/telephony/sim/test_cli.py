@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from telephony.sim import audiosocket
+from media import audiosocket
 
 from .conftest import MediaServer, wait_until
 
