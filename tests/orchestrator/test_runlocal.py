@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from orchestrator.management.commands.runlocal import SIM_PLAN, process_specs
 from orchestrator.supervisor import ProcessSpec, Supervisor
@@ -132,7 +133,7 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path)
 
 
 def test_process_specs_start_web_the_simulator_worker_beat_and_stasis(tmp_path):
-    specs = {spec.name: spec for spec in process_specs(base_dir=tmp_path, python="py")}
+    specs = {spec.name: spec for spec in process_specs(base_dir=tmp_path, python="py", environ={})}
     assert list(specs["web"].argv) == [
         "py",
         str(tmp_path / "manage.py"),
@@ -156,12 +157,25 @@ def test_process_specs_start_web_the_simulator_worker_beat_and_stasis(tmp_path):
         "--pbx",
         "demo-sim",
     ]
-    assert list(specs) == ["web", "sim", "worker", "beat", "stasis"]
+    assert list(specs) == ["web", "sim", "worker", "beat", "stasis", "agent", "media"]
+    assert list(specs["media"].argv) == ["py", "-m", "media"]
+    assert specs["media"].env["REALTIME_URL"] == "ws://127.0.0.1:8765/v1/realtime"
+    assert specs["media"].env["MEDIA_LISTEN"] == "127.0.0.1:9092"
+    assert specs["media"].env["CELERY_BROKER_URL"] == settings.CELERY_BROKER_URL
+    assert list(specs["agent"].argv)[:5] == ["py", "-m", "media.localai", "--mode", "agent"]
 
     (tmp_path / SIM_PLAN).parent.mkdir(parents=True)
     (tmp_path / SIM_PLAN).write_text("{}\n")
     sim = list({s.name: s for s in process_specs(base_dir=tmp_path, python="py")}["sim"].argv)
     assert sim[sim.index("--plan") + 1] == str(tmp_path / SIM_PLAN)
+
+
+def test_with_an_openai_key_the_media_worker_talks_to_openai_and_no_local_agent_runs(tmp_path):
+    specs = {
+        s.name: s for s in process_specs(base_dir=tmp_path, python="py", environ={"OPENAI_API_KEY": "k"})
+    }
+    assert "agent" not in specs
+    assert "REALTIME_URL" not in specs["media"].env  # the worker's default: OpenAI's GA endpoint
 
 
 def _free_port() -> int:

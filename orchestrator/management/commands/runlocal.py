@@ -28,11 +28,21 @@ SIM_PLAN = Path("deploy") / "sim-plan.yaml"
 # The demo PBX row (manage.py seed_demo) reads the simulator's password from this variable.
 SIM_ARI_PASSWORD_ENV = "SIM_ARI_PASSWORD"  # noqa: S105 - a variable name, not a password
 DEMO_PBX = "demo-sim"
+# The media worker listens where settings.MEDIA_WORKER_HOSTS points by default; with no OpenAI key and no
+# REALTIME_URL, its calls go to the local agent (a Realtime-protocol stand-in) on LOCAL_AGENT_PORT.
+MEDIA_LISTEN = "127.0.0.1:9092"
+LOCAL_AGENT_PORT = 8765
 
 
 def process_specs(
-    *, base_dir: Path, web_address: str = WEB_ADDRESS, python: str = sys.executable, pbx: str = DEMO_PBX
+    *,
+    base_dir: Path,
+    web_address: str = WEB_ADDRESS,
+    python: str = sys.executable,
+    pbx: str = DEMO_PBX,
+    environ: dict[str, str] | None = None,
 ) -> list[ProcessSpec]:
+    environ = dict(os.environ) if environ is None else environ
     manage = str(base_dir / "manage.py")
     celery = [python, "-m", "celery", "-A", "orchestrator"]
     sim = [
@@ -55,13 +65,31 @@ def process_specs(
         ProcessSpec("beat", [*celery, "beat", "--loglevel", "INFO"]),
         # The Stasis app reconnects with backoff, so starting it alongside the simulator is fine.
         ProcessSpec("stasis", [python, manage, "run_stasis", "--pbx", pbx]),
+        *media_specs(python=python, environ=environ),
     ]
+
+
+def media_specs(*, python: str, environ: dict[str, str]) -> list[ProcessSpec]:
+    """The media worker, and the local agent when neither an OpenAI key nor a REALTIME_URL is given."""
+    media_env = {
+        "MEDIA_LISTEN": environ.get("MEDIA_LISTEN", MEDIA_LISTEN),
+        # kombu's spelling of the (possibly embedded, unix-socket) Redis; the media worker has no Django.
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+    }
+    specs = []
+    if not environ.get("OPENAI_API_KEY") and not environ.get("REALTIME_URL"):
+        media_env["REALTIME_URL"] = f"ws://127.0.0.1:{LOCAL_AGENT_PORT}/v1/realtime"
+        agent = [python, "-m", "media.localai", "--mode", "agent", "--port", str(LOCAL_AGENT_PORT)]
+        specs.append(ProcessSpec("agent", agent))
+    specs.append(ProcessSpec("media", [python, "-m", "media"], env=media_env))
+    return specs
 
 
 class Command(BaseCommand):
     help = (
-        "Run the product locally (web, Celery worker and beat, PBX simulator, Stasis app) until Ctrl-C; "
-        "one process dying stops all."
+        "Run the product locally (web, Celery worker and beat, PBX simulator, Stasis app, media worker and, "
+        "without an OpenAI key, the local agent) until Ctrl-C; one process dying stops all."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:

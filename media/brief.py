@@ -1,0 +1,126 @@
+"""The call brief: what the orchestrator tells the media worker about a call, read from Redis by call UUID.
+
+The orchestrator writes it (``media:brief:<call id>``, JSON, with a TTL) right before it places the call, so
+it is there when the AudioSocket leg connects. Unknown keys are ignored (a newer orchestrator may add some);
+a brief that is not a JSON object or lacks what the agent cannot do without is refused as a whole, and the
+caller then gets the same apology as for a missing brief.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+BRIEF_KEY_PREFIX = "media:brief:"
+
+
+def brief_key(call_id: str) -> str:
+    return f"{BRIEF_KEY_PREFIX}{call_id}"
+
+
+class BriefError(ValueError):
+    """The stored brief cannot be used."""
+
+
+@dataclass(frozen=True)
+class TransferTarget:
+    number: str
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class Brief:
+    call_id: str
+    tenant_id: int | None = None
+    attempt_id: str = ""
+    command_key: str = ""
+    number: str = ""
+    caller_id: str = ""
+    timezone: str = "UTC"
+    instructions: str = ""
+    greeting: str = ""
+    voice: str = "alloy"
+    model: str = ""
+    language: str = "en"
+    turn_detection: str = "server_vad"
+    tools: tuple[str, ...] = ()
+    transfer_targets: tuple[TransferTarget, ...] = ()
+    max_call_s: float | None = None
+    silence_prompt_s: float = 10.0
+    silence_end_s: float = 25.0
+    transfer_timeout_s: float = 30.0
+    contact_name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _str(data: dict[str, Any], key: str, default: str = "") -> str:
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str | int):
+        raise BriefError(f"brief field {key!r} must be a string")
+    return str(value)
+
+
+def _seconds(limits: dict[str, Any], key: str, default: float | None) -> float | None:
+    value = limits.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise BriefError(f"brief limit {key!r} must be a positive number")
+    return float(value)
+
+
+def parse_brief(raw: bytes | str, *, call_id: str) -> Brief:
+    """A :class:`Brief` from its stored JSON; :class:`BriefError` when it is unusable."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BriefError(f"brief is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BriefError("brief is not a JSON object")
+    stored_id = _str(data, "call_id", call_id)
+    if stored_id.lower() != call_id.lower():
+        raise BriefError(f"brief is for call {stored_id}, not {call_id}")
+    tenant = data.get("tenant_id")
+    if tenant is not None and (isinstance(tenant, bool) or not isinstance(tenant, int)):
+        raise BriefError("brief field 'tenant_id' must be an integer")
+    tools = data.get("tools") or []
+    if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+        raise BriefError("brief field 'tools' must be a list of names")
+    targets = []
+    for target in data.get("transfer_targets") or []:
+        if not isinstance(target, dict) or not target.get("endpoint"):
+            raise BriefError("brief transfer targets need an 'endpoint'")
+        targets.append(TransferTarget(number=_str(target, "number"), endpoint=_str(target, "endpoint")))
+    limits = data.get("limits") or {}
+    if not isinstance(limits, dict):
+        raise BriefError("brief field 'limits' must be an object")
+    turn_detection = _str(data, "turn_detection", "server_vad") or "server_vad"
+    if turn_detection not in ("server_vad", "semantic_vad"):
+        raise BriefError(f"brief turn_detection {turn_detection!r} is neither server_vad nor semantic_vad")
+    contact = data.get("contact") or {}
+    return Brief(
+        call_id=call_id,
+        tenant_id=tenant,
+        attempt_id=_str(data, "attempt_id", call_id),
+        command_key=_str(data, "command_key"),
+        number=_str(data, "number"),
+        caller_id=_str(data, "caller_id"),
+        timezone=_str(data, "timezone", "UTC") or "UTC",
+        instructions=_str(data, "instructions"),
+        greeting=_str(data, "greeting"),
+        voice=_str(data, "voice", "alloy") or "alloy",
+        model=_str(data, "model"),
+        language=_str(data, "language", "en") or "en",
+        turn_detection=turn_detection,
+        tools=tuple(tools),
+        transfer_targets=tuple(targets),
+        max_call_s=_seconds(limits, "max_call_s", None),
+        silence_prompt_s=_seconds(limits, "silence_prompt_s", 10.0) or 10.0,
+        silence_end_s=_seconds(limits, "silence_end_s", 25.0) or 25.0,
+        transfer_timeout_s=_seconds(limits, "transfer_timeout_s", 30.0) or 30.0,
+        contact_name=_str(contact, "name") if isinstance(contact, dict) else "",
+        extra=data,
+    )

@@ -1,0 +1,570 @@
+"""One AudioSocket connection and, once its UUID names a call with a brief, that call's Realtime session.
+
+The thin asyncio adapter around :class:`media.session.CallSession`:
+
+* :class:`AudioSocketConnection` is an ``asyncio.Protocol`` (no streams: one callback per read, no task per
+  frame). The UUID frame must come first and within ``uuid_timeout_s``; a malformed stream closes this
+  connection only, with one log line.
+* The **call clock** starts right after the UUID: one frame every 20 ms scheduled with ``loop.call_at`` at
+  ``t0 + n × 20 ms`` (absolute times, so no drift however long the call), silence until the agent speaks,
+  one frame written ahead of the beat (so a late wake-up of the loop does not starve the line) and never more
+  than two. After a stall longer than a few frames the clock re-bases instead of bursting the backlog.
+* The **Realtime connection** (``websockets``) is opened once the brief is read; a drop gets one bounded
+  reconnect with the conversation re-seeded as text, else the caller hears an apology and the call ends.
+* Caller audio goes to the model as it arrives (one ``input_audio_buffer.append`` per frame, so the added
+  latency is one loop iteration), through a per-call send queue drained by one task.
+* A peer that stops reading (its socket buffer fills) gets no more frames queued; stalled for longer than
+  ``STALLED_PEER_S`` it is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from media import speech
+from media.audiosocket import (
+    AUDIO_KIND_RATES,
+    HANGUP_MESSAGE,
+    KIND_DTMF,
+    KIND_ERROR,
+    KIND_HANGUP,
+    KIND_SLIN24,
+    KIND_UUID,
+    AsteriskStreamParser,
+    AudioSocketError,
+    Frame,
+)
+from media.brief import Brief
+from media.resample import StreamResampler
+from media.session import FRAME_S, CallSession, Hangup, RealtimeError, ToolCall, Transcript
+from media.tools import run_tool, tool_definitions
+
+if TYPE_CHECKING:
+    from media.worker import MediaWorker
+
+logger = logging.getLogger(__name__)
+
+LEAD_FRAMES = 1  # frames written ahead of the beat; at most LEAD_FRAMES + 1 are ever ahead
+REBASE_AFTER_FRAMES = 5  # a clock later than this re-bases instead of catching up in a burst
+WRITE_BUFFER_LIMIT = 64 * 1024  # ~1.3 s of slin24: the peer is not reading
+STALLED_PEER_S = 5.0
+# A small kernel send buffer: paced audio never needs more than a few frames in flight, and a peer that
+# stops reading then shows up in the transport's buffer within seconds rather than after megabytes.
+SEND_BUFFER_BYTES = 64 * 1024
+TICK_EVERY_FRAMES = 10  # session timers every 200 ms
+REALTIME_OPEN_TIMEOUT_S = 10.0
+REALTIME_MAX_MESSAGE = 16 * 1024 * 1024
+
+
+class AudioSocketConnection(asyncio.Protocol):
+    """An accepted AudioSocket TCP connection (see the module docstring)."""
+
+    def __init__(self, worker: MediaWorker) -> None:
+        self.worker = worker
+        self.loop = asyncio.get_running_loop()
+        self.parser = AsteriskStreamParser()
+        self.transport: asyncio.Transport | None = None
+        self.call: Call | None = None
+        self.peer = "?"
+        self.closed = False
+        self._uuid_timer: asyncio.TimerHandle | None = None
+        self.read_at = 0.0  # perf_counter of the last read (the probe's "frame in")
+
+    # ------------------------------------------------------------------------------ asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # noqa: S101 - TCP only
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        if not self.worker.admit(self):
+            logger.warning(
+                "audiosocket %s: refused, %d calls already live", self.peer, self.worker.config.max_calls
+            )
+            self.close()
+            return
+        self._uuid_timer = self.loop.call_later(self.worker.config.uuid_timeout_s, self._uuid_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        self.read_at = time.perf_counter()
+        try:
+            frames = self.parser.feed(data)
+        except AudioSocketError as exc:
+            self._handle(exc.frames)
+            logger.warning("audiosocket %s: malformed stream, closing: %s", self.peer, exc)
+            self.close()
+            return
+        self._handle(frames)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._uuid_timer is not None:
+            self._uuid_timer.cancel()
+        self.worker.release(self)
+        if self.call is not None:
+            self.call.socket_closed()
+
+    # ------------------------------------------------------------------------------------- frames
+    def _handle(self, frames: list[Frame]) -> None:
+        call = self.call
+        for frame in frames:
+            kind = frame.kind
+            if call is not None:
+                if kind == KIND_DTMF:
+                    call.dtmf(frame.payload.decode("ascii"))
+                elif kind == KIND_HANGUP or kind == KIND_ERROR:
+                    logger.info("audiosocket %s: peer ended the stream (kind 0x%02x)", self.peer, kind)
+                    self.close()
+                    return
+                else:
+                    call.caller_audio(kind, frame.payload)
+            elif kind == KIND_UUID:
+                if self._uuid_timer is not None:
+                    self._uuid_timer.cancel()
+                call = self.call = Call(self, str(uuid.UUID(bytes=frame.payload)))
+                call.begin()
+            elif kind in (KIND_HANGUP, KIND_ERROR):
+                self.close()
+                return
+
+    def _uuid_timeout(self) -> None:
+        if self.call is None and not self.closed:
+            logger.warning(
+                "audiosocket %s: no UUID within %.1f s, closing", self.peer, self.worker.config.uuid_timeout_s
+            )
+            self.close()
+
+    # -------------------------------------------------------------------------------------- output
+    def write(self, data: bytes) -> bool:
+        transport = self.transport
+        if transport is None or self.closed or transport.is_closing():
+            return False
+        transport.write(data)
+        return True
+
+    def write_buffer_size(self) -> int:
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def close(self, *, hangup_frame: bool = False, abort: bool = False) -> None:
+        """Close the leg; ``abort`` drops what is still buffered (a peer that does not read would otherwise
+        keep a plain close waiting for the buffer to drain forever)."""
+        transport = self.transport
+        if transport is None:
+            return
+        if abort:
+            transport.abort()
+            return
+        if transport.is_closing():
+            return
+        if hangup_frame:
+            transport.write(HANGUP_MESSAGE)
+        transport.close()
+
+
+class Call:
+    """One answered call: its clock, its Realtime connection and its tools."""
+
+    def __init__(self, conn: AudioSocketConnection, call_id: str) -> None:
+        self.conn = conn
+        self.worker = conn.worker
+        self.loop = conn.loop
+        self.call_id = call_id
+        self.started = self.loop.time()
+        self.started_wall = time.time()
+        self.brief: Brief | None = None
+        self.session: CallSession | None = None
+        self.ended = False
+        self.end_reason = ""
+        self.errors: list[str] = []
+        self.transferred_to = ""
+        # audio format: the caller's kind decides ours (we ask for slin24: 0x13, no resampling)
+        self.kind = KIND_SLIN24
+        self.header = b"\x13\x03\xc0"
+        self._to_24k: Callable[[bytes], bytes] | None = None
+        self._from_24k: Callable[[bytes], bytes] | None = None
+        self._resampled = bytearray()
+        self._frame_bytes = 960
+        # clock
+        self._t0 = 0.0
+        self._n = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._stalled_since: float | None = None
+        self._canned: deque[bytes] = deque()
+        self.late_ticks = 0
+        # realtime
+        self._ws: ClientConnection | None = None
+        self._out: deque[str] = deque()
+        self.probe = self.worker.probe if self.worker.probe.enabled else None
+        self._out_t: deque[float] = deque()  # read times of the queued appends (probe only)
+        self._due = 0.0
+        self._out_ready = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ----------------------------------------------------------------------------------- lifecycle
+    def begin(self) -> None:
+        self.worker.call_started(self)
+        self._t0 = self.loop.time()
+        self._n = 0
+        self._tick()
+        self._spawn(self._run())
+
+    async def _run(self) -> None:
+        brief = await self.worker.read_brief(self.call_id)
+        if self.ended:
+            return
+        if brief is None:
+            logger.warning("call %s: no usable brief; apologising and hanging up", self.call_id)
+            self.errors.append("no call brief")
+            await self._apologise_and_end("no_brief")
+            return
+        self.brief = brief
+        self.session = CallSession(
+            brief,
+            now=self.started,
+            tools=tool_definitions(brief.tools),
+            transcribe_model=self.worker.config.transcribe_model,
+            max_call_s=self.worker.config.max_call_s,
+        )
+        self.worker.subscribe(self.call_id)
+        self._spawn(self._sender())
+        for attempt in range(2):
+            if self.ended or self.session.hanging_up:
+                return
+            try:
+                await self._realtime(first=attempt == 0)
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+                self.errors.append(f"realtime connection: {exc!r}")
+                logger.warning("call %s: Realtime connection failed or dropped: %r", self.call_id, exc)
+            else:
+                if self.ended or self.session.hanging_up:
+                    return
+                logger.warning("call %s: Realtime closed the connection", self.call_id)
+            self.session.disconnected()
+        if not self.ended and not self.session.hanging_up:
+            await self._apologise_and_end("realtime_unavailable")
+
+    async def _realtime(self, *, first: bool) -> None:
+        assert self.session is not None  # noqa: S101
+        config = self.worker.config
+        model = (self.brief.model if self.brief else "") or config.realtime_model
+        sep = "&" if "?" in config.realtime_url else "?"
+        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        async with connect(
+            f"{config.realtime_url}{sep}model={model}",
+            additional_headers=headers,
+            compression=None,
+            open_timeout=REALTIME_OPEN_TIMEOUT_S,
+            max_size=REALTIME_MAX_MESSAGE,
+            ping_interval=20,
+            ping_timeout=20,
+        ) as ws:
+            self._ws = ws
+            now = self.loop.time()
+            if first:
+                self.session.start(now)
+            else:
+                self.session.reseed(now)
+            self._flush()
+            async for message in ws:
+                read_at = time.perf_counter()
+                if self.ended:
+                    return
+                try:
+                    event = json.loads(message)
+                except ValueError:
+                    self.errors.append("realtime sent a non-JSON message")
+                    continue
+                if isinstance(event, dict):
+                    self.session.on_server_event(event, self.loop.time())
+                    self._flush()
+                    if self.probe is not None and event.get("type") == "response.output_audio.delta":
+                        self.probe.add("delta_to_queue_ms", (time.perf_counter() - read_at) * 1000)
+        self._ws = None
+
+    async def _sender(self) -> None:
+        out = self._out
+        while not self.ended:
+            await self._out_ready.wait()
+            self._out_ready.clear()
+            ws = self._ws
+            probe, stamps = self.probe, self._out_t
+            while out and ws is not None:
+                message = out.popleft()
+                try:
+                    await ws.send(message)
+                except ConnectionClosed:
+                    out.clear()
+                    stamps.clear()
+                    break
+                if probe is not None and stamps and message.startswith('{"type":"input_audio_buffer.append"'):
+                    probe.add("in_to_out_ms", (time.perf_counter() - stamps.popleft()) * 1000)
+
+    def socket_closed(self) -> None:
+        """The AudioSocket connection is gone: the caller hung up, the call was transferred, or we closed."""
+        if self.ended:
+            return
+        self.ended = True
+        if not self.end_reason:
+            self.end_reason = "transferred" if self.transferred_to else "caller_hung_up"
+        if self._timer is not None:
+            self._timer.cancel()
+        self._out_ready.set()
+        self.worker.call_ended(self)
+        self.worker.unsubscribe(self.call_id)
+        ws = self._ws
+        if ws is not None:
+            self._spawn_detached(ws.close())
+        for task in list(self._tasks):
+            task.cancel()
+        self.worker.report(self)
+
+    def hang_up(self, reason: str) -> None:
+        """End the call from our side: ask the Stasis app to hang the caller up, then close our leg."""
+        if self.ended:
+            return
+        self.end_reason = self.end_reason or reason
+        brief = self.brief
+        if brief is not None and brief.command_key:
+            self._spawn_detached(
+                self.worker.command(
+                    brief.command_key, {"action": "hangup", "call_id": self.call_id, "reason": reason}
+                )
+            )
+            # The Stasis app deletes our leg (A9); if it does not within a moment, close it ourselves.
+            self.loop.call_later(2.0, self.conn.close)
+        else:
+            self.conn.close(hangup_frame=True)
+
+    def goodbye(self, reason: str) -> None:
+        """Shutdown: let the agent say goodbye (if it can) and hang up once that is played."""
+        if self.ended:
+            return
+        session = self.session
+        if session is None or not session.connected:
+            self.hang_up(reason)
+            return
+        session.say_goodbye_and_hang_up(
+            reason, self.loop.time(), instructions="The service is closing. Say a short goodbye."
+        )
+        self._flush()
+
+    async def _apologise_and_end(self, reason: str) -> None:
+        self.end_reason = reason
+        language = self.brief.language if self.brief else "en"
+        pcm = await self.loop.run_in_executor(None, speech.apology, language)  # espeak may take a moment
+        size = 960
+        self._canned.extend(pcm[i : i + size].ljust(size, b"\0") for i in range(0, len(pcm), size))
+        self._canned.append(b"")  # marker: hang up when played
+
+    # ---------------------------------------------------------------------------------- caller in
+    def caller_audio(self, kind: int, payload: bytes) -> None:
+        if kind != self.kind:
+            self._switch_format(kind)
+        session = self.session
+        if session is None:
+            return
+        pcm = self._to_24k(payload) if self._to_24k is not None else payload
+        message = session.caller_audio(pcm, self.loop.time())
+        if message is not None and self._ws is not None:
+            self._out.append(message)
+            if self.probe is not None:
+                self._out_t.append(self.conn.read_at)
+            self._out_ready.set()
+
+    def dtmf(self, digit: str) -> None:
+        if self.session is not None:
+            self.session.dtmf(digit, self.loop.time())
+            self._flush()
+
+    def _switch_format(self, kind: int) -> None:
+        """The caller's audio kind decides ours (DESIGN.md §6: accept every kind with its own rate)."""
+        rate = AUDIO_KIND_RATES.get(kind)
+        if rate is None:
+            return
+        self.kind = kind
+        frame_bytes = self._frame_bytes = rate * 2 // 50
+        self.header = bytes((kind,)) + frame_bytes.to_bytes(2, "big")
+        self._resampled.clear()
+        if rate == 24000:
+            self._to_24k = self._from_24k = None
+        else:
+            self._to_24k = StreamResampler(rate, 24000).process
+            self._from_24k = StreamResampler(24000, rate).process
+        logger.info("call %s: caller audio is kind 0x%02x (%d Hz); resampling", self.call_id, kind, rate)
+
+    # --------------------------------------------------------------------------------------- clock
+    def _tick(self) -> None:
+        """Write the frames due now (one per 20 ms of the call's own clock) and schedule the next tick."""
+        if self.ended:
+            return
+        now = self.loop.time()
+        if self.probe is not None and self._n:
+            self.probe.add("tick_late_ms", (now - self._due) * 1000)
+        due = int((now - self._t0) / FRAME_S) + 1 + LEAD_FRAMES  # frames that should have been written
+        behind = due - self._n
+        if behind > REBASE_AFTER_FRAMES:
+            self.late_ticks += 1
+            self._n = due - 1  # skip what we missed: never burst a backlog into the caller's ear
+            behind = 1
+        conn = self.conn
+        if conn.write_buffer_size() > WRITE_BUFFER_LIMIT:
+            if self._stalled_since is None:
+                self._stalled_since = now
+            elif now - self._stalled_since > STALLED_PEER_S:
+                logger.warning("call %s: the AudioSocket peer stopped reading; closing", self.call_id)
+                self.end_reason = "peer_stalled"
+                conn.close(abort=True)
+                return
+            self._n = due
+        else:
+            self._stalled_since = None
+            for _ in range(min(behind, 2)):
+                self._write_frame(now)
+                self._n += 1
+        if self._n % TICK_EVERY_FRAMES == 0 or behind > 1:
+            self._timers(now)
+        self._due = self._t0 + (self._n - LEAD_FRAMES) * FRAME_S
+        self._timer = self.loop.call_at(self._due, self._tick)
+
+    def _write_frame(self, now: float) -> None:
+        if self._canned:
+            frame = self._canned.popleft()
+            if not frame:
+                self.hang_up(self.end_reason or "apology")
+                return
+        elif self.session is not None:
+            session = self.session
+            frame = session.next_frame(now)
+            if session.flushed_at is not None and frame is session.playout.silence:
+                if self.probe is not None:
+                    self.probe.add("flush_ms", (now - session.flushed_at) * 1000)
+                session.flushed_at = None
+        else:
+            frame = bytes(960)
+        if self._from_24k is None:
+            self.conn.write(self.header + frame)
+            return
+        # The resampler hands out audio in blocks (tens of ms at a time): keep it and write whole frames.
+        buf = self._resampled
+        buf += self._from_24k(frame)
+        size = self._frame_bytes
+        if len(buf) >= size:
+            out = bytes(buf[:size])
+            del buf[:size]
+        else:
+            out = bytes(size)  # the filter's start-up delay: silence, never a short or late frame
+        self.conn.write(self.header + out)
+
+    def _timers(self, now: float) -> None:
+        session = self.session
+        if session is None:
+            return
+        fill = session.input_gap_fill(now)
+        if fill is not None and self._ws is not None:
+            self._out.append(fill)
+            self._out_ready.set()
+        session.tick(now)
+        self._flush()
+
+    # --------------------------------------------------------------------------------- session out
+    def _flush(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        outbox, actions = session.take()
+        if outbox and self._ws is not None:
+            self._out.extend(outbox)
+            self._out_ready.set()
+        for action in actions:
+            if isinstance(action, Transcript):
+                self.worker.publish_transcript(self, action)
+            elif isinstance(action, ToolCall):
+                self._spawn(self._run_tool(action))
+            elif isinstance(action, Hangup):
+                self.hang_up(action.reason)
+            elif isinstance(action, RealtimeError):
+                self.errors.append(f"realtime error {action.code}: {action.message}"[:300])
+                logger.warning("call %s: Realtime error %s: %s", self.call_id, action.code, action.message)
+
+    async def _run_tool(self, call: ToolCall) -> None:
+        session, brief = self.session, self.brief
+        assert session is not None and brief is not None  # noqa: S101
+        logger.info("call %s: tool %s %s", self.call_id, call.name, call.arguments)
+        try:
+            outcome = await run_tool(call, brief=brief, send_task=self.worker.send_task, control=self.worker)
+        except Exception as exc:  # noqa: BLE001 - a failing tool must not end the call; the model is told
+            logger.exception("call %s: tool %s failed", self.call_id, call.name)
+            self.errors.append(f"tool {call.name} failed: {exc!r}"[:300])
+            session.tool_result(
+                call.call_id, {"ok": False, "error": "the action failed; apologise and go on"}
+            )
+            self._flush()
+            return
+        now = self.loop.time()
+        session.note(f"{call.name}: {json.dumps(outcome.output, separators=(',', ':'))}", now)
+        if outcome.transferred:
+            self.transferred_to = outcome.transferred
+            self.end_reason = "transferred"
+        session.tool_result(call.call_id, outcome.output, respond=outcome.respond)
+        if outcome.hang_up:
+            session.hang_up_after_drain(outcome.hang_up, now)
+        self._flush()
+
+    # -------------------------------------------------------------------------------------- tasks
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _spawn_detached(self, coro: Any) -> None:
+        self.worker.spawn(coro)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("call %s: task failed", self.call_id, exc_info=task.exception())
+
+    # ------------------------------------------------------------------------------------- report
+    def report(self) -> dict[str, Any]:
+        now = self.loop.time()
+        session = self.session
+        metrics: dict[str, Any] = (
+            session.metrics.as_dict(now)
+            if session is not None
+            else {"duration_s": round(now - self.started, 3)}
+        )
+        metrics["late_ticks"] = self.late_ticks
+        metrics["errors"] = self.errors[-20:]
+        transcript = []
+        for line in session.transcript if session is not None else []:
+            at = datetime.fromtimestamp(self.started_wall + line["t_ms"] / 1000, UTC).isoformat()
+            entry = {"role": line["role"], "text": line["text"], "at": at}
+            if "interrupted_at_ms" in line:
+                entry["interrupted_at_ms"] = line["interrupted_at_ms"]
+            transcript.append(entry)
+        return {
+            "call_id": self.call_id,
+            "tenant_id": self.brief.tenant_id if self.brief else None,
+            "transcript": transcript,
+            "metrics": metrics,
+            "end_reason": self.end_reason,
+            "errors": self.errors[-20:],
+        }

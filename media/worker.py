@@ -1,0 +1,318 @@
+"""The media worker process: the AudioSocket listener, its calls, and its links to Redis and Celery.
+
+One asyncio loop serves every call (uvloop when installed). Shared per process: one Redis client (briefs,
+call actions, the transcript feed), one pub/sub connection for the Stasis app's replies (subscribed per
+call), and a small thread pool that hands ``media.*`` tasks to Celery (kombu publishing blocks, the loop
+must not).
+
+Shutdown (SIGTERM): stop accepting, let live calls go on for up to ``MEDIA_DRAIN_S``, then ask every agent
+still talking to say goodbye and hang up, and give that a few seconds before closing what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from media import speech
+from media.brief import Brief, BriefError, brief_key, parse_brief
+from media.config import MediaConfig
+from media.probe import Probe
+from media.session import Transcript
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from media.call import AudioSocketConnection, Call
+
+logger = logging.getLogger(__name__)
+
+BRIEF_READ_TIMEOUT_S = 2.0
+GOODBYE_GRACE_S = 12.0
+REPLY_CHANNEL_PREFIX = "media:call:"
+TRANSCRIPT_CHANNEL_PREFIX = "transcripts:"
+
+
+class MediaWorker:
+    """See the module docstring. ``await start()``, then ``await stop()``."""
+
+    def __init__(self, config: MediaConfig, *, celery_app: Celery | None = None) -> None:
+        self.config = config
+        self.calls: dict[str, Call] = {}
+        self.connections: set[AudioSocketConnection] = set()
+        self.reports: list[dict[str, Any]] = []  # kept for tests (bounded)
+        self.accepted = 0
+        self.refused = 0
+        self._server: asyncio.Server | None = None
+        self._redis: aioredis.Redis | None = None
+        self._pubsub: Any = None
+        self._pubsub_task: asyncio.Task[None] | None = None
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._subscribed: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._celery = celery_app
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="media-celery")
+        self.port = config.port
+        self.probe = Probe(config.stats_file)
+        self.peak_calls = 0
+
+    # ----------------------------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        from media.call import AudioSocketConnection
+
+        self._redis = aioredis.Redis.from_url(
+            self.config.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+        )
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: AudioSocketConnection(self),
+            self.config.host,
+            self.config.port,
+            backlog=1024,
+            reuse_address=True,
+        )
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+        self._pubsub_task = asyncio.ensure_future(self._replies())
+        await loop.run_in_executor(None, speech.apology, "en")  # ready before a call needs it
+        logger.info(
+            "media worker listening on %s:%d (max %d calls)",
+            self.config.host,
+            self.port,
+            self.config.max_calls,
+        )
+
+    async def stop(self, drain_s: float | None = None) -> None:
+        drain = self.config.drain_s if drain_s is None else drain_s
+        if self._server is not None:
+            self._server.close()
+        if not await self.wait_idle(drain):
+            logger.info("media worker: %d calls still live; saying goodbye", len(self.calls))
+            for call in list(self.calls.values()):
+                call.goodbye("shutdown")
+            await self.wait_idle(GOODBYE_GRACE_S)
+        for conn in list(self.connections):
+            conn.close(hangup_frame=True)
+        await asyncio.sleep(0.05)
+        if self._pubsub_task is not None:
+            self._pubsub_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await self._pubsub_task
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        if self._redis is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.aclose()
+        self._pool.shutdown(wait=True)
+        self.probe.dump({"accepted": self.accepted, "refused": self.refused, "peak_calls": self.peak_calls})
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no call is live (True) or ``timeout_s`` passed (False)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        return not self.calls
+
+    def call_started(self, call: Call) -> None:
+        self.calls[call.call_id] = call
+        self._idle.clear()
+        self.peak_calls = max(self.peak_calls, len(self.calls))
+
+    def call_ended(self, call: Call) -> None:
+        if self.calls.get(call.call_id) is call:
+            del self.calls[call.call_id]
+        if not self.calls:
+            self._idle.set()
+
+    # ---------------------------------------------------------------------------------- connections
+    def admit(self, conn: AudioSocketConnection) -> bool:
+        if len(self.connections) >= self.config.max_calls:
+            self.refused += 1
+            return False
+        self.connections.add(conn)
+        self.accepted += 1
+        return True
+
+    def release(self, conn: AudioSocketConnection) -> None:
+        self.connections.discard(conn)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("media worker: background task failed", exc_info=task.exception())
+
+    # ------------------------------------------------------------------------------------- Redis
+    async def read_brief(self, call_id: str) -> Brief | None:
+        assert self._redis is not None  # noqa: S101
+        try:
+            raw = await asyncio.wait_for(self._redis.get(brief_key(call_id)), BRIEF_READ_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.error("call %s: reading the brief failed: %r", call_id, exc)
+            return None
+        if raw is None:
+            return None
+        try:
+            return parse_brief(raw, call_id=call_id)
+        except BriefError as exc:
+            logger.error("call %s: unusable brief: %s", call_id, exc)
+            return None
+
+    async def command(self, key: str, command: dict[str, Any]) -> None:
+        """A call action for the Stasis app that owns the call (contract: a Redis list per PBX)."""
+        assert self._redis is not None  # noqa: S101
+        try:
+            await self._redis.rpush(key, json.dumps(command, separators=(",", ":")))
+        except (RedisError, OSError) as exc:
+            logger.error(
+                "call %s: command %s could not be sent: %r",
+                command.get("call_id"),
+                command.get("action"),
+                exc,
+            )
+            raise
+
+    def subscribe(self, call_id: str) -> None:
+        self._subscribed.add(call_id)
+        self.spawn(self._pubsub_call("subscribe", call_id))
+
+    def unsubscribe(self, call_id: str) -> None:
+        if call_id in self._subscribed:
+            self._subscribed.discard(call_id)
+            self.spawn(self._pubsub_call("unsubscribe", call_id))
+        waiter = self._waiters.pop(call_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
+
+    async def _pubsub_call(self, what: str, call_id: str) -> None:
+        if self._pubsub is None:
+            return
+        with contextlib.suppress(RedisError, OSError):
+            await getattr(self._pubsub, what)(REPLY_CHANNEL_PREFIX + call_id)
+
+    async def await_transfer(self, call_id: str, timeout_s: float) -> dict[str, Any] | None:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._waiters[call_id] = waiter
+        try:
+            return await asyncio.wait_for(waiter, timeout_s)
+        except (TimeoutError, asyncio.CancelledError):
+            return None
+        finally:
+            if self._waiters.get(call_id) is waiter:
+                del self._waiters[call_id]
+
+    async def _replies(self) -> None:
+        """Read the Stasis app's replies for our calls; reconnect on Redis errors."""
+        assert self._redis is not None  # noqa: S101
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                # A placeholder channel keeps the connection in subscribed mode with no call live.
+                await pubsub.subscribe(REPLY_CHANNEL_PREFIX + "-")
+                if self._subscribed:
+                    await pubsub.subscribe(*(REPLY_CHANNEL_PREFIX + c for c in self._subscribed))
+                self._pubsub = pubsub
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._on_reply(message)
+            except (RedisError, OSError) as exc:
+                logger.warning("media worker: reply channel failed (%r); reconnecting", exc)
+                self._pubsub = None
+                await asyncio.sleep(1.0)
+            finally:
+                self._pubsub = None
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+
+    def _on_reply(self, message: dict[str, Any]) -> None:
+        channel = message.get("channel")
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        call_id = str(channel or "")[len(REPLY_CHANNEL_PREFIX) :]
+        try:
+            data = json.loads(message.get("data") or b"")
+        except ValueError:
+            logger.warning("call %s: reply is not JSON", call_id)
+            return
+        if not isinstance(data, dict):
+            return
+        if data.get("event") == "transfer":
+            waiter = self._waiters.get(call_id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(data)
+
+    def publish_transcript(self, call: Call, line: Transcript) -> None:
+        brief = call.brief
+        if brief is None or brief.tenant_id is None or self._redis is None:
+            return
+        payload = {
+            "call_id": call.call_id,
+            "attempt_id": brief.attempt_id,
+            "role": line.role,
+            "text": line.text,
+            "at": datetime.fromtimestamp(call.started_wall + line.t_ms / 1000, UTC).isoformat(),
+        }
+        self.spawn(self._publish(f"{TRANSCRIPT_CHANNEL_PREFIX}{brief.tenant_id}", json.dumps(payload)))
+
+    async def _publish(self, channel: str, data: str) -> None:
+        assert self._redis is not None  # noqa: S101
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.publish(channel, data)
+
+    # ------------------------------------------------------------------------------------- Celery
+    def _celery_app(self) -> Celery:
+        if self._celery is None:
+            from celery import Celery
+
+            app = Celery("media", broker=self.config.broker_url, set_as_current=False)
+            app.conf.update(
+                task_serializer="json", accept_content=["json"], broker_connection_retry_on_startup=True
+            )
+            self._celery = app
+        return self._celery
+
+    async def send_task(self, name: str, kwargs: dict[str, Any]) -> None:
+        """Hand a ``media.*`` task to the orchestrator's Celery queue (in a thread: kombu blocks)."""
+        app = self._celery_app()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            self._pool, lambda: app.send_task(name, kwargs=kwargs, queue=self.config.celery_queue)
+        )
+
+    def report(self, call: Call) -> None:
+        """The call is over: its transcript and metrics go to the attempt (``media.call_report``)."""
+        report = call.report()
+        self.reports.append(report)
+        del self.reports[:-200]
+        logger.info(
+            "call %s ended (%s): %s",
+            call.call_id,
+            report["end_reason"],
+            {k: v for k, v in report["metrics"].items() if k != "errors"},
+        )
+        if call.brief is None:
+            return
+
+        async def send() -> None:
+            try:
+                await self.send_task("media.call_report", report)
+            except Exception:  # noqa: BLE001 - the broker may be down; the call itself is over anyway
+                logger.exception("call %s: the call report could not be sent", call.call_id)
+
+        self.spawn(send())
