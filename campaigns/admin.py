@@ -131,8 +131,8 @@ class AgentProfileForm(forms.ModelForm):
 @admin.register(AgentProfile)
 class AgentProfileAdmin(admin.ModelAdmin):
     form = AgentProfileForm
-    list_display = ["name", "tenant", "model", "voice", "language", "created_at"]
-    list_filter = ["model", "language", "tenant"]
+    list_display = ["name", "tenant", "model", "voice", "language", "turn_detection", "created_at"]
+    list_filter = ["model", "language", "turn_detection", "tenant"]
     search_fields = ["name", "instructions", "tenant__name", "tenant__slug"]
     readonly_fields = ["created_at"]
 
@@ -258,12 +258,40 @@ class AttemptEventInline(admin.TabularInline):
 
 @admin.register(CallAttempt)
 class CallAttemptAdmin(ReadOnlyAdmin):
-    list_display = ["id", "number", "tenant", "campaign", "state", "outcome", "queued_at", "duration_s"]
-    list_filter = ["state", "outcome", "tenant"]
+    list_display = [
+        "id",
+        "number",
+        "tenant",
+        "campaign",
+        "state",
+        "outcome",
+        "disposition",
+        "queued_at",
+        "duration_s",
+    ]
+    list_filter = ["state", "outcome", "disposition", "tenant"]
     search_fields = ["id", "number", "campaign__name"]
     list_select_related = ["tenant", "campaign"]
     date_hierarchy = "queued_at"
     inlines = [AttemptEventInline]
+    # What the AI agent's call left behind, after the call's own fields (the transcript also as text).
+    _AGENT_FIELDS = ("disposition", "callback_at", "transferred_to", "transcript_text", "media_metrics")
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        last = {*self._AGENT_FIELDS, "transcript"}
+        fields = [name for name in super().get_fields(request, obj) if name not in last]
+        return [*fields, *self._AGENT_FIELDS, "transcript"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        return [*super().get_readonly_fields(request, obj), "transcript_text"]
+
+    @admin.display(description="Transcript (text)")
+    def transcript_text(self, obj: CallAttempt) -> str:
+        lines = []
+        for turn in obj.transcript if isinstance(obj.transcript, list) else []:
+            if isinstance(turn, dict):
+                lines.append(f"[{turn.get('at', '')}] {turn.get('role', '?')}: {turn.get('text', '')}")
+        return "\n".join(lines) or "-"
 
 
 @admin.register(AttemptEvent)

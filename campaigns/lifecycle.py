@@ -217,7 +217,7 @@ DEFAULT_RETRY_DELAY_SECONDS = 900
 NEVER_RETRY: frozenset[AttemptOutcome] = frozenset(
     {AttemptOutcome.REJECTED, AttemptOutcome.INVALID_NUMBER, AttemptOutcome.OPTED_OUT}
 )
-# A completed call finishes the lead. (A later issue may refine this with dispositions, e.g. "call back".)
+# A completed call finishes the lead, unless the callee asked to be called back (``callback_at``).
 FINAL_SUCCESS: frozenset[AttemptOutcome] = frozenset({AttemptOutcome.ANSWERED})
 
 _NOT_CONSUMING: frozenset[AttemptOutcome] = frozenset({AttemptOutcome.CANCELLED})
@@ -225,6 +225,8 @@ _NOT_CONSUMING: frozenset[AttemptOutcome] = frozenset({AttemptOutcome.CANCELLED}
 DONE_SUCCESS = "success"
 DONE_NEVER_RETRY = "never_retry"
 DONE_MAX_ATTEMPTS = "max_attempts"
+#: The retry reason when the lead is due again because the callee asked for a callback.
+RETRY_CALLBACK = "callback"
 
 
 @dataclass(frozen=True)
@@ -261,18 +263,29 @@ def retry_decision(
     max_attempts: int,
     retry_delays: Mapping[str, int],
     now: datetime,
+    callback_at: datetime | None = None,
 ) -> RetryDecision:
     """What the lead does after an attempt ended with ``outcome`` (see the notes above on the counters).
 
-    Order: success → done; never-retry outcomes → done; budget spent → done; else retry after the
-    outcome's delay. ``now`` must be timezone-aware (the result is compared with aware database times).
+    ``callback_at``: the callee asked (through the agent) to be called back then. The lead is then due at
+    that time (``now`` if it has passed) instead of done or the outcome's retry delay, attempts permitting.
+
+    Order: never-retry outcomes → done; a callback → retry then, or done when the budget is spent;
+    success → done; budget spent → done; else retry after the outcome's delay. ``now`` and ``callback_at``
+    must be timezone-aware (the result is compared with aware database times).
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("retry_decision needs an aware datetime for now")
-    if outcome in FINAL_SUCCESS:
-        return RetryDecision.done(DONE_SUCCESS)
+    if callback_at is not None and (callback_at.tzinfo is None or callback_at.utcoffset() is None):
+        raise ValueError("retry_decision needs an aware datetime for callback_at")
     if outcome in NEVER_RETRY:
         return RetryDecision.done(DONE_NEVER_RETRY)
+    if callback_at is not None:
+        if attempts_made >= max_attempts:
+            return RetryDecision.done(DONE_MAX_ATTEMPTS)
+        return RetryDecision.retry(max(callback_at, now), reason=RETRY_CALLBACK)
+    if outcome in FINAL_SUCCESS:
+        return RetryDecision.done(DONE_SUCCESS)
     if attempts_made >= max_attempts:
         return RetryDecision.done(DONE_MAX_ATTEMPTS)
     delay = retry_delay_seconds(outcome, retry_delays)

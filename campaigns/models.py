@@ -109,6 +109,11 @@ class AgentProfile(models.Model):
     """What the AI agent is told and how it sounds. ``instructions`` may use ``{{variables}}`` from the
     contact (see campaigns/prompts.py)."""
 
+    class TurnDetection(models.TextChoices):
+        # How the Realtime session decides the caller finished speaking (the media worker's session.update).
+        SERVER_VAD = "server_vad", "Server VAD (silence-based)"
+        SEMANTIC_VAD = "semantic_vad", "Semantic VAD (meaning-based)"
+
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="agent_profiles")
     name = models.CharField(max_length=100)
     instructions = models.TextField()
@@ -118,12 +123,19 @@ class AgentProfile(models.Model):
     language = models.CharField(max_length=16, default="en")
     tools = models.JSONField(default=default_tools, blank=True, help_text="Tool names, see AGENT_TOOLS.")
     transfer_numbers = models.JSONField(default=list, blank=True, help_text="E.164 numbers for transfers.")
+    turn_detection = models.CharField(
+        max_length=16, choices=TurnDetection.choices, default=TurnDetection.SERVER_VAD
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["tenant", "name"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "name"], name="agentprofile_unique_tenant_name"),
+            models.CheckConstraint(
+                condition=Q(turn_detection__in=["server_vad", "semantic_vad"]),
+                name="agentprofile_turn_detection_valid",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -284,7 +296,20 @@ class DncEntry(models.Model):
 
 class CallAttempt(models.Model):
     """One call placed (or about to be placed) for a lead. The id is the ARI channelId, so a repeated
-    originate of the same attempt is refused by the PBX (409) instead of dialing twice."""
+    originate of the same attempt is refused by the PBX (409) instead of dialing twice.
+
+    The fields after ``error`` are what the AI agent's call left behind, written by the media worker's
+    Celery tasks (campaigns.services.agent_actions) and the Stasis sink (a transfer)."""
+
+    class Disposition(models.TextChoices):
+        # What the agent concluded about the call (the set_disposition tool).
+        INTERESTED = "interested", "Interested"
+        NOT_INTERESTED = "not_interested", "Not interested"
+        CALLBACK_REQUESTED = "callback_requested", "Callback requested"
+        WRONG_NUMBER = "wrong_number", "Wrong number"
+        VOICEMAIL = "voicemail", "Voicemail"
+        DO_NOT_CALL = "do_not_call", "Do not call"
+        OTHER = "other", "Other"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Denormalised from the campaign so live-call counts per tenant are one index scan.
@@ -318,6 +343,19 @@ class CallAttempt(models.Model):
     tech_cause = models.IntegerField(null=True, blank=True, help_text="e.g. the SIP status code.")
     duration_s = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)
+    transcript = models.JSONField(
+        default=list, blank=True, help_text='Turns: [{"role": "agent"|"caller"|"system", "text", "at"}].'
+    )
+    media_metrics = models.JSONField(
+        default=dict, blank=True, help_text="The media worker's figures for the call, and its errors."
+    )
+    disposition = models.CharField(max_length=32, choices=Disposition.choices, blank=True)
+    callback_at = models.DateTimeField(
+        null=True, blank=True, help_text="The callee asked to be called back then: the lead is due then."
+    )
+    transferred_to = models.CharField(
+        max_length=E164_MAX_LENGTH, blank=True, help_text="The E.164 number the call was transferred to."
+    )
 
     class Meta:
         ordering = ["-queued_at"]
@@ -341,6 +379,21 @@ class CallAttempt(models.Model):
                 condition=Q(state__in=_LIVE_STATE_VALUES),
                 name="attempt_one_live_per_lead",
                 violation_error_message="This lead already has a live call attempt.",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    disposition__in=[
+                        "",
+                        "interested",
+                        "not_interested",
+                        "callback_requested",
+                        "wrong_number",
+                        "voicemail",
+                        "do_not_call",
+                        "other",
+                    ]
+                ),
+                name="attempt_disposition_valid",
             ),
         ]
 

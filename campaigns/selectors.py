@@ -112,10 +112,10 @@ WINDOW_CLOSING_MARGIN = timedelta(seconds=1)
 
 
 def attempt_for_originate(*, attempt_id: UUID) -> CallAttempt | None:
-    """The attempt with everything the re-check and the originate read (tenant, campaign, PBX, lead and
-    contact) in one query; None if there is no such attempt."""
+    """The attempt with everything the re-check, the call brief and the originate read (tenant, campaign
+    and its agent, PBX, lead and contact) in one query; None if there is no such attempt."""
     return (
-        CallAttempt.objects.select_related("tenant", "campaign", "pbx", "lead__contact")
+        CallAttempt.objects.select_related("tenant", "campaign__agent", "pbx", "lead__contact")
         .filter(pk=attempt_id)
         .first()
     )

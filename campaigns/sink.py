@@ -34,7 +34,9 @@ Mapping:
 * ``CallEnded`` → ENDED with the outcome mapped by value (``CallOutcome`` values are ``AttemptOutcome``
   values), the causes, and the reason; after commit, ``on_ended(tenant_id)`` asks for a dispatch pass so
   the freed slot is used at once (``campaigns.tasks.trigger_dispatch``, looked up lazily);
-* ``CallDtmf`` and ``MediaGone`` → a ``note`` in the attempt's log.
+* ``CallDtmf`` and ``MediaGone`` → a ``note`` in the attempt's log;
+* ``CallTransferred`` → a ``transferred`` note, and ``transferred_to`` set on the attempt (no state
+  change: the caller is still on the line, now with a human, and the call ends as any other).
 
 Events for a call id that is not an attempt (a dialplan-entered call's channel id, a transfer leg) are
 logged and dropped: inbound calls get their own records later.
@@ -57,7 +59,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from campaigns import lifecycle
 from campaigns.lifecycle import AttemptEvent as Event
 from campaigns.lifecycle import AttemptOutcome
-from campaigns.models import CallAttempt, Pbx
+from campaigns.models import E164_MAX_LENGTH, CallAttempt, Pbx
 from campaigns.services.dispatch import AttemptStep, attempt_apply_many
 from telephony.events import (
     CallAnswered,
@@ -66,6 +68,7 @@ from telephony.events import (
     CallEnded,
     CallEvent,
     CallRinging,
+    CallTransferred,
     MediaGone,
 )
 
@@ -359,6 +362,16 @@ def _step(event: CallEvent) -> AttemptStep:
         return AttemptStep(event=None, note="dtmf", at=event.at, data={"digit": event.digit})
     if isinstance(event, MediaGone):
         return AttemptStep(event=None, note="media_gone", at=event.at, data={})
+    if isinstance(event, CallTransferred):
+        # Not a life-cycle change: the call goes on with the human and ends as usual (its outcome is what
+        # the end classifies, e.g. answered).
+        return AttemptStep(
+            event=None,
+            note="transferred",
+            at=event.at,
+            data={"number": event.number},
+            transferred_to=event.number[:E164_MAX_LENGTH],
+        )
     raise TypeError(f"not a call event: {event!r}")
 
 

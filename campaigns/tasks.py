@@ -20,6 +20,8 @@
 * :func:`originate_attempt` (hand-offs, retries, resumed attempts) re-checks the attempt, waits for a
   calls-per-second slot of the tenant and of the PBX (:mod:`campaigns.ratelimit`), and sends
   ``POST /channels`` with the attempt id as channel id.
+* Both originate paths write the call brief for the media worker (``campaigns.services.briefs``) right
+  before the POST, from the rows already loaded.
 
 * :func:`resume_stalled_attempts` (beat, every 10 s) gives a new originate task to a queued attempt whose
   task was lost: the worker was killed between the dispatch commit and the originate or the hand-off, or
@@ -52,7 +54,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -62,6 +64,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from campaigns import ratelimit
 from campaigns.lifecycle import AttemptEvent, AttemptOutcome, AttemptState
@@ -80,8 +83,11 @@ from campaigns.selectors import (
     tenant_ids_to_dispatch,
     window_open_for_originate,
 )
+from campaigns.services import agent_actions
+from campaigns.services.briefs import brief_write
 from campaigns.services.dispatch import attempt_apply, attempts_end_overdue, dispatch_tenant
 from campaigns.services.pbx import pbx_password
+from campaigns.sms import SmsError
 from orchestrator.errors import InvalidInput
 from orchestrator.redis_client import get_redis
 from telephony.ari import AriClient, AriRetryableError, AriTerminalError, PbxConfig
@@ -393,6 +399,14 @@ def _send(attempt: CallAttempt, client: AriClient, sent_at: datetime) -> str:
     pk = attempt.pk
     campaign = attempt.campaign
     try:
+        # The media worker reads it when the answered call's AudioSocket leg connects: it must be there
+        # before the call can be answered, so right before the POST (both originate paths come here).
+        brief_write(attempt=attempt, endpoint_for=client.config.endpoint_for)
+    except RedisError as exc:
+        # Dial anyway: without its brief the media worker apologises and hangs up, which loses less than
+        # failing an attempt whose send is already claimed.
+        logger.warning("attempt %s: call brief not written (%s); the agent will not be able to talk", pk, exc)
+    try:
         result = client.originate(
             channel_id=str(pk),
             number=attempt.number,
@@ -555,3 +569,127 @@ def _settle(self: Task[Any, Any], attempt: CallAttempt, client: AriClient, ari_f
         "an originate was sent but its answer was lost, and the PBX has no such channel now "
         "(never placed, or already ended): not dialed again for this attempt",
     )
+
+
+# ----------------------------------------------------------------------------------- the media worker's
+#
+# What the AI agent did during a call, sent by the media worker by name (it never imports Django):
+# ``send_task("media.…", kwargs={...})`` (the issue 4 contract, §4). Each task checks that the call id is an
+# attempt of the tenant it names (otherwise the message is logged and dropped), calls one service of
+# campaigns.services.agent_actions, and is safe to run twice. Bad arguments are logged and dropped: a
+# retry would not fix them. Extra keyword arguments (a newer media worker) are ignored.
+
+MEDIA_DONE = "done"
+MEDIA_UNCHANGED = "unchanged"
+MEDIA_DROPPED = "dropped"
+MEDIA_INVALID = "invalid"
+
+#: Retries of an SMS whose backend failed transiently, and the pause between them.
+SMS_MAX_RETRIES = 5
+SMS_RETRY_S = 30.0
+
+
+def _media_action(task: str, call_id: object, tenant_id: object, action: Callable[[UUID, int], bool]) -> str:
+    """Run ``action(attempt_id, tenant_id)`` for a media task; what happened (for logs and tests)."""
+    try:
+        attempt_id = UUID(str(call_id))
+        tenant = int(str(tenant_id))
+    except ValueError:
+        logger.warning("%s: call %r of tenant %r is not an attempt; dropped", task, call_id, tenant_id)
+        return MEDIA_DROPPED
+    try:
+        changed = action(attempt_id, tenant)
+    except CallAttempt.DoesNotExist:
+        logger.warning("%s: no attempt %s of tenant %s; dropped", task, attempt_id, tenant)
+        return MEDIA_DROPPED
+    except InvalidInput as exc:
+        logger.warning("%s: attempt %s: %s; dropped", task, attempt_id, exc)
+        return MEDIA_INVALID
+    return MEDIA_DONE if changed else MEDIA_UNCHANGED
+
+
+@shared_task(name="media.call_report", ignore_result=True)
+def media_call_report(
+    call_id: str,
+    tenant_id: int,
+    transcript: list[Any],
+    metrics: dict[str, Any],
+    end_reason: str = "",
+    errors: list[str] | None = None,
+    **_extra: Any,
+) -> str:
+    """The call's transcript and media metrics (and the media worker's errors), saved on the attempt."""
+    return _media_action(
+        "media.call_report",
+        call_id,
+        tenant_id,
+        lambda pk, tenant: agent_actions.attempt_record_report(
+            attempt_id=pk,
+            tenant_id=tenant,
+            transcript=transcript,
+            metrics=metrics,
+            end_reason=end_reason,
+            errors=errors,
+        ),
+    )
+
+
+@shared_task(name="media.schedule_callback", ignore_result=True)
+def media_schedule_callback(call_id: str, tenant_id: int, at: str, note: str = "", **_extra: Any) -> str:
+    """The callee asked to be called back at ``at``: the lead is due then once the call ended."""
+    return _media_action(
+        "media.schedule_callback",
+        call_id,
+        tenant_id,
+        lambda pk, tenant: agent_actions.attempt_schedule_callback(
+            attempt_id=pk, tenant_id=tenant, at=at, note=note
+        ),
+    )
+
+
+@shared_task(name="media.set_disposition", ignore_result=True)
+def media_set_disposition(
+    call_id: str, tenant_id: int, disposition: str, note: str = "", **_extra: Any
+) -> str:
+    """The agent's conclusion about the call (``do_not_call`` also puts the number on the DNC list)."""
+    return _media_action(
+        "media.set_disposition",
+        call_id,
+        tenant_id,
+        lambda pk, tenant: agent_actions.attempt_set_disposition(
+            attempt_id=pk, tenant_id=tenant, disposition=disposition, note=note
+        ),
+    )
+
+
+@shared_task(name="media.add_to_dnc", ignore_result=True)
+def media_add_to_dnc(call_id: str, tenant_id: int, note: str = "", **_extra: Any) -> str:
+    """ "Stop calling me": the number goes on the tenant's DNC list and the lead is done, at once."""
+    return _media_action(
+        "media.add_to_dnc",
+        call_id,
+        tenant_id,
+        lambda pk, tenant: agent_actions.attempt_add_to_dnc(attempt_id=pk, tenant_id=tenant, note=note),
+    )
+
+
+@shared_task(bind=True, name="media.send_sms", ignore_result=True, max_retries=SMS_MAX_RETRIES)
+def media_send_sms(
+    self: Task[Any, Any], call_id: str, tenant_id: int, to: str, text: str, **_extra: Any
+) -> str:
+    """An SMS the agent sends during the call, through ``campaigns.sms`` (recorded on the attempt)."""
+    try:
+        return _media_action(
+            "media.send_sms",
+            call_id,
+            tenant_id,
+            lambda pk, tenant: agent_actions.attempt_send_sms(
+                attempt_id=pk, tenant_id=tenant, to=to, text=text
+            ),
+        )
+    except SmsError as exc:
+        if not exc.retryable:
+            logger.warning("media.send_sms: call %s: not sent (%s); dropped", call_id, exc)
+            return MEDIA_INVALID
+        logger.warning("media.send_sms: call %s: not sent (%s); retry in %.0f s", call_id, exc, SMS_RETRY_S)
+        raise self.retry(countdown=SMS_RETRY_S) from exc

@@ -14,6 +14,8 @@ a production deployment that forgets it must fail loudly, not run with a key fro
 | LOG_LEVEL       | INFO                                      |
 | FIELD_ENCRYPTION_KEY | required to store secrets unless DEBUG (see orchestrator/crypto.py) |
 | PHONE_TEST_PREFIXES  | empty: only numbers valid for their country are accepted |
+| MEDIA_SILENCE_PROMPT_S, MEDIA_SILENCE_END_S, TRANSFER_TIMEOUT_S | 10, 25, 30 (the call brief's limits) |
+| SMS_BACKEND     | campaigns.sms.ConsoleSmsBackend (logs the message) |
 """
 
 from __future__ import annotations
@@ -192,6 +194,15 @@ MAX_CALL_DURATION_S: int = env.int("MAX_CALL_DURATION_S", default=3600)
 # A queued attempt with no originate task expected for this long (its worker was killed, its message lost)
 # is handed a new originate task by the stalled-attempt sweep (campaigns.tasks.resume_stalled_attempts).
 ATTEMPT_STALL_S: int = env.int("ATTEMPT_STALL_S", default=60)
+
+# ------------------------------------------------------------------------------------------ media worker
+# Limits the call brief hands the media worker (campaigns/services/briefs.py): after this many seconds of
+# caller silence the agent prompts, after this many it ends the call; how long a transfer may ring.
+MEDIA_SILENCE_PROMPT_S: int = env.int("MEDIA_SILENCE_PROMPT_S", default=10)
+MEDIA_SILENCE_END_S: int = env.int("MEDIA_SILENCE_END_S", default=25)
+TRANSFER_TIMEOUT_S: int = env.int("TRANSFER_TIMEOUT_S", default=30)
+# How the agent's send_sms tool sends (campaigns/sms.py): a dotted path to an SmsBackend class.
+SMS_BACKEND: str = env.str("SMS_BACKEND", default="campaigns.sms.ConsoleSmsBackend")
 
 # ---------------------------------------------------------------------------------------- i18n and time
 LANGUAGE_CODE = "en-us"

@@ -43,7 +43,9 @@ class CallAnswered:
 @dataclass(frozen=True, slots=True)
 class CallBridged:
     """The call is in a mixing bridge with an AudioSocket leg; ``media_uuid`` is the UUID the media worker
-    receives as the first AudioSocket frame (and finds the call brief by)."""
+    receives as the first AudioSocket frame (and finds the call brief by). It is the call id itself when the
+    call id is a canonical UUID string (outbound calls: the attempt id), else a fresh uuid4 (a call that
+    entered from the dialplan, whose channel id is Asterisk's own)."""
 
     call_id: str
     media_uuid: str
@@ -90,7 +92,18 @@ class MediaGone:
     at: datetime
 
 
-CallEvent = CallRinging | CallAnswered | CallBridged | CallDtmf | CallEnded | MediaGone
+@dataclass(frozen=True, slots=True)
+class CallTransferred:
+    """The call was handed to a human (PROTOCOLS.md A10): the leg dialed to ``number`` answered and is now
+    in the call's bridge in place of the AudioSocket leg, which the app has hung up. The call goes on;
+    its end is reported as usual (``CallEnded`` of the caller's channel)."""
+
+    call_id: str
+    number: str
+    at: datetime
+
+
+CallEvent = CallRinging | CallAnswered | CallBridged | CallDtmf | CallEnded | MediaGone | CallTransferred
 
 
 @runtime_checkable

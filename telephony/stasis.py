@@ -15,17 +15,40 @@ What it does (PROTOCOLS.md part A, §1.3–1.4, §3, pitfall 9):
   ``ChannelDestroyed`` ends an outbound call (A3); ``StasisEnd`` ends a dialplan-entered one (A4).
 * ``StasisStart [outbound, id]`` (or ``[inbound, …]``, which is answered first) → ``CallAnswered``, then, in a
   task of its own so the event loop keeps reading, a mixing bridge ``bridge-<call>`` and an externalMedia
-  AudioSocket leg ``media-<call>`` (``format=slin24``, ``data=<uuid4>``, the next media host round-robin; a
-  host that refuses is skipped), both added to the bridge → ``CallBridged``. If no media host takes it, the
-  app emits ``MediaGone`` and hangs the caller up: nobody is left in silence.
+  AudioSocket leg ``media-<call>`` (``format=slin24``, the next media host round-robin; a host that refuses
+  is skipped), both added to the bridge → ``CallBridged``. If no media host takes it, the app emits
+  ``MediaGone`` and hangs the caller up: nobody is left in silence. ``data`` (the UUID the media worker
+  receives first and finds the call brief by) is the **call id** when it is a canonical UUID string (an
+  outbound call: the attempt id), else a uuid4 (a dialplan-entered call, whose channel id is Asterisk's).
 * A9: Asterisk never hangs up the AudioSocket leg when the caller goes, so the app deletes it and destroys
-  the bridge. When the AudioSocket leg goes first, the app emits ``MediaGone`` and hangs the caller up (a
-  transfer to a human will hook in here later).
+  the bridge. When the AudioSocket leg goes first, the app emits ``MediaGone`` and hangs the caller up.
 * A hard maximum call duration, counted from the moment the app first sees the channel: the app hangs the
   call up and its end is reported with ``reason="max_duration"``.
+* **Call actions** (issue 4 contract §3). With ``redis_url`` set, a task BLPOPs JSON commands from the
+  ``command_keys`` (``stasis:commands:<pbx id>``, one per PBX row this app serves; RPUSHed by the media
+  worker). The short BLPOP timeout keeps :meth:`StasisApp.stop` prompt; Redis errors are logged and
+  retried with backoff, never ending the app (calls are handled without Redis, only commands wait).
 
-Ids are deterministic (``bridge-<call id>``, ``media-<call id>``) so that reconciliation after a restart of
-this process can still tell which bridge and AudioSocket leg belong to which call.
+  - ``{"action": "hangup", "call_id"}``: ``DELETE`` the caller's channel; the normal end path follows.
+  - ``{"action": "transfer", "call_id", "number", "endpoint", "caller_id", "timeout_s"}`` (A10): the human
+    leg is originated into this app with ``appArgs=transfer,<call id>`` and channelId ``xfer-<call id>``.
+    Its ``StasisStart`` (= answered): the AudioSocket leg is taken out of the bridge, the human leg is
+    added, and only then is the AudioSocket leg deleted (had the add failed, the agent's leg goes back
+    in: the caller is never left alone in the bridge). Then ``{"event": "transfer", "status": "answered",
+    "number"}`` is published on ``media:call:<call id>`` and ``CallTransferred`` emitted. The human leg
+    destroyed before it answered (classified like a call, :mod:`telephony.outcomes`: busy, no_answer,
+    rejected, ...) or not answered within ``timeout_s`` (the app hangs it up: ``timeout``) → ``{"event":
+    "transfer", "status": "failed", "reason"}`` and the call stays as it was. One transfer at a time per
+    call (``transfer_in_progress``). After the transfer, whichever of the caller and the human hangs up,
+    the app hangs up the other and destroys the bridge; the call's end is reported as always (the
+    caller's channel). The human leg's events never count as a call of their own.
+  - Malformed JSON, unknown actions and calls this app does not have: one log line, dropped. A transfer
+    with unusable fields for a call it has is answered ``failed`` with reason ``invalid``.
+
+Ids are deterministic (``bridge-<call id>``, ``media-<call id>``, ``xfer-<call id>``) so that reconciliation
+after a restart of this process can still tell which bridge, AudioSocket leg and human leg belong to which
+call: a human leg whose call lives on is kept (and adopted after a restart), one whose call is gone is hung
+up.
 
 Decisions:
 
@@ -55,6 +78,12 @@ Decisions:
   ended), and **again after** it for "orphans to hang up" (a channel created just before the GET belongs to
   an attempt committed before it). Calls still ``queued`` (originate not accepted yet) are not in the live
   set by contract (see :class:`~telephony.events.CallEventSink`).
+* **Transfer timing.** The app's own timer (``timeout_s``) decides "not answered in time"; the human leg is
+  originated with ``timeout = ceil(timeout_s) + 2`` so that Asterisk ends it anyway should this process
+  lose track of it (then the reason is Asterisk's: ``no_answer``). The human leg is originated with
+  ``originator=<caller channel>`` (codecs and linkedid follow the caller, PROTOCOLS.md §5).
+* **Replies are fire-and-forget pub/sub**: a reply published while the media worker is not subscribed, or
+  while Redis is down, is lost (logged); the worker bounds its own wait.
 """
 
 from __future__ import annotations
@@ -65,6 +94,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import random
 import re
 import uuid
@@ -75,6 +105,10 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 from telephony.events import (
     CallAnswered,
@@ -85,6 +119,7 @@ from telephony.events import (
     CallEventBatchSink,
     CallEventSink,
     CallRinging,
+    CallTransferred,
     EndReason,
     MediaGone,
 )
@@ -95,6 +130,29 @@ logger = logging.getLogger(__name__)
 OUTGOING_APP = "AppDial2"  # the dialplan "app" of a channel created by originate/dial
 BRIDGE_PREFIX = "bridge-"
 MEDIA_PREFIX = "media-"
+TRANSFER_PREFIX = "xfer-"  # the human leg of a transfer: xfer-<call id>
+TRANSFER_ASTERISK_MARGIN_S = 2  # Asterisk's originate timeout of a human leg exceeds ours by this much
+
+
+def command_key(pbx_id: int | str) -> str:
+    """The Redis list the media worker RPUSHes call actions to for the calls of PBX row ``pbx_id``."""
+    return f"stasis:commands:{pbx_id}"
+
+
+def reply_channel(call_id: str) -> str:
+    """The pub/sub channel the Stasis app publishes its replies about call ``call_id`` on."""
+    return f"media:call:{call_id}"
+
+
+def media_uuid_for(call_id: str) -> str:
+    """The AudioSocket ``data`` of a call's media leg: the call id when it is a canonical UUID string (the
+    media worker finds the call brief by it), else a fresh uuid4."""
+    try:
+        if str(uuid.UUID(call_id)) == call_id:
+            return call_id
+    except ValueError:
+        pass
+    return str(uuid.uuid4())
 
 
 def _now() -> datetime:
@@ -167,6 +225,10 @@ class StasisConfig:
     heartbeat_s: float = 10.0
     end_grace_s: float = 5.0  # after our own hangup, how long to wait for ChannelDestroyed before reporting
     delivery_concurrency: int = 64  # calls whose events are being handed to the sink at the same time
+    redis_url: str | None = field(default=None, repr=False)  # call actions come from here; None: no commands
+    command_keys: tuple[str, ...] = ()  # the lists to BLPOP (command_key(pbx id) for each PBX row served)
+    command_poll_s: float = 1.0  # the BLPOP timeout: how soon stop() is noticed by the command consumer
+    transfer_timeout_s: float = 30.0  # when a transfer command gives none
 
 
 @dataclass
@@ -184,6 +246,22 @@ class _Call:
     tearing_down: bool = False  # we are hanging the media leg up ourselves
     end_reason: EndReason | None = None  # set when the app itself hangs the call up for a reason
     timer: asyncio.TimerHandle | None = None
+    transfer: _Transfer | None = None  # the transfer to a human pending or done
+
+
+@dataclass
+class _Transfer:
+    """The human leg of a transfer. ``state``: ``dialing`` (originated, not answered), ``cancelling`` (we hang
+    it up: not answered in time), ``bridging`` (answered, being put in the bridge), ``bridged``, ``done``."""
+
+    call_id: str
+    channel_id: str
+    number: str
+    tracker: CallEndTracker
+    state: str = "dialing"
+    gone: bool = False  # the human leg ended while being bridged
+    fail_reason: str | None = None  # why we gave up on it ourselves (reported when its end is seen)
+    timer: asyncio.TimerHandle | None = None
 
 
 class StasisApp:
@@ -196,6 +274,8 @@ class StasisApp:
             raise ValueError("StasisConfig.media_hosts must name at least one host:port")
         if config.delivery_concurrency < 1:
             raise ValueError("StasisConfig.delivery_concurrency must be at least 1")
+        if config.redis_url and not config.command_keys:
+            raise ValueError("StasisConfig.command_keys must name at least one list when redis_url is set")
         self.config = config
         self.sink = sink
         self.connected = asyncio.Event()  # set while connected and reconciled (tests, health checks)
@@ -204,6 +284,8 @@ class StasisApp:
         self._hosts = itertools.cycle(config.media_hosts)
         self._calls: dict[str, _Call] = {}  # by the caller's channel id (= call id)
         self._media: dict[str, str] = {}  # media channel id -> call id
+        self._transfers: dict[str, _Transfer] = {}  # human leg channel id (xfer-<call id>) -> its transfer
+        self._redis: aioredis.Redis | None = None  # commands and replies (while run() runs)
         self._stopping = asyncio.Event()
         self._queue: asyncio.Queue[CallEvent] = asyncio.Queue()  # emitted, not yet in a lane
         self._lanes: dict[str, collections.deque[CallEvent]] = {}  # call id -> its events not yet handed over
@@ -226,7 +308,17 @@ class StasisApp:
         )
         auth = aiohttp.encode_basic_auth(self.config.user, self.config.password)
         self._session = aiohttp.ClientSession(timeout=timeout, headers={"Authorization": auth})
-        delivery = asyncio.get_running_loop().create_task(self._deliver())
+        loop = asyncio.get_running_loop()
+        delivery = loop.create_task(self._deliver())
+        commands: asyncio.Task[None] | None = None
+        if self.config.redis_url:
+            self._redis = aioredis.Redis.from_url(
+                self.config.redis_url,
+                socket_connect_timeout=self.config.connect_timeout_s,
+                socket_timeout=self.config.command_poll_s + self.config.request_timeout_s,
+                retry=Retry(NoBackoff(), 1),  # one retry on a fresh connection; the backoff is ours
+            )
+            commands = loop.create_task(self._consume_commands(self._redis))
         failures = 0
         try:
             while not self._stopping.is_set():
@@ -246,10 +338,18 @@ class StasisApp:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
         finally:
+            self._stopping.set()
             self.connected.clear()
+            if commands is not None:  # it sees _stopping within one BLPOP timeout
+                await asyncio.wait({commands}, timeout=self.config.command_poll_s + 1.0)
+                commands.cancel()
+                await asyncio.gather(commands, return_exceptions=True)
             for call in self._calls.values():
                 if call.timer is not None:
                     call.timer.cancel()
+            for xfer in self._transfers.values():
+                if xfer.timer is not None:
+                    xfer.timer.cancel()
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -260,6 +360,9 @@ class StasisApp:
                 lane.cancel()
             await asyncio.gather(delivery, *self._lane_tasks, return_exceptions=True)
             await self._session.close()
+            if self._redis is not None:
+                await self._redis.aclose()
+                self._redis = None
             logger.info("stasis %s: stopped", self.config.app)
 
     def stop(self) -> None:
@@ -470,6 +573,9 @@ class StasisApp:
         channel_id = channel.get("id") if channel else None
         if kind == "Dial":
             peer = _channel_of(event, "peer")
+            if peer and isinstance(peer.get("id"), str) and peer["id"].startswith(TRANSFER_PREFIX):
+                self._on_transfer_event(kind, peer["id"], event)
+                return
             if peer and isinstance(peer.get("id"), str) and event.get("caller") is None:
                 if peer["id"] not in self._media:
                     self._track(peer["id"])
@@ -482,6 +588,9 @@ class StasisApp:
                     self._emit(CallRinging(call.call_id, _now()))
             return
         if not isinstance(channel_id, str) or channel is None:
+            return
+        if channel_id.startswith(TRANSFER_PREFIX):  # a human leg (or its Local ;2 half): never a call
+            self._on_transfer_event(kind, channel_id, event)
             return
         if channel_id in self._media:
             self._on_media_event(kind, channel_id)
@@ -515,7 +624,7 @@ class StasisApp:
         args = [str(a) for a in raw_args] if isinstance(raw_args, list) else []
         role = args[0] if args else ""
         if role not in ("outbound", "inbound"):
-            # "transfer" legs (later), or something we did not create: not ours to run.
+            # Something we did not create (human legs, xfer-..., are routed before): not ours to run.
             logger.info("stasis %s: ignoring StasisStart of %s args=%s", self.config.app, channel_id, args)
             return
         call = self._track(channel_id, inbound=role == "inbound")
@@ -567,6 +676,14 @@ class StasisApp:
 
     async def _teardown(self, call: _Call) -> None:
         call.tearing_down = True
+        xfer = call.transfer
+        if xfer is not None and xfer.state != "done":
+            # The caller went: the human leg goes too (answered or still ringing).
+            pending = xfer.state in ("dialing", "cancelling")
+            self._transfer_done(xfer)
+            if pending:
+                self._reply(xfer.call_id, {"event": "transfer", "status": "failed", "reason": "call_ended"})
+            await self._hangup(xfer.channel_id)
         if call.media_id is not None:
             media_id = call.media_id
             await self._hangup(media_id)
@@ -611,7 +728,7 @@ class StasisApp:
             await self._destroy_bridge(bridge_id)
             return
         media_id = f"{MEDIA_PREFIX}{call.call_id}"
-        media_uuid = str(uuid.uuid4())
+        media_uuid = media_uuid_for(call.call_id)
         placed = False
         for _ in range(len(self.config.media_hosts)):
             host = next(self._hosts)
@@ -667,6 +784,292 @@ class StasisApp:
         await self._hangup(call.channel_id)
         await self._teardown(call)
 
+    # ------------------------------------------------------------------------------------ commands
+    async def _consume_commands(self, client: aioredis.Redis) -> None:
+        """BLPOP call actions until :meth:`stop`; Redis errors are logged and retried with backoff."""
+        keys = list(self.config.command_keys)
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                item = await client.blpop(keys, timeout=self.config.command_poll_s)
+            except (RedisError, OSError) as exc:
+                failures += 1
+                delay = self._backoff(failures)
+                if failures == 1 or failures % 20 == 0:  # one line per outage, then a reminder now and then
+                    logger.warning(
+                        "stasis %s: command queue unavailable (%r); retrying in %.2fs",
+                        self.config.app,
+                        exc,
+                        delay,
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                continue
+            if failures:
+                logger.info("stasis %s: command queue reachable again", self.config.app)
+                failures = 0
+            if item is None:
+                continue
+            try:
+                self._on_command(item[1])
+            except Exception:  # one bad command must not stop the consumer; logged
+                logger.exception("stasis %s: failed to handle command %.300r", self.config.app, item[1])
+
+    def _on_command(self, raw: bytes | str) -> None:
+        """One call action (module docstring): dispatched to a task so the consumer keeps reading."""
+        try:
+            command = json.loads(raw)
+        except ValueError:
+            logger.warning("stasis %s: dropping malformed command %.200r", self.config.app, raw)
+            return
+        if not isinstance(command, dict):
+            logger.warning("stasis %s: dropping malformed command %.200r", self.config.app, raw)
+            return
+        action, call_id = command.get("action"), command.get("call_id")
+        if action not in ("hangup", "transfer") or not isinstance(call_id, str) or not call_id:
+            logger.warning("stasis %s: dropping unknown command %.200r", self.config.app, command)
+            return
+        call = self._calls.get(call_id)
+        if call is None or call.ended:
+            logger.warning(
+                "stasis %s: dropping %s command for call %s: no such call here",
+                self.config.app,
+                action,
+                call_id,
+            )
+            return
+        if action == "hangup":
+            logger.info(
+                "stasis %s: hanging up call %s on request (%.100s)",
+                self.config.app,
+                call_id,
+                command.get("reason") or "no reason given",
+            )
+            self._spawn(self._hangup_on_request(call))
+        else:
+            self._on_transfer_command(call, command)
+
+    async def _hangup_on_request(self, call: _Call) -> None:
+        status, _ = await self._rest("DELETE", f"/channels/{_seg(call.channel_id)}", {"reason": "normal"})
+        if status == 404 and not call.ended:  # gone already and its end never reached us
+            self._end(call, "stasis_end" if call.inbound else "destroyed")
+        elif status not in (200, 204, 404):
+            logger.warning("stasis %s: hangup of call %s answered %s", self.config.app, call.call_id, status)
+
+    def _reply(self, call_id: str, payload: Mapping[str, Any]) -> None:
+        self._spawn(self._publish(call_id, payload))
+
+    async def _publish(self, call_id: str, payload: Mapping[str, Any]) -> None:
+        if self._redis is None:
+            return
+        try:
+            await self._redis.publish(reply_channel(call_id), json.dumps(payload))
+        except (RedisError, OSError) as exc:
+            logger.warning(
+                "stasis %s: could not publish %s for call %s: %r", self.config.app, payload, call_id, exc
+            )
+
+    # ------------------------------------------------------------------------------------ transfers
+    def _on_transfer_command(self, call: _Call, command: Mapping[str, Any]) -> None:
+        def failed(reason: str) -> None:
+            self._reply(call.call_id, {"event": "transfer", "status": "failed", "reason": reason})
+
+        if call.transfer is not None and call.transfer.state != "done":
+            logger.info(
+                "stasis %s: call %s: refusing a transfer (one is %s)",
+                self.config.app,
+                call.call_id,
+                call.transfer.state,
+            )
+            failed("already_transferred" if call.transfer.state == "bridged" else "transfer_in_progress")
+            return
+        number, endpoint = command.get("number"), command.get("endpoint")
+        caller_id = command.get("caller_id")
+        timeout_s = command.get("timeout_s", self.config.transfer_timeout_s)
+        if (
+            not isinstance(number, str)
+            or not isinstance(endpoint, str)
+            or not endpoint
+            or not (caller_id is None or isinstance(caller_id, str))
+            or isinstance(timeout_s, bool)
+            or not isinstance(timeout_s, int | float)
+            or not 0 < timeout_s <= 600
+        ):
+            logger.warning("stasis %s: unusable transfer command %.300r", self.config.app, command)
+            failed("invalid")
+            return
+        if not call.answered or call.bridge_id is None or call.media_id is None:
+            logger.warning("stasis %s: call %s is not bridged: no transfer", self.config.app, call.call_id)
+            failed("not_bridged")
+            return
+        if not self.connected.is_set():  # A11: the human leg's StasisStart would never reach us
+            failed("pbx_unavailable")
+            return
+        channel_id = f"{TRANSFER_PREFIX}{call.call_id}"
+        xfer = _Transfer(call.call_id, channel_id, number, CallEndTracker(channel_id))
+        call.transfer = xfer
+        self._transfers[channel_id] = xfer  # before the originate: its events may come before the response
+        xfer.timer = asyncio.get_running_loop().call_later(float(timeout_s), self._transfer_timeout, xfer)
+        logger.info(
+            "stasis %s: call %s: transferring to %s via %s", self.config.app, call.call_id, number, endpoint
+        )
+        params = {
+            "endpoint": endpoint,
+            "app": self.config.app,
+            "appArgs": f"transfer,{call.call_id}",
+            "channelId": channel_id,
+            "timeout": str(math.ceil(timeout_s) + TRANSFER_ASTERISK_MARGIN_S),
+            "originator": call.channel_id,
+        }
+        if caller_id:
+            params["callerId"] = caller_id
+        self._spawn(self._originate_transfer(xfer, params))
+
+    async def _originate_transfer(self, xfer: _Transfer, params: Mapping[str, str]) -> None:
+        status, body = await self._rest("POST", "/channels", params)
+        if status == 200:
+            return
+        logger.warning(
+            "stasis %s: call %s: originating the transfer leg answered %s %s",
+            self.config.app,
+            xfer.call_id,
+            status,
+            body,
+        )
+        if status is None:  # no answer: it may have been placed all the same
+            xfer.state = "cancelling"
+            await self._hangup(xfer.channel_id)
+        self._transfer_failed(xfer, "failed")
+
+    def _on_transfer_event(self, kind: Any, channel_id: str, event: Mapping[str, Any]) -> None:
+        xfer = self._transfers.get(channel_id)
+        if xfer is None:
+            if kind == "StasisStart":  # a human leg nobody waits for (its call ended, or before a restart)
+                logger.info("stasis %s: hanging up unexpected transfer leg %s", self.config.app, channel_id)
+                self._spawn(self._hangup(channel_id))
+            return
+        xfer.tracker.feed(event)
+        if kind == "StasisStart":
+            if xfer.state == "dialing":
+                xfer.state = "bridging"
+                if xfer.timer is not None:
+                    xfer.timer.cancel()
+                self._spawn(self._bridge_transfer(xfer))
+        elif kind in ("StasisEnd", "ChannelDestroyed"):
+            self._transfer_leg_gone(xfer, kind)
+
+    def _transfer_leg_gone(self, xfer: _Transfer, kind: str) -> None:
+        if xfer.state in ("dialing", "cancelling"):
+            if kind == "ChannelDestroyed":
+                reason = xfer.fail_reason or xfer.tracker.outcome().value
+                logger.info(
+                    "stasis %s: call %s: transfer to %s failed (%s)",
+                    self.config.app,
+                    xfer.call_id,
+                    xfer.number,
+                    reason,
+                )
+                self._transfer_failed(xfer, reason)
+        elif xfer.state == "bridging":
+            xfer.gone = True  # _bridge_transfer sees it
+        elif xfer.state == "bridged":
+            self._transfer_done(xfer)
+            call = self._calls.get(xfer.call_id)
+            if call is not None and not call.ended:
+                logger.info(
+                    "stasis %s: call %s: the human hung up; hanging up the caller",
+                    self.config.app,
+                    xfer.call_id,
+                )
+                self._spawn(self._hangup(call.channel_id))
+
+    def _transfer_timeout(self, xfer: _Transfer) -> None:
+        if xfer.state != "dialing":
+            return
+        logger.info(
+            "stasis %s: call %s: %s did not answer in time", self.config.app, xfer.call_id, xfer.number
+        )
+        xfer.state, xfer.fail_reason = "cancelling", "timeout"
+        self._spawn(self._cancel_transfer(xfer))
+
+    async def _cancel_transfer(self, xfer: _Transfer) -> None:
+        existed = await self._hangup(xfer.channel_id)
+        if existed:  # its ChannelDestroyed reports the failure; do not wait forever for it
+            await asyncio.sleep(self.config.end_grace_s)
+        self._transfer_failed(xfer, "timeout")
+
+    def _transfer_done(self, xfer: _Transfer) -> None:
+        """Forget the human leg: its later events are ignored (a later StasisStart hangs it up)."""
+        xfer.state = "done"
+        if xfer.timer is not None:
+            xfer.timer.cancel()
+        if self._transfers.get(xfer.channel_id) is xfer:
+            del self._transfers[xfer.channel_id]
+
+    def _transfer_failed(self, xfer: _Transfer, reason: str) -> None:
+        """Report a transfer that did not happen (once); the call stays as it was, with its agent."""
+        if xfer.state in ("done", "bridged"):
+            return
+        self._transfer_done(xfer)
+        call = self._calls.get(xfer.call_id)
+        if call is not None and call.transfer is xfer:
+            call.transfer = None
+        self._reply(xfer.call_id, {"event": "transfer", "status": "failed", "reason": reason})
+
+    async def _bridge_transfer(self, xfer: _Transfer) -> None:
+        """A10: the human answered. Media leg out of the bridge, human in, media leg deleted (docstring)."""
+        call = self._calls.get(xfer.call_id)
+        if call is None or call.ended or call.bridge_id is None:
+            self._transfer_done(xfer)
+            await self._hangup(xfer.channel_id)
+            return
+        bridge = _seg(call.bridge_id)
+        media_id = call.media_id
+        if media_id is not None:
+            status, _ = await self._rest("POST", f"/bridges/{bridge}/removeChannel", {"channel": media_id})
+            if status not in (200, 204):
+                logger.warning(
+                    "stasis %s: call %s: removing the media leg answered %s",
+                    self.config.app,
+                    call.call_id,
+                    status,
+                )
+        status = None
+        if not xfer.gone and not call.ended:
+            status, _ = await self._rest(
+                "POST", f"/bridges/{bridge}/addChannel", {"channel": xfer.channel_id}
+            )
+        if status not in (200, 204) or xfer.gone or call.ended:
+            reason = "hung_up" if xfer.gone else "call_ended" if call.ended else "failed"
+            logger.warning(
+                "stasis %s: call %s: could not bridge %s (%s)",
+                self.config.app,
+                call.call_id,
+                xfer.number,
+                reason,
+            )
+            if media_id is not None and not call.ended and call.media_id == media_id:
+                await self._rest("POST", f"/bridges/{bridge}/addChannel", {"channel": media_id})
+            if xfer.state != "done":  # (done: the caller's teardown took care of it)
+                xfer.state, xfer.fail_reason = "cancelling", reason
+                await self._hangup(xfer.channel_id)
+                self._transfer_failed(xfer, reason)
+            return
+        # The human is with the caller: the agent's leg goes (its end is not the media worker going first).
+        if media_id is not None:
+            self._media.pop(media_id, None)
+            if call.media_id == media_id:
+                call.media_id = None
+            await self._hangup(media_id)
+        if xfer.state == "done" or call.ended:  # the caller went meanwhile: its teardown took care of it
+            return
+        xfer.state = "bridged"
+        logger.info("stasis %s: call %s: transferred to %s", self.config.app, call.call_id, xfer.number)
+        self._reply(call.call_id, {"event": "transfer", "status": "answered", "number": xfer.number})
+        self._emit(CallTransferred(call.call_id, xfer.number, _now()))
+        if xfer.gone:  # the human hung up while we were deleting the media leg
+            self._transfer_leg_gone(xfer, "ChannelDestroyed")
+
     # ------------------------------------------------------------------------------- reconciliation
     async def _reconcile(self) -> None:
         """Close what ended while we were not listening; hang up what nobody waits for (module docstring)."""
@@ -692,12 +1095,21 @@ class StasisApp:
         for media_id in list(self._media):
             if media_id not in by_id:
                 self._on_media_event("ChannelDestroyed", media_id)
+        # Human legs that vanished: a pending transfer failed, a bridged one leaves the caller alone.
+        for xfer_id, xfer in list(self._transfers.items()):
+            if xfer_id not in by_id:
+                self._transfer_leg_gone(xfer, "ChannelDestroyed")
         live = live_before | await self.sink.live_call_ids()
         # 2. Channels in our app that nobody waits for, and adoption of live ones we do not know yet.
+        human_legs: list[tuple[str, list[str] | None]] = []
         for channel_id, channel in by_id.items():
             args = _stasis_args(channel, self.config.app)
             dialplan = channel.get("dialplan")
             originated = isinstance(dialplan, Mapping) and dialplan.get("app_name") == OUTGOING_APP
+            if channel_id.startswith(TRANSFER_PREFIX):
+                if args is not None or originated:  # (not a Local ;2 half: it goes with its ;1)
+                    human_legs.append((channel_id, args))
+                continue
             if channel_id.startswith(MEDIA_PREFIX) and args is not None:
                 owner = channel_id.removeprefix(MEDIA_PREFIX)
                 if owner not in live or owner not in by_id:
@@ -722,6 +1134,23 @@ class StasisApp:
             elif args is not None and args[:1] == ["inbound"] and channel_id not in self._calls:
                 call = self._track(channel_id, inbound=True)
                 call.answered = call.tracker.answered = True
+        # Human legs: kept while their call lives (adopted after a restart of this process), else hung up.
+        for channel_id, args in human_legs:
+            owner_call = self._calls.get(channel_id.removeprefix(TRANSFER_PREFIX))
+            if owner_call is None or owner_call.ended:
+                logger.info("stasis %s: hanging up orphan transfer leg %s", self.config.app, channel_id)
+                known = self._transfers.get(channel_id)
+                if known is not None:
+                    self._transfer_done(known)
+                await self._hangup(channel_id)
+            elif channel_id not in self._transfers:
+                # Known by id only: the number is lost with the old process. In Stasis = answered (bridged
+                # or about to be: treated as bridged); else still ringing, and Asterisk's timeout ends it.
+                adopted = _Transfer(owner_call.call_id, channel_id, "", CallEndTracker(channel_id))
+                adopted.state = "bridged" if args is not None else "dialing"
+                adopted.tracker.answered = args is not None
+                owner_call.transfer = adopted
+                self._transfers[channel_id] = adopted
         # 3. Our bridges whose call is gone.
         status, bridges = await self._rest("GET", "/bridges", body=True)
         if status == 200 and isinstance(bridges, list):

@@ -51,6 +51,7 @@ class AgentProfileSerializer(serializers.ModelSerializer[AgentProfile]):
             "language",
             "tools",
             "transfer_numbers",
+            "turn_detection",
             "created_at",
         ]
         read_only_fields = fields
@@ -65,6 +66,8 @@ class AgentProfileInputSerializer(serializers.Serializer[Any]):
     language = serializers.CharField(required=False, max_length=16)
     tools = serializers.JSONField(required=False)
     transfer_numbers = serializers.JSONField(required=False)
+    # Checked by the service (campaigns.services.agents.validate_turn_detection): 400 naming the field.
+    turn_detection = serializers.CharField(required=False, max_length=32)
 
 
 # ---------------------------------------------------------------------------------------------- campaigns
@@ -227,15 +230,20 @@ class AttemptSerializer(serializers.ModelSerializer[CallAttempt]):
             "tech_cause",
             "duration_s",
             "error",
+            "disposition",
+            "callback_at",
+            "transferred_to",
         ]
         read_only_fields = fields
 
 
 class AttemptDetailSerializer(AttemptSerializer):
+    """An attempt with what the AI agent's call left behind (transcript, media metrics) and its log."""
+
     events = AttemptEventSerializer(many=True, read_only=True)
 
     class Meta(AttemptSerializer.Meta):
-        fields = [*AttemptSerializer.Meta.fields, "events"]
+        fields = [*AttemptSerializer.Meta.fields, "transcript", "media_metrics", "events"]
         read_only_fields = fields
 
 

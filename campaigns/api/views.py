@@ -293,13 +293,14 @@ class AttemptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantVie
         if self.action == "retrieve":
             return selectors.attempt_list_with_events(tenant=self.tenant)
         filters = self.query(s.AttemptFilterSerializer)
+        # The list does not show the (possibly long) transcript and metrics: not read at all.
         return selectors.attempt_list(
             tenant=self.tenant,
             campaign_id=filters.get("campaign"),
             lead_id=filters.get("lead"),
             state=filters.get("state"),
             outcome=filters.get("outcome"),
-        )
+        ).defer("transcript", "media_metrics")
 
 
 # ---------------------------------------------------------------------------------------------------- DNC

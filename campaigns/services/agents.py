@@ -33,7 +33,26 @@ def validate_transfer_numbers(numbers: object) -> list[str]:
     return list(dict.fromkeys(normalized))
 
 
-_UPDATABLE = ("name", "instructions", "greeting", "voice", "model", "language", "tools", "transfer_numbers")
+def validate_turn_detection(value: object) -> str:
+    """``server_vad`` or ``semantic_vad`` (how the Realtime session detects the end of the caller's turn)."""
+    if value not in AgentProfile.TurnDetection.values:
+        raise InvalidInput(
+            "turn_detection", f"must be one of {', '.join(AgentProfile.TurnDetection.values)}, not {value!r}"
+        )
+    return str(value)
+
+
+_UPDATABLE = (
+    "name",
+    "instructions",
+    "greeting",
+    "voice",
+    "model",
+    "language",
+    "tools",
+    "transfer_numbers",
+    "turn_detection",
+)
 
 
 def agent_profile_create(
@@ -47,6 +66,7 @@ def agent_profile_create(
     language: str = "en",
     tools: list[str] | None = None,
     transfer_numbers: list[str] | None = None,
+    turn_detection: str = AgentProfile.TurnDetection.SERVER_VAD,
 ) -> AgentProfile:
     if not instructions.strip():
         raise InvalidInput("instructions", "must not be empty")
@@ -60,6 +80,7 @@ def agent_profile_create(
         language=language,
         tools=validate_tools(default_tools() if tools is None else tools),
         transfer_numbers=validate_transfer_numbers([] if transfer_numbers is None else transfer_numbers),
+        turn_detection=validate_turn_detection(turn_detection),
     )
     full_clean_or_raise(agent)
     agent.save()
@@ -67,7 +88,8 @@ def agent_profile_create(
 
 
 def agent_profile_update(*, agent: AgentProfile, **changes: Any) -> AgentProfile:
-    """Change some of: name, instructions, greeting, voice, model, language, tools, transfer_numbers."""
+    """Change some of: name, instructions, greeting, voice, model, language, tools, transfer_numbers,
+    turn_detection."""
     unknown = sorted(set(changes) - set(_UPDATABLE))
     if unknown:
         raise InvalidInput(unknown[0], "cannot be changed")
@@ -75,6 +97,8 @@ def agent_profile_update(*, agent: AgentProfile, **changes: Any) -> AgentProfile
         changes["tools"] = validate_tools(changes["tools"])
     if "transfer_numbers" in changes:
         changes["transfer_numbers"] = validate_transfer_numbers(changes["transfer_numbers"])
+    if "turn_detection" in changes:
+        changes["turn_detection"] = validate_turn_detection(changes["turn_detection"])
     if "instructions" in changes and not str(changes["instructions"]).strip():
         raise InvalidInput("instructions", "must not be empty")
     for field, value in changes.items():

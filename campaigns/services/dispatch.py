@@ -73,9 +73,11 @@ from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
 from campaigns.lifecycle import (
+    DONE_SUCCESS,
     PLACED_STATES,
     AttemptOutcome,
     AttemptState,
+    RetryDecision,
     Transition,
     consumes_attempt,
     retry_decision,
@@ -101,6 +103,7 @@ __all__ = [
     "attempt_apply",
     "attempt_apply_many",
     "dispatch_tenant",
+    "lead_apply_late_callback",
 ]
 
 DONE_REASON_DNC = "dnc"
@@ -210,10 +213,10 @@ def dispatch_tenant(
 
     Returns the new attempt ids, in claim order; ``on_commit`` receives the same list once the transaction
     has committed (not called when nothing was claimed), and ``on_commit_attempts`` the attempts themselves,
-    with their tenant, campaign, PBX, lead and contact loaded as the pass read them (to originate them
-    without reading them again). See the module docstring for why concurrent passes never exceed a cap. Due
-    leads found on the DNC list are suppressed; due leads outside their calling window get the next opening
-    as their due time. Neither takes a slot.
+    with their tenant, campaign (and its agent), PBX, lead and contact loaded as the pass read them (to
+    originate them without reading them again). See the module docstring for why concurrent passes never
+    exceed a cap. Due leads found on the DNC list are suppressed; due leads outside their calling window get
+    the next opening as their due time. Neither takes a slot.
 
     Call it outside any transaction: inside one, the locks are held (and ``on_commit`` deferred) until the
     outer transaction ends.
@@ -252,9 +255,10 @@ def dispatch_tenant(
 
         campaigns = [
             campaign
-            for campaign in Campaign.objects.filter(campaign_dialing_filter(now=now), tenant=tenant).order_by(
-                "-priority", "pk"
-            )
+            # With its agent: the originates of this pass's attempts write the call brief without a read.
+            for campaign in Campaign.objects.filter(campaign_dialing_filter(now=now), tenant=tenant)
+            .select_related("agent")
+            .order_by("-priority", "pk")
             if campaign.max_concurrent_calls - campaign_live.get(campaign.pk, 0) > 0
         ]
         scanned = 0
@@ -359,7 +363,8 @@ def _claim_lead(
 class AttemptStep:
     """One thing that happened to an attempt, for :func:`attempt_apply_many`: a life-cycle ``event`` with
     the arguments :func:`attempt_apply` takes, or (``note`` set, ``event`` None) a note for its log that
-    changes no state (a DTMF digit, the media leg gone), appended whatever the state."""
+    changes no state (a DTMF digit, the media leg gone, a transfer to a human, which also records
+    ``transferred_to``), appended whatever the state."""
 
     event: Event | None
     at: datetime
@@ -371,6 +376,7 @@ class AttemptStep:
     outcome: AttemptOutcome | None = None
     error: str = ""
     note: str = ""
+    transferred_to: str = ""  # a note may record the number the call was transferred to (CallTransferred)
 
     def checked(self) -> AttemptStep:
         """The step with its event normalised and CANCELLED's default outcome; ValueError on a misuse."""
@@ -378,6 +384,8 @@ class AttemptStep:
             if not self.note or self.outcome is not None:
                 raise ValueError("attempt step: a note needs a type and takes no outcome")
             return self
+        if self.transferred_to:
+            raise ValueError("attempt step: only a note records a transfer")
         event, outcome = Event(self.event), self.outcome
         if event is Event.CANCELLED and outcome is None:
             outcome = AttemptOutcome.CANCELLED
@@ -470,6 +478,9 @@ def attempt_apply_many(
         finished: AttemptStep | None = None
         for step in steps:
             if step.event is None:
+                if step.transferred_to and attempt.transferred_to != step.transferred_to:
+                    attempt.transferred_to = step.transferred_to
+                    changed.add("transferred_to")
                 rows.append(
                     AttemptEvent(
                         attempt=attempt,
@@ -607,7 +618,14 @@ def _lead_finish(
         max_attempts=campaign.max_attempts,
         retry_delays=campaign.retry_delays,
         now=at,
+        callback_at=attempt.callback_at,  # the agent's schedule_callback, stored while the call was live
     )
+    _lead_decide(lead=lead, campaign=campaign, decision=decision)
+    lead.save(update_fields=fields)
+
+
+def _lead_decide(*, lead: Lead, campaign: Campaign, decision: RetryDecision) -> None:
+    """Set the lead (in memory) to waiting with the decision's time, or done with its reason."""
     if decision.should_retry and decision.at is not None:
         # Only a retry needs the calling window (to move the due time to its next opening).
         window = callee_window(campaign=campaign, contact=lead.contact, tenant=campaign.tenant)
@@ -617,7 +635,49 @@ def _lead_finish(
         lead.status, lead.next_due_at, lead.done_reason = Lead.Status.WAITING, due, ""
     else:
         lead.status, lead.next_due_at, lead.done_reason = Lead.Status.DONE, None, decision.reason
-    lead.save(update_fields=fields)
+
+
+def lead_apply_late_callback(*, attempt: CallAttempt, now: datetime | None = None) -> bool:
+    """A callback asked for on an attempt that had already ended when it arrived (the agent's
+    schedule_callback task ran after the call's end): the lead becomes due at ``attempt.callback_at`` as
+    the end would have decided (:func:`campaigns.lifecycle.retry_decision`), if it is still where that end
+    left it. Returns whether the lead changed.
+
+    Call it in a transaction holding the lock of ``attempt`` (ended, ``callback_at`` set); the lead is
+    locked here (lock order: attempt, then lead). The lead is left alone when it has moved on since: a
+    newer attempt, suppressed, or done for another reason than a completed call (never retried, budget
+    spent, opted out).
+    """
+    if attempt.state != AttemptState.ENDED or attempt.callback_at is None or not attempt.outcome:
+        return False
+    now = now or timezone.now()
+    lead = (
+        Lead.objects.select_related("contact", "campaign__tenant")
+        .select_for_update(no_key=True, of=("self",))
+        .get(pk=attempt.lead_id)
+    )
+    if lead.status == Lead.Status.DONE:
+        movable = lead.done_reason == DONE_SUCCESS
+    else:
+        movable = lead.status == Lead.Status.WAITING
+    newer = CallAttempt.objects.filter(lead_id=lead.pk, queued_at__gt=attempt.queued_at).exists()
+    if not movable or newer:
+        logger.info("attempt %s: late callback not applied; lead %s moved on", attempt.pk, lead.pk)
+        return False
+    campaign = lead.campaign
+    decision = retry_decision(
+        outcome=AttemptOutcome(attempt.outcome),
+        attempts_made=lead.attempts,
+        max_attempts=campaign.max_attempts,
+        retry_delays=campaign.retry_delays,
+        now=now,
+        callback_at=attempt.callback_at,
+    )
+    if not decision.should_retry:
+        return False  # the budget is spent: the lead stays as the end left it
+    _lead_decide(lead=lead, campaign=campaign, decision=decision)
+    lead.save(update_fields=["status", "next_due_at", "done_reason", "updated_at"])
+    return True
 
 
 # ------------------------------------------------------------------------------------------ overdue ends

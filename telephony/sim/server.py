@@ -59,7 +59,10 @@ class WebsocketSink:
             text = await self.queue.get()
             try:
                 if self.write_timeout > 0:
-                    await asyncio.wait_for(self.ws.send_str(text), self.write_timeout)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands as
+                    # the send completes, and close() then waited for this task forever.
+                    async with asyncio.timeout(self.write_timeout):
+                        await self.ws.send_str(text)
                 else:
                     await self.ws.send_str(text)
             except TimeoutError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from campaigns.models import AttemptEvent, Campaign, Pbx
+from campaigns.models import AttemptEvent, CallAttempt, Campaign, Pbx
 from campaigns.services.pbx import pbx_create, pbx_password
 from tests.campaigns.factories import make_agent, make_lead, make_tenant
 from tests.campaigns.test_models import make_attempt
@@ -35,6 +35,52 @@ def test_attempt_pages_are_read_only(admin_client):
     assert (
         admin_client.get(reverse("admin:campaigns_callattempt_change", args=[attempt.pk])).status_code == 200
     )
+
+
+def test_an_attempt_page_shows_what_the_agent_left_behind(admin_client):
+    attempt = make_attempt(make_lead(make_tenant()))
+    CallAttempt.objects.filter(pk=attempt.pk).update(
+        transcript=[
+            {"role": "agent", "text": "Hi Dana, this is Sam.", "at": "2025-01-15T15:00:11+00:00"},
+            {"role": "caller", "text": "Please call me tomorrow.", "at": "2025-01-15T15:00:14+00:00"},
+        ],
+        media_metrics={"barge_ins": 3, "errors": ["realtime: boom"]},
+        disposition="callback_requested",
+        transferred_to="+12125550198",
+    )
+    page = admin_client.get(reverse("admin:campaigns_callattempt_change", args=[attempt.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "agent: Hi Dana, this is Sam.<br>" in html
+    assert "caller: Please call me tomorrow." in html
+    assert "realtime: boom" in html and "+12125550198" in html and "Callback requested" in html
+    listing = admin_client.get(
+        reverse("admin:campaigns_callattempt_changelist"), {"disposition": "callback_requested"}
+    )
+    assert listing.status_code == 200 and str(attempt.pk) in listing.content.decode()
+
+
+def test_the_agent_profile_admin_validates_turn_detection(admin_client):
+    agent = make_agent(make_tenant())
+    url = reverse("admin:campaigns_agentprofile_change", args=[agent.pk])
+    data = {
+        "tenant": agent.tenant_id,
+        "name": agent.name,
+        "instructions": agent.instructions,
+        "greeting": "",
+        "voice": "alloy",
+        "model": "gpt-realtime",
+        "language": "en",
+        "tools": '["end_call"]',
+        "transfer_numbers": "[]",
+        "turn_detection": "loud",
+    }
+    response = admin_client.post(url, data)
+    assert response.status_code == 200 and "turn_detection" in response.context["adminform"].form.errors
+    response = admin_client.post(url, {**data, "turn_detection": "semantic_vad"})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    agent.refresh_from_db()
+    assert agent.turn_detection == "semantic_vad"
 
 
 def pbx_form(tenant, **overrides):

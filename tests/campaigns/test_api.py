@@ -206,6 +206,14 @@ BAD_REQUESTS: list[tuple[str, str, Any, str]] = [
     ("post", "agent-profiles", {"name": "A", "instructions": "Hi", "tools": ["fly"]}, "tools"),
     ("post", "agent-profiles", {"name": "A"}, "instructions"),
     ("patch", "agent-profiles/{agent}", {"transfer_numbers": ["123"]}, "transfer_numbers"),
+    (
+        "post",
+        "agent-profiles",
+        {"name": "A", "instructions": "Hi", "turn_detection": "fast"},
+        "turn_detection",
+    ),
+    ("patch", "agent-profiles/{agent}", {"turn_detection": "none"}, "turn_detection"),
+    ("patch", "agent-profiles/{agent}", {"turn_detection": ["server_vad"]}, "turn_detection"),
     ("post", "campaigns", {**GOOD_CAMPAIGN, "agent": "{agent}", "caller_id": "12"}, "caller_id"),
     ("post", "campaigns", {**GOOD_CAMPAIGN, "agent": "{foreign_agent}"}, "agent"),
     (
@@ -418,6 +426,45 @@ def test_attempt_list_filters_and_detail_with_events(api, world, tenant):
     detail = api.get(f"{API}/attempts/{mine['attempt'].pk}").json()
     assert [event["type"] for event in detail["events"]] == ["queued->ended"]
     assert "events" not in api.get(f"{API}/attempts").json()["results"][0]
+
+
+def test_attempts_show_what_the_agent_left_behind_read_only(api, world):
+    attempt = world["mine"]["attempt"]
+    callback = timezone.now() + timedelta(days=1)
+    transcript = [{"role": "agent", "text": "Hello", "at": "2025-01-15T15:00:11+00:00"}]
+    CallAttempt.objects.filter(pk=attempt.pk).update(
+        transcript=transcript,
+        media_metrics={"barge_ins": 2, "errors": []},
+        disposition="interested",
+        callback_at=callback,
+        transferred_to="+12125550198",
+    )
+
+    detail = api.get(f"{API}/attempts/{attempt.pk}").json()
+    assert detail["transcript"] == transcript
+    assert detail["media_metrics"] == {"barge_ins": 2, "errors": []}
+    assert (detail["disposition"], detail["transferred_to"]) == ("interested", "+12125550198")
+    assert detail["callback_at"] is not None
+    [row] = api.get(f"{API}/attempts").json()["results"]
+    assert (row["disposition"], row["transferred_to"]) == ("interested", "+12125550198")
+    assert "transcript" not in row and "media_metrics" not in row  # the list stays light
+    # Read-only: there is no write endpoint for attempts.
+    assert (
+        api.patch(f"{API}/attempts/{attempt.pk}", {"disposition": "other"}, format="json").status_code == 405
+    )
+
+
+def test_an_agent_profile_takes_its_turn_detection(api):
+    body = {"name": "Semantic", "instructions": "Hi", "turn_detection": "semantic_vad"}
+    response = api.post(f"{API}/agent-profiles", body, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["turn_detection"] == "semantic_vad"
+    agent_id = response.json()["id"]
+    response = api.patch(f"{API}/agent-profiles/{agent_id}", {"turn_detection": "server_vad"}, format="json")
+    assert response.status_code == 200, response.content
+    assert AgentProfile.objects.get(pk=agent_id).turn_detection == "server_vad"
+    default = api.post(f"{API}/agent-profiles", {"name": "Default", "instructions": "Hi"}, format="json")
+    assert default.json()["turn_detection"] == "server_vad"
 
 
 def test_lead_list_filters(api, world, tenant):

@@ -877,3 +877,12 @@ def test_placed_attempts_past_their_hard_maximum_are_ended_and_only_those(
         attempt_id=overdue.pk, event=AttemptEvent.ENDED, at=at(limit + 2), outcome=AttemptOutcome.BUSY
     )
     assert not late.applied
+
+
+def test_only_a_note_step_records_a_transfer():
+    with pytest.raises(ValueError, match="only a note"):
+        AttemptStep(
+            event=AttemptEvent.ENDED, at=at(1), outcome=AttemptOutcome.ANSWERED, transferred_to="+1"
+        ).checked()
+    step = AttemptStep(event=None, note="transferred", at=at(1), transferred_to="+12125550198")
+    assert step.checked() is step

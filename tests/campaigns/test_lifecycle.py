@@ -20,6 +20,7 @@ from campaigns.lifecycle import (
     FINAL_SUCCESS,
     LIVE_STATES,
     NEVER_RETRY,
+    RETRY_CALLBACK,
     STATE_RANK,
     TRANSITIONS,
     AttemptEvent,
@@ -265,6 +266,7 @@ def decide(
         max_attempts=max_attempts,
         retry_delays=kw.get("retry_delays", DELAYS),  # type: ignore[arg-type]
         now=kw.get("now", NOW),  # type: ignore[arg-type]
+        callback_at=kw.get("callback_at"),  # type: ignore[arg-type]
     )
 
 
@@ -280,6 +282,24 @@ def test_never_retry_outcomes_are_done_even_with_budget_left(outcome: AttemptOut
 
 def test_an_answered_call_finishes_the_lead() -> None:
     assert decide(AttemptOutcome.ANSWERED, attempts_made=1) == RetryDecision.done(DONE_SUCCESS)
+
+
+@pytest.mark.parametrize("outcome", [AttemptOutcome.ANSWERED, AttemptOutcome.VOICEMAIL, AttemptOutcome.BUSY])
+def test_a_callback_makes_the_lead_due_then_attempts_permitting(outcome: AttemptOutcome) -> None:
+    later = NOW + timedelta(days=1)
+    assert decide(outcome, attempts_made=1, callback_at=later) == RetryDecision.retry(later, RETRY_CALLBACK)
+    # A time already past: due now.
+    assert decide(outcome, callback_at=NOW - timedelta(hours=1)).at == NOW
+    assert decide(outcome, attempts_made=3, max_attempts=3, callback_at=later) == RetryDecision.done(
+        DONE_MAX_ATTEMPTS
+    )
+
+
+def test_a_callback_does_not_override_a_never_retry_outcome_and_must_be_aware() -> None:
+    later = NOW + timedelta(days=1)
+    assert decide(AttemptOutcome.OPTED_OUT, callback_at=later) == RetryDecision.done(DONE_NEVER_RETRY)
+    with pytest.raises(ValueError, match="callback_at"):
+        decide(AttemptOutcome.ANSWERED, callback_at=later.replace(tzinfo=None))
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from django.db import IntegrityError, connections, transaction
 
 from campaigns.lifecycle import LIVE_STATES, AttemptState
 from campaigns.models import (
+    AgentProfile,
     AttemptEvent,
     CallAttempt,
     Campaign,
@@ -228,3 +229,12 @@ def test_attempt_events_are_kept_in_order():
         attempt=attempt, kind="ari", type="StasisStart", data={"channel": {"id": "x"}}
     )
     assert [event.type for event in attempt.events.all()] == ["queued->dialing", "StasisStart"]
+
+
+def test_a_disposition_or_turn_detection_outside_the_choices_is_refused_by_the_database():
+    attempt = make_attempt(make_lead(make_tenant()))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CallAttempt.objects.filter(pk=attempt.pk).update(disposition="maybe")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AgentProfile.objects.filter(pk=attempt.campaign.agent_id).update(turn_detection="loud")
+    CallAttempt.objects.filter(pk=attempt.pk).update(disposition="do_not_call")

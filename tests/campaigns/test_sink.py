@@ -27,6 +27,7 @@ from telephony.events import (
     CallEnded,
     CallEvent,
     CallRinging,
+    CallTransferred,
     MediaGone,
 )
 from telephony.outcomes import CallOutcome
@@ -183,6 +184,44 @@ def test_pbx_rows_sharing_one_asterisk_app() -> None:
 def test_run_stasis_refuses_an_unknown_pbx() -> None:
     with pytest.raises(CommandError, match="no PBX"):
         call_command("run_stasis", pbx="nope")
+
+
+async def test_a_transfer_to_a_human_is_recorded_and_the_call_ends_as_answered(
+    sink: AttemptEventSink, ended: Ended
+) -> None:
+    attempt = await _async(claimed_attempt)
+    call_id = str(attempt.pk)
+
+    await sink.handle(CallAnswered(call_id, call_id, NOW + timedelta(seconds=2)))
+    await sink.handle(CallBridged(call_id, call_id, NOW + timedelta(seconds=3)))
+    # The Stasis app bridged the human and dropped the media leg; then the human or the callee hangs up.
+    errors = await sink.handle_many(
+        [
+            CallTransferred(call_id, "+12125550199", NOW + timedelta(seconds=20)),
+            MediaGone(call_id, NOW + timedelta(seconds=20)),
+        ]
+    )
+    assert errors == [None, None]
+    await sink.handle(CallTransferred(call_id, "+12125550199", NOW + timedelta(seconds=21)))  # a replay
+    await sink.handle(
+        CallEnded(call_id, NOW + timedelta(seconds=80), CallOutcome.ANSWERED, cause=16, answered=True)
+    )
+
+    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    assert attempt.transferred_to == "+12125550199"
+    assert (attempt.state, attempt.outcome) == (AttemptState.ENDED, "answered")
+    assert attempt.lead.status == Lead.Status.DONE and attempt.lead.done_reason == "success"
+    log = await _async(lambda: list(attempt.events.values_list("kind", "type", "data")))
+    assert [(kind, type) for kind, type, _ in log] == [
+        ("state", "created"),
+        ("state", "queued->answered"),
+        ("state", "answered->bridged"),
+        ("note", "transferred"),
+        ("note", "media_gone"),
+        ("note", "transferred"),
+        ("state", "bridged->ended"),
+    ]
+    assert log[3][2] == {"number": "+12125550199"}
 
 
 async def _async(fn: Callable[[], T]) -> T:

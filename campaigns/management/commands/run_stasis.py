@@ -4,6 +4,8 @@ One process per Asterisk (DESIGN.md §2). It serves every PBX row that reaches t
 (one Asterisk shared by several tenants has one Stasis app). Call events go to the sink named by
 ``settings.TELEPHONY_EVENT_SINK`` (constructed with ``pbx_ids=``); AudioSocket legs go to
 ``settings.MEDIA_WORKER_HOSTS`` round-robin; calls are hung up after ``settings.MAX_CALL_DURATION_S``.
+Call actions (hang up, transfer) are taken from ``settings.REDIS_URL`` (the embedded Redis when REDIS_URL is
+unset), from the list ``stasis:commands:<id>`` of each PBX row served.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from django.utils.module_loading import import_string
 from campaigns.models import Pbx
 from campaigns.services.pbx import pbx_password
 from campaigns.sink import pbx_ids_sharing_app
-from telephony.stasis import StasisApp, StasisConfig, run_until_signalled
+from orchestrator.embedded_redis import EmbeddedRedisError
+from orchestrator.redis_client import ensure_embedded_redis
+from telephony.stasis import StasisApp, StasisConfig, command_key, run_until_signalled
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,10 @@ class Command(BaseCommand):
         password = pbx_password(pbx=pbx)
         pbx_ids = pbx_ids_sharing_app(pbx)
         sink = import_string(settings.TELEPHONY_EVENT_SINK)(pbx_ids=pbx_ids)
+        try:
+            ensure_embedded_redis()
+        except (EmbeddedRedisError, OSError) as exc:  # calls are handled all the same; commands retry
+            logger.error("run_stasis: embedded Redis unavailable: %s", exc)
         config = StasisConfig(
             base_url=pbx.ari_url.rstrip("/"),
             user=pbx.ari_user,
@@ -59,15 +67,18 @@ class Command(BaseCommand):
             app=pbx.app_name,
             media_hosts=tuple(settings.MEDIA_WORKER_HOSTS),
             max_call_duration_s=float(settings.MAX_CALL_DURATION_S),
+            redis_url=settings.REDIS_URL,
+            command_keys=tuple(command_key(pbx_id) for pbx_id in pbx_ids),
         )
         logger.info(
-            "run_stasis: PBX %s (id %s) app %s at %s, serving PBX rows %s, media %s",
+            "run_stasis: PBX %s (id %s) app %s at %s, serving PBX rows %s, media %s, commands from %s",
             pbx.name,
             pbx.pk,
             pbx.app_name,
             config.base_url,
             pbx_ids,
             ", ".join(config.media_hosts),
+            ", ".join(config.command_keys),
         )
 
         async def main() -> None:

@@ -1,0 +1,298 @@
+"""Writes for what the AI agent does during a call: the effects of the media worker's Celery tasks
+(``media.*`` in campaigns/tasks.py; the issue 4 contract, §4).
+
+Every function takes the attempt id (the call id) and the tenant the media worker says it belongs to, and
+raises ``CallAttempt.DoesNotExist`` unless the attempt is that tenant's (the tasks log and drop such a
+message), ``InvalidInput`` for bad arguments (before any change). Each is idempotent: it returns whether it
+changed anything, and a repeated message changes nothing and logs nothing twice. Each locks the attempt row
+first (and then, where needed, its lead: the lock order of ``campaigns.services.dispatch``), so an action
+and the call's end (the Stasis sink) are applied one after the other, in either order:
+
+* ``attempt_schedule_callback`` on a live attempt stores ``callback_at``; the end of the attempt then makes
+  the lead due at that time instead of done (``campaigns.lifecycle.retry_decision``). Arriving after the
+  end, it moves the lead at once (``lead_apply_late_callback``).
+* ``attempt_add_to_dnc`` puts the number on the tenant's DNC list and finishes the lead as ``done`` with
+  ``done_reason="opted_out"`` at once, even during the call; the end then keeps that (it only counts the
+  attempt). Every other lead with that number is suppressed when it is next due (the dispatcher's and the
+  originate's DNC checks).
+
+Each action that changes something appends a ``note`` to the attempt's log.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.lifecycle import AttemptOutcome, AttemptState
+from campaigns.models import AttemptEvent, CallAttempt, DncEntry, Lead
+from campaigns.phone import normalize_phone_number
+from campaigns.services.attempts import attempt_event_append
+from campaigns.services.dispatch import lead_apply_late_callback
+from campaigns.services.dnc import dnc_add
+from campaigns.sms import MAX_SMS_LENGTH, SmsMessage, sms_send
+from orchestrator.errors import InvalidInput
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DONE_REASON_OPTED_OUT",
+    "attempt_add_to_dnc",
+    "attempt_record_report",
+    "attempt_schedule_callback",
+    "attempt_send_sms",
+    "attempt_set_disposition",
+]
+
+#: A lead whose callee asked not to be called again (the agent's add_to_dnc): done, with this reason.
+DONE_REASON_OPTED_OUT = AttemptOutcome.OPTED_OUT.value
+
+TRANSCRIPT_ROLES = frozenset({"agent", "caller", "system"})
+MAX_TRANSCRIPT_TURNS = 5000
+MAX_TURN_TEXT = 4000
+MAX_ERRORS = 100
+MAX_ERROR_LENGTH = 1000
+MAX_NOTE_LENGTH = 1000
+#: A callback further ahead than this is refused (a misread date, not a callee's wish).
+MAX_CALLBACK_AHEAD = timedelta(days=366)
+
+_NOTE = AttemptEvent.Kind.NOTE
+
+
+def _locked_attempt(*, attempt_id: UUID, tenant_id: int) -> CallAttempt:
+    """The attempt, locked until the caller's transaction ends, with its tenant and campaign;
+    ``CallAttempt.DoesNotExist`` unless it is an attempt of ``tenant_id``."""
+    return (
+        CallAttempt.objects.select_related("tenant", "campaign")
+        .select_for_update(no_key=True, of=("self",))
+        .get(pk=attempt_id, tenant_id=tenant_id)
+    )
+
+
+def _note(value: object) -> str:
+    return str(value or "")[:MAX_NOTE_LENGTH]
+
+
+# ----------------------------------------------------------------------------------------- call report
+
+
+def _clean_transcript(transcript: object) -> tuple[list[dict[str, str]], int]:
+    """The well-formed turns (``role``, ``text``, ``at``; texts capped) and how many were dropped."""
+    if not isinstance(transcript, list):
+        raise InvalidInput("transcript", "must be a list of turns")
+    kept: list[dict[str, str]] = []
+    dropped = max(0, len(transcript) - MAX_TRANSCRIPT_TURNS)
+    for turn in transcript[:MAX_TRANSCRIPT_TURNS]:
+        if (
+            isinstance(turn, dict)
+            and turn.get("role") in TRANSCRIPT_ROLES
+            and isinstance(turn.get("text"), str)
+        ):
+            at = turn.get("at")
+            kept.append(
+                {
+                    "role": turn["role"],
+                    "text": turn["text"][:MAX_TURN_TEXT],
+                    "at": at if isinstance(at, str) else "",
+                }
+            )
+        else:
+            dropped += 1
+    return kept, dropped
+
+
+def _clean_errors(errors: object, *, field: str) -> list[str]:
+    if errors is None:
+        return []
+    if not isinstance(errors, list):
+        raise InvalidInput(field, "must be a list of strings")
+    return [str(error)[:MAX_ERROR_LENGTH] for error in errors if error not in (None, "")]
+
+
+def attempt_record_report(
+    *,
+    attempt_id: UUID,
+    tenant_id: int,
+    transcript: object,
+    metrics: object,
+    end_reason: str = "",
+    errors: object = None,
+) -> bool:
+    """Save the media worker's report of the call: ``transcript`` replaces the attempt's (turns that are
+    not ``{"role": agent|caller|system, "text": str, "at": str}`` are dropped, and counted in the errors),
+    ``metrics`` are merged into ``media_metrics`` (contract §6) with ``end_reason``, and the errors (the
+    report's ``errors`` and ``metrics["errors"]``) are appended to ``media_metrics["errors"]``, each once."""
+    turns, dropped = _clean_transcript(transcript)
+    if not isinstance(metrics, dict):
+        raise InvalidInput("metrics", "must be an object")
+    new_errors = _clean_errors(metrics.get("errors"), field="metrics") + _clean_errors(errors, field="errors")
+    if dropped:
+        new_errors.append(f"call report: {dropped} malformed or excess transcript turn(s) dropped")
+    with transaction.atomic():
+        attempt = _locked_attempt(attempt_id=attempt_id, tenant_id=tenant_id)
+        current: dict[str, Any] = (
+            dict(attempt.media_metrics) if isinstance(attempt.media_metrics, dict) else {}
+        )
+        known = [str(error) for error in current.get("errors") or []]
+        merged = known + [error for error in dict.fromkeys(new_errors) if error not in known]
+        media_metrics = {**current, **{key: value for key, value in metrics.items() if key != "errors"}}
+        media_metrics["errors"] = merged[-MAX_ERRORS:]
+        if end_reason:
+            media_metrics["end_reason"] = str(end_reason)[:100]
+        if turns == attempt.transcript and media_metrics == attempt.media_metrics:
+            return False
+        attempt.transcript, attempt.media_metrics = turns, media_metrics
+        attempt.save(update_fields=["transcript", "media_metrics"])
+        attempt_event_append(
+            attempt=attempt,
+            kind=_NOTE,
+            type="media_report",
+            data={"end_reason": str(end_reason)[:100], "turns": len(turns), "errors": len(new_errors)},
+        )
+    return True
+
+
+# -------------------------------------------------------------------------------------------- callback
+
+
+def _aware(value: object, *, field: str) -> datetime:
+    """An ISO-8601 time with an offset (or an aware datetime)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidInput(field, f"{value!r} is not an ISO-8601 time") from None
+    if not isinstance(value, datetime):
+        raise InvalidInput(field, "must be an ISO-8601 time with an offset")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(field, f"{value.isoformat()} has no UTC offset")
+    return value
+
+
+def attempt_schedule_callback(
+    *, attempt_id: UUID, tenant_id: int, at: object, note: str = "", now: datetime | None = None
+) -> bool:
+    """The callee asked to be called back at ``at`` (ISO-8601 with an offset): stored as the attempt's
+    ``callback_at``; the lead becomes due then when the attempt ends, or at once if it already has (see the
+    module docstring). A later call replaces the time."""
+    when = _aware(at, field="at")
+    now = now or timezone.now()
+    if when > now + MAX_CALLBACK_AHEAD:
+        raise InvalidInput("at", f"{when.isoformat()} is more than a year ahead")
+    with transaction.atomic():
+        attempt = _locked_attempt(attempt_id=attempt_id, tenant_id=tenant_id)
+        if attempt.callback_at == when:
+            return False
+        attempt.callback_at = when
+        attempt.save(update_fields=["callback_at"])
+        data: dict[str, Any] = {"at": when.isoformat(), "note": _note(note)}
+        if attempt.state == AttemptState.ENDED:
+            data["after_end"] = True
+            data["lead_rescheduled"] = lead_apply_late_callback(attempt=attempt, now=now)
+        attempt_event_append(attempt=attempt, kind=_NOTE, type="callback_scheduled", data=data)
+    return True
+
+
+# ------------------------------------------------------------------------------------ disposition, DNC
+
+
+def attempt_set_disposition(*, attempt_id: UUID, tenant_id: int, disposition: str, note: str = "") -> bool:
+    """Store the agent's conclusion about the call (``CallAttempt.Disposition``); ``do_not_call`` also does
+    what :func:`attempt_add_to_dnc` does."""
+    if disposition not in CallAttempt.Disposition.values:
+        raise InvalidInput(
+            "disposition", f"must be one of {', '.join(CallAttempt.Disposition.values)}, not {disposition!r}"
+        )
+    with transaction.atomic():
+        attempt = _locked_attempt(attempt_id=attempt_id, tenant_id=tenant_id)
+        changed = attempt.disposition != disposition
+        if changed:
+            attempt.disposition = disposition
+            attempt.save(update_fields=["disposition"])
+            attempt_event_append(
+                attempt=attempt,
+                kind=_NOTE,
+                type="disposition",
+                data={"disposition": disposition, "note": _note(note)},
+            )
+        if disposition == CallAttempt.Disposition.DO_NOT_CALL:
+            changed = _add_to_dnc(attempt=attempt, note=note) or changed
+    return changed
+
+
+def attempt_add_to_dnc(*, attempt_id: UUID, tenant_id: int, note: str = "") -> bool:
+    """The callee asked not to be called again: the attempt's number goes on the tenant's DNC list (source
+    ``agent``) and the lead is done (``opted_out``), both at once (see the module docstring)."""
+    with transaction.atomic():
+        attempt = _locked_attempt(attempt_id=attempt_id, tenant_id=tenant_id)
+        return _add_to_dnc(attempt=attempt, note=note)
+
+
+def _add_to_dnc(*, attempt: CallAttempt, note: str) -> bool:
+    """:func:`attempt_add_to_dnc` on the locked attempt."""
+    number = normalize_phone_number(attempt.number, field="number")
+    listed = DncEntry.objects.filter(tenant_id=attempt.tenant_id, phone_number=number).exists()
+    if not listed:
+        dnc_add(tenant=attempt.tenant, phone_number=number, source=DncEntry.Source.AGENT, note=_note(note))
+    # Lock order: the attempt (held), then its lead.
+    lead = Lead.objects.select_for_update(no_key=True).get(pk=attempt.lead_id)
+    finish = lead.status != Lead.Status.SUPPRESSED and not (
+        lead.status == Lead.Status.DONE and lead.done_reason == DONE_REASON_OPTED_OUT
+    )
+    if finish:
+        # Also while the call is live: its end then keeps this (campaigns.services.dispatch._lead_finish).
+        lead.status, lead.next_due_at, lead.done_reason = Lead.Status.DONE, None, DONE_REASON_OPTED_OUT
+        lead.save(update_fields=["status", "next_due_at", "done_reason", "updated_at"])
+    if listed and not finish:
+        return False
+    attempt_event_append(
+        attempt=attempt,
+        kind=_NOTE,
+        type="dnc_added",
+        data={"number": number, "note": _note(note), "listed_now": not listed, "lead_done": finish},
+    )
+    return True
+
+
+# ------------------------------------------------------------------------------------------------- SMS
+
+
+def attempt_send_sms(*, attempt_id: UUID, tenant_id: int, to: str, text: str) -> bool:
+    """Send ``text`` to ``to`` through ``campaigns.sms`` (from the campaign's caller id) and record it on
+    the attempt. The same text to the same number is sent once per attempt (a repeated message is a
+    redelivery, not a new wish). Raises ``campaigns.sms.SmsError`` when the backend did not send it
+    (nothing recorded then).
+
+    The send happens while the attempt is locked, so two copies of the message cannot both send; a backend
+    call must therefore be short (bounded by its own timeout).
+    """
+    number = normalize_phone_number(str(to), field="to")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput("text", "must not be empty")
+    if len(text) > MAX_SMS_LENGTH:
+        raise InvalidInput("text", f"longer than {MAX_SMS_LENGTH} characters")
+    with transaction.atomic():
+        attempt = _locked_attempt(attempt_id=attempt_id, tenant_id=tenant_id)
+        if attempt.events.filter(kind=_NOTE, type="sms_sent", data__to=number, data__text=text).exists():
+            return False
+        sent = sms_send(
+            SmsMessage(
+                tenant_id=attempt.tenant_id,
+                to=number,
+                text=text,
+                sender=attempt.campaign.caller_id,
+                attempt_id=str(attempt.pk),
+            )
+        )
+        attempt_event_append(
+            attempt=attempt,
+            kind=_NOTE,
+            type="sms_sent",
+            data={"to": number, "text": text, "backend": sent.backend, "message_id": sent.message_id},
+        )
+    return True

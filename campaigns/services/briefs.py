@@ -1,0 +1,143 @@
+"""The call brief: what the media worker needs to know about a call, written to Redis right before the call
+is placed (the issue 4 contract, §2).
+
+The media worker never touches the database (DESIGN.md §3): when the AudioSocket leg of a call connects, it
+reads ``media:brief:{call id}`` (the call id is the attempt id) and runs the agent from it. The brief is
+written by the originate path right before ``POST /channels`` (``campaigns.tasks._send``), from the rows the
+originate has already loaded: building it reads nothing more from the database. It lives as long as the call
+can (ring timeout + ``settings.MAX_CALL_DURATION_S``) plus five minutes, then Redis drops it.
+
+A brief that cannot be written does not stop the call: the media worker apologises and hangs up when it
+finds none, which is better than losing the attempt (the originate path logs the failure).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+
+from campaigns.models import AGENT_TOOLS, CallAttempt
+from campaigns.prompts import render_instructions
+from campaigns.windows import zones_for_contact
+from orchestrator.redis_client import get_redis
+from telephony.ari import PbxConfig
+from telephony.stasis import command_key
+
+__all__ = [
+    "BRIEF_KEY_PREFIX",
+    "BRIEF_TTL_MARGIN_S",
+    "BRIEF_VERSION",
+    "brief_build",
+    "brief_key",
+    "brief_ttl_s",
+    "brief_write",
+]
+
+BRIEF_VERSION = 1
+BRIEF_KEY_PREFIX = "media:brief"
+#: How long the brief outlives the longest the call can last.
+BRIEF_TTL_MARGIN_S = 300
+
+
+def brief_key(call_id: object) -> str:
+    """``media:brief:{call id}`` (the call id is the attempt id, a lowercase hyphenated UUID)."""
+    return f"{BRIEF_KEY_PREFIX}:{call_id}"
+
+
+def brief_ttl_s(*, attempt: CallAttempt) -> int:
+    """Ring timeout + the hard maximum call duration + :data:`BRIEF_TTL_MARGIN_S`, in seconds."""
+    return int(attempt.campaign.ring_timeout + settings.MAX_CALL_DURATION_S + BRIEF_TTL_MARGIN_S)
+
+
+def _endpoint_for_pbx(attempt: CallAttempt) -> Callable[[str], str]:
+    """The dial string function the originate uses (``PbxConfig.endpoint_for``), for the attempt's PBX."""
+    pbx = attempt.pbx
+    if pbx is None:
+        return lambda number: ""
+    # Only the endpoint template matters here; the password is not needed to fill it in.
+    config = PbxConfig(
+        base_url=pbx.ari_url,
+        user=pbx.ari_user,
+        password="",
+        app=pbx.app_name,
+        endpoint_template=pbx.endpoint_template,
+    )
+    return config.endpoint_for
+
+
+def _callee_timezone(attempt: CallAttempt) -> str:
+    """The callee's IANA zone (the contact's own, else the number's first, else the tenant's default): the
+    agent reads times the callee says (a callback "at 3 pm") in it."""
+    contact, tenant = attempt.lead.contact, attempt.tenant
+    try:
+        zones = zones_for_contact(contact.phone_number, contact.timezone, tenant.default_timezone)
+    except ValueError:
+        return tenant.default_timezone or "UTC"
+    return zones[0] if zones else (tenant.default_timezone or "UTC")
+
+
+def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """The call brief of an outbound attempt (contract §2).
+
+    ``attempt`` must come with its tenant, campaign and the campaign's agent, PBX, lead and the lead's
+    contact loaded (``campaigns.selectors.attempt_for_originate`` and the dispatch pass load them): no query
+    is made. ``endpoint_for`` turns a number into the PBX's dial string; the originate passes its ARI
+    client's (the very function that builds the originate's endpoint), else one is made from the PBX row.
+
+    The agent's ``instructions`` and ``greeting`` are rendered (``campaigns.prompts.render_instructions``)
+    with the contact's variables, plus ``name`` and ``phone_number`` from the contact unless its variables
+    define them.
+    """
+    campaign = attempt.campaign
+    agent = campaign.agent
+    contact = attempt.lead.contact
+    call_id = str(attempt.pk)
+    variables: dict[str, str] = {"name": contact.name, "phone_number": contact.phone_number}
+    variables.update({str(key): str(value) for key, value in (contact.variables or {}).items()})
+    endpoint = endpoint_for or _endpoint_for_pbx(attempt)
+    tools = [tool for tool in agent.tools if tool in AGENT_TOOLS]
+    return {
+        "v": BRIEF_VERSION,
+        "call_id": call_id,
+        "attempt_id": call_id,
+        "tenant_id": attempt.tenant_id,
+        "campaign_id": campaign.pk,
+        "lead_id": attempt.lead_id,
+        "pbx_id": attempt.pbx_id,
+        # The Redis list the Stasis app serving the attempt's PBX row takes call actions from (contract §1).
+        "command_key": command_key(attempt.pbx_id) if attempt.pbx_id is not None else "",
+        "number": attempt.number,
+        "caller_id": campaign.caller_id,
+        "timezone": _callee_timezone(attempt),
+        "instructions": render_instructions(agent.instructions, variables),
+        "greeting": render_instructions(agent.greeting, variables),
+        "voice": agent.voice,
+        "model": agent.model,
+        "language": agent.language,
+        "turn_detection": agent.turn_detection,
+        "tools": tools,
+        "transfer_targets": [
+            {"number": number, "endpoint": endpoint(number)} for number in agent.transfer_numbers
+        ],
+        "limits": {
+            "max_call_s": settings.MAX_CALL_DURATION_S,
+            "silence_prompt_s": settings.MEDIA_SILENCE_PROMPT_S,
+            "silence_end_s": settings.MEDIA_SILENCE_END_S,
+            "transfer_timeout_s": settings.TRANSFER_TIMEOUT_S,
+        },
+        "contact": {"name": contact.name, "variables": dict(contact.variables or {})},
+    }
+
+
+def brief_write(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | None = None) -> None:
+    """Store the attempt's brief (:func:`brief_build`) under :func:`brief_key` with :func:`brief_ttl_s`.
+
+    One Redis ``SET … EX``; a repeated originate of the attempt writes the same brief again. Raises
+    ``redis.RedisError`` when Redis fails (the caller decides: the originate logs it and dials anyway).
+    """
+    brief = brief_build(attempt=attempt, endpoint_for=endpoint_for)
+    payload = json.dumps(brief, separators=(",", ":"), ensure_ascii=False)
+    get_redis().set(brief_key(attempt.pk), payload, ex=brief_ttl_s(attempt=attempt))

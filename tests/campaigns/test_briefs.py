@@ -1,0 +1,245 @@
+"""The call brief for the media worker (issue 4 contract §2): its content, built from the rows the originate
+has loaded (no query), and written to Redis with its TTL by both originate paths right before the POST,
+against the PBX simulator. A Redis failure does not lose the call."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.db import connection
+from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
+
+from campaigns import tasks
+from campaigns.models import AgentProfile, CallAttempt, Lead
+from campaigns.selectors import attempt_for_originate
+from campaigns.services import briefs
+from campaigns.services.briefs import brief_build, brief_key, brief_ttl_s, brief_write
+from campaigns.services.dispatch import dispatch_tenant
+from campaigns.tasks import dispatch_tenant_task, originate_attempt
+from orchestrator.redis_client import get_redis
+from tests.campaigns.factories import make_agent, make_contact
+from tests.campaigns.test_tasks import (
+    PASSWORD_ENV,
+    ThreadedSim,
+    _run_sim,
+    add_leads,
+    dialing_tenant,
+    open_zone,
+    own_limiter_keys,  # noqa: F401 - autouse fixture: limiter keys of this test's own
+    queued_attempt,
+)
+from tests.telephony.sim.conftest import PASSWORD
+
+
+@pytest.fixture
+def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedSim]:
+    """The PBX simulator (callees ring until the originate times out), as in test_tasks."""
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    yield from _run_sim({"default": "no_answer"})
+
+
+@pytest.fixture
+def handed_off(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """Originate tasks the dispatch task would have enqueued (none expected)."""
+    sent: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(originate_attempt, "apply_async", lambda *args, **kwargs: sent.append(args))
+    return sent
+
+
+@pytest.fixture(autouse=True)
+def brief_limits(settings: Any) -> None:
+    settings.MAX_CALL_DURATION_S = 600
+    settings.MEDIA_SILENCE_PROMPT_S = 10
+    settings.MEDIA_SILENCE_END_S = 25
+    settings.TRANSFER_TIMEOUT_S = 30
+
+
+def stored_brief(attempt_id: Any) -> dict[str, Any]:
+    raw = get_redis().get(brief_key(attempt_id))
+    assert raw is not None, "no brief stored"
+    brief: dict[str, Any] = json.loads(raw)
+    return brief
+
+
+def claimed(tenant: Any) -> list[CallAttempt]:
+    """A dispatch pass's attempts as it hands them to the originate (after its commit)."""
+    got: list[CallAttempt] = []
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        dispatch_tenant(tenant_id=tenant.pk, on_commit_attempts=got.extend)
+    return got
+
+
+def agent_attempt(base_url: str = "http://127.0.0.1:9", **agent_fields: Any) -> CallAttempt:
+    """A queued attempt (through a dispatch pass) whose campaign has an agent with ``agent_fields``."""
+    tenant, campaign, _ = dialing_tenant(base_url=base_url, endpoint_template="Local/{number}@sim")
+    fields: dict[str, Any] = {
+        "instructions": "You call {{first_name}} ({{name}}) about {{product}}.{{unknown}}",
+        "greeting": "Hi {{first_name}}, this is Sam.",
+        "voice": "marin",
+        "language": "en",
+        "tools": ["end_call", "transfer_to_human", "add_to_dnc"],
+        "transfer_numbers": ["+12125550199"],
+        "turn_detection": "semantic_vad",
+    }
+    fields.update(agent_fields)
+    campaign.agent = make_agent(tenant, **fields)
+    campaign.save(update_fields=["agent"])
+    make_contact(
+        tenant,
+        "+12125550177",
+        name="Dana Smith",
+        timezone=open_zone(),
+        variables={"first_name": "Dana", "product": "solar panels"},
+    )
+    contact = tenant.contacts.get(phone_number="+12125550177")
+    Lead.objects.create(campaign=campaign, contact=contact, next_due_at=campaign.created_at)
+    [attempt] = claimed(tenant)
+    return attempt
+
+
+@pytest.mark.django_db
+def test_the_brief_has_every_field_of_the_contract():
+    attempt = agent_attempt()
+    loaded = attempt_for_originate(attempt_id=attempt.pk)
+    assert loaded is not None
+
+    brief = brief_build(attempt=loaded)
+
+    call_id = str(attempt.pk)
+    assert brief == {
+        "v": 1,
+        "call_id": call_id,
+        "attempt_id": call_id,
+        "tenant_id": attempt.tenant_id,
+        "campaign_id": attempt.campaign_id,
+        "lead_id": attempt.lead_id,
+        "pbx_id": attempt.pbx_id,
+        "command_key": f"stasis:commands:{attempt.pbx_id}",
+        "number": "+12125550177",
+        "caller_id": attempt.campaign.caller_id,
+        "timezone": open_zone(),
+        "instructions": "You call Dana (Dana Smith) about solar panels.",
+        "greeting": "Hi Dana, this is Sam.",
+        "voice": "marin",
+        "model": "gpt-realtime",
+        "language": "en",
+        "turn_detection": "semantic_vad",
+        "tools": ["end_call", "transfer_to_human", "add_to_dnc"],
+        "transfer_targets": [{"number": "+12125550199", "endpoint": "Local/+12125550199@sim"}],
+        "limits": {"max_call_s": 600, "silence_prompt_s": 10, "silence_end_s": 25, "transfer_timeout_s": 30},
+        "contact": {"name": "Dana Smith", "variables": {"first_name": "Dana", "product": "solar panels"}},
+    }
+    json.dumps(brief)  # JSON as it is
+
+
+@pytest.mark.django_db
+def test_a_contact_variable_named_name_wins_over_the_contact_name():
+    attempt = agent_attempt(instructions="Ask for {{name}}.", greeting="")
+    contact = attempt.lead.contact
+    contact.variables = {"name": "Mr. Smith"}
+    contact.save(update_fields=["variables"])
+    loaded = attempt_for_originate(attempt_id=attempt.pk)
+    assert loaded is not None
+    brief = brief_build(attempt=loaded)
+    assert brief["instructions"] == "Ask for Mr. Smith."
+    assert brief["greeting"] == ""
+
+
+@pytest.mark.django_db
+def test_building_the_brief_reads_nothing_from_the_database_on_either_originate_path():
+    attempt = agent_attempt()
+    loaded = attempt_for_originate(attempt_id=attempt.pk)  # the originate task's one read
+    with CaptureQueriesContext(connection) as ctx:
+        brief_build(attempt=loaded)  # type: ignore[arg-type]
+    assert ctx.captured_queries == []
+
+    # The dispatch pass's attempts (originated in the dispatch task) come with everything loaded too.
+    tenant = attempt.tenant
+    add_leads(attempt.campaign, 1)
+    [again] = claimed(tenant)
+    with CaptureQueriesContext(connection) as ctx:
+        brief_build(attempt=again)
+    assert ctx.captured_queries == []
+
+
+@pytest.mark.django_db
+def test_brief_write_sets_the_key_with_the_ttl_of_the_longest_call():
+    attempt = agent_attempt()
+    loaded = attempt_for_originate(attempt_id=attempt.pk)
+    assert loaded is not None
+    try:
+        brief_write(attempt=loaded)
+        ttl = get_redis().ttl(brief_key(attempt.pk))
+        expected = loaded.campaign.ring_timeout + 600 + 300
+        assert brief_ttl_s(attempt=loaded) == expected
+        assert expected - 5 <= ttl <= expected
+        assert stored_brief(attempt.pk)["call_id"] == str(attempt.pk)
+    finally:
+        get_redis().delete(brief_key(attempt.pk))
+
+
+@pytest.mark.django_db
+def test_the_originate_task_writes_the_brief_before_placing_the_call(sim, monkeypatch):
+    attempt = queued_attempt(base_url=sim.base)
+    seen: list[Any] = []
+    real_originate = tasks.AriClient.originate
+
+    def originate(self: Any, **kwargs: Any) -> Any:
+        seen.append(get_redis().get(brief_key(kwargs["channel_id"])))  # already there when the POST goes
+        return real_originate(self, **kwargs)
+
+    monkeypatch.setattr(tasks.AriClient, "originate", originate)
+    try:
+        assert originate_attempt.run(str(attempt.pk)) == "originated"
+
+        assert seen and seen[0] is not None
+        brief = stored_brief(attempt.pk)
+        assert brief["call_id"] == str(attempt.pk)
+        assert brief["number"] == attempt.number
+        assert brief["turn_detection"] == AgentProfile.TurnDetection.SERVER_VAD
+        ttl = get_redis().ttl(brief_key(attempt.pk))
+        assert 20 + 600 + 300 - 5 <= ttl <= 20 + 600 + 300
+    finally:
+        get_redis().delete(brief_key(attempt.pk))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dispatch_task_writes_the_briefs_of_the_calls_it_places(sim, handed_off):
+    tenant, campaign, pbx = dialing_tenant(base_url=sim.base, cap=2)
+    add_leads(campaign, 2)
+    try:
+        assert dispatch_tenant_task.run(tenant.pk) == 2
+        assert handed_off == []
+        for attempt in CallAttempt.objects.filter(tenant=tenant):
+            brief = stored_brief(attempt.pk)
+            assert (brief["attempt_id"], brief["pbx_id"], brief["number"]) == (
+                str(attempt.pk),
+                pbx.pk,
+                attempt.number,
+            )
+    finally:
+        for pk in CallAttempt.objects.filter(tenant=tenant).values_list("pk", flat=True):
+            get_redis().delete(brief_key(pk))
+
+
+class BrokenRedis:
+    def set(self, *args: Any, **kwargs: Any) -> None:
+        raise redis.ConnectionError("Redis is down")
+
+
+@pytest.mark.django_db
+def test_a_brief_that_cannot_be_written_does_not_stop_the_call(sim, monkeypatch, caplog):
+    attempt = queued_attempt(base_url=sim.base)
+    monkeypatch.setattr(briefs, "get_redis", BrokenRedis)
+
+    with caplog.at_level(logging.WARNING, logger="campaigns.tasks"):
+        assert originate_attempt.run(str(attempt.pk)) == "originated"
+
+    assert [call["id"] for call in sim.calls()] == [str(attempt.pk)]
+    assert "call brief not written" in caplog.text

@@ -1,0 +1,470 @@
+"""Call actions (hang up, transfer to a human) reaching the Stasis app over Redis (issue 4 contract §3).
+
+Against the PBX simulator over real TCP, as in test_stasis.py, with a real Redis (``settings.REDIS_URL``:
+the REDIS_URL of the environment, else the test session's embedded one). Every test uses lists and
+channels of its own (random names), so nothing is ever flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from django.conf import settings
+from redis import asyncio as aioredis
+
+from telephony.events import CallBridged, CallEnded, CallTransferred, MediaGone
+from telephony.outcomes import CallOutcome
+from telephony.sim.plan import parse_plan
+from telephony.stasis import StasisApp, StasisConfig, media_uuid_for, reply_channel
+
+from .sim.conftest import APP, PASSWORD, USER, MediaServer, Sim, start_sim, wait_until
+from .test_stasis import Harness, RecordingSink, closed_port
+
+CALLEE = "+15550002001"  # answers and stays on the line
+HUMAN = "+15550002099"  # the human a call is transferred to: answers after a short ring
+SLOW_HUMAN = "+15550002098"  # answers, but only after 1.5 s
+BUSY_HUMAN = "+15550002002"
+RINGING_HUMAN = "+15550002003"
+REJECTING_HUMAN = "+15550002004"
+
+PLAN = {
+    "numbers": {
+        CALLEE: {"behaviour": "answer", "after": 0.2},
+        HUMAN: {"behaviour": "answer", "after": 0.3},
+        SLOW_HUMAN: {"behaviour": "answer", "after": 1.5},
+        BUSY_HUMAN: {"behaviour": "busy", "after": 0.2},
+        RINGING_HUMAN: {"behaviour": "no_answer"},
+        REJECTING_HUMAN: {"behaviour": "reject", "after": 0.2},
+    }
+}
+
+
+class CommandHarness(Harness):
+    redis: aioredis.Redis
+    key: str
+
+    async def command(self, **command: Any) -> None:
+        await self.redis.rpush(self.key, json.dumps(command))
+
+    async def push_raw(self, raw: bytes | str) -> None:
+        await self.redis.rpush(self.key, raw)
+
+    async def bridged_call(self) -> tuple[str, CallBridged]:
+        call_id = await self.originate(CALLEE)
+        return call_id, await self.sink.wait(call_id, CallBridged)
+
+    async def bridge_members(self, call_id: str) -> list[str]:
+        _, bridge = await self.sim.request("GET", f"/ari/bridges/bridge-{call_id}", expect=200)
+        return sorted(bridge["channels"])
+
+    def transfer(
+        self, call_id: str, number: str, *, local: bool = False, timeout_s: float = 10
+    ) -> dict[str, Any]:
+        endpoint = f"Local/{number}@sim" if local else f"PJSIP/{number}@trunk"
+        return {
+            "action": "transfer",
+            "call_id": call_id,
+            "number": number,
+            "endpoint": endpoint,
+            "caller_id": "+15550000000",
+            "timeout_s": timeout_s,
+        }
+
+
+class Replies:
+    """What the Stasis app publishes on ``media:call:<call id>`` (subscribed before the command is sent)."""
+
+    def __init__(self, client: aioredis.Redis, call_id: str) -> None:
+        self.pubsub = client.pubsub()
+        self.channel = reply_channel(call_id)
+
+    async def __aenter__(self) -> Replies:
+        await self.pubsub.subscribe(self.channel)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pubsub.unsubscribe(self.channel)
+        await self.pubsub.aclose()
+
+    async def next(self, timeout: float = 10.0) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
+            if message is not None and message["type"] == "message":
+                payload: dict[str, Any] = json.loads(message["data"])
+                return payload
+        return None
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(settings.REDIS_URL)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def h(redis_client: aioredis.Redis) -> AsyncIterator[CommandHarness]:
+    runner, pbx, port = await start_sim(parse_plan(PLAN))
+    media = MediaServer()
+    await media.start()
+    base = f"http://127.0.0.1:{port}"
+    key = f"stasis:commands:test-{uuid.uuid4().hex}"
+    async with aiohttp.ClientSession(
+        headers={"Authorization": aiohttp.encode_basic_auth(USER, PASSWORD)}
+    ) as session:
+        harness = CommandHarness(
+            sim=Sim(pbx=pbx, base=base, session=session, port=port),
+            media=media,
+            sink=RecordingSink(),
+            config=StasisConfig(
+                base_url=base,
+                user=USER,
+                password=PASSWORD,
+                app=APP,
+                media_hosts=(media.address,),
+                max_call_duration_s=60,
+                backoff_initial_s=0.2,
+                end_grace_s=2.0,
+                redis_url=settings.REDIS_URL,
+                command_keys=(f"{key}-other", key),
+                command_poll_s=0.5,
+            ),
+            apps=[],
+        )
+        harness.redis, harness.key = redis_client, key
+        try:
+            yield harness
+        finally:
+            for app, task in harness.apps:
+                app.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, 10)
+            await media.close()
+            await redis_client.delete(key, f"{key}-other")
+    await runner.cleanup()
+
+
+async def no_channels_left(h: Harness) -> None:
+    deadline = time.monotonic() + 5
+    while True:
+        _, channels = await h.sim.request("GET", "/ari/channels", expect=200)
+        if channels == []:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"channels left: {[c['id'] for c in channels]}")
+        await asyncio.sleep(0.05)
+
+
+# ------------------------------------------------------------------------------------------- the media UUID
+
+
+def test_the_media_uuid_is_the_call_id_when_it_is_a_canonical_uuid() -> None:
+    call_id = str(uuid.uuid4())
+    assert media_uuid_for(call_id) == call_id
+    for not_canonical in (call_id.upper(), call_id.replace("-", ""), "1712345678.42", ""):
+        other = media_uuid_for(not_canonical)
+        assert other != not_canonical and str(uuid.UUID(other)) == other
+
+
+async def test_the_audiosocket_uuid_of_an_outbound_call_is_its_call_id(h: CommandHarness) -> None:
+    await h.start()
+    call_id, bridged = await h.bridged_call()
+    assert bridged.media_uuid == call_id
+    assert h.media.by_uuid(call_id).frames[0][1] == 0x01
+
+
+# --------------------------------------------------------------------------------------------------- hangup
+
+
+async def test_hangup_command_ends_the_call(h: CommandHarness) -> None:
+    await h.start()
+    call_id, bridged = await h.bridged_call()
+    conn = h.media.by_uuid(bridged.media_uuid)
+
+    await h.command(action="hangup", call_id=call_id, reason="agent_end_call")
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.outcome is CallOutcome.ANSWERED and ended.reason == "destroyed"
+    _, record = await h.sim.request("GET", f"/sim/calls/{call_id}", expect=200)
+    assert record["ended_by"] == "app"
+    await wait_until(lambda: conn.eof_at is not None, timeout=5)  # A9: the media leg is deleted too
+    await h.wait_gone(f"/ari/bridges/bridge-{call_id}")
+    assert not h.sink.of(call_id, MediaGone)
+
+
+async def test_commands_on_any_of_the_apps_lists_are_taken(h: CommandHarness) -> None:
+    await h.start()
+    call_id, _ = await h.bridged_call()
+    await h.redis.rpush(f"{h.key}-other", json.dumps({"action": "hangup", "call_id": call_id}))
+    await h.sink.wait(call_id, CallEnded)
+
+
+# ------------------------------------------------------------------------------------------------- transfer
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["pjsip", "local"])
+async def test_transfer_answered_bridges_the_human_and_drops_the_agent(
+    h: CommandHarness, local: bool
+) -> None:
+    await h.start()
+    call_id, bridged = await h.bridged_call()
+    conn = h.media.by_uuid(bridged.media_uuid)
+    human_leg = f"xfer-{call_id}"
+
+    async with Replies(h.redis, call_id) as replies:
+        await h.command(**h.transfer(call_id, HUMAN, local=local))
+        reply = await replies.next()
+    assert reply == {"event": "transfer", "status": "answered", "number": HUMAN}
+    transferred = await h.sink.wait(call_id, CallTransferred)
+    assert transferred.number == HUMAN
+
+    # The caller and the human share the bridge; the AudioSocket leg is gone and its socket closed.
+    assert await h.bridge_members(call_id) == sorted([call_id, human_leg])
+    await h.wait_gone(f"/ari/channels/media-{call_id}")
+    await wait_until(lambda: conn.eof_at is not None, timeout=5)
+    _, human = await h.sim.request("GET", f"/ari/channels/{human_leg}", expect=200)
+    assert human["state"] == "Up"
+    _, human_call = await h.sim.request("GET", f"/sim/calls/{human_leg}", expect=200)
+    assert human_call["number"] == HUMAN
+    await asyncio.sleep(0.3)
+    assert not h.sink.of(call_id, MediaGone) and not h.sink.of(call_id, CallEnded)
+
+    # The human hangs up: the caller is hung up, the bridge destroyed, the call's end reported as usual.
+    await h.sim.request("POST", f"/sim/calls/{human_leg}/hangup", expect=200)
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.outcome is CallOutcome.ANSWERED and ended.reason == "destroyed"
+    _, record = await h.sim.request("GET", f"/sim/calls/{call_id}", expect=200)
+    assert record["ended_by"] == "app"
+    await h.wait_gone(f"/ari/bridges/bridge-{call_id}")
+    await no_channels_left(h)
+    # The human leg's events never made a call of their own.
+    assert {e.call_id for e in h.sink.events} == {call_id}
+    assert [type(e).__name__ for e in h.sink.of(call_id)][-2:] == ["CallTransferred", "CallEnded"]
+
+
+async def test_the_caller_hanging_up_after_a_transfer_hangs_up_the_human(h: CommandHarness) -> None:
+    await h.start()
+    call_id, _ = await h.bridged_call()
+    await h.command(**h.transfer(call_id, HUMAN))
+    await h.sink.wait(call_id, CallTransferred)
+
+    await h.sim.request("POST", f"/sim/calls/{call_id}/hangup", expect=200)
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.outcome is CallOutcome.ANSWERED and ended.cause == 16
+    await h.wait_gone(f"/ari/channels/xfer-{call_id}")
+    await h.wait_gone(f"/ari/bridges/bridge-{call_id}")
+    await no_channels_left(h)
+    assert {e.call_id for e in h.sink.events} == {call_id}
+
+
+@pytest.mark.parametrize(
+    ("number", "reason"), [(BUSY_HUMAN, "busy"), (REJECTING_HUMAN, "rejected")], ids=["busy", "rejected"]
+)
+async def test_a_failed_transfer_leaves_the_call_with_its_agent(
+    h: CommandHarness, number: str, reason: str
+) -> None:
+    await h.start()
+    call_id, bridged = await h.bridged_call()
+    conn = h.media.by_uuid(bridged.media_uuid)
+
+    async with Replies(h.redis, call_id) as replies:
+        await h.command(**h.transfer(call_id, number))
+        assert await replies.next() == {"event": "transfer", "status": "failed", "reason": reason}
+
+        assert await h.bridge_members(call_id) == sorted([call_id, f"media-{call_id}"])
+        assert conn.eof_at is None
+        await h.wait_gone(f"/ari/channels/xfer-{call_id}")
+        assert not h.sink.of(call_id, CallTransferred) and not h.sink.of(call_id, CallEnded)
+        assert not h.sink.of(call_id, MediaGone)
+
+        # The agent may try again: the next transfer works.
+        await h.command(**h.transfer(call_id, HUMAN))
+        assert await replies.next() == {"event": "transfer", "status": "answered", "number": HUMAN}
+    assert await h.bridge_members(call_id) == sorted([call_id, f"xfer-{call_id}"])
+    assert {e.call_id for e in h.sink.events} == {call_id}
+
+
+async def test_a_transfer_not_answered_in_time_is_hung_up(h: CommandHarness) -> None:
+    await h.start()
+    call_id, bridged = await h.bridged_call()
+    conn = h.media.by_uuid(bridged.media_uuid)
+
+    async with Replies(h.redis, call_id) as replies:
+        started = time.monotonic()
+        await h.command(**h.transfer(call_id, RINGING_HUMAN, timeout_s=1))
+        reply = await replies.next()
+    assert reply == {"event": "transfer", "status": "failed", "reason": "timeout"}
+    assert 0.9 <= time.monotonic() - started < 3.0
+    _, human = await h.sim.request("GET", f"/sim/calls/xfer-{call_id}", expect=200)
+    assert human["state"] == "ended" and human["ended_by"] == "app"
+    assert await h.bridge_members(call_id) == sorted([call_id, f"media-{call_id}"])
+    assert conn.eof_at is None and not h.sink.of(call_id, CallEnded)
+    assert {e.call_id for e in h.sink.events} == {call_id}
+
+
+async def test_a_second_transfer_while_one_is_pending_fails(h: CommandHarness) -> None:
+    await h.start()
+    call_id, _ = await h.bridged_call()
+
+    async with Replies(h.redis, call_id) as replies:
+        await h.command(**h.transfer(call_id, SLOW_HUMAN))
+        await wait_until(lambda: f"xfer-{call_id}" in h.sim.pbx.channels, timeout=5)
+        await h.command(**h.transfer(call_id, HUMAN))
+        assert await replies.next() == {
+            "event": "transfer",
+            "status": "failed",
+            "reason": "transfer_in_progress",
+        }
+        assert await replies.next() == {"event": "transfer", "status": "answered", "number": SLOW_HUMAN}
+        # After the transfer the agent is gone: another transfer is refused.
+        await h.command(**h.transfer(call_id, HUMAN))
+        assert await replies.next() == {
+            "event": "transfer",
+            "status": "failed",
+            "reason": "already_transferred",
+        }
+
+
+async def test_the_caller_hanging_up_during_a_transfer_cancels_it(h: CommandHarness) -> None:
+    await h.start()
+    call_id, _ = await h.bridged_call()
+    await h.command(**h.transfer(call_id, SLOW_HUMAN))
+    await wait_until(lambda: f"xfer-{call_id}" in h.sim.pbx.channels, timeout=5)
+
+    await h.sim.request("POST", f"/sim/calls/{call_id}/hangup", expect=200)
+    await h.sink.wait(call_id, CallEnded)
+    await h.wait_gone(f"/ari/channels/xfer-{call_id}")
+    await no_channels_left(h)
+    await asyncio.sleep(1.8)  # past the moment the human would have answered
+    await no_channels_left(h)
+    assert not h.sink.of(call_id, CallTransferred)
+
+
+async def test_a_transfer_with_unusable_fields_is_answered_failed(h: CommandHarness) -> None:
+    await h.start()
+    call_id, _ = await h.bridged_call()
+    async with Replies(h.redis, call_id) as replies:
+        await h.command(action="transfer", call_id=call_id, number=HUMAN)  # no endpoint
+        assert await replies.next() == {"event": "transfer", "status": "failed", "reason": "invalid"}
+        await h.command(**{**h.transfer(call_id, HUMAN), "timeout_s": "soon"})
+        assert await replies.next() == {"event": "transfer", "status": "failed", "reason": "invalid"}
+    assert await h.bridge_members(call_id) == sorted([call_id, f"media-{call_id}"])
+
+
+# ------------------------------------------------------------------------------------------- bad commands
+
+
+async def test_bad_commands_are_logged_and_dropped(
+    h: CommandHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="telephony.stasis")
+    await h.start()
+    call_id, _ = await h.bridged_call()
+    unknown_call = str(uuid.uuid4())
+
+    async with Replies(h.redis, unknown_call) as replies:
+        await h.push_raw(b"{not json")
+        await h.push_raw(b"\xff\xfe\x00")
+        await h.push_raw(json.dumps(["hangup", call_id]))
+        await h.command(action="explode", call_id=call_id)
+        await h.command(action="hangup")
+        await h.command(action="hangup", call_id=unknown_call)
+        await h.command(**h.transfer(unknown_call, HUMAN))
+        assert await replies.next(timeout=1.0) is None  # a call this app does not have: no reply
+    await wait_until(lambda: "for call " + unknown_call in caplog.text, timeout=5)
+    assert caplog.text.count("dropping malformed command") == 3
+    assert "dropping unknown command" in caplog.text
+    assert not h.sink.of(call_id, CallEnded) and f"xfer-{unknown_call}" not in h.sim.pbx.channels
+
+    # The consumer is still there.
+    await h.command(action="hangup", call_id=call_id)
+    await h.sink.wait(call_id, CallEnded)
+
+
+# ------------------------------------------------------------------------------------- Redis and reconnects
+
+
+async def test_redis_down_does_not_stop_call_handling(
+    h: CommandHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = await h.start(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
+    call_id = await h.originate(HUMAN)
+    await h.sink.wait(call_id, CallBridged)
+    await h.sim.request("DELETE", f"/ari/channels/{call_id}", expect=204)
+    await h.sink.wait(call_id, CallEnded)
+    await wait_until(lambda: "command queue unavailable" in caplog.text, timeout=5)
+
+    started = time.monotonic()
+    app.stop()
+    await asyncio.wait_for(h.apps[-1][1], 5)
+    assert time.monotonic() - started < 2.0
+
+
+async def test_stop_is_prompt_while_waiting_for_commands(h: CommandHarness) -> None:
+    app = await h.start(command_poll_s=1.0)
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    app.stop()
+    await asyncio.wait_for(h.apps[-1][1], 5)
+    assert time.monotonic() - started < 1.6
+
+
+async def test_reconnect_keeps_a_live_transfer_and_drops_one_whose_call_is_gone(h: CommandHarness) -> None:
+    app = await h.start(backoff_initial_s=1.0)
+    kept, _ = await h.bridged_call()
+    dropped, _ = await h.bridged_call()
+    for call_id in (kept, dropped):
+        await h.command(**h.transfer(call_id, HUMAN))
+        await h.sink.wait(call_id, CallTransferred)
+
+    connection = h.sim.pbx.apps[APP].connection
+    assert connection is not None
+    await connection.ws.close()  # type: ignore[attr-defined]
+    await wait_until(lambda: not app.connected.is_set(), timeout=5)
+    h.sink.live.discard(dropped)  # e.g. its attempt was closed elsewhere meanwhile
+    await h.sim.request("DELETE", f"/ari/channels/{dropped}", expect=204)  # (its events go nowhere)
+    await wait_until(lambda: app.connections == 2, timeout=10)
+
+    await h.wait_gone(f"/ari/channels/xfer-{dropped}")
+    await h.wait_gone(f"/ari/bridges/bridge-{dropped}")
+    assert await h.bridge_members(kept) == sorted([kept, f"xfer-{kept}"])
+    # The kept transfer still works after the reconnect: the human hangs up, the caller goes.
+    await h.sim.request("POST", f"/sim/calls/xfer-{kept}/hangup", expect=200)
+    await h.sink.wait(kept, CallEnded)
+    await no_channels_left(h)
+
+
+async def test_a_restarted_app_adopts_a_live_transfer(h: CommandHarness) -> None:
+    first = await h.start()
+    call_id, _ = await h.bridged_call()
+    await h.command(**h.transfer(call_id, HUMAN))
+    await h.sink.wait(call_id, CallTransferred)
+    first.stop()
+    await asyncio.wait_for(h.apps[-1][1], 5)
+
+    await h.start()  # a new process: knows the call and its human leg only from GET /channels
+    assert await h.bridge_members(call_id) == sorted([call_id, f"xfer-{call_id}"])
+    await h.sim.request("POST", f"/sim/calls/xfer-{call_id}/hangup", expect=200)
+    await h.sink.wait(call_id, CallEnded)
+    await no_channels_left(h)
+
+
+def test_redis_url_needs_command_keys() -> None:
+    with pytest.raises(ValueError, match="command_keys"):
+        StasisApp(
+            StasisConfig(base_url="http://x", user="u", password="p", redis_url="redis://127.0.0.1/0"),
+            RecordingSink(),
+        )
+    config = StasisConfig(base_url="http://x", user="u", password="p", redis_url="redis://:secret@h/0")
+    assert "secret" not in repr(config)
