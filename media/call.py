@@ -418,7 +418,10 @@ class Call:
         now = self.loop.time()
         if self.probe is not None and self._n:
             self.probe.add("tick_late_ms", (now - self._due) * 1000)
-        due = int((now - self._t0) / FRAME_S) + 1 + LEAD_FRAMES  # frames that should have been written
+        # Frames that should have been written by now. The epsilon matters: a tick runs exactly at its
+        # scheduled time, and (t0 + n·20 ms − t0) / 20 ms can come out as n − 1e-13, which would find nothing
+        # due and re-schedule the same instant (a busy spin until the float crosses n).
+        due = int((now - self._t0) / FRAME_S + 1e-6) + 1 + LEAD_FRAMES
         behind = due - self._n
         if behind > REBASE_AFTER_FRAMES:
             self.late_ticks += 1
