@@ -29,7 +29,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LEAD_FRAMES = 1  # frames written ahead of the beat; at most LEAD_FRAMES + 1 are ever ahead
+TICK_TOLERANCE_FRAMES = 0.1  # a tick up to 2 ms early counts as on time (uvloop timers: 1 ms resolution)
 REBASE_AFTER_FRAMES = 5  # a clock later than this re-bases instead of catching up in a burst
 WRITE_BUFFER_LIMIT = 64 * 1024  # ~1.3 s of slin24: the peer is not reading
 STALLED_PEER_S = 5.0
@@ -85,11 +86,11 @@ class AudioSocketConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # noqa: S101 - TCP only
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
+        # A TCP transport (uvloop's are not asyncio.Transport subclasses, so no isinstance check).
+        self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        sock = transport.get_extra_info("socket")
+        sock = self.transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -416,12 +417,11 @@ class Call:
         if self.ended:
             return
         now = self.loop.time()
-        if self.probe is not None and self._n:
-            self.probe.add("tick_late_ms", (now - self._due) * 1000)
-        # Frames that should have been written by now. The epsilon matters: a tick runs exactly at its
-        # scheduled time, and (t0 + n·20 ms − t0) / 20 ms can come out as n − 1e-13, which would find nothing
-        # due and re-schedule the same instant (a busy spin until the float crosses n).
-        due = int((now - self._t0) / FRAME_S + 1e-6) + 1 + LEAD_FRAMES
+        # Frames that should have been written by now. The tolerance matters: uvloop's clock has 1 ms
+        # resolution and its timers may fire up to that much early, and even asyncio's exact float can give
+        # n − 1e-13 at the boundary; without it the tick finds nothing due and re-arms at the same, already
+        # past instant: a busy spin until the clock crosses the boundary.
+        due = int((now - self._t0) / FRAME_S + TICK_TOLERANCE_FRAMES) + 1 + LEAD_FRAMES
         behind = due - self._n
         if behind > REBASE_AFTER_FRAMES:
             self.late_ticks += 1
@@ -439,6 +439,8 @@ class Call:
             self._n = due
         else:
             self._stalled_since = None
+            if self.probe is not None and behind > 0 and self._n:
+                self.probe.add("tick_late_ms", (now - self._due) * 1000)
             for _ in range(min(behind, 2)):
                 self._write_frame(now)
                 self._n += 1
