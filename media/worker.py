@@ -253,6 +253,11 @@ class MediaWorker:
         if not isinstance(data, dict):
             return
         if data.get("event") == "transfer":
+            call = self.calls.get(call_id)
+            if call is not None and data.get("status") == "answered":
+                # Before anything else: the Stasis app deletes our leg right after this reply, and the
+                # socket's close may be handled before the transfer tool's continuation runs.
+                call.transferred_to = str(data.get("number") or "unknown")
             waiter = self._waiters.get(call_id)
             if waiter is not None and not waiter.done():
                 waiter.set_result(data)

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns.lifecycle import AttemptOutcome
-from campaigns.models import WEEKDAYS, AgentProfile, Campaign, Contact, Pbx
+from campaigns.models import AGENT_TOOLS, WEEKDAYS, AgentProfile, Campaign, Contact, Pbx
 from campaigns.phone import normalize_phone_number
 from campaigns.services.agents import agent_profile_create
 from campaigns.services.campaigns import campaign_create, campaign_start
@@ -41,6 +41,7 @@ DEMO_PBX_USER = "asterisk"
 # runlocal sets it for its children (the simulator's password); the PBX row stores only the name.
 DEMO_PBX_PASSWORD_ENV = "SIM_ARI_PASSWORD"  # noqa: S105 - a variable name, not a password
 DEMO_AGENT_NAME = "Demo agent"
+DEMO_TRANSFER_NUMBER = "+15550199999"
 DEMO_CAMPAIGN_NAME = "Demo campaign"
 DEMO_CALLER_ID = "+15550209999"
 DEMO_CONTACTS = 50
@@ -219,7 +220,9 @@ class Command(BaseCommand):
                     "are not interested, thank them and end the call."
                 ),
                 greeting="Hi {{first_name}}, this is the demo assistant. Do you have a minute?",
-                tools=["end_call", "schedule_callback", "set_disposition", "add_to_dnc"],
+                tools=list(AGENT_TOOLS),
+                # The simulator's plan has a colleague answering on this number (deploy/sim-plan.yaml).
+                transfer_numbers=[DEMO_TRANSFER_NUMBER],
             )
         campaign = campaign_create(
             tenant=tenant,
