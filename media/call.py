@@ -67,6 +67,7 @@ STALLED_PEER_S = 5.0
 SEND_BUFFER_BYTES = 64 * 1024
 TICK_EVERY_FRAMES = 10  # session timers every 200 ms
 REALTIME_OPEN_TIMEOUT_S = 10.0
+TRANSFER_REPLY_GRACE_S = 2.0
 REALTIME_MAX_MESSAGE = 16 * 1024 * 1024
 
 
@@ -218,6 +219,8 @@ class Call:
         self._due = 0.0
         self._out_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._transfer_pending = False
+        self._transfer_settled = asyncio.Event()  # the transfer tool finished, or a human took the call
 
     # ----------------------------------------------------------------------------------- lifecycle
     def begin(self) -> None:
@@ -323,19 +326,42 @@ class Call:
         if self.ended:
             return
         self.ended = True
-        if not self.end_reason:
-            self.end_reason = "transferred" if self.transferred_to else "caller_hung_up"
         if self._timer is not None:
             self._timer.cancel()
         self._out_ready.set()
-        self.worker.call_ended(self)
-        self.worker.unsubscribe(self.call_id)
         ws = self._ws
         if ws is not None:
             self._spawn_detached(ws.close())
+        if self._transfer_pending:
+            # The Stasis app deletes our leg right after it publishes "answered": the TCP close can beat
+            # the pub/sub reply here. Give the reply a moment before deciding how the call ended.
+            self._spawn_detached(self._finish_after_transfer_reply())
+            return
+        self._finish()
+
+    async def _finish_after_transfer_reply(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._transfer_settled.wait(), TRANSFER_REPLY_GRACE_S)
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.end_reason:
+            self.end_reason = "transferred" if self.transferred_to else "caller_hung_up"
+        self.worker.call_ended(self)
+        self.worker.unsubscribe(self.call_id)
         for task in list(self._tasks):
             task.cancel()
         self.worker.report(self)
+
+    def transferred(self, number: str) -> None:
+        """A human took the call (the Stasis app's reply): our leg is about to be deleted."""
+        if self.transferred_to:
+            return
+        self.transferred_to = number
+        self.end_reason = "transferred"
+        self._transfer_settled.set()
+        if self.session is not None:
+            self.session.note(f"transfer_to_human: connected to {number}", self.loop.time())
 
     def hang_up(self, reason: str) -> None:
         """End the call from our side: ask the Stasis app to hang the caller up, then close our leg."""
@@ -513,9 +539,14 @@ class Call:
         session, brief = self.session, self.brief
         assert session is not None and brief is not None  # noqa: S101
         logger.info("call %s: tool %s %s", self.call_id, call.name, call.arguments)
+        self._transfer_pending = call.name == "transfer_to_human"
         try:
             outcome = await run_tool(call, brief=brief, send_task=self.worker.send_task, control=self.worker)
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a failing tool must not end the call; the model is told
+            self._transfer_pending = False
+            self._transfer_settled.set()
             logger.exception("call %s: tool %s failed", self.call_id, call.name)
             self.errors.append(f"tool {call.name} failed: {exc!r}"[:300])
             session.tool_result(
@@ -523,11 +554,13 @@ class Call:
             )
             self._flush()
             return
+        self._transfer_pending = False
+        self._transfer_settled.set()
         now = self.loop.time()
-        session.note(f"{call.name}: {json.dumps(outcome.output, separators=(',', ':'))}", now)
         if outcome.transferred:
-            self.transferred_to = outcome.transferred
-            self.end_reason = "transferred"
+            self.transferred(outcome.transferred)
+        else:
+            session.note(f"{call.name}: {json.dumps(outcome.output, separators=(',', ':'))}", now)
         session.tool_result(call.call_id, outcome.output, respond=outcome.respond)
         if outcome.hang_up:
             session.hang_up_after_drain(outcome.hang_up, now)

@@ -257,7 +257,7 @@ class MediaWorker:
             if call is not None and data.get("status") == "answered":
                 # Before anything else: the Stasis app deletes our leg right after this reply, and the
                 # socket's close may be handled before the transfer tool's continuation runs.
-                call.transferred_to = str(data.get("number") or "unknown")
+                call.transferred(str(data.get("number") or "unknown"))
             waiter = self._waiters.get(call_id)
             if waiter is not None and not waiter.done():
                 waiter.set_result(data)

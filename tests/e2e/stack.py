@@ -28,6 +28,8 @@ from typing import Any
 
 import httpx
 
+from orchestrator.redis_client import celery_url_for
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SIM_USER = "asterisk"
 SIM_PASSWORD = "e2e-sim-password"  # noqa: S105 - a throwaway credential of a local test simulator
@@ -104,6 +106,7 @@ class Stack:
     procs: list[Proc] = field(default_factory=list)
     sim_port: int = 0
     media_port: int = 0
+    realtime_port: int = 0
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -158,6 +161,35 @@ class Stack:
         self.media_port = free_port()
         proc = self.spawn("media", ["-m", "tests.e2e.media_sink", "--port", str(self.media_port)])
         wait_for(lambda: _port_open(self.media_port), timeout=20, what="the media sink")
+        return proc
+
+    def start_realtime(self, *, mode: str = "test", extra: list[str] | None = None) -> Proc:
+        """The Realtime-protocol stand-in (``python -m media.localai``): the speech model of the calls."""
+        self.realtime_port = free_port()
+        proc = self.spawn(
+            "realtime",
+            ["-m", "media.localai", "--mode", mode, "--port", str(self.realtime_port), *(extra or [])],
+        )
+        wait_for(lambda: _port_open(self.realtime_port), timeout=20, what="the Realtime stand-in")
+        return proc
+
+    def start_media_worker(self) -> Proc:
+        """The real media worker (``python -m media``) on the stack's Redis and Celery queue, talking to the
+        Realtime stand-in (start that first)."""
+        assert self.realtime_port, "start_realtime() first"
+        self.media_port = free_port()
+        proc = self.spawn(
+            "media",
+            ["-m", "media"],
+            env={
+                "MEDIA_LISTEN": f"127.0.0.1:{self.media_port}",
+                "REALTIME_URL": f"ws://127.0.0.1:{self.realtime_port}/v1/realtime",
+                "REALTIME_TRANSCRIBE_MODEL": "",
+                "CELERY_BROKER_URL": celery_url_for(self.env["REDIS_URL"]),
+                "MEDIA_DRAIN_S": "1",
+            },
+        )
+        wait_for(lambda: _port_open(self.media_port), timeout=20, what="the media worker")
         return proc
 
     def start_worker(
