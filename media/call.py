@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.protocol import State
 
 from media import speech
 from media.audiosocket import (
@@ -69,6 +70,7 @@ TICK_EVERY_FRAMES = 10  # session timers every 200 ms
 REALTIME_OPEN_TIMEOUT_S = 10.0
 TRANSFER_REPLY_GRACE_S = 2.0
 REALTIME_MAX_MESSAGE = 16 * 1024 * 1024
+REALTIME_WRITE_BUFFER_LIMIT = 256 * 1024  # beyond this, sends wait for the socket (flow control)
 
 
 class AudioSocketConnection(asyncio.Protocol):
@@ -215,7 +217,6 @@ class Call:
         self._ws: ClientConnection | None = None
         self._out: deque[str] = deque()
         self.probe = self.worker.probe if self.worker.probe.enabled else None
-        self._out_t: deque[float] = deque()  # read times of the queued appends (probe only)
         self._due = 0.0
         self._out_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -298,10 +299,35 @@ class Call:
                     continue
                 if isinstance(event, dict):
                     self.session.on_server_event(event, self.loop.time())
+                    if self.session.flushed_at is not None:
+                        self._silence_now()
                     self._flush()
                     if self.probe is not None and event.get("type") == "response.output_audio.delta":
                         self.probe.add("delta_to_queue_ms", (time.perf_counter() - read_at) * 1000)
         self._ws = None
+
+    def _send(self, message: str) -> None:
+        """Send a Realtime client event now when the socket can take it, else queue it for the sender.
+
+        The fast path writes the frame in this very callback (``send_text`` + ``send_data``, what
+        ``ClientConnection.send`` does inside its send context), saving a task switch and an async
+        context per caller frame: the hot path of the worker. Anything unusual (not open, the socket's
+        buffer filling up, earlier messages still queued) takes the regular ``await ws.send`` path, which
+        handles flow control and closing.
+        """
+        ws = self._ws
+        if ws is None:
+            return
+        if (
+            not self._out
+            and ws.protocol.state is State.OPEN
+            and ws.transport.get_write_buffer_size() < REALTIME_WRITE_BUFFER_LIMIT
+        ):
+            ws.protocol.send_text(message.encode())
+            ws.send_data()
+            return
+        self._out.append(message)
+        self._out_ready.set()
 
     async def _sender(self) -> None:
         out = self._out
@@ -309,17 +335,13 @@ class Call:
             await self._out_ready.wait()
             self._out_ready.clear()
             ws = self._ws
-            probe, stamps = self.probe, self._out_t
             while out and ws is not None:
                 message = out.popleft()
                 try:
                     await ws.send(message)
                 except ConnectionClosed:
                     out.clear()
-                    stamps.clear()
                     break
-                if probe is not None and stamps and message.startswith('{"type":"input_audio_buffer.append"'):
-                    probe.add("in_to_out_ms", (time.perf_counter() - stamps.popleft()) * 1000)
 
     def socket_closed(self) -> None:
         """The AudioSocket connection is gone: the caller hung up, the call was transferred, or we closed."""
@@ -411,14 +433,15 @@ class Call:
         pcm = self._to_24k(payload) if self._to_24k is not None else payload
         message = session.caller_audio(pcm, self.loop.time())
         if message is not None and self._ws is not None:
-            self._out.append(message)
+            self._send(message)
             if self.probe is not None:
-                self._out_t.append(self.conn.read_at)
-            self._out_ready.set()
+                self.probe.add("in_to_out_ms", (time.perf_counter() - self.conn.read_at) * 1000)
 
     def dtmf(self, digit: str) -> None:
         if self.session is not None:
             self.session.dtmf(digit, self.loop.time())
+            if self.session.flushed_at is not None:
+                self._silence_now()
             self._flush()
 
     def _switch_format(self, kind: int) -> None:
@@ -475,6 +498,19 @@ class Call:
         self._due = self._t0 + (self._n - LEAD_FRAMES) * FRAME_S
         self._timer = self.loop.call_at(self._due, self._tick)
 
+    def _silence_now(self) -> None:
+        """Barge-in: write the next frame (silence now that the queue is dropped) at once rather than at the
+        next beat, and let that beat pass without a write. At most two frames are then ahead, and the
+        agent's voice stops within the frames already on the wire."""
+        if self.ended or self._timer is None:
+            return
+        now = self.loop.time()
+        due = int((now - self._t0) / FRAME_S + TICK_TOLERANCE_FRAMES) + 1 + LEAD_FRAMES
+        if self._n > due or self.conn.write_buffer_size() > WRITE_BUFFER_LIMIT:
+            return  # already a frame beyond the lead (or the peer is not reading): the next beat does it
+        self._write_frame(now)
+        self._n += 1
+
     def _write_frame(self, now: float) -> None:
         if self._canned:
             frame = self._canned.popleft()
@@ -510,8 +546,7 @@ class Call:
             return
         fill = session.input_gap_fill(now)
         if fill is not None and self._ws is not None:
-            self._out.append(fill)
-            self._out_ready.set()
+            self._send(fill)
         session.tick(now)
         self._flush()
 
@@ -522,8 +557,8 @@ class Call:
             return
         outbox, actions = session.take()
         if outbox and self._ws is not None:
-            self._out.extend(outbox)
-            self._out_ready.set()
+            for message in outbox:
+                self._send(message)
         for action in actions:
             if isinstance(action, Transcript):
                 self.worker.publish_transcript(self, action)
