@@ -14,8 +14,9 @@ Three processes per step, started fresh for every step of ``--calls``:
 * the load generator (this file with ``--role generator``, uvloop, an ``asyncio.Protocol``): writes one call
   brief per call to Redis, opens the AudioSocket connections, sends the UUID and then one slin24 frame per
   call every 20 ms from one shared ticker, the calls spread over 10 phases (low-level noise with a loud
-  600 ms "speech burst" every ``--burst-every`` seconds per call, staggered), reads every frame the worker sends and measures pacing
-  jitter, frame rates, barge-ins and the worker's CPU and memory from /proc during the hold window.
+  600 ms "speech burst" every ``--burst-every`` seconds per call, staggered), reads every frame the worker
+  sends and measures pacing jitter, frame rates, barge-ins and the worker's CPU and memory from /proc during
+  the hold window.
 
 The stand-in and the generator share the other CPU(s). This process (the *driver*) starts them, stops them on
 every exit path, reads the worker's stats file and its call reports (Celery messages left in the bench's
