@@ -11,7 +11,8 @@ BIN    := $(VENV)/bin
 
 help:
 	@echo "make run    the demo: web on 127.0.0.1:8000, worker, beat, PBX simulator (ARI) on 127.0.0.1:8088,"
-	@echo "           Stasis app, and a seeded demo tenant with a running 50-contact campaign"
+	@echo "           Stasis app, media worker (+ the local agent without OPENAI_API_KEY), and a seeded demo"
+	@echo "           tenant with a running 50-contact campaign"
 	@echo "make test   ruff, mypy and pytest (uses DATABASE_URL / REDIS_URL when set)"
 	@echo "make lint   ruff and mypy only"
 	@echo "make clean  remove .venv and local state (var/)"
