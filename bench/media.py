@@ -34,8 +34,6 @@ import json
 import math
 import os
 import random
-import resource
-import signal
 import socket
 import struct
 import subprocess
@@ -43,12 +41,27 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as `python bench/<name>.py`: the root, for `bench.common`
+    sys.path.insert(0, str(REPO))
+
+from bench.common import (  # noqa: E402 - after the path set-up
+    cpu_times,
+    free_port,
+    log,
+    percentile,
+    proc_cpu_seconds,
+    proc_status_kib,
+    raise_nofile_limit,
+    rounded,
+    stop,
+)
+
 BENCH_DIR = Path(__file__).resolve().parent
 # This file is called media.py: keep its own folder off the import path so that `media` is the worker package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
@@ -84,59 +97,7 @@ TARGET_JITTER_MS = 2.0
 MIN_RX_RATIO = 0.99  # a step is only healthy when ≥ 99 % of the expected frames arrived
 
 
-def log(role: str, started: float, message: str) -> None:
-    print(f"[{role} +{time.monotonic() - started:7.2f}s] {message}", file=sys.stderr, flush=True)
-
-
-def raise_nofile_limit() -> int:
-    """Raise the open-files soft limit to the hard limit (children inherit it)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 # ------------------------------------------------------------------------------------------------ /proc
-
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = data[data.rindex(")") + 2 :].split()  # fields from #3 (state) on
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def proc_status_kib(pid: int, key: str) -> int:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    for line in text.splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_times() -> dict[str, tuple[float, float]]:
-    """(busy, total) CPU seconds per line of /proc/stat: "cpu" (the machine) and "cpu0", "cpu1", …"""
-    out: dict[str, tuple[float, float]] = {}
-    for line in Path("/proc/stat").read_text().splitlines():
-        if not line.startswith("cpu"):
-            break
-        name, *rest = line.split()
-        values = [int(v) for v in rest[:8]]
-        total = sum(values)
-        idle = values[3] + values[4]  # idle + iowait
-        out[name] = ((total - idle) / CLK_TCK, total / CLK_TCK)
-    return out
 
 
 # ------------------------------------------------------------------------------------------- statistics
@@ -177,18 +138,6 @@ class Hist:
             "p99": self.pct(99),
             "max": round(self.max_ms, 2) if self.count else None,
         }
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile of an already sorted sequence (None when empty)."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-def rounded(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 # ============================================================================================ generator
@@ -760,27 +709,6 @@ def run_generator(args: argparse.Namespace) -> int:
 
 
 # =============================================================================================== driver
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def stop(proc: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
-    """SIGTERM, wait up to ``timeout``, then SIGKILL. Returns the exit code."""
-    if proc is None:
-        return None
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.returncode
 
 
 def pin(pid: int, cpus: set[int] | None) -> None:

@@ -28,20 +28,33 @@ import http.client
 import json
 import math
 import os
-import resource
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as `python bench/<name>.py`: the root, for `bench.common`
+    sys.path.insert(0, str(REPO))
+
+from bench.common import (  # noqa: E402 - after the path set-up
+    free_port,
+    log,
+    machine_cpu,
+    percentile,
+    proc_cpu_seconds,
+    proc_status_kib,
+    raise_nofile_limit,
+    rounded,
+    stop,
+)
+
 HOST = "127.0.0.1"
 USER = "bench"
 PASSWORD = "bench"  # noqa: S105 - throwaway credential of a benchmark simulator on 127.0.0.1
@@ -59,57 +72,10 @@ SIM_WITHOUT_UVLOOP = (
 SAY_TEXT = "Hello, this is the load test speaking, and it will keep on talking until the call ends."
 
 
-def log(role: str, started: float, message: str) -> None:
-    print(f"[{role} +{time.monotonic() - started:7.2f}s] {message}", file=sys.stderr, flush=True)
-
-
-def raise_nofile_limit() -> int:
-    """Raise the open-files soft limit to the hard limit (2,000 calls need well over 1,024 sockets)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 # ------------------------------------------------------------------------------------------------ /proc
 
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
-    data = Path(f"/proc/{pid}/stat").read_text()
-    fields = data[data.rindex(")") + 2 :].split()  # fields from #3 (state) on
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def proc_status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine, from the first line of /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    total = sum(values)
-    idle = values[3] + values[4]  # idle + iowait
-    return (total - idle) / CLK_TCK, total / CLK_TCK
-
-
 # ------------------------------------------------------------------------------------------- statistics
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile of an already sorted sequence (None when empty)."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
 def hist_percentile(hist: list[int], q: float) -> float | None:
@@ -123,10 +89,6 @@ def hist_percentile(hist: list[int], q: float) -> float | None:
         if seen >= rank:
             return bucket * JITTER_BUCKET_MS
     return (len(hist) - 1) * JITTER_BUCKET_MS
-
-
-def rounded(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 # ============================================================================================ generator
@@ -822,13 +784,6 @@ def run_generator(args: argparse.Namespace) -> int:
 # =============================================================================================== driver
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def write_plan(path: Path, answer_after: float) -> None:
     behaviour = {
         "behaviour": "answer",
@@ -857,17 +812,6 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None
             conn.close()
         time.sleep(0.1)
     raise RuntimeError(f"the simulator did not answer /ari/asterisk/info within {timeout:g}s")
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.returncode
 
 
 def summary(r: dict[str, Any]) -> str:
