@@ -76,6 +76,8 @@ def media_specs(*, python: str, environ: dict[str, str]) -> list[ProcessSpec]:
         # kombu's spelling of the (possibly embedded, unix-socket) Redis; the media worker has no Django.
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        # Ctrl-C should not wait a minute for live demo calls: a few seconds, then the agents say goodbye.
+        "MEDIA_DRAIN_S": environ.get("MEDIA_DRAIN_S", "3"),
     }
     specs = []
     if not environ.get("OPENAI_API_KEY") and not environ.get("REALTIME_URL"):
