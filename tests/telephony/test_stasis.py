@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -124,29 +124,36 @@ class Harness:
             await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def h() -> AsyncIterator[Harness]:
-    runner, pbx, port = await start_sim(parse_plan(PLAN))
+H = TypeVar("H", bound=Harness)
+
+
+@contextlib.asynccontextmanager
+async def running_harness(plan: dict[str, Any], harness_class: type[H], **config: Any) -> AsyncIterator[H]:
+    """The simulator with ``plan``, a stand-in AudioSocket listener and a harness around them; every Stasis
+    app the test started is stopped on exit. ``config`` overrides the StasisConfig defaults of these tests."""
+    runner, pbx, port = await start_sim(parse_plan(plan))
     media = MediaServer()
     await media.start()
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession(
         headers={"Authorization": aiohttp.encode_basic_auth(USER, PASSWORD)}
     ) as session:
-        harness = Harness(
+        settings = {
+            "base_url": base,
+            "user": USER,
+            "password": PASSWORD,
+            "app": APP,
+            "media_hosts": (media.address,),
+            "max_call_duration_s": 60,
+            "backoff_initial_s": 0.2,
+            "end_grace_s": 2.0,
+            **config,
+        }
+        harness = harness_class(
             sim=Sim(pbx=pbx, base=base, session=session, port=port),
             media=media,
             sink=RecordingSink(),
-            config=StasisConfig(
-                base_url=base,
-                user=USER,
-                password=PASSWORD,
-                app=APP,
-                media_hosts=(media.address,),
-                max_call_duration_s=60,
-                backoff_initial_s=0.2,
-                end_grace_s=2.0,
-            ),
+            config=StasisConfig(**settings),
             apps=[],
         )
         try:
@@ -158,6 +165,12 @@ async def h() -> AsyncIterator[Harness]:
                     await asyncio.wait_for(task, 10)
             await media.close()
     await runner.cleanup()
+
+
+@pytest.fixture
+async def h() -> AsyncIterator[Harness]:
+    async with running_harness(PLAN, Harness) as harness:
+        yield harness
 
 
 def closed_port() -> int:

@@ -8,7 +8,6 @@ channels of its own (random names), so nothing is ever flushed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -16,18 +15,16 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 from django.conf import settings
 from redis import asyncio as aioredis
 
 from telephony.events import CallBridged, CallEnded, CallTransferred, MediaGone
 from telephony.outcomes import CallOutcome
-from telephony.sim.plan import parse_plan
 from telephony.stasis import StasisApp, StasisConfig, media_uuid_for, reply_channel
 
-from .sim.conftest import APP, PASSWORD, USER, MediaServer, Sim, start_sim, wait_until
-from .test_stasis import Harness, RecordingSink, closed_port
+from .sim.conftest import APP, wait_until
+from .test_stasis import Harness, RecordingSink, closed_port, running_harness
 
 CALLEE = "+15550002001"  # answers and stays on the line
 HUMAN = "+15550002099"  # the human a call is transferred to: answers after a short ring
@@ -116,44 +113,19 @@ async def redis_client() -> AsyncIterator[aioredis.Redis]:
 
 @pytest.fixture
 async def h(redis_client: aioredis.Redis) -> AsyncIterator[CommandHarness]:
-    runner, pbx, port = await start_sim(parse_plan(PLAN))
-    media = MediaServer()
-    await media.start()
-    base = f"http://127.0.0.1:{port}"
     key = f"stasis:commands:test-{uuid.uuid4().hex}"
-    async with aiohttp.ClientSession(
-        headers={"Authorization": aiohttp.encode_basic_auth(USER, PASSWORD)}
-    ) as session:
-        harness = CommandHarness(
-            sim=Sim(pbx=pbx, base=base, session=session, port=port),
-            media=media,
-            sink=RecordingSink(),
-            config=StasisConfig(
-                base_url=base,
-                user=USER,
-                password=PASSWORD,
-                app=APP,
-                media_hosts=(media.address,),
-                max_call_duration_s=60,
-                backoff_initial_s=0.2,
-                end_grace_s=2.0,
-                redis_url=settings.REDIS_URL,
-                command_keys=(f"{key}-other", key),
-                command_poll_s=0.5,
-            ),
-            apps=[],
-        )
+    async with running_harness(
+        PLAN,
+        CommandHarness,
+        redis_url=settings.REDIS_URL,
+        command_keys=(f"{key}-other", key),
+        command_poll_s=0.5,
+    ) as harness:
         harness.redis, harness.key = redis_client, key
         try:
             yield harness
         finally:
-            for app, task in harness.apps:
-                app.stop()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(task, 10)
-            await media.close()
             await redis_client.delete(key, f"{key}-other")
-    await runner.cleanup()
 
 
 async def no_channels_left(h: Harness) -> None:
