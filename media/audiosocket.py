@@ -217,14 +217,8 @@ def encode_audio(kind: int, payload: Bytes) -> bytes:
 # ---------------------------------------------------------------------------------------------- parsing
 
 
-class ServerStreamParser:
-    """Incremental parser for the bytes an external AudioSocket server sends to (simulated) Asterisk.
-
-    ``feed`` returns the complete frames; audio frames carry an even-length payload (an odd trailing byte is
-    dropped, as Asterisk never plays it) and the hangup frame is ``Frame(KIND_HANGUP, b"")``. After a hangup
-    :attr:`closed` is True and further input is ignored. A violation raises :class:`AudioSocketError`; the
-    parser then stays failed and every later ``feed`` raises the same error.
-    """
+class _StreamParser:
+    """What both parsers share: the held-back bytes, the end of stream and the sticky violation."""
 
     __slots__ = ("_buf", "_closed", "_error", "frame_count", "odd_length_frames")
 
@@ -232,14 +226,14 @@ class ServerStreamParser:
         self._buf = bytearray()
         self._closed = False
         self._error: AudioSocketError | None = None
-        #: audio frames delivered so far (hangup not counted)
+        #: frames delivered so far
         self.frame_count = 0
-        #: audio frames whose odd trailing byte was dropped
+        #: frames whose odd trailing byte was dropped
         self.odd_length_frames = 0
 
     @property
     def closed(self) -> bool:
-        """True once a hangup was parsed or a violation was raised."""
+        """True once the stream ended (a hangup, or an error frame) or a violation was raised."""
         return self._closed
 
     @property
@@ -250,6 +244,18 @@ class ServerStreamParser:
     def buffered(self) -> int:
         """Bytes of an incomplete message held back, waiting for more input."""
         return len(self._buf)
+
+
+class ServerStreamParser(_StreamParser):
+    """Incremental parser for the bytes an external AudioSocket server sends to (simulated) Asterisk.
+
+    ``feed`` returns the complete frames; audio frames carry an even-length payload (an odd trailing byte is
+    dropped, as Asterisk never plays it) and the hangup frame is ``Frame(KIND_HANGUP, b"")``. After a hangup
+    :attr:`closed` is True and further input is ignored. A violation raises :class:`AudioSocketError`; the
+    parser then stays failed and every later ``feed`` raises the same error.
+    """
+
+    __slots__ = ()
 
     def feed(self, data: Bytes) -> list[Frame]:
         if self._closed:
@@ -313,7 +319,7 @@ class ServerStreamParser:
         raise error
 
 
-class ClientStreamParser:
+class ClientStreamParser(_StreamParser):
     """Incremental parser for what Asterisk sends to the external server.
 
     By default it is strict about 22.10.1's sending rules, for the load generator and the simulator's tests:
@@ -335,47 +341,17 @@ class ClientStreamParser:
     stream (hangup or error frame) :attr:`closed` is True and further input is ignored.
     """
 
-    __slots__ = (
-        "_buf",
-        "_closed",
-        "_error",
-        "_lenient",
-        "_max_payload",
-        "_trim_kinds",
-        "frame_count",
-        "odd_length_frames",
-        "uuid",
-    )
+    __slots__ = ("_lenient", "_max_payload", "_trim_kinds", "uuid")
 
     def __init__(self, *, lenient: bool = False, max_payload: int = MAX_PAYLOAD) -> None:
         if not 1 <= max_payload <= MAX_PAYLOAD:
             raise ValueError(f"max_payload must be 1..{MAX_PAYLOAD}, got {max_payload}")
-        self._buf = bytearray()
-        self._closed = False
-        self._error: AudioSocketError | None = None
+        super().__init__()
         self._lenient = lenient
         self._max_payload = max_payload
         self._trim_kinds: frozenset[int] = SLIN_KINDS if lenient else frozenset()
         #: the call's UUID, once the first message was parsed
         self.uuid: uuid.UUID | None = None
-        #: frames delivered so far (with the frames of an error, without the violating message)
-        self.frame_count = 0
-        #: slin frames whose odd trailing byte was dropped (lenient mode only)
-        self.odd_length_frames = 0
-
-    @property
-    def closed(self) -> bool:
-        """True once the stream ended (a hangup or error frame) or a violation was raised."""
-        return self._closed
-
-    @property
-    def error(self) -> AudioSocketError | None:
-        return self._error
-
-    @property
-    def buffered(self) -> int:
-        """Bytes of an incomplete message held back, waiting for more input (a truncated frame at EOF)."""
-        return len(self._buf)
 
     @property
     def max_payload(self) -> int:
