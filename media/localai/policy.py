@@ -153,12 +153,16 @@ class Policy:
         return None
 
     def plan(self, ctx: Context) -> Plan:
+        """A tool when a rule matches, else the quoted sentence when asked for one, else :meth:`reply`."""
         call = self.tool_call(ctx)
         if call is not None:
             return call
         quoted = quoted_text(ctx.instructions)
         if quoted:
             return Speak(quoted)
+        return self.reply(ctx)
+
+    def reply(self, ctx: Context) -> Speak:
         if ctx.last_item == "function_call_output":
             return Speak(TOOL_DONE_SENTENCE)
         return Speak(TEST_SENTENCE)
@@ -167,13 +171,7 @@ class Policy:
 class AgentPolicy(Policy):
     """The local demo agent: greets as asked, answers every caller turn with the menu, acknowledges tools."""
 
-    def plan(self, ctx: Context) -> Plan:
-        call = self.tool_call(ctx)
-        if call is not None:
-            return call
-        quoted = quoted_text(ctx.instructions)
-        if quoted:
-            return Speak(quoted)
+    def reply(self, ctx: Context) -> Speak:
         if ctx.last_item == "function_call_output":
             return Speak(AGENT_TOOL_REPLIES.get(ctx.tool_output_name or "", TOOL_DONE_SENTENCE))
         if ctx.last_item == "none":
