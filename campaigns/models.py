@@ -105,14 +105,19 @@ class Pbx(models.Model):
         return f"{self.name} ({self.ari_url})"
 
 
+class TurnDetection(models.TextChoices):
+    """How the Realtime session decides the caller finished speaking (the media worker's session.update);
+    ``AgentProfile.TurnDetection``."""
+
+    SERVER_VAD = "server_vad", "Server VAD (silence-based)"
+    SEMANTIC_VAD = "semantic_vad", "Semantic VAD (meaning-based)"
+
+
 class AgentProfile(models.Model):
     """What the AI agent is told and how it sounds. ``instructions`` may use ``{{variables}}`` from the
     contact (see campaigns/prompts.py)."""
 
-    class TurnDetection(models.TextChoices):
-        # How the Realtime session decides the caller finished speaking (the media worker's session.update).
-        SERVER_VAD = "server_vad", "Server VAD (silence-based)"
-        SEMANTIC_VAD = "semantic_vad", "Semantic VAD (meaning-based)"
+    TurnDetection = TurnDetection
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="agent_profiles")
     name = models.CharField(max_length=100)
@@ -133,7 +138,7 @@ class AgentProfile(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "name"], name="agentprofile_unique_tenant_name"),
             models.CheckConstraint(
-                condition=Q(turn_detection__in=["server_vad", "semantic_vad"]),
+                condition=Q(turn_detection__in=TurnDetection.values),
                 name="agentprofile_turn_detection_valid",
             ),
         ]
@@ -294,6 +299,18 @@ class DncEntry(models.Model):
         return f"{self.phone_number} ({self.source})"
 
 
+class AttemptDisposition(models.TextChoices):
+    """What the agent concluded about a call (the set_disposition tool); ``CallAttempt.Disposition``."""
+
+    INTERESTED = "interested", "Interested"
+    NOT_INTERESTED = "not_interested", "Not interested"
+    CALLBACK_REQUESTED = "callback_requested", "Callback requested"
+    WRONG_NUMBER = "wrong_number", "Wrong number"
+    VOICEMAIL = "voicemail", "Voicemail"
+    DO_NOT_CALL = "do_not_call", "Do not call"
+    OTHER = "other", "Other"
+
+
 class CallAttempt(models.Model):
     """One call placed (or about to be placed) for a lead. The id is the ARI channelId, so a repeated
     originate of the same attempt is refused by the PBX (409) instead of dialing twice.
@@ -301,15 +318,7 @@ class CallAttempt(models.Model):
     The fields after ``error`` are what the AI agent's call left behind, written by the media worker's
     Celery tasks (campaigns.services.agent_actions) and the Stasis sink (a transfer)."""
 
-    class Disposition(models.TextChoices):
-        # What the agent concluded about the call (the set_disposition tool).
-        INTERESTED = "interested", "Interested"
-        NOT_INTERESTED = "not_interested", "Not interested"
-        CALLBACK_REQUESTED = "callback_requested", "Callback requested"
-        WRONG_NUMBER = "wrong_number", "Wrong number"
-        VOICEMAIL = "voicemail", "Voicemail"
-        DO_NOT_CALL = "do_not_call", "Do not call"
-        OTHER = "other", "Other"
+    Disposition = AttemptDisposition
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Denormalised from the campaign so live-call counts per tenant are one index scan.
@@ -381,18 +390,7 @@ class CallAttempt(models.Model):
                 violation_error_message="This lead already has a live call attempt.",
             ),
             models.CheckConstraint(
-                condition=Q(
-                    disposition__in=[
-                        "",
-                        "interested",
-                        "not_interested",
-                        "callback_requested",
-                        "wrong_number",
-                        "voicemail",
-                        "do_not_call",
-                        "other",
-                    ]
-                ),
+                condition=Q(disposition__in=["", *AttemptDisposition.values]),
                 name="attempt_disposition_valid",
             ),
         ]
