@@ -12,11 +12,20 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+# The Redis names of a call, in one place for the three processes that use them: the orchestrator writes
+# the brief, the media worker reads it, and the Stasis app publishes its replies to the media worker.
 BRIEF_KEY_PREFIX = "media:brief:"
+REPLY_CHANNEL_PREFIX = "media:call:"
 
 
-def brief_key(call_id: str) -> str:
+def brief_key(call_id: object) -> str:
+    """``media:brief:<call id>``: the call's brief (the call id is the attempt id of an outbound call)."""
     return f"{BRIEF_KEY_PREFIX}{call_id}"
+
+
+def reply_channel(call_id: str) -> str:
+    """``media:call:<call id>``: the pub/sub channel of the Stasis app's replies about the call."""
+    return f"{REPLY_CHANNEL_PREFIX}{call_id}"
 
 
 class BriefError(ValueError):

@@ -10,7 +10,6 @@ error *output* the model can read and correct, never an exception.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -230,7 +229,3 @@ async def _transfer(args: dict[str, Any], *, brief: Brief, control: CallControl)
         return ToolOutcome({"ok": True, "status": "connected"}, respond=False, transferred=target.number)
     reason = str(reply.get("reason") or "failed")
     return ToolOutcome({"ok": False, "status": "not_connected", "reason": reason})
-
-
-def describe(outcome: ToolOutcome) -> str:
-    return json.dumps(outcome.output, separators=(",", ":"))

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from media import speech
-from media.brief import Brief, BriefError, brief_key, parse_brief
+from media.brief import REPLY_CHANNEL_PREFIX, Brief, BriefError, brief_key, parse_brief, reply_channel
 from media.config import MediaConfig
 from media.probe import Probe
 from media.session import Transcript
@@ -38,7 +38,6 @@ logger = logging.getLogger(__name__)
 
 BRIEF_READ_TIMEOUT_S = 2.0
 GOODBYE_GRACE_S = 12.0
-REPLY_CHANNEL_PREFIX = "media:call:"
 TRANSCRIPT_CHANNEL_PREFIX = "transcripts:"
 
 
@@ -202,7 +201,7 @@ class MediaWorker:
         if self._pubsub is None:
             return
         with contextlib.suppress(RedisError, OSError):
-            await getattr(self._pubsub, what)(REPLY_CHANNEL_PREFIX + call_id)
+            await getattr(self._pubsub, what)(reply_channel(call_id))
 
     async def await_transfer(self, call_id: str, timeout_s: float) -> dict[str, Any] | None:
         loop = asyncio.get_running_loop()
@@ -223,9 +222,9 @@ class MediaWorker:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 # A placeholder channel keeps the connection in subscribed mode with no call live.
-                await pubsub.subscribe(REPLY_CHANNEL_PREFIX + "-")
+                await pubsub.subscribe(reply_channel("-"))
                 if self._subscribed:
-                    await pubsub.subscribe(*(REPLY_CHANNEL_PREFIX + c for c in self._subscribed))
+                    await pubsub.subscribe(*(reply_channel(c) for c in self._subscribed))
                 self._pubsub = pubsub
                 while True:
                     message = await pubsub.get_message(timeout=1.0)

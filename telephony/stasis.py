@@ -110,6 +110,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from media.brief import reply_channel  # the channel name the media worker listens on
 from telephony.events import (
     CallAnswered,
     CallBridged,
@@ -137,11 +138,6 @@ TRANSFER_ASTERISK_MARGIN_S = 2  # Asterisk's originate timeout of a human leg ex
 def command_key(pbx_id: int | str) -> str:
     """The Redis list the media worker RPUSHes call actions to for the calls of PBX row ``pbx_id``."""
     return f"stasis:commands:{pbx_id}"
-
-
-def reply_channel(call_id: str) -> str:
-    """The pub/sub channel the Stasis app publishes its replies about call ``call_id`` on."""
-    return f"media:call:{call_id}"
 
 
 def media_uuid_for(call_id: str) -> str:

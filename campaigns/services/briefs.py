@@ -22,12 +22,12 @@ from django.conf import settings
 from campaigns.models import AGENT_TOOLS, CallAttempt
 from campaigns.prompts import render_instructions
 from campaigns.windows import zones_for_contact
+from media.brief import brief_key  # the key the media worker reads (a pure module, no Django)
 from orchestrator.redis_client import get_redis
 from telephony.ari import PbxConfig
 from telephony.stasis import command_key
 
 __all__ = [
-    "BRIEF_KEY_PREFIX",
     "BRIEF_TTL_MARGIN_S",
     "BRIEF_VERSION",
     "brief_build",
@@ -37,14 +37,8 @@ __all__ = [
 ]
 
 BRIEF_VERSION = 1
-BRIEF_KEY_PREFIX = "media:brief"
 #: How long the brief outlives the longest the call can last.
 BRIEF_TTL_MARGIN_S = 300
-
-
-def brief_key(call_id: object) -> str:
-    """``media:brief:{call id}`` (the call id is the attempt id, a lowercase hyphenated UUID)."""
-    return f"{BRIEF_KEY_PREFIX}:{call_id}"
 
 
 def brief_ttl_s(*, attempt: CallAttempt) -> int:
