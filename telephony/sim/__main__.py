@@ -12,7 +12,7 @@ import sys
 
 from aiohttp import web
 
-from .engine import Pbx
+from .engine import MEDIA_START_DELAY_S, Pbx
 from .plan import Plan, PlanError, load_plan
 from .server import make_app
 
@@ -62,15 +62,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds an events websocket may block a write before it is closed with 1011 "
         "(Asterisk's websocket_write_timeout; 0 disables; default %(default)s)",
     )
+    p.add_argument(
+        "--media-start-delay",
+        default=env("SIM_MEDIA_START_DELAY", ",".join(str(s) for s in MEDIA_START_DELAY_S)),
+        help="MIN,MAX seconds between the answer of POST /channels/externalMedia and its leg entering the "
+        "app (StasisStart), drawn per leg; as on a real Asterisk, whose dial thread does it after the "
+        "request returned (default %(default)s; 0,0 for at once)",
+    )
     p.add_argument("--log-level", default=env("SIM_LOG_LEVEL", "INFO"))
     args = p.parse_args(argv)
+    try:
+        low, high = (float(part) for part in args.media_start_delay.split(","))
+        if not 0 <= low <= high:
+            raise ValueError
+    except ValueError:
+        p.error("--media-start-delay must be MIN,MAX seconds with 0 <= MIN <= MAX")
+    args.media_start_delay = (low, high)
     if not args.ari_password:
         p.error("--ari-password (or SIM_ARI_PASSWORD) is required")
     return args
 
 
 async def serve(args: argparse.Namespace, plan: Plan) -> None:
-    pbx = Pbx(plan, asterisk_id=args.asterisk_id)
+    pbx = Pbx(plan, asterisk_id=args.asterisk_id, media_start_delay_s=args.media_start_delay)
     app = make_app(
         pbx, user=args.ari_user, password=args.ari_password, ws_write_timeout=args.ws_write_timeout
     )

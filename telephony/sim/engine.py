@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import json
 import logging
+import random
 import time
 import uuid as uuid_mod
 from collections import deque
@@ -40,7 +41,7 @@ from .causes import (
     cause_text,
     dialstatus_for_cause,
 )
-from .media import AudioSocketLeg, MediaClock, Speaker, connect_leg
+from .media import AudioSocketLeg, MediaClock, Speaker, connect_leg, send_uuid
 from .model import (
     OUTGOING_APP,
     Bridge,
@@ -122,12 +123,32 @@ def render_wav(path: str, rate: int) -> bytes:
     return audio.load_wav(path, rate)
 
 
+#: Seconds between the 200 of ``POST /channels/externalMedia`` and its AudioSocket leg being dialed,
+#: answered and entering the app (StasisStart), drawn uniformly per leg. On a real Asterisk 22.10.1 the
+#: request returns as soon as the channel exists and the TCP connection is up; the dial (UUID frame, answer,
+#: Stasis) runs on a background thread, so adding the leg to a bridge at once answers 422 "Channel not in
+#: Stasis application" (seen in about 15 % of calls). The simulator makes that race the rule, not the
+#: exception, so a Stasis app that does not wait for the leg's own StasisStart fails its tests.
+MEDIA_START_DELAY_S: tuple[float, float] = (0.01, 0.15)
+
+
 class Pbx:
     def __init__(
-        self, plan: Plan | None = None, *, asterisk_id: str = "02:fc:00:00:00:01", ended_history: int = 20000
+        self,
+        plan: Plan | None = None,
+        *,
+        asterisk_id: str = "02:fc:00:00:00:01",
+        ended_history: int = 20000,
+        media_start_delay_s: tuple[float, float] = MEDIA_START_DELAY_S,
+        rng: random.Random | None = None,
     ) -> None:
+        low, high = media_start_delay_s
+        if not 0 <= low <= high:
+            raise ValueError("media_start_delay_s must be (low, high) with 0 <= low <= high")
         self.plan = plan or Plan()
         self.asterisk_id = asterisk_id
+        self.media_start_delay_s = (low, high)
+        self._rng = rng or random.Random()  # noqa: S311 - timing jitter, not cryptography
         self.started = time.time()
         self.channels: dict[str, Channel] = {}
         self.bridges: dict[str, Bridge] = {}
@@ -983,9 +1004,13 @@ class Pbx:
         return snapshot
 
     async def _answer_media_channel(self, ch: Channel, app: str, data: str) -> None:
-        await asyncio.sleep(0)  # after the HTTP response, as Asterisk's dial thread does
+        # After the HTTP response, as Asterisk's dial thread does, and a little later (MEDIA_START_DELAY_S).
+        low, high = self.media_start_delay_s
+        await asyncio.sleep(self._rng.uniform(low, high) if high > 0 else 0)
         if ch.destroyed:
             return
+        if ch.leg is not None:
+            send_uuid(ch.leg)  # audiosocket_call: queue ANSWER, send the UUID
         peer_fields = {"forward": "", "dialstring": f"{ch.leg.service if ch.leg else ''}/{data}"}
         self.emit("Dial", peer=ch, fields={"dialstatus": "", **peer_fields})
         self._set_state(ch, "Up")

@@ -172,11 +172,16 @@ class AudioSocketLeg(asyncio.Protocol):
 
 
 async def connect_leg(host: str, port: int, leg: AudioSocketLeg, limit_s: float = 2.0) -> None:
-    """Connect like res_audiosocket: non-blocking connect, 2 s per address, TCP_NODELAY; UUID first."""
+    """Connect like res_audiosocket: non-blocking connect, 2 s per address, TCP_NODELAY. The UUID is not
+    sent here: Asterisk sends it later, from the dial thread (:func:`send_uuid`)."""
     loop = asyncio.get_running_loop()
     await asyncio.wait_for(loop.create_connection(lambda: leg, host, port), limit_s)
     if leg.transport is None or leg.transport.is_closing():
         raise ConnectionError("AudioSocket connection closed at once")
+
+
+def send_uuid(leg: AudioSocketLeg) -> None:
+    """chan_audiosocket's ``audiosocket_call``: the UUID frame, always the first message, sent once."""
     leg.send(audiosocket.encode_uuid(leg.uuid))
     leg.frames_out = 0  # count audio frames only
 

@@ -528,7 +528,11 @@ async def test_sim_call_actions(sim: Sim, media_server: MediaServer, stream: Eve
     await wait_until(lambda: len(conn.audio()) >= 30, timeout=2)  # 12 chars = 0.78 s = 39 frames
     _, record = await sim.request("POST", f"/sim/calls/{cid}/dtmf", json={"digits": "5#"}, expect=200)
     await wait_until(lambda: conn.dtmf() == "5#", timeout=2)
-    assert [e["digit"] for e in stream.about(cid) if e["type"] == "ChannelDtmfReceived"] == ["5", "#"]
+    # The ARI events travel on another connection than the AudioSocket frames: they may come a bit later.
+    await wait_until(
+        lambda: [e["digit"] for e in stream.about(cid) if e["type"] == "ChannelDtmfReceived"] == ["5", "#"],
+        timeout=2,
+    )
     status, _ = await sim.request("POST", f"/sim/calls/{cid}/dtmf", json={"digits": "x"})
     assert status == 400
     status, _ = await sim.request("POST", f"/sim/calls/{cid}/dance", json={})

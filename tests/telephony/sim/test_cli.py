@@ -250,6 +250,11 @@ async def test_subprocess_audiosocket_on_the_production_event_loop(
             }  # fmt: skip
             async with session.post(f"{base}/ari/channels/externalMedia", params=params) as resp:
                 assert resp.status == 200, await resp.text()
+            # The leg enters the app after the request returned (as on Asterisk): bridge it after that.
+            while True:
+                event = json.loads((await ws.receive(timeout=5)).data)
+                if event["type"] == "StasisStart" and event["channel"]["id"] == media_id:
+                    break
             async with session.post(
                 f"{base}/ari/bridges/{bridge}/addChannel", params={"channel": f"{cid},{media_id}"}
             ) as resp:
