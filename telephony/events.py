@@ -71,6 +71,9 @@ class CallEnded:
     * ``max_duration``: the app hung it up at the hard maximum call duration.
 
     ``outcome`` is :func:`telephony.outcomes.classify` of what was seen; ``answered`` whether StasisStart was.
+    A ``reconciled`` end was not seen: its outcome is what was seen before (``UNKNOWN`` when that says
+    nothing), and ``gap_started_at`` is when the app was last known to be listening (None: unknown). An
+    answered call whose media never came up ends with ``MEDIA_FAILED``.
     """
 
     call_id: str
@@ -82,6 +85,21 @@ class CallEnded:
     tech_cause: int | None = None
     answered: bool = False
     reason: EndReason = "destroyed"
+    gap_started_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallInbound:
+    """A call entered the app from the dialplan (``Stasis(app,inbound,<DID>)``): who called which number.
+    Until inbound flows route it, the app answers it, plays ``message`` (a sound URI) and hangs up; its end
+    follows as ``CallEnded`` (``stasis_end``)."""
+
+    call_id: str
+    did: str
+    caller_number: str
+    caller_name: str
+    at: datetime
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +121,16 @@ class CallTransferred:
     at: datetime
 
 
-CallEvent = CallRinging | CallAnswered | CallBridged | CallDtmf | CallEnded | MediaGone | CallTransferred
+CallEvent = (
+    CallRinging
+    | CallAnswered
+    | CallBridged
+    | CallDtmf
+    | CallEnded
+    | MediaGone
+    | CallTransferred
+    | CallInbound
+)
 
 
 @runtime_checkable

@@ -60,6 +60,12 @@ class CallOutcome(StrEnum):
     INVALID_NUMBER = "invalid_number"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Answered, but the call's media (the AudioSocket leg to the agent) never came up: the callee heard
+    # silence and was hung up on. Not a success; retried by the campaign's rules.
+    MEDIA_FAILED = "media_failed"
+    # The end was not seen (the app was not listening) and nothing seen before says how it ended. The
+    # orchestrator refines it from what it recorded itself (campaigns.lifecycle.unseen_end_outcome).
+    UNKNOWN = "unknown"
 
 
 # Q.850 causes (PROTOCOLS.md §2.4) that say what happened on their own.
@@ -239,6 +245,17 @@ class CallEndTracker:
         if self.destroyed_tech_cause is not None:
             return self.destroyed_tech_cause
         return self.hangup_request_tech_cause
+
+    @property
+    def decisive(self) -> bool:
+        """Whether what was seen says how the call went without its end: answered, destroyed, a final Dial
+        status (BUSY, NOANSWER...) or a hard hangup cause. Progress (RINGING) alone is not."""
+        return (
+            self.answered
+            or self.destroyed
+            or (bool(self.dialstatus) and self.dialstatus not in PROGRESS_DIALSTATUSES)
+            or bool(self.hangup_request_cause)
+        )
 
     def outcome(self) -> CallOutcome:
         """The classification of what was seen so far (meaningful once ``ended``)."""

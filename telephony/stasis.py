@@ -7,19 +7,39 @@ What it does (PROTOCOLS.md part A, §1.3–1.4, §3, pitfall 9):
   the websocket's buffer), it **reconciles**: calls the orchestrator believes are live
   (``sink.live_call_ids()``) whose channel ``GET /ari/channels`` no longer lists ended while nobody was
   listening (the app was inactive, its events were dropped) and are closed with
-  ``CallEnded(reason="reconciled")``; channels in our app that nobody is waiting for (an outbound channel
-  whose id is not live, an AudioSocket leg or bridge of a call that is gone) are hung up / destroyed.
+  ``CallEnded(reason="reconciled")``. Such an end was not seen, so the app never guesses it: the outcome is
+  what was seen before the gap (answered, a final Dial status), else ``unknown``, with ``gap_started_at``
+  (when the app was last known to listen, from memory or, after a restart, from its last heartbeat); the
+  orchestrator refines it from what it recorded itself (an answer, media, a transcript). An answered call
+  found still up but without its media leg in its bridge (the app died while setting it up) gets its
+  media set up now instead of being left in silence. Channels in our app that nobody is waiting for (an
+  outbound channel whose id is not live, an AudioSocket leg or bridge of a call that is gone) are hung up
+  or destroyed.
 * Per originated channel a :class:`~telephony.outcomes.CallEndTracker` classifies the end (A3). The channel is
   recognised as ours from its first event: ``Dial`` naming it as ``peer`` (no ``caller``: an originate), its
   dialplan app ``AppDial2`` (an originated leg), or ``StasisStart`` with ``outbound``/``inbound`` args.
   ``ChannelDestroyed`` ends an outbound call (A3); ``StasisEnd`` ends a dialplan-entered one (A4).
-* ``StasisStart [outbound, id]`` (or ``[inbound, …]``, which is answered first) → ``CallAnswered``, then, in a
-  task of its own so the event loop keeps reading, a mixing bridge ``bridge-<call>`` and an externalMedia
-  AudioSocket leg ``media-<call>`` (``format=slin24``, the next media host round-robin; a host that refuses
-  is skipped), both added to the bridge → ``CallBridged``. If no media host takes it, the app emits
-  ``MediaGone`` and hangs the caller up: nobody is left in silence. ``data`` (the UUID the media worker
-  receives first and finds the call brief by) is the **call id** when it is a canonical UUID string (an
-  outbound call: the attempt id), else a uuid4 (a dialplan-entered call, whose channel id is Asterisk's).
+* ``StasisStart [outbound, id]`` → ``CallAnswered``, then, in a task of its own so the event loop keeps
+  reading, a mixing bridge ``bridge-<call>`` and an externalMedia AudioSocket leg ``media-<call>``
+  (``format=slin24``, the next media host round-robin; a host that refuses, 500 "Allocation failed", is
+  skipped and the next one tried). **The leg is added to the bridge only once its own StasisStart has
+  arrived** (DESIGN.md §6): Asterisk answers ``POST /channels/externalMedia`` as soon as the channel exists
+  and its TCP connection is up, and dials it (UUID frame, answer, Stasis) on a background thread, so an
+  ``addChannel`` sent at once answers 422 "Channel not in Stasis application" (seen on about 15 % of calls
+  on a real 22.10.1). The wait is bounded (``media_start_timeout_s``). Then the caller and the leg go into
+  the bridge → ``CallBridged``. If no media host takes it, the app emits ``MediaGone``, hangs the caller up
+  (nobody is left in silence) and the call ends with outcome ``media_failed``, never ``answered``.
+* **The AudioSocket UUID** (``data``, the first frame the media worker receives) is a fresh uuid4 per leg,
+  never the call id (which tenant users see in the API). Right before the request the app stores
+  ``media:expect:<uuid> = <call id>`` in Redis for ``MEDIA_EXPECT_TTL_S``; the media worker takes that key
+  once (GETDEL) and refuses a UUID it does not find, so a connection presenting a live call's UUID a second
+  time cannot take the call over.
+* **Inbound calls** (``StasisStart [inbound, <DID>]``, from the dialplan): until inbound flows route them,
+  the app reports ``CallInbound`` (who called which number), answers, plays ``inbound_message`` (a clear
+  "this number cannot take your call" sound) and hangs up; the end follows on ``StasisEnd`` (A4).
+* **Health** (:mod:`telephony.health`): while its events websocket is connected and reconciled, the app
+  refreshes ``stasis:apps`` in Redis for the PBX rows it serves every second; the dispatcher places calls
+  on a PBX only while that heartbeat is fresh (DESIGN.md §5 rule 9, A11).
 * A9: Asterisk never hangs up the AudioSocket leg when the caller goes, so the app deletes it and destroys
   the bridge. When the AudioSocket leg goes first, the app emits ``MediaGone`` and hangs the caller up.
 * A hard maximum call duration, counted from the moment the app first sees the channel: the app hangs the
@@ -97,6 +117,7 @@ import logging
 import math
 import random
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -110,7 +131,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from media.brief import reply_channel  # the channel name the media worker listens on
+from media.brief import MEDIA_EXPECT_TTL_S, media_expect_key, reply_channel
+from telephony import health
 from telephony.events import (
     CallAnswered,
     CallBridged,
@@ -119,20 +141,24 @@ from telephony.events import (
     CallEvent,
     CallEventBatchSink,
     CallEventSink,
+    CallInbound,
     CallRinging,
     CallTransferred,
     EndReason,
     MediaGone,
 )
-from telephony.outcomes import CallEndTracker
+from telephony.outcomes import CallEndTracker, CallOutcome
 
 logger = logging.getLogger(__name__)
 
 OUTGOING_APP = "AppDial2"  # the dialplan "app" of a channel created by originate/dial
 BRIDGE_PREFIX = "bridge-"
-MEDIA_PREFIX = "media-"
+MEDIA_PREFIX = "media-"  # an AudioSocket leg: media-<call id>~<try>
+MEDIA_TRY_SEP = "~"  # in neither a UUID nor an Asterisk uniqueid
 TRANSFER_PREFIX = "xfer-"  # the human leg of a transfer: xfer-<call id>
 TRANSFER_ASTERISK_MARGIN_S = 2  # Asterisk's originate timeout of a human leg exceeds ours by this much
+INBOUND_PLAYBACK_PREFIX = "inbound-"  # the playback of the message an unrouted inbound caller hears
+INBOUND_HANGUP_AFTER_S = 20.0  # hang up an unrouted inbound call after this long, message finished or not
 
 
 def command_key(pbx_id: int | str) -> str:
@@ -140,19 +166,16 @@ def command_key(pbx_id: int | str) -> str:
     return f"stasis:commands:{pbx_id}"
 
 
-def media_uuid_for(call_id: str) -> str:
-    """The AudioSocket ``data`` of a call's media leg: the call id when it is a canonical UUID string (the
-    media worker finds the call brief by it), else a fresh uuid4."""
-    try:
-        if str(uuid.UUID(call_id)) == call_id:
-            return call_id
-    except ValueError:
-        pass
-    return str(uuid.uuid4())
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def media_owner(channel_id: str) -> str | None:
+    """The call id an AudioSocket leg's channel id (``media-<call id>~<try>``) belongs to, else None."""
+    if not channel_id.startswith(MEDIA_PREFIX):
+        return None
+    owner, sep, _ = channel_id.removeprefix(MEDIA_PREFIX).rpartition(MEDIA_TRY_SEP)
+    return owner if sep and owner else None
 
 
 def _seg(value: str) -> str:
@@ -184,6 +207,7 @@ HANDLED_EVENTS = frozenset(
         "ChannelHangupRequest",
         "ChannelStateChange",
         "Dial",
+        "PlaybackFinished",
         "StasisEnd",
         "StasisStart",
     }
@@ -225,6 +249,12 @@ class StasisConfig:
     command_keys: tuple[str, ...] = ()  # the lists to BLPOP (command_key(pbx id) for each PBX row served)
     command_poll_s: float = 1.0  # the BLPOP timeout: how soon stop() is noticed by the command consumer
     transfer_timeout_s: float = 30.0  # when a transfer command gives none
+    # The PBX rows this app serves: its heartbeat (telephony.health) says they can take calls.
+    pbx_ids: tuple[str, ...] = ()
+    # How long the AudioSocket leg may take to enter the app after externalMedia answered (module docstring).
+    media_start_timeout_s: float = 5.0
+    # What an inbound caller hears while inbound calls are not routed yet (an Asterisk sound URI).
+    inbound_message: str = "sound:ss-noservice"
 
 
 @dataclass
@@ -243,6 +273,8 @@ class _Call:
     end_reason: EndReason | None = None  # set when the app itself hangs the call up for a reason
     timer: asyncio.TimerHandle | None = None
     transfer: _Transfer | None = None  # the transfer to a human pending or done
+    media_failed: bool = False  # answered, and its media could not be set up: ends as media_failed
+    setting_up_media: bool = False
 
 
 @dataclass
@@ -280,6 +312,10 @@ class StasisApp:
         self._hosts = itertools.cycle(config.media_hosts)
         self._calls: dict[str, _Call] = {}  # by the caller's channel id (= call id)
         self._media: dict[str, str] = {}  # media channel id -> call id
+        self._media_started: dict[str, asyncio.Future[bool]] = {}  # media channel id -> its StasisStart
+        self._last_listening: float | None = None  # when this process's last connection went (epoch s)
+        self._gap_started_at: datetime | None = None  # for the ends the current reconciliation reports
+        self._playbacks: dict[str, asyncio.Future[None]] = {}  # inbound message playback id -> finished
         self._transfers: dict[str, _Transfer] = {}  # human leg channel id (xfer-<call id>) -> its transfer
         self._redis: aioredis.Redis | None = None  # commands and replies (while run() runs)
         self._stopping = asyncio.Event()
@@ -315,6 +351,8 @@ class StasisApp:
                 retry=Retry(NoBackoff(), 1),  # one retry on a fresh connection; the backoff is ours
             )
             commands = loop.create_task(self._consume_commands(self._redis))
+            if self.config.pbx_ids:
+                self._spawn(self._heartbeat(self._redis))
         failures = 0
         try:
             while not self._stopping.is_set():
@@ -336,6 +374,8 @@ class StasisApp:
         finally:
             self._stopping.set()
             self.connected.clear()
+            if self._redis is not None and self.config.pbx_ids:
+                await self._announce_gone()
             if commands is not None:  # it sees _stopping within one BLPOP timeout
                 await asyncio.wait({commands}, timeout=self.config.command_poll_s + 1.0)
                 commands.cancel()
@@ -381,9 +421,12 @@ class StasisApp:
         self._ws = ws
         try:
             # Events arriving meanwhile wait in the websocket's buffer: reconcile first (pitfall 9).
+            self._gap_started_at = await self._gap_start()
             await self._reconcile()
             self.connections += 1
             self.connected.set()
+            if self._redis is not None and self.config.pbx_ids:
+                self._spawn(self._announce())  # at once: dispatch may place calls here again
             logger.info("stasis %s: connected and reconciled", self.config.app)
             async for msg in ws:
                 if msg.type is aiohttp.WSMsgType.TEXT:
@@ -396,8 +439,12 @@ class StasisApp:
                 logger.warning("stasis %s: events websocket closed (code %s)", self.config.app, ws.close_code)
             return True
         finally:
+            if self.connected.is_set():
+                self._last_listening = time.time()
             self.connected.clear()
             self._ws = None
+            if self._redis is not None and self.config.pbx_ids and not self._stopping.is_set():
+                self._spawn(self._announce_gone())  # at once: no call may be placed here now (A11)
             await ws.close()
 
     def _on_text(self, data: str) -> bool:
@@ -426,6 +473,47 @@ class StasisApp:
         except Exception:  # one malformed event must not drop the connection; logged
             logger.exception("stasis %s: failed to handle %.300r", self.config.app, event)
         return True
+
+    # --------------------------------------------------------------------------------------- health
+    async def _heartbeat(self, client: aioredis.Redis) -> None:
+        """Refresh the app's heartbeat (telephony.health) every HEARTBEAT_S while connected."""
+        failures = 0
+        while not self._stopping.is_set():
+            if self.connected.is_set():
+                try:
+                    await health.stasis_heartbeat(client, self.config.pbx_ids)
+                    failures = 0
+                except (RedisError, OSError) as exc:
+                    failures += 1
+                    if failures == 1 or failures % 60 == 0:
+                        logger.warning("stasis %s: heartbeat not written: %r", self.config.app, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), health.HEARTBEAT_S)
+
+    async def _announce(self) -> None:
+        assert self._redis is not None  # noqa: S101 - the caller checked
+        try:
+            await health.stasis_heartbeat(self._redis, self.config.pbx_ids)
+        except (RedisError, OSError) as exc:
+            logger.warning("stasis %s: heartbeat not written: %r", self.config.app, exc)
+
+    async def _announce_gone(self) -> None:
+        assert self._redis is not None  # noqa: S101 - the caller checked
+        try:
+            await health.stasis_gone(self._redis, self.config.pbx_ids)
+        except (RedisError, OSError) as exc:  # the heartbeat expires by itself within its TTL
+            logger.warning("stasis %s: could not mark the app gone: %r", self.config.app, exc)
+
+    async def _gap_start(self) -> datetime | None:
+        """When the app was last known to listen before this connection: this process's last connection,
+        else (a restart) the last heartbeat any process of this app wrote. None when nobody knows."""
+        seen = self._last_listening
+        if seen is None and self._redis is not None and self.config.pbx_ids:
+            try:
+                seen = await health.stasis_last_seen(self._redis, self.config.pbx_ids)
+            except (RedisError, OSError) as exc:
+                logger.warning("stasis %s: last heartbeat unknown: %r", self.config.app, exc)
+        return datetime.fromtimestamp(seen, UTC) if seen is not None else None
 
     # ----------------------------------------------------------------------------------------- REST
     async def _rest(
@@ -565,6 +653,13 @@ class StasisApp:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
+        if kind == "PlaybackFinished":
+            playback = event.get("playback")
+            playback_id = playback.get("id") if isinstance(playback, dict) else None
+            finished = self._playbacks.get(playback_id) if isinstance(playback_id, str) else None
+            if finished is not None and not finished.done():
+                finished.set_result(None)
+            return
         channel = _channel_of(event)
         channel_id = channel.get("id") if channel else None
         if kind == "Dial":
@@ -591,6 +686,8 @@ class StasisApp:
         if channel_id in self._media:
             self._on_media_event(kind, channel_id)
             return
+        if channel_id.startswith(MEDIA_PREFIX):
+            return  # a media leg nobody waits for any more (given up on, or of a call that is gone)
         if kind == "StasisStart":
             self._on_stasis_start(event, channel)
             return
@@ -628,11 +725,38 @@ class StasisApp:
             return
         call.tracker.feed(event)
         call.answered = True
+        if call.inbound:
+            caller = channel.get("caller")
+            caller = caller if isinstance(caller, Mapping) else {}
+            dialplan = channel.get("dialplan")
+            exten = dialplan.get("exten") if isinstance(dialplan, Mapping) else ""
+            did = args[1] if len(args) > 1 and args[1] else str(exten or "")
+            self._emit(
+                CallInbound(
+                    call_id=call.call_id,
+                    did=did[:64],
+                    caller_number=str(caller.get("number") or "")[:64],
+                    caller_name=str(caller.get("name") or "")[:200],
+                    at=_now(),
+                    message=self.config.inbound_message,
+                )
+            )
+            self._spawn(self._inbound_unrouted(call))
+            return
         self._emit(CallAnswered(call.call_id, channel_id, _now()))
         self._spawn(self._setup_media(call))
 
     def _on_media_event(self, kind: Any, media_id: str) -> None:
+        started = self._media_started.get(media_id)
+        if kind == "StasisStart":
+            if started is not None and not started.done():
+                started.set_result(True)
+            return
         if kind not in ("StasisEnd", "ChannelDestroyed"):
+            return
+        if started is not None:  # gone before it entered the app: the leg's opener tries another host
+            if not started.done():
+                started.set_result(False)
             return
         call_id = self._media.pop(media_id, None)
         call = self._calls.get(call_id) if call_id else None
@@ -655,17 +779,23 @@ class StasisApp:
             call.timer.cancel()
         self._calls.pop(call.channel_id, None)
         tracker = call.tracker
+        outcome = tracker.outcome()
+        if call.media_failed:
+            outcome = CallOutcome.MEDIA_FAILED
+        elif reason == "reconciled" and not tracker.decisive:
+            outcome = CallOutcome.UNKNOWN  # never guessed (see the module docstring)
         self._emit(
             CallEnded(
                 call_id=call.call_id,
                 at=_now(),
-                outcome=tracker.outcome(),
+                outcome=outcome,
                 cause=tracker.cause,
                 cause_txt=tracker.destroyed_cause_txt,
                 dialstatus=tracker.dialstatus,
                 tech_cause=tracker.tech_cause,
                 answered=tracker.answered,
                 reason=reason,
+                gap_started_at=self._gap_started_at if reason == "reconciled" else None,
             )
         )
         self._spawn(self._teardown(call))
@@ -709,76 +839,161 @@ class StasisApp:
         self._end(call, "max_duration")
 
     # --------------------------------------------------------------------------------------- media
-    async def _setup_media(self, call: _Call) -> None:
-        if call.inbound:
-            status, _ = await self._rest("POST", f"/channels/{_seg(call.channel_id)}/answer")
-            if status not in (200, 204):
-                logger.warning("stasis %s: answer %s answered %s", self.config.app, call.channel_id, status)
+    async def _setup_media(self, call: _Call, bridge_members: set[str] | None = None) -> None:
+        """Bridge the answered caller with a new AudioSocket leg (module docstring). ``bridge_members``: the
+        call's bridge exists already with these channels (a setup resumed after a restart)."""
+        call.setting_up_media = True
+        try:
+            await self._setup_media_once(call, bridge_members)
+        finally:
+            call.setting_up_media = False
+
+    async def _setup_media_once(self, call: _Call, bridge_members: set[str] | None) -> None:
         bridge_id = f"{BRIDGE_PREFIX}{call.call_id}"
-        status, _ = await self._rest("POST", "/bridges", {"type": "mixing", "bridgeId": bridge_id})
-        if status != 200:
-            await self._media_failed(call, f"bridge create answered {status}")
-            return
+        if bridge_members is None:
+            status, _ = await self._rest("POST", "/bridges", {"type": "mixing", "bridgeId": bridge_id})
+            if status == 409:  # left from an earlier try (a restart of this process): reuse it
+                bridge_members = await self._bridge_members(bridge_id)
+            elif status == 200:
+                bridge_members = set()
+            if bridge_members is None:
+                await self._media_failed(call, f"bridge create answered {status}")
+                return
         call.bridge_id = bridge_id
         if call.ended:
             await self._destroy_bridge(bridge_id)
             return
-        media_id = f"{MEDIA_PREFIX}{call.call_id}"
-        media_uuid = media_uuid_for(call.call_id)
-        placed = False
-        for _ in range(len(self.config.media_hosts)):
-            host = next(self._hosts)
-            self._media[media_id] = call.call_id  # before the request: its StasisStart may come first
-            status, body = await self._rest(
-                "POST",
-                "/channels/externalMedia",
-                {
-                    "app": self.config.app,
-                    "external_host": host,
-                    "encapsulation": "audiosocket",
-                    "transport": "tcp",
-                    "format": self.config.media_format,
-                    "data": media_uuid,
-                    "channelId": media_id,
-                },
-            )
-            if status == 200:
-                placed = True
-                break
-            self._media.pop(media_id, None)
-            logger.warning(
-                "stasis %s: externalMedia to %s for call %s answered %s %s",
-                self.config.app,
-                host,
-                call.call_id,
-                status,
-                body,
-            )
-        if not placed:
-            await self._media_failed(call, "no media host took the call")
+        media_id = await self._open_media_leg(call)
+        if media_id is None:
+            await self._media_failed(call, "no media worker took the call")
             return
-        call.media_id, call.media_uuid = media_id, media_uuid
         if call.ended:
             await self._teardown(call)
             return
+        joining = [c for c in (call.channel_id, media_id) if c not in bridge_members]
         status, _ = await self._rest(
-            "POST", f"/bridges/{_seg(bridge_id)}/addChannel", {"channel": f"{call.channel_id},{media_id}"}
+            "POST", f"/bridges/{_seg(bridge_id)}/addChannel", {"channel": ",".join(joining)}
         )
         if status not in (200, 204):
             await self._media_failed(call, f"addChannel answered {status}")
             return
         if call.ended:
             return
-        self._emit(CallBridged(call.call_id, media_uuid, _now()))
+        self._emit(CallBridged(call.call_id, call.media_uuid or "", _now()))
+
+    async def _open_media_leg(self, call: _Call) -> str | None:
+        """An AudioSocket leg for the call that has entered the app, on the first media host that takes
+        it; its channel id, or None. Each try has its own channel id and UUID, so the events of a leg given
+        up on cannot be mistaken for those of the next one."""
+        loop = asyncio.get_running_loop()
+        for _ in range(len(self.config.media_hosts)):
+            host = next(self._hosts)
+            media_id = f"{MEDIA_PREFIX}{call.call_id}{MEDIA_TRY_SEP}{uuid.uuid4().hex[:8]}"
+            media_uuid = str(uuid.uuid4())
+            started: asyncio.Future[bool] = loop.create_future()
+            # Before the request: the leg's StasisStart may arrive before its answer.
+            self._media[media_id] = call.call_id
+            self._media_started[media_id] = started
+            try:
+                await self._expect_media(media_uuid, call.call_id)
+                status, body = await self._rest(
+                    "POST",
+                    "/channels/externalMedia",
+                    {
+                        "app": self.config.app,
+                        "external_host": host,
+                        "encapsulation": "audiosocket",
+                        "transport": "tcp",
+                        "format": self.config.media_format,
+                        "data": media_uuid,
+                        "channelId": media_id,
+                    },
+                )
+                if status != 200:
+                    logger.warning(
+                        "stasis %s: externalMedia to %s for call %s answered %s %s",
+                        self.config.app,
+                        host,
+                        call.call_id,
+                        status,
+                        body,
+                    )
+                    self._media.pop(media_id, None)
+                    continue
+                try:
+                    entered = await asyncio.wait_for(started, self.config.media_start_timeout_s)
+                except TimeoutError:
+                    entered = False
+                    logger.warning(
+                        "stasis %s: media leg %s of call %s did not enter the app within %.1fs",
+                        self.config.app,
+                        media_id,
+                        call.call_id,
+                        self.config.media_start_timeout_s,
+                    )
+                if not entered:
+                    self._media.pop(media_id, None)
+                    await self._hangup(media_id)
+                    continue
+            finally:
+                self._media_started.pop(media_id, None)
+            if call.ended:
+                self._media.pop(media_id, None)
+                await self._hangup(media_id)
+                return None
+            call.media_id, call.media_uuid = media_id, media_uuid
+            return media_id
+        return None
+
+    async def _expect_media(self, media_uuid: str, call_id: str) -> None:
+        """Tell the media workers that this UUID is the call's (they take it once; module docstring)."""
+        if self._redis is None:
+            return
+        try:
+            await self._redis.set(media_expect_key(media_uuid), call_id, ex=MEDIA_EXPECT_TTL_S)
+        except (RedisError, OSError) as exc:  # the media worker will refuse the leg: the next host is tried
+            logger.warning("stasis %s: call %s: media leg not announced: %r", self.config.app, call_id, exc)
+
+    async def _bridge_members(self, bridge_id: str) -> set[str] | None:
+        status, bridge = await self._rest("GET", f"/bridges/{_seg(bridge_id)}", body=True)
+        if status != 200 or not isinstance(bridge, dict):
+            return None
+        return {c for c in bridge.get("channels") or () if isinstance(c, str)}
 
     async def _media_failed(self, call: _Call, why: str) -> None:
         if call.ended:
             await self._teardown(call)
             return
         logger.error("stasis %s: call %s has no media (%s); hanging up", self.config.app, call.call_id, why)
+        call.media_failed = True
         self._emit(MediaGone(call.call_id, _now()))
         await self._hangup(call.channel_id)
         await self._teardown(call)
+
+    # ------------------------------------------------------------------------------------- inbound
+    async def _inbound_unrouted(self, call: _Call) -> None:
+        """Answer, play the message, hang up (module docstring); the end follows on StasisEnd."""
+        channel = _seg(call.channel_id)
+        status, _ = await self._rest("POST", f"/channels/{channel}/answer")
+        if status not in (200, 204):
+            logger.warning("stasis %s: answer %s answered %s", self.config.app, call.channel_id, status)
+        playback_id = f"{INBOUND_PLAYBACK_PREFIX}{call.call_id}"
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._playbacks[playback_id] = finished
+        try:
+            status, _ = await self._rest(
+                "POST",
+                f"/channels/{channel}/play/{_seg(playback_id)}",
+                {"media": self.config.inbound_message},
+            )
+            if status in (200, 201) and not call.ended:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(finished, INBOUND_HANGUP_AFTER_S)
+        finally:
+            self._playbacks.pop(playback_id, None)
+        if not call.ended:
+            logger.info("stasis %s: inbound call %s is not routed; hung up", self.config.app, call.call_id)
+            await self._hangup(call.channel_id)
 
     # ------------------------------------------------------------------------------------ commands
     async def _consume_commands(self, client: aioredis.Redis) -> None:
@@ -1068,7 +1283,8 @@ class StasisApp:
 
     # ------------------------------------------------------------------------------- reconciliation
     async def _reconcile(self) -> None:
-        """Close what ended while we were not listening; hang up what nobody waits for (module docstring)."""
+        """Close what ended while we were not listening; hang up what nobody waits for; resume what was
+        left half done (module docstring)."""
         live_before = await self.sink.live_call_ids()
         status, channels = await self._rest("GET", "/channels", body=True)
         if status != 200 or not isinstance(channels, list):
@@ -1076,7 +1292,16 @@ class StasisApp:
         by_id: dict[str, dict[str, Any]] = {
             c["id"]: c for c in channels if isinstance(c, dict) and isinstance(c.get("id"), str)
         }
-        # 1. Calls that ended during the gap.
+        status, bridges = await self._rest("GET", "/bridges", body=True)
+        if status != 200 or not isinstance(bridges, list):
+            raise aiohttp.ClientError(f"GET /ari/bridges answered {status}")
+        bridge_members: dict[str, set[str]] = {
+            b["id"]: {c for c in b.get("channels") or () if isinstance(c, str)}
+            for b in bridges
+            if isinstance(b, dict) and isinstance(b.get("id"), str)
+        }
+        # 1. Calls that ended during the gap: the end was not seen, so the outcome is what was seen before
+        # it, or unknown (_end); never a guess.
         gone = {cid for cid in self._calls if cid not in by_id} | {
             cid for cid in live_before if cid not in by_id
         }
@@ -1085,9 +1310,8 @@ class StasisApp:
             if call is None:
                 call = _Call(call_id, call_id, inbound=False, tracker=CallEndTracker(call_id))
             logger.info("stasis %s: call %s ended while disconnected", self.config.app, call_id)
-            # The outcome from what was seen before the gap; with nothing known, classify says failed.
             self._end(call, "reconciled")
-        # Media legs whose channel vanished while their call lives on.
+        # Media legs that vanished while their call lives on (or while being set up).
         for media_id in list(self._media):
             if media_id not in by_id:
                 self._on_media_event("ChannelDestroyed", media_id)
@@ -1098,6 +1322,7 @@ class StasisApp:
         live = live_before | await self.sink.live_call_ids()
         # 2. Channels in our app that nobody waits for, and adoption of live ones we do not know yet.
         human_legs: list[tuple[str, list[str] | None]] = []
+        resume_media: list[tuple[_Call, set[str] | None]] = []
         for channel_id, channel in by_id.items():
             args = _stasis_args(channel, self.config.app)
             dialplan = channel.get("dialplan")
@@ -1106,15 +1331,8 @@ class StasisApp:
                 if args is not None or originated:  # (not a Local ;2 half: it goes with its ;1)
                     human_legs.append((channel_id, args))
                 continue
-            if channel_id.startswith(MEDIA_PREFIX) and args is not None:
-                owner = channel_id.removeprefix(MEDIA_PREFIX)
-                if owner not in live or owner not in by_id:
-                    logger.info("stasis %s: hanging up orphan media leg %s", self.config.app, channel_id)
-                    self._media.pop(channel_id, None)
-                    await self._hangup(channel_id)
-                elif owner not in self._calls:
-                    self._media[channel_id] = owner
-                continue
+            if channel_id.startswith(MEDIA_PREFIX):
+                continue  # below, once every call is known
             if (args is not None and args[:1] == ["outbound"]) or (args is None and originated):
                 if channel_id not in live:
                     logger.info("stasis %s: hanging up orphan channel %s", self.config.app, channel_id)
@@ -1123,13 +1341,26 @@ class StasisApp:
                     call = self._track(channel_id)  # after a restart of this process
                     call.answered = call.tracker.answered = args is not None
                     if args is not None:
-                        media_id = f"{MEDIA_PREFIX}{channel_id}"
-                        if media_id in by_id:
-                            call.media_id, call.bridge_id = media_id, f"{BRIDGE_PREFIX}{channel_id}"
-                            self._media[media_id] = channel_id
+                        needs_media, members = self._adopt_answered(call, by_id, bridge_members)
+                        if needs_media:
+                            resume_media.append((call, members))
             elif args is not None and args[:1] == ["inbound"] and channel_id not in self._calls:
                 call = self._track(channel_id, inbound=True)
                 call.answered = call.tracker.answered = True
+                self._spawn(self._inbound_unrouted(call))  # the message again, then the hang-up
+        # AudioSocket legs: kept when their call uses them, else hung up (an orphan, or a leg left from a
+        # setup that a restart interrupted: the call gets a new one).
+        for channel_id in by_id:
+            if channel_id.startswith(MEDIA_PREFIX) and channel_id not in self._media:
+                logger.info("stasis %s: hanging up media leg %s nobody uses", self.config.app, channel_id)
+                await self._hangup(channel_id)
+        for call, members in resume_media:
+            logger.warning(
+                "stasis %s: call %s was answered but not bridged to media; setting it up now",
+                self.config.app,
+                call.call_id,
+            )
+            self._spawn(self._setup_media(call, members))
         # Human legs: kept while their call lives (adopted after a restart of this process), else hung up.
         for channel_id, args in human_legs:
             owner_call = self._calls.get(channel_id.removeprefix(TRANSFER_PREFIX))
@@ -1148,16 +1379,33 @@ class StasisApp:
                 owner_call.transfer = adopted
                 self._transfers[channel_id] = adopted
         # 3. Our bridges whose call is gone.
-        status, bridges = await self._rest("GET", "/bridges", body=True)
-        if status == 200 and isinstance(bridges, list):
-            for bridge in bridges:
-                bridge_id = bridge.get("id") if isinstance(bridge, dict) else None
-                if not isinstance(bridge_id, str) or not bridge_id.startswith(BRIDGE_PREFIX):
-                    continue
-                owner = bridge_id.removeprefix(BRIDGE_PREFIX)
-                if owner not in by_id or owner not in live:
-                    logger.info("stasis %s: destroying orphan bridge %s", self.config.app, bridge_id)
-                    await self._destroy_bridge(bridge_id)
+        for bridge_id in bridge_members:
+            if not bridge_id.startswith(BRIDGE_PREFIX):
+                continue
+            owner = bridge_id.removeprefix(BRIDGE_PREFIX)
+            if owner not in by_id or owner not in live:
+                logger.info("stasis %s: destroying orphan bridge %s", self.config.app, bridge_id)
+                await self._destroy_bridge(bridge_id)
+
+    def _adopt_answered(
+        self, call: _Call, by_id: Mapping[str, Any], bridge_members: Mapping[str, set[str]]
+    ) -> tuple[bool, set[str] | None]:
+        """An answered call found after a restart: its media leg and bridge are adopted when the caller is
+        in the bridge with it (or with its human, after a transfer). Otherwise its media must be set up
+        anew: ``(True, the bridge's members or None when there is no bridge)``."""
+        bridge_id = f"{BRIDGE_PREFIX}{call.call_id}"
+        members = bridge_members.get(bridge_id)
+        if members is None:
+            return True, None
+        call.bridge_id = bridge_id
+        legs = sorted(m for m in members if media_owner(m) == call.call_id and m in by_id)
+        if call.channel_id in members and legs:
+            call.media_id = legs[0]
+            self._media[legs[0]] = call.call_id
+            return False, members
+        if call.channel_id in members and f"{TRANSFER_PREFIX}{call.call_id}" in members:
+            return False, members  # with its human: the transfer leg is adopted below
+        return True, members
 
 
 async def run_until_signalled(app: StasisApp, signals: Iterable[int] = ()) -> None:

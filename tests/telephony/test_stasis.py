@@ -27,12 +27,13 @@ from telephony.events import (
     CallDtmf,
     CallEnded,
     CallEvent,
+    CallInbound,
     CallRinging,
     MediaGone,
 )
 from telephony.outcomes import CallOutcome
 from telephony.sim.plan import parse_plan
-from telephony.stasis import HANDLED_EVENTS, StasisApp, StasisConfig, _ignorable
+from telephony.stasis import HANDLED_EVENTS, StasisApp, StasisConfig, _ignorable, media_owner
 
 from .sim.conftest import APP, PASSWORD, TRACES, USER, MediaServer, Sim, start_sim, wait_until
 
@@ -110,6 +111,17 @@ class Harness:
             },
         )
         return call_id
+
+    async def media_leg(self, call_id: str) -> str:
+        """The channel id of the call's live AudioSocket leg (``media-<call id>~<try>``)."""
+        _, channels = await self.sim.request("GET", "/ari/channels", expect=200)
+        legs = [c["id"] for c in channels if media_owner(c["id"]) == call_id]
+        assert len(legs) == 1, legs
+        return str(legs[0])
+
+    async def bridge_members(self, call_id: str) -> list[str]:
+        _, bridge = await self.sim.request("GET", f"/ari/bridges/bridge-{call_id}", expect=200)
+        return sorted(bridge["channels"])
 
     async def exists(self, path: str) -> bool:
         status, _ = await self.sim.request("GET", path)
@@ -191,8 +203,9 @@ async def test_answered_call_is_bridged_to_an_audiosocket_leg(h: Harness) -> Non
 
     _, bridge = await h.sim.request("GET", f"/ari/bridges/bridge-{call_id}", expect=200)
     assert bridge["bridge_type"] == "mixing"
-    assert sorted(bridge["channels"]) == sorted([call_id, f"media-{call_id}"])
-    _, media_channel = await h.sim.request("GET", f"/ari/channels/media-{call_id}", expect=200)
+    media_id = await h.media_leg(call_id)
+    assert sorted(bridge["channels"]) == sorted([call_id, media_id])
+    _, media_channel = await h.sim.request("GET", f"/ari/channels/{media_id}", expect=200)
     assert media_channel["name"].startswith("AudioSocket/")
     assert not h.sink.of(call_id, CallEnded)
 
@@ -226,15 +239,16 @@ async def test_callee_hangs_up_and_the_media_leg_and_bridge_go_too(h: Harness) -
     call_id = await h.originate(HANGS_UP)
     bridged = await h.sink.wait(call_id, CallBridged)
     conn = h.media.by_uuid(bridged.media_uuid)
+    media_id = await h.media_leg(call_id)
 
     ended = await h.sink.wait(call_id, CallEnded)
     assert ended.outcome is CallOutcome.ANSWERED and ended.answered and ended.cause == 16
     await wait_until(lambda: conn.eof_at is not None, timeout=5)
-    await h.wait_gone(f"/ari/channels/media-{call_id}")
+    await h.wait_gone(f"/ari/channels/{media_id}")
     await h.wait_gone(f"/ari/bridges/bridge-{call_id}")
     assert not h.sink.of(call_id, MediaGone)
     await asyncio.sleep(0.2)  # the media leg's own ChannelDestroyed came after its teardown: not a call
-    assert not h.sink.of(f"media-{call_id}")
+    assert not h.sink.of(media_id)
 
 
 async def test_dtmf_is_reported(h: Harness) -> None:
@@ -248,8 +262,9 @@ async def test_media_leg_ending_first_hangs_up_the_caller(h: Harness) -> None:
     await h.start()
     call_id = await h.originate(ANSWER)
     await h.sink.wait(call_id, CallBridged)
+    media_id = await h.media_leg(call_id)
 
-    await h.sim.request("DELETE", f"/ari/channels/media-{call_id}", expect=204)  # the media side went away
+    await h.sim.request("DELETE", f"/ari/channels/{media_id}", expect=204)  # the media side went away
     await h.sink.wait(call_id, MediaGone)
     ended = await h.sink.wait(call_id, CallEnded)
     assert ended.outcome is CallOutcome.ANSWERED
@@ -290,6 +305,68 @@ async def test_a_dead_media_host_is_skipped(h: Harness) -> None:
     assert not h.sink.of(call_id, MediaGone)
 
 
+async def test_the_media_leg_is_bridged_only_once_it_entered_the_app(h: Harness) -> None:
+    """DESIGN §6 / the race seen on a real Asterisk: externalMedia answers before its leg is dialed and
+    has entered the app. With the leg's StasisStart 0.6 s late, an addChannel sent at once would answer 422
+    and the call would be hung up; the app waits for the leg and bridges it."""
+    h.sim.pbx.media_start_delay_s = (0.6, 0.6)
+    await h.start()
+    call_id = await h.originate(ANSWER)
+    bridged = await h.sink.wait(call_id, CallBridged)
+    media_id = await h.media_leg(call_id)
+    assert await h.bridge_members(call_id) == sorted([call_id, media_id])
+    assert not h.sink.of(call_id, MediaGone) and not h.sink.of(call_id, CallEnded)
+    assert h.media.by_uuid(bridged.media_uuid).frames[0][1] == 0x01
+
+
+async def test_a_media_leg_that_never_enters_the_app_fails_the_call_as_media_failed(h: Harness) -> None:
+    """Bounded wait: a leg still outside the app after media_start_timeout_s is given up (and hung up);
+    with no other host the caller is hung up and the call is media_failed, never answered."""
+    h.sim.pbx.media_start_delay_s = (3.0, 3.0)
+    await h.start(media_start_timeout_s=0.5)
+    call_id = await h.originate(ANSWER)
+    await h.sink.wait(call_id, MediaGone)
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.outcome is CallOutcome.MEDIA_FAILED and ended.answered
+    assert not h.sink.of(call_id, CallBridged)
+    _, record = await h.sim.request("GET", f"/sim/calls/{call_id}", expect=200)
+    assert record["ended_by"] == "app"
+    await h.wait_gone(f"/ari/bridges/bridge-{call_id}")
+    await wait_until(lambda: all(c.eof_at is not None for c in h.media.connections), timeout=5)
+
+
+async def test_no_media_worker_at_all_is_media_failed(h: Harness) -> None:
+    """A media worker outage: every externalMedia answers 500. The callee who just picked up is hung up
+    at once (not left in silence) and the call is media_failed, retryable, not a success."""
+    await h.start(media_hosts=(f"127.0.0.1:{closed_port()}", f"127.0.0.1:{closed_port()}"))
+    call_id = await h.originate(ANSWER)
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.outcome is CallOutcome.MEDIA_FAILED
+    assert [type(e) for e in h.sink.of(call_id)][-2:] == [MediaGone, CallEnded]
+    assert not h.sink.of(call_id, CallBridged)
+
+
+async def test_a_restarted_app_sets_up_the_media_an_earlier_one_left_half_done(h: Harness) -> None:
+    """The app dies after the call was answered and while its AudioSocket leg was being set up: the next
+    one finds the caller alone (bridge without media), gives up the stray leg and sets up a new one: the
+    caller gets an agent instead of silence."""
+    h.sim.pbx.media_start_delay_s = (1.5, 1.5)
+    first = await h.start(media_start_timeout_s=10)
+    call_id = await h.originate(ANSWER)
+    await h.sink.wait(call_id, CallAnswered)
+    await wait_until(lambda: len(h.media.connections) == 1, timeout=5)  # the leg is being dialed
+    first.stop()  # (its tasks are cancelled: nothing is cleaned up, as after a crash)
+    await wait_until(lambda: not first.connected.is_set(), timeout=5)
+    h.sim.pbx.media_start_delay_s = (0.05, 0.05)
+    await h.start()
+    await wait_until(lambda: len(h.sink.of(call_id, CallBridged)) == 1, timeout=10)
+    bridged = h.sink.of(call_id, CallBridged)[0]
+    media_id = await h.media_leg(call_id)  # exactly one leg: the stray one was hung up
+    assert await h.bridge_members(call_id) == sorted([call_id, media_id])
+    assert h.media.by_uuid(bridged.media_uuid).eof_at is None
+    assert not h.sink.of(call_id, CallEnded)
+
+
 async def test_reconnect_reconciles_calls_ended_in_the_gap_and_hangs_up_orphans(h: Harness) -> None:
     app = await h.start(backoff_initial_s=2.0)
     live_call = await h.originate(ANSWER)
@@ -327,7 +404,9 @@ async def test_reconcile_on_first_connect_closes_a_live_call_the_pbx_does_not_ha
     h.sink.live.add("gone-call")
     await h.start()
     ended = await h.sink.wait("gone-call", CallEnded)
-    assert ended.reason == "reconciled" and ended.outcome is CallOutcome.FAILED and not ended.answered
+    # Nothing was seen of it: the end is not guessed ("failed" would have the lead dialed again).
+    assert ended.reason == "reconciled" and ended.outcome is CallOutcome.UNKNOWN and not ended.answered
+    assert ended.gap_started_at is None  # no heartbeat store (no Redis): nobody knows when the gap began
 
 
 async def test_application_replaced_reconnects(h: Harness) -> None:
@@ -339,23 +418,27 @@ async def test_application_replaced_reconnects(h: Harness) -> None:
     await h.sink.wait(call_id, CallBridged)
 
 
-async def test_inbound_call_ends_on_stasis_end(h: Harness) -> None:
-    """A4: a dialplan-entered call ends for the app with StasisEnd (no ChannelDestroyed reaches it)."""
-    await h.start()
+async def test_inbound_call_is_reported_told_and_ends_on_stasis_end(h: Harness) -> None:
+    """Until inbound flows route them, an inbound caller is recorded (CallInbound), answered, hears a clear
+    message and is hung up; A4: the call ends for the app with StasisEnd (no ChannelDestroyed reaches it)."""
+    await h.start(inbound_message="sound:ss-noservice")
     _, body = await h.sim.request(
         "POST",
         "/sim/inbound",
         expect=200,
-        json={"did": "+15550009999", "caller_number": HANGS_UP, "app": APP},
+        json={"did": "15550009999", "caller_number": "+19175551212", "caller_name": "Pat", "app": APP},
     )
     call_id = body["call"]
-    bridged = await h.sink.wait(call_id, CallBridged)
-    conn = h.media.by_uuid(bridged.media_uuid)
+    inbound = await h.sink.wait(call_id, CallInbound)
+    assert (inbound.did, inbound.caller_number, inbound.caller_name) == ("15550009999", "+19175551212", "Pat")
+    assert inbound.message == "sound:ss-noservice"
 
     ended = await h.sink.wait(call_id, CallEnded)
     assert ended.reason == "stasis_end" and ended.answered and ended.outcome is CallOutcome.ANSWERED
-    await wait_until(lambda: conn.eof_at is not None, timeout=5)
-    await h.wait_gone(f"/ari/bridges/bridge-{call_id}")
+    _, record = await h.sim.request("GET", f"/sim/calls/{call_id}", expect=200)
+    assert record["playbacks"] == ["sound:ss-noservice"]  # the caller heard the message ...
+    assert record["ended_by"] == "app"  # ... and was hung up on, not left waiting
+    assert not h.sink.of(call_id, CallBridged) and h.media.connections == []
 
 
 async def test_a_failing_reconciliation_is_retried(h: Harness) -> None:

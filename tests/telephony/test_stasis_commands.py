@@ -21,7 +21,9 @@ from redis import asyncio as aioredis
 
 from telephony.events import CallBridged, CallEnded, CallTransferred, MediaGone
 from telephony.outcomes import CallOutcome
-from telephony.stasis import StasisApp, StasisConfig, media_uuid_for, reply_channel
+from media.brief import STASIS_APPS_KEY, media_expect_key
+from telephony.health import STASIS_SEEN_KEY
+from telephony.stasis import StasisApp, StasisConfig, reply_channel
 
 from .sim.conftest import APP, wait_until
 from .test_stasis import Harness, RecordingSink, closed_port, running_harness
@@ -58,10 +60,6 @@ class CommandHarness(Harness):
     async def bridged_call(self) -> tuple[str, CallBridged]:
         call_id = await self.originate(CALLEE)
         return call_id, await self.sink.wait(call_id, CallBridged)
-
-    async def bridge_members(self, call_id: str) -> list[str]:
-        _, bridge = await self.sim.request("GET", f"/ari/bridges/bridge-{call_id}", expect=200)
-        return sorted(bridge["channels"])
 
     def transfer(
         self, call_id: str, number: str, *, local: bool = False, timeout_s: float = 10
@@ -142,19 +140,16 @@ async def no_channels_left(h: Harness) -> None:
 # ------------------------------------------------------------------------------------------- the media UUID
 
 
-def test_the_media_uuid_is_the_call_id_when_it_is_a_canonical_uuid() -> None:
-    call_id = str(uuid.uuid4())
-    assert media_uuid_for(call_id) == call_id
-    for not_canonical in (call_id.upper(), call_id.replace("-", ""), "1712345678.42", ""):
-        other = media_uuid_for(not_canonical)
-        assert other != not_canonical and str(uuid.UUID(other)) == other
-
-
-async def test_the_audiosocket_uuid_of_an_outbound_call_is_its_call_id(h: CommandHarness) -> None:
+async def test_the_audiosocket_uuid_is_random_and_announced_for_the_call(h: CommandHarness) -> None:
+    """The UUID the media worker receives is never the call id (tenant users see that one in the API): a
+    fresh uuid4, announced in Redis as the call's for the media worker to take once."""
     await h.start()
     call_id, bridged = await h.bridged_call()
-    assert bridged.media_uuid == call_id
-    assert h.media.by_uuid(call_id).frames[0][1] == 0x01
+    assert bridged.media_uuid != call_id and str(uuid.UUID(bridged.media_uuid)) == bridged.media_uuid
+    assert h.media.by_uuid(bridged.media_uuid).frames[0][1] == 0x01
+    assert await h.redis.get(media_expect_key(bridged.media_uuid)) == call_id.encode()
+    ttl = await h.redis.ttl(media_expect_key(bridged.media_uuid))
+    assert 0 < ttl <= 60
 
 
 # --------------------------------------------------------------------------------------------------- hangup
@@ -192,6 +187,7 @@ async def test_transfer_answered_bridges_the_human_and_drops_the_agent(
     await h.start()
     call_id, bridged = await h.bridged_call()
     conn = h.media.by_uuid(bridged.media_uuid)
+    media_id = await h.media_leg(call_id)
     human_leg = f"xfer-{call_id}"
 
     async with Replies(h.redis, call_id) as replies:
@@ -203,7 +199,7 @@ async def test_transfer_answered_bridges_the_human_and_drops_the_agent(
 
     # The caller and the human share the bridge; the AudioSocket leg is gone and its socket closed.
     assert await h.bridge_members(call_id) == sorted([call_id, human_leg])
-    await h.wait_gone(f"/ari/channels/media-{call_id}")
+    await h.wait_gone(f"/ari/channels/{media_id}")
     await wait_until(lambda: conn.eof_at is not None, timeout=5)
     _, human = await h.sim.request("GET", f"/ari/channels/{human_leg}", expect=200)
     assert human["state"] == "Up"
@@ -254,7 +250,7 @@ async def test_a_failed_transfer_leaves_the_call_with_its_agent(
         await h.command(**h.transfer(call_id, number))
         assert await replies.next() == {"event": "transfer", "status": "failed", "reason": reason}
 
-        assert await h.bridge_members(call_id) == sorted([call_id, f"media-{call_id}"])
+        assert await h.bridge_members(call_id) == sorted([call_id, await h.media_leg(call_id)])
         assert conn.eof_at is None
         await h.wait_gone(f"/ari/channels/xfer-{call_id}")
         assert not h.sink.of(call_id, CallTransferred) and not h.sink.of(call_id, CallEnded)
@@ -280,7 +276,7 @@ async def test_a_transfer_not_answered_in_time_is_hung_up(h: CommandHarness) -> 
     assert 0.9 <= time.monotonic() - started < 3.0
     _, human = await h.sim.request("GET", f"/sim/calls/xfer-{call_id}", expect=200)
     assert human["state"] == "ended" and human["ended_by"] == "app"
-    assert await h.bridge_members(call_id) == sorted([call_id, f"media-{call_id}"])
+    assert await h.bridge_members(call_id) == sorted([call_id, await h.media_leg(call_id)])
     assert conn.eof_at is None and not h.sink.of(call_id, CallEnded)
     assert {e.call_id for e in h.sink.events} == {call_id}
 
@@ -331,7 +327,7 @@ async def test_a_transfer_with_unusable_fields_is_answered_failed(h: CommandHarn
         assert await replies.next() == {"event": "transfer", "status": "failed", "reason": "invalid"}
         await h.command(**{**h.transfer(call_id, HUMAN), "timeout_s": "soon"})
         assert await replies.next() == {"event": "transfer", "status": "failed", "reason": "invalid"}
-    assert await h.bridge_members(call_id) == sorted([call_id, f"media-{call_id}"])
+    assert await h.bridge_members(call_id) == sorted([call_id, await h.media_leg(call_id)])
 
 
 # ------------------------------------------------------------------------------------------- bad commands
@@ -440,3 +436,36 @@ def test_redis_url_needs_command_keys() -> None:
         )
     config = StasisConfig(base_url="http://x", user="u", password="p", redis_url="redis://:secret@h/0")
     assert "secret" not in repr(config)
+
+
+# ----------------------------------------------------------------------------------------------- health
+
+
+async def test_the_heartbeat_says_when_calls_may_be_placed_and_when_the_gap_began(h: CommandHarness) -> None:
+    """DESIGN §5 rule 9: the app announces itself for its PBX rows while connected (the dispatcher places
+    calls only then); when it stops, it is down at once; the next app that connects knows when the gap
+    began and reports it with the ends it reconciles."""
+    pbx_id = f"test-{uuid.uuid4().hex}"
+    try:
+        first = await h.start(pbx_ids=(pbx_id,))
+        score = await h.redis.zscore(STASIS_APPS_KEY, pbx_id)
+        assert score is not None and score > time.time() + 1  # up, for the heartbeat's TTL
+        call_id = await h.originate(RINGING_HUMAN)  # rings: what the first app saw says nothing yet
+        await wait_until(lambda: bool(h.sim.pbx.calls.get(call_id)), timeout=5)
+
+        first.stop()
+        await wait_until(lambda: not first.connected.is_set(), timeout=5)
+        await asyncio.sleep(0.3)
+        stopped_at = time.time()
+        score = await h.redis.zscore(STASIS_APPS_KEY, pbx_id)
+        assert score is not None and score <= stopped_at  # down: no call may be placed on this PBX now
+        await h.sim.request("POST", f"/sim/calls/{call_id}/hangup", expect=200)  # ends while nobody listens
+
+        await h.start(pbx_ids=(pbx_id,))
+        ended = await h.sink.wait(call_id, CallEnded)
+        assert ended.reason == "reconciled" and ended.outcome is CallOutcome.UNKNOWN
+        assert ended.gap_started_at is not None
+        assert stopped_at - 2 < ended.gap_started_at.timestamp() <= stopped_at
+    finally:
+        await h.redis.zrem(STASIS_APPS_KEY, pbx_id)
+        await h.redis.hdel(STASIS_SEEN_KEY, pbx_id)

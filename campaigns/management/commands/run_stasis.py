@@ -69,6 +69,7 @@ class Command(BaseCommand):
             max_call_duration_s=float(settings.MAX_CALL_DURATION_S),
             redis_url=settings.REDIS_URL,
             command_keys=tuple(command_key(pbx_id) for pbx_id in pbx_ids),
+            pbx_ids=tuple(str(pbx_id) for pbx_id in pbx_ids),
         )
         logger.info(
             "run_stasis: PBX %s (id %s) app %s at %s, serving PBX rows %s, media %s, commands from %s",

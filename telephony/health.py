@@ -1,0 +1,102 @@
+"""Is a PBX's Stasis app listening, and is any media worker up? (DESIGN.md §5 rule 9)
+
+Calls are placed only where they can succeed: a channel originated into an app whose events websocket is
+not connected is dialed all the same (PROTOCOLS.md A11), and the callee who answers is dropped at once;
+an answered call that finds no media worker hears silence. Both processes therefore announce themselves in
+Redis, and the dispatcher reads that before it claims anything.
+
+Each announcement is a member of a sorted set whose **score is its expiry** (epoch seconds): a member is
+up while its score is in the future. The writer refreshes it every :data:`HEARTBEAT_S` with an expiry
+:data:`HEARTBEAT_TTL_S` ahead, so a process killed with ``kill -9`` is seen as down within that time,
+with no clean-up needed.
+
+* ``stasis:apps`` (``media.brief.STASIS_APPS_KEY``): member = a PBX row id, written by the Stasis app that
+  serves it while its events websocket is connected and reconciled. When the connection goes, the app
+  sets the score to *now* instead of removing the member, so the member keeps the time the app was last
+  known to listen: the next reconciliation reads it (:func:`stasis_last_seen`) to tell which calls were
+  placed while nobody listened.
+* ``media:workers`` (``media.brief.MEDIA_WORKERS_KEY``): member = a media worker's advertised
+  ``host:port``, written by the worker while it accepts calls.
+
+Readers are synchronous (Celery workers, the web app); writers are the Stasis app's asyncio client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from media.brief import MEDIA_WORKERS_KEY, STASIS_APPS_KEY
+
+#: How often the Stasis app refreshes its heartbeat, and how far ahead each refresh reaches.
+HEARTBEAT_S = 1.0
+HEARTBEAT_TTL_S = 3.0
+
+
+@dataclass(frozen=True)
+class Health:
+    """What the dispatcher needs to know: which of the PBXs asked about have their Stasis app listening,
+    and how many media workers are up."""
+
+    pbx_ids_up: frozenset[int]
+    media_workers: int
+
+    def usable(self, pbx_id: int) -> bool:
+        return self.media_workers > 0 and pbx_id in self.pbx_ids_up
+
+
+def read_health(client: Any, pbx_ids: Iterable[int], *, now: float | None = None) -> Health:
+    """One Redis round trip: the Stasis apps up among ``pbx_ids`` and the number of media workers up.
+    ``client`` is a synchronous redis-py client; Redis errors propagate (the caller decides)."""
+    ids = sorted(set(pbx_ids))
+    now = time.time() if now is None else now
+    pipe = client.pipeline(transaction=False)
+    if ids:
+        pipe.zmscore(STASIS_APPS_KEY, [str(pbx_id) for pbx_id in ids])
+    pipe.zcount(MEDIA_WORKERS_KEY, f"({now}", "+inf")
+    replies = pipe.execute()
+    scores = replies[0] if ids else []
+    up = frozenset(
+        pbx_id for pbx_id, score in zip(ids, scores, strict=True) if score is not None and score > now
+    )
+    return Health(pbx_ids_up=up, media_workers=int(replies[-1]))
+
+
+#: A hash: PBX row id -> when its Stasis app was last known to listen (epoch seconds), kept after it stops.
+STASIS_SEEN_KEY = "stasis:seen"
+
+
+async def stasis_heartbeat(client: Any, pbx_ids: Iterable[str], *, now: float | None = None) -> None:
+    """The Stasis app of these PBX rows is connected and reconciled (``client``: redis.asyncio)."""
+    at = time.time() if now is None else now
+    ids = [str(pbx_id) for pbx_id in pbx_ids]
+    if not ids:
+        return
+    pipe = client.pipeline(transaction=False)
+    pipe.zadd(STASIS_APPS_KEY, {pbx_id: at + HEARTBEAT_TTL_S for pbx_id in ids})
+    pipe.hset(STASIS_SEEN_KEY, mapping={pbx_id: repr(at) for pbx_id in ids})
+    await pipe.execute()
+
+
+async def stasis_gone(client: Any, pbx_ids: Iterable[str], *, now: float | None = None) -> None:
+    """The app stopped listening: down from now (its last-seen time stays for the next reconciliation)."""
+    at = time.time() if now is None else now
+    ids = [str(pbx_id) for pbx_id in pbx_ids]
+    if not ids:
+        return
+    pipe = client.pipeline(transaction=False)
+    pipe.zadd(STASIS_APPS_KEY, {pbx_id: at for pbx_id in ids}, xx=True)
+    pipe.hset(STASIS_SEEN_KEY, mapping={pbx_id: repr(at) for pbx_id in ids})
+    await pipe.execute()
+
+
+async def stasis_last_seen(client: Any, pbx_ids: Iterable[str]) -> float | None:
+    """When the app of these PBX rows was last known to listen (epoch seconds), None if never recorded.
+    After a ``kill -9`` that is its last heartbeat: it died within :data:`HEARTBEAT_S` after it."""
+    ids = [str(pbx_id) for pbx_id in pbx_ids]
+    if not ids:
+        return None
+    seen = [float(v) for v in await client.hmget(STASIS_SEEN_KEY, ids) if v is not None]
+    return max(seen) if seen else None
