@@ -19,10 +19,10 @@ import pytest
 from django.conf import settings
 from redis import asyncio as aioredis
 
-from telephony.events import CallBridged, CallEnded, CallTransferred, MediaGone
-from telephony.outcomes import CallOutcome
 from media.brief import STASIS_APPS_KEY, media_expect_key
+from telephony.events import CallBridged, CallEnded, CallTransferred, MediaGone
 from telephony.health import STASIS_SEEN_KEY
+from telephony.outcomes import CallOutcome
 from telephony.stasis import StasisApp, StasisConfig, reply_channel
 
 from .sim.conftest import APP, wait_until
