@@ -28,7 +28,7 @@ class ItemAudio:
 class Playout:
     """Frames of agent audio waiting for the caller's clock."""
 
-    __slots__ = ("_frames", "_items", "_partial", "bytes_per_ms", "frame_bytes", "silence")
+    __slots__ = ("_frames", "_items", "_partial", "bytes_per_ms", "frame_bytes", "last_played", "silence")
 
     def __init__(self, *, rate: int = 24000, frame_ms: int = 20) -> None:
         self.bytes_per_ms = rate * 2 // 1000
@@ -37,6 +37,8 @@ class Playout:
         self._frames: deque[tuple[bytes, ItemAudio]] = deque()
         self._partial = bytearray()
         self._items: dict[str, ItemAudio] = {}
+        #: the item of the last frame handed out (still the one being heard when the queue ran dry)
+        self.last_played: ItemAudio | None = None
 
     # ----------------------------------------------------------------------------------------- in
     def add(self, *, item_id: str, response_id: str, pcm: bytes) -> None:
@@ -79,6 +81,7 @@ class Playout:
             return None
         frame, item = self._frames.popleft()
         item.played_bytes = min(item.played_bytes + len(frame), item.received_bytes)
+        self.last_played = item
         return frame, item
 
     def clear(self) -> ItemAudio | None:

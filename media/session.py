@@ -19,6 +19,15 @@ session does not interrupt by itself, the assistant item being played is truncat
 actually handed to the wire (clamped to what was received for it), and deltas still arriving for the
 interrupted response are ignored.
 
+A key press (DTMF) interrupts the same way, except that ``response.cancel`` is always sent: the server
+cancels by itself only on speech it detected, never for a text item. The "caller pressed N" item and its
+``response.create`` wait until the cancelled response is done, because a real server answers a
+``response.create`` during an active response with ``conversation_already_has_active_response``.
+
+A failed ``session.update`` (an ``error`` event echoing its ``event_id``) is fatal: the agent would talk
+without its instructions and tools. Its audio is stopped and a fatal :class:`RealtimeError` tells the
+adapter to apologise and hang up.
+
 Tools run when their response is ``done`` and was not cancelled: arguments of an interrupted response are
 never acted on. Tools that end the call (``end_call``) wait until the goodbye is fully played.
 """
@@ -94,8 +103,12 @@ class Metrics:
         lat = sorted(self.reply_latencies_ms)
         return {
             "answer_to_first_audio_ms": (
-                round((self.first_audio_at - self.started_at) * 1000, 1) if self.first_audio_at else None
+                round((self.first_audio_at - self.started_at) * 1000, 1)
+                if self.first_audio_at is not None
+                else None
             ),
+            # A call whose agent never spoke is not a success, whatever else happened on it.
+            "agent_spoke": self.first_audio_at is not None,
             "reply_latency_ms_p50": round(statistics.median(lat), 1) if lat else None,
             "reply_latency_ms_p95": round(lat[min(len(lat) - 1, int(len(lat) * 0.95))], 1) if lat else None,
             "replies": len(lat),
@@ -149,6 +162,11 @@ class CallSession:
         self._response_id: str | None = None
         self._response_calls: list[ToolCall] = []
         self._cancelled: set[str] = set()
+        # A response.cancel went out while our response.create had no response.created yet: the response
+        # that is created next is the cancelled one (its deltas are ignored, its tools never run).
+        self._cancel_when_created = False
+        self._after_response: list[str] = []  # items to send right before the deferred response.create
+        self._session_updates: set[str] = set()  # event_ids of our session.update events
         self._audio_responses: set[str] = set()  # responses whose audio has started (for underruns)
         self._want_response: dict[str, Any] | None = None
         self._hangup_reason: str | None = None
@@ -183,6 +201,8 @@ class CallSession:
         self._response_id = None
         self._response_calls = []
         self._want_response = None
+        self._cancel_when_created = False
+        self._after_response = []  # the transcript below re-tells pressed keys too
         self.playout.clear()
         self._open(now)
         lines = [f"{line['role']}: {line['text']}" for line in self.transcript if line.get("text")]
@@ -200,11 +220,14 @@ class CallSession:
         self.connected = True
         self._input_started_at = now
         self._input_ms_sent = 0.0
-        self.outbox.append(_event("session.update", session=self.session_config()))
+        event_id = f"session_update_{len(self._session_updates) + 1}"
+        self._session_updates.add(event_id)
+        self.outbox.append(_event("session.update", session=self.session_config(), event_id=event_id))
 
     def disconnected(self) -> None:
         self.connected = False
         self._response_id = None
+        self._cancel_when_created = False
 
     def session_config(self) -> dict[str, Any]:
         brief = self.brief
@@ -256,14 +279,20 @@ class CallSession:
         )
 
     def dtmf(self, digit: str, now: float) -> None:
-        """A key the caller pressed (AudioSocket 0x03): interrupts the agent and becomes user input."""
+        """A key the caller pressed (AudioSocket 0x03): interrupts the agent like a barge-in and becomes user
+        input, answered as soon as the interrupted response is done."""
         self.metrics.dtmf += 1
         self._caller_active(now)
-        self._interrupt(now)
+        # Always cancel: the server cancels by itself only on speech it detected (DESIGN.md §6).
+        self._interrupt(now, cancel=True)
         self._add_transcript("caller", f"[pressed {digit}]", now)
-        if self.connected:
+        if self.connected and not self._hung_up:
             name = {"*": " (star)", "#": " (pound)"}.get(digit, "")
-            self.outbox.append(_user_text(f"The caller pressed {digit}{name} on the keypad."))
+            item = _user_text(f"The caller pressed {digit}{name} on the keypad.")
+            if self._response_id is None:
+                self.outbox.append(item)
+            else:
+                self._after_response.append(item)  # after the cancelled response, in conversation order
             self.request_response()
 
     # ------------------------------------------------------------------------------------- clock out
@@ -278,12 +307,17 @@ class CallSession:
         frame, item = got
         self.metrics.agent_frames_out += 1
         self._agent_busy_until = now + FRAME_S
-        if self.metrics.first_audio_at is None:
-            self.metrics.first_audio_at = now
+        if self.metrics.first_audio_at is None and frame != self.playout.silence:
+            self.metrics.first_audio_at = now  # the agent is heard: its first frame that is not silence
         if self._awaiting_reply_since is not None:
             self.metrics.reply_latencies_ms.append((now - self._awaiting_reply_since) * 1000)
             self._awaiting_reply_since = None
         return frame
+
+    @property
+    def agent_spoke(self) -> bool:
+        """Whether any agent audio (the model's, not the clock's silence) has been played to the caller."""
+        return self.metrics.first_audio_at is not None
 
     @property
     def _response_has_audio(self) -> bool:
@@ -341,7 +375,9 @@ class CallSession:
         if self._hangup_reason is not None or self._hung_up:
             return
         if self.connected and instructions:
-            self._interrupt(now, count=False)
+            # Cancel whatever the agent is saying: its deltas are dropped from now on, so waiting for the
+            # response to finish would only be silence before the goodbye.
+            self._interrupt(now, cancel=True, count=False)
             self.request_response(instructions=instructions)
         self.hang_up_after_drain(reason, now)
 
@@ -374,17 +410,29 @@ class CallSession:
         self.outbox.append(_event("response.create", response=body) if body else _event("response.create"))
         self._response_id = "pending"
 
-    def _interrupt(self, now: float, *, count: bool = True) -> None:
-        """Barge-in: drop queued audio, cancel if the server will not, truncate what was being played."""
+    def _interrupt(self, now: float, *, cancel: bool, count: bool = True) -> None:
+        """Barge-in: drop queued audio, ``response.cancel`` when ``cancel`` (the server will not cancel by
+        itself), truncate what was being played, and ignore what is still to come of the active response."""
         playing = self.playout.clear()
         active = self._response_id
-        interrupted = False
-        if active is not None:
-            if not self.interrupt_response and active != "pending":
-                self.outbox.append(_event("response.cancel"))
-            if active != "pending":
+        # Not interrupted yet (a second key press or barge-in during the same response changes nothing).
+        fresh = active is not None and active not in self._cancelled and not self._cancel_when_created
+        if active is not None and fresh:
+            if active == "pending":  # asked for, not created yet: the cancel applies to the one created next
+                if cancel:
+                    self.outbox.append(_event("response.cancel"))
+                    self._cancel_when_created = True
+            else:
+                if cancel:
+                    self.outbox.append(_event("response.cancel"))
                 self._cancelled.add(active)
-            interrupted = True
+                if playing is None:
+                    # Nothing queued (the model is no faster than the line), but the server holds more of the
+                    # item that was being heard than the caller heard: truncate it too.
+                    last = self.playout.last_played
+                    if last is not None and last.response_id == active:
+                        playing = last
+        interrupted = fresh
         if playing is not None:
             self.flushed_at = now
             played = self.playout.played_ms(playing.item_id)
@@ -411,7 +459,7 @@ class CallSession:
         elif kind == "input_audio_buffer.speech_started":
             self._caller_active(now)
             self._awaiting_reply_since = None
-            self._interrupt(now)
+            self._interrupt(now, cancel=not self.interrupt_response)
         elif kind == "input_audio_buffer.speech_stopped":
             self._caller_active(now)
             self._awaiting_reply_since = now
@@ -422,6 +470,9 @@ class CallSession:
             response = event.get("response") or {}
             self._response_id = str(response.get("id") or "unknown")
             self._response_calls = []
+            if self._cancel_when_created:
+                self._cancel_when_created = False
+                self._cancelled.add(self._response_id)
         elif kind == "response.output_audio.done":
             self._audio_responses.discard(str(event.get("response_id") or ""))
             if event.get("response_id") not in self._cancelled:
@@ -506,9 +557,12 @@ class CallSession:
                 self.actions.append(call)
         self._cancelled.discard(response_id)
         self.playout.forget_before()
-        if self._want_response is not None and self.connected and not self._hung_up:
-            body, self._want_response = self._want_response, None
-            self._send_response_create(body)
+        if self.connected and not self._hung_up:
+            self.outbox.extend(self._after_response)
+            self._after_response = []
+            if self._want_response is not None:
+                body, self._want_response = self._want_response, None
+                self._send_response_create(body)
 
     def _on_error(self, event: dict[str, Any]) -> None:
         error = event.get("error") or {}
@@ -519,7 +573,18 @@ class CallSession:
         self.metrics.realtime_errors += 1
         if code == "conversation_already_has_active_response":
             self._want_response = self._want_response or {}
-        self.actions.append(RealtimeError(message=message, code=code))
+        fatal = error.get("event_id") in self._session_updates and not self._hung_up
+        if fatal:
+            self._abandon()
+        self.actions.append(RealtimeError(message=message, code=code, fatal=fatal))
+
+    def _abandon(self) -> None:
+        """The session cannot be used (its configuration was refused): silence the agent for good. The
+        adapter closes the Realtime connection, apologises and hangs up."""
+        self.playout.clear()
+        self._hung_up = True  # no more audio, responses or timers from this session
+        self._want_response = None
+        self._after_response = []
 
     # ------------------------------------------------------------------------------------- tools
     def tool_result(self, call_id: str, output: dict[str, Any], *, respond: bool = True) -> None:

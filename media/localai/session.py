@@ -12,7 +12,8 @@ Behaviour copied from the real API because clients depend on it:
 * a second ``response.create`` during a response is an error (``conversation_already_has_active_response``);
 * ``response.cancel`` with nothing in progress is a harmless error;
 * server VAD with ``interrupt_response`` cancels the response in progress when speech starts (status
-  ``cancelled``, reason ``turn_detected``) and no delta of it follows;
+  ``cancelled``, reason ``turn_detected``) and no delta of it follows; nothing else cancels by itself (a
+  text item such as a key press does not: the client sends ``response.cancel``);
 * ``conversation.item.truncate`` past the audio already sent fails with "Audio content of N ms is already
   shorter than M ms";
 * most errors leave the session open, and echo the client's ``event_id``.

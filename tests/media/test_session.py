@@ -218,19 +218,125 @@ def test_response_create_waits_for_the_active_response() -> None:
     assert sent(session) == [{"type": "response.create", "response": {"instructions": "later"}}]
 
 
-def test_dtmf_interrupts_and_becomes_user_text() -> None:
+@pytest.mark.parametrize("interrupt", [True, False])
+def test_dtmf_cancels_the_active_response_and_answers_once_it_is_done(interrupt: bool) -> None:
+    session = make_session()
+    started(session, interrupt=interrupt)
+    session.on_server_event(delta("r1", "i1", tone(500)), 0.05)
+    for i in range(3):
+        session.next_frame(0.06 + i * 0.02)
+    session.dtmf("1", 0.12)
+    # Cancelled whatever interrupt_response says: the server cancels by itself only on speech.
+    assert sent(session) == [
+        {"type": "response.cancel"},
+        {"type": "conversation.item.truncate", "item_id": "i1", "content_index": 0, "audio_end_ms": 60},
+    ]
+    assert session.next_frame(0.14) == bytes(FRAME)  # playback stopped at once
+    session.on_server_event(delta("r1", "i1", tone(100)), 0.15)  # late delta of the cancelled response
+    assert session.next_frame(0.16) == bytes(FRAME)
+    # No response.create while r1 is active (a real server answers it with an error).
+    assert sent(session) == []
+    session.on_server_event({"type": "response.done", "response": {"id": "r1", "status": "cancelled"}}, 0.2)
+    item, create = sent(session)
+    assert item["type"] == "conversation.item.create"
+    assert item["item"]["content"][0]["text"] == "The caller pressed 1 on the keypad."
+    assert create == {"type": "response.create"}
+    assert session.transcript[-1]["text"] == "[pressed 1]"
+    assert session.metrics.dtmf == 1 and session.metrics.barge_ins == 1
+
+
+def test_dtmf_while_audio_is_still_queued_truncates_and_answers_at_once() -> None:
+    session = make_session()
+    started(session)
+    session.on_server_event(delta("r1", "i1", tone(200)), 0.05)
+    session.on_server_event({"type": "response.output_audio.done", "response_id": "r1"}, 0.05)
+    session.on_server_event({"type": "response.done", "response": {"id": "r1", "status": "completed"}}, 0.06)
+    session.take()
+    session.next_frame(0.1)
+    session.dtmf("#", 0.12)
+    kinds = [e["type"] for e in sent(session)]
+    assert kinds == ["conversation.item.truncate", "conversation.item.create", "response.create"]
+    assert session.next_frame(0.14) == bytes(FRAME)
+
+
+def test_dtmf_truncates_the_item_being_generated_even_when_nothing_is_queued() -> None:
+    session = make_session()
+    started(session)
+    session.on_server_event(delta("r1", "i1", tone(40)), 0.05)
+    for i in range(3):  # the model is slower than the line: 40 ms played, then an underrun
+        session.next_frame(0.06 + i * 0.02)
+    session.dtmf("5", 0.12)
+    events = sent(session)
+    assert [e["type"] for e in events] == ["response.cancel", "conversation.item.truncate"]
+    assert events[1]["item_id"] == "i1" and events[1]["audio_end_ms"] == 40
+
+
+def test_dtmf_before_the_response_is_created_cancels_the_one_created_next() -> None:
+    session = make_session()
+    started(session)
+    session.on_server_event({"type": "response.done", "response": {"id": "r1", "status": "completed"}}, 0.1)
+    session.request_response(instructions="Ask again.")
+    session.take()  # response.create went out; response.created has not come back yet
+    session.dtmf("2", 0.12)
+    assert sent(session) == [{"type": "response.cancel"}]
+    session.on_server_event({"type": "response.created", "response": {"id": "r2"}}, 0.13)
+    session.on_server_event(delta("r2", "i2", tone(100)), 0.14)
+    assert session.next_frame(0.15) == bytes(FRAME)  # the cancelled response is never heard
+    session.on_server_event({"type": "response.done", "response": {"id": "r2", "status": "cancelled"}}, 0.16)
+    assert [e["type"] for e in sent(session)] == ["conversation.item.create", "response.create"]
+
+
+def test_two_keys_during_one_response_cancel_once_and_get_one_reply() -> None:
     session = make_session()
     started(session)
     session.on_server_event(delta("r1", "i1", tone(500)), 0.05)
     session.next_frame(0.06)
     session.dtmf("1", 0.1)
+    session.dtmf("2", 0.2)
+    assert [e["type"] for e in sent(session)] == ["response.cancel", "conversation.item.truncate"]
+    session.on_server_event({"type": "response.done", "response": {"id": "r1", "status": "cancelled"}}, 0.3)
     events = sent(session)
-    assert [e["type"] for e in events] == ["conversation.item.truncate", "conversation.item.create"]
-    assert events[1]["item"]["content"][0]["text"].startswith("The caller pressed 1")
-    assert session.next_frame(0.12) == bytes(FRAME)
-    session.on_server_event({"type": "response.done", "response": {"id": "r1", "status": "cancelled"}}, 0.13)
-    assert [e["type"] for e in sent(session)] == ["response.create"]
-    assert session.transcript[-1]["text"] == "[pressed 1]"
+    assert [e["type"] for e in events] == [
+        "conversation.item.create",
+        "conversation.item.create",
+        "response.create",
+    ]
+    assert [e["item"]["content"][0]["text"] for e in events[:2]] == [
+        "The caller pressed 1 on the keypad.",
+        "The caller pressed 2 on the keypad.",
+    ]
+    assert session.metrics.barge_ins == 1
+
+
+def test_a_refused_session_update_is_fatal_and_silences_the_agent() -> None:
+    session = make_session()
+    session.start(0.0)
+    update, _create = sent(session)
+    session.on_server_event(
+        {
+            "type": "error",
+            "error": {"code": "session_update_failed", "message": "no", "event_id": update["event_id"]},
+        },
+        0.01,
+    )
+    _, actions = session.take()
+    assert actions == [RealtimeError(message="no", code="session_update_failed", fatal=True)]
+    session.on_server_event({"type": "response.created", "response": {"id": "r1"}}, 0.02)
+    session.on_server_event(delta("r1", "i1", tone(100)), 0.03)
+    assert session.next_frame(0.04) == bytes(FRAME)  # the unconfigured agent is never heard
+    assert session.metrics.as_dict(0.05)["agent_spoke"] is False
+
+
+def test_agent_spoke_once_the_models_audio_is_played() -> None:
+    session = make_session()
+    started(session)
+    assert session.metrics.as_dict(0.0)["agent_spoke"] is False
+    session.on_server_event(delta("r1", "i1", bytes(FRAME) + tone(20)), 0.05)
+    session.next_frame(0.06)  # the model's own silence: not yet heard
+    assert not session.agent_spoke
+    session.next_frame(0.08)
+    metrics = session.metrics.as_dict(0.1)
+    assert metrics["agent_spoke"] is True and metrics["answer_to_first_audio_ms"] == 80.0
 
 
 def test_end_call_hangs_up_only_after_the_goodbye_is_played() -> None:

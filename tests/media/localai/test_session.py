@@ -229,6 +229,27 @@ def test_second_response_create_is_refused_while_active() -> None:
     assert error["error"]["event_id"] == "e2"
 
 
+def test_a_key_press_text_item_does_not_cancel_the_response_in_progress() -> None:
+    # Like the real server: only speech it detected cancels by itself (interrupt_response); a client that
+    # wants a key press to interrupt must send response.cancel, and wait for response.done to ask again.
+    session = make()
+    session.handle({"type": "response.create"}, 0.0)
+    session.tick(0.03)
+    pressed = {
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_text", "text": "The caller pressed 5 on the keypad."}],
+    }
+    out = session.handle({"type": "conversation.item.create", "item": pressed}, 0.04)
+    assert types(out) == ["conversation.item.added", "conversation.item.done"]
+    assert session.response is not None and session.cancellations == []
+    [error] = session.handle({"type": "response.create", "event_id": "dtmf"}, 0.05)
+    assert error["error"]["code"] == "conversation_already_has_active_response"
+    done = session.handle({"type": "response.cancel"}, 0.06)
+    assert done[-1]["response"]["status_details"]["reason"] == "client_cancelled"
+    assert types(session.handle({"type": "response.create"}, 0.07))[0] == "response.created"
+
+
 def test_barge_in_cancels_the_response_at_once() -> None:
     session = make()
     out = session.handle({"type": "response.create"}, 0.0)
