@@ -1,9 +1,16 @@
-"""The call brief: what the orchestrator tells the media worker about a call, read from Redis by call UUID.
+"""The call brief: what the orchestrator tells the media worker about a call, and the Redis names of a call.
 
-The orchestrator writes it (``media:brief:<call id>``, JSON, with a TTL) right before it places the call, so
-it is there when the AudioSocket leg connects. Unknown keys are ignored (a newer orchestrator may add some);
-a brief that is not a JSON object or lacks what the agent cannot do without is refused as a whole, and the
-caller then gets the same apology as for a missing brief.
+The orchestrator writes the brief (``media:brief:<call id>``, JSON, with a TTL) right before it places the
+call, so it is there when the AudioSocket leg connects. Unknown keys are ignored (a newer orchestrator may
+add some); a brief that is not a JSON object or lacks what the agent cannot do without is refused as a
+whole, and the caller then gets the same apology as for a missing brief.
+
+How a media leg finds its call (the AudioSocket UUID is *not* the call id, which tenants can see): the
+Stasis app makes a random uuid4 per media leg, the AudioSocket ``data``, and right before
+``POST /channels/externalMedia`` sets ``media:expect:<media uuid>`` = the call id, for
+``MEDIA_EXPECT_TTL_S``. The media worker takes that key with one atomic ``GETDEL`` when the leg's UUID frame
+arrives: a value is the call id, and no value (never expected, expired, or already taken by an earlier
+connection) refuses the connection. So a UUID is accepted once, only while its call expects media.
 """
 
 from __future__ import annotations
@@ -16,6 +23,18 @@ from typing import Any
 # the brief, the media worker reads it, and the Stasis app publishes its replies to the media worker.
 BRIEF_KEY_PREFIX = "media:brief:"
 REPLY_CHANNEL_PREFIX = "media:call:"
+MEDIA_EXPECT_PREFIX = "media:expect:"
+MEDIA_SEEN_PREFIX = "media:seen:"
+#: How long a media leg's UUID is expected after the Stasis app announced it (Asterisk connects during the
+#: externalMedia request itself, so seconds would do; a minute covers a slow PBX).
+MEDIA_EXPECT_TTL_S = 60
+#: How long the evidence marks of a call (``media:seen:<call id>``) are kept for reconciliation.
+MEDIA_SEEN_TTL_S = 86400
+#: A sorted set of the media workers accepting calls: member ``host:port`` (as advertised), score = the
+#: epoch second until which its last heartbeat vouches for it. Live ones: ``ZCOUNT media:workers <now> +inf``.
+MEDIA_WORKERS_KEY = "media:workers"
+#: The Stasis apps' own liveness set, kept by the Stasis app (named here so every process spells it alike).
+STASIS_APPS_KEY = "stasis:apps"
 
 
 def brief_key(call_id: object) -> str:
@@ -26,6 +45,22 @@ def brief_key(call_id: object) -> str:
 def reply_channel(call_id: str) -> str:
     """``media:call:<call id>``: the pub/sub channel of the Stasis app's replies about the call."""
     return f"{REPLY_CHANNEL_PREFIX}{call_id}"
+
+
+def media_expect_key(media_uuid: object) -> str:
+    """``media:expect:<media uuid>``: the call id a media leg's AudioSocket UUID stands for, taken once.
+
+    The UUID is written in its canonical form (lower case, with hyphens), which is how the media worker
+    reads it from the binary UUID frame whatever case the Stasis app used for ``data``.
+    """
+    return f"{MEDIA_EXPECT_PREFIX}{str(media_uuid).lower()}"
+
+
+def media_seen_key(call_id: object) -> str:
+    """``media:seen:<call id>``: a hash of what the media worker saw of the call, as epoch seconds:
+    ``connected`` (its media leg was accepted) and ``agent_audio`` (the first agent audio reached the caller).
+    The orchestrator reads it to classify a call whose end it did not see."""
+    return f"{MEDIA_SEEN_PREFIX}{call_id}"
 
 
 class BriefError(ValueError):

@@ -4,7 +4,10 @@ The thin asyncio adapter around :class:`media.session.CallSession`:
 
 * :class:`AudioSocketConnection` is an ``asyncio.Protocol`` (no streams: one callback per read, no task per
   frame). The UUID frame must come first and within ``uuid_timeout_s``; a malformed stream closes this
-  connection only, with one log line.
+  connection only, with one log line. The UUID is not the call id: it becomes a call only if the Stasis app
+  announced it (``media:expect:<uuid>``, claimed once, see media/brief.py); any other connection is closed
+  with one warning and nothing else happens (no audio, no report): a second connection presenting a live
+  call's UUID must not hear that call or act on it.
 * The **call clock** starts right after the UUID: one frame every 20 ms scheduled with ``loop.call_at`` at
   ``t0 + n × 20 ms`` (absolute times, so no drift however long the call), silence until the agent speaks,
   one frame written ahead of the beat (so a late wake-up of the loop does not starve the line) and never more
@@ -31,6 +34,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from redis.exceptions import RedisError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.protocol import State
@@ -49,6 +53,7 @@ from media.audiosocket import (
     Frame,
 )
 from media.brief import Brief
+from media.config import peer_allowed
 from media.resample import StreamResampler
 from media.session import FRAME_S, CallSession, Hangup, RealtimeError, ToolCall, Transcript
 from media.tools import run_tool, tool_definitions
@@ -66,6 +71,7 @@ STALLED_PEER_S = 5.0
 # A small kernel send buffer: paced audio never needs more than a few frames in flight, and a peer that
 # stops reading then shows up in the transport's buffer within seconds rather than after megabytes.
 SEND_BUFFER_BYTES = 64 * 1024
+CLAIM_BUFFER_FRAMES = 50  # caller frames kept while the UUID is being claimed (normally a millisecond)
 TICK_EVERY_FRAMES = 10  # session timers every 200 ms
 REALTIME_OPEN_TIMEOUT_S = 10.0
 TRANSFER_REPLY_GRACE_S = 2.0
@@ -85,6 +91,7 @@ class AudioSocketConnection(asyncio.Protocol):
         self.peer = "?"
         self.closed = False
         self._uuid_timer: asyncio.TimerHandle | None = None
+        self._claiming: list[Frame] | None = None  # frames that arrive while the UUID is being claimed
         self.read_at = 0.0  # perf_counter of the last read (the probe's "frame in")
 
     # ------------------------------------------------------------------------------ asyncio.Protocol
@@ -93,6 +100,12 @@ class AudioSocketConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = self.transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        address = str(peer[0]) if isinstance(peer, tuple) else ""
+        if not peer_allowed(address, self.worker.config.allowed_peers):
+            logger.warning("audiosocket %s: refused, not in MEDIA_ALLOWED_PEERS", self.peer)
+            self.worker.refused += 1
+            self.close(abort=True)
+            return
         sock = self.transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -128,9 +141,16 @@ class AudioSocketConnection(asyncio.Protocol):
     # ------------------------------------------------------------------------------------- frames
     def _handle(self, frames: list[Frame]) -> None:
         call = self.call
-        for frame in frames:
+        for index, frame in enumerate(frames):
             kind = frame.kind
-            if call is not None:
+            if self._claiming is not None:
+                # Whether this leg is a call is not known yet: keep its frames (a few ms' worth) for it.
+                if kind in (KIND_HANGUP, KIND_ERROR):
+                    self.close()
+                    return
+                if len(self._claiming) < CLAIM_BUFFER_FRAMES:
+                    self._claiming.append(frame)
+            elif call is not None:
                 if kind == KIND_DTMF:
                     call.dtmf(frame.payload.decode("ascii"))
                 elif kind == KIND_HANGUP or kind == KIND_ERROR:
@@ -142,11 +162,33 @@ class AudioSocketConnection(asyncio.Protocol):
             elif kind == KIND_UUID:
                 if self._uuid_timer is not None:
                     self._uuid_timer.cancel()
-                call = self.call = Call(self, str(uuid.UUID(bytes=frame.payload)))
-                call.begin()
+                self._claiming = list(frames[index + 1 :])
+                self.worker.spawn(self._claim(str(uuid.UUID(bytes=frame.payload))))
+                return
             elif kind in (KIND_HANGUP, KIND_ERROR):
                 self.close()
                 return
+
+    async def _claim(self, media_uuid: str) -> None:
+        """Become the call the Stasis app announced for ``media_uuid``, or be refused (fail closed)."""
+        try:
+            call_id = await self.worker.claim_media(media_uuid)
+            reason = "no call expects it (unknown, expired or already taken)"
+        except (RedisError, OSError, TimeoutError) as exc:
+            call_id, reason = None, f"Redis could not say whether a call expects it ({exc!r})"
+        if call_id is None:
+            self.worker.refused_uuids += 1
+            logger.warning("audiosocket %s: refused media UUID %s: %s", self.peer, media_uuid, reason)
+            self.close()
+            return
+        if self.closed:
+            logger.warning("call %s: media UUID %s hung up before it was accepted", call_id, media_uuid)
+            return
+        logger.info("call %s: media leg %s from %s", call_id, media_uuid, self.peer)
+        early, self._claiming = self._claiming or [], None
+        call = self.call = Call(self, call_id)
+        call.begin()
+        self._handle(early)
 
     def _uuid_timeout(self) -> None:
         if self.call is None and not self.closed:
@@ -226,6 +268,7 @@ class Call:
     # ----------------------------------------------------------------------------------- lifecycle
     def begin(self) -> None:
         self.worker.call_started(self)
+        self.worker.mark_seen(self.call_id, "connected", self.started_wall)
         self._t0 = self.loop.time()
         self._n = 0
         self._tick()
@@ -519,7 +562,10 @@ class Call:
                 return
         elif self.session is not None:
             session = self.session
+            spoke = session.agent_spoke
             frame = session.next_frame(now)
+            if not spoke and session.agent_spoke:
+                self.worker.mark_seen(self.call_id, "agent_audio", time.time())
             if session.flushed_at is not None and frame is session.playout.silence:
                 if self.probe is not None:
                     self.probe.add("flush_ms", (now - session.flushed_at) * 1000)
@@ -569,6 +615,12 @@ class Call:
             elif isinstance(action, RealtimeError):
                 self.errors.append(f"realtime error {action.code}: {action.message}"[:300])
                 logger.warning("call %s: Realtime error %s: %s", self.call_id, action.code, action.message)
+                if action.fatal:
+                    # The session refused its configuration: no agent without its instructions and tools.
+                    ws = self._ws
+                    if ws is not None:
+                        self._spawn_detached(ws.close())
+                    self._spawn(self._apologise_and_end("realtime_session_failed"))
 
     async def _run_tool(self, call: ToolCall) -> None:
         session, brief = self.session, self.brief
@@ -622,7 +674,11 @@ class Call:
         metrics: dict[str, Any] = (
             session.metrics.as_dict(now)
             if session is not None
-            else {"duration_s": round(now - self.started, 3)}
+            else {
+                "answer_to_first_audio_ms": None,
+                "agent_spoke": False,
+                "duration_s": round(now - self.started, 3),
+            }
         )
         metrics["late_ticks"] = self.late_ticks
         metrics["errors"] = self.errors[-20:]

@@ -4,6 +4,12 @@ Variables (defaults in brackets):
 
 * ``MEDIA_LISTEN`` [127.0.0.1:9092]: the AudioSocket listen address; the Stasis app's
   ``MEDIA_WORKER_HOSTS`` name it.
+* ``MEDIA_ADVERTISE`` [MEDIA_LISTEN]: the ``host:port`` this worker announces in its health heartbeat
+  (``media:workers`` in Redis, read by dispatch); set it when the listen address is not the one the
+  Stasis app dials (``0.0.0.0``, a container).
+* ``MEDIA_ALLOWED_PEERS`` [empty = any]: comma-separated CIDRs (``10.0.0.0/8,192.0.2.7/32``) that may
+  connect; anyone else is closed at once. Defence in depth: an AudioSocket UUID is accepted only once the
+  Stasis app announced it anyway.
 * ``MEDIA_MAX_CALLS`` [500]: concurrent calls; a connection beyond that is closed at once.
 * ``MEDIA_DRAIN_S`` [60]: on SIGTERM, how long live calls may go on before the agent says goodbye.
 * ``REDIS_URL`` [redis://127.0.0.1:6379/0]: call briefs, call actions, the transcript feed.
@@ -22,6 +28,7 @@ Variables (defaults in brackets):
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -53,10 +60,40 @@ def _number(env: dict[str, str], name: str, default: float, *, minimum: float = 
     return value
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(value: str, name: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(f"{name} must be comma-separated CIDRs, got {part.strip()!r}") from None
+    return tuple(networks)
+
+
+def peer_allowed(host: str, networks: tuple[IPNetwork, ...]) -> bool:
+    """Whether a peer address is inside one of ``networks`` (no networks: everyone is)."""
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # an IPv4 peer of a dual-stack listener
+    return any(address in network for network in networks)
+
+
 @dataclass(frozen=True)
 class MediaConfig:
     host: str = "127.0.0.1"
     port: int = 9092
+    advertise: str = ""  # empty: the listen address as bound (with the port the system chose for port 0)
+    allowed_peers: tuple[IPNetwork, ...] = ()
     max_calls: int = 500
     drain_s: float = 60.0
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -73,7 +110,11 @@ class MediaConfig:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> MediaConfig:
         env = dict(os.environ if environ is None else environ)
-        host, port = _split_hostport(env.get("MEDIA_LISTEN", "127.0.0.1:9092"), "MEDIA_LISTEN")
+        listen = env.get("MEDIA_LISTEN", "").strip() or "127.0.0.1:9092"
+        host, port = _split_hostport(listen, "MEDIA_LISTEN")
+        advertise = env.get("MEDIA_ADVERTISE", "").strip()
+        if advertise:
+            _split_hostport(advertise, "MEDIA_ADVERTISE")
         redis_url = env.get("REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0"
         broker_url = env.get("CELERY_BROKER_URL", "").strip()
         if not broker_url:
@@ -95,6 +136,8 @@ class MediaConfig:
         return cls(
             host=host,
             port=port,
+            advertise=advertise,
+            allowed_peers=_networks(env.get("MEDIA_ALLOWED_PEERS", ""), "MEDIA_ALLOWED_PEERS"),
             max_calls=int(_number(env, "MEDIA_MAX_CALLS", 500, minimum=1)),
             drain_s=_number(env, "MEDIA_DRAIN_S", 60.0),
             redis_url=redis_url,

@@ -5,8 +5,15 @@ call actions, the transcript feed), one pub/sub connection for the Stasis app's 
 call), and a small thread pool that hands ``media.*`` tasks to Celery (kombu publishing blocks, the loop
 must not).
 
-Shutdown (SIGTERM): stop accepting, let live calls go on for up to ``MEDIA_DRAIN_S``, then ask every agent
-still talking to say goodbye and hang up, and give that a few seconds before closing what is left.
+A connection becomes a call only when its AudioSocket UUID is claimed: one ``GETDEL media:expect:<uuid>``
+(media/brief.py) gives the call id the Stasis app announced for that leg; anything else is refused. Evidence
+for reconciliation goes to ``media:seen:<call id>`` (``connected``, ``agent_audio``), and while the worker
+accepts calls a heartbeat keeps it in ``media:workers`` (dispatch places calls only while some worker is
+there).
+
+Shutdown (SIGTERM): stop accepting (and leave ``media:workers``), let live calls go on for up to
+``MEDIA_DRAIN_S``, then ask every agent still talking to say goodbye and hang up, and give that a few seconds
+before closing what is left.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -24,7 +32,18 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from media import speech
-from media.brief import REPLY_CHANNEL_PREFIX, Brief, BriefError, brief_key, parse_brief, reply_channel
+from media.brief import (
+    MEDIA_SEEN_TTL_S,
+    MEDIA_WORKERS_KEY,
+    REPLY_CHANNEL_PREFIX,
+    Brief,
+    BriefError,
+    brief_key,
+    media_expect_key,
+    media_seen_key,
+    parse_brief,
+    reply_channel,
+)
 from media.config import MediaConfig
 from media.probe import Probe
 from media.session import Transcript
@@ -37,6 +56,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BRIEF_READ_TIMEOUT_S = 2.0
+CLAIM_TIMEOUT_S = 2.0  # Asterisk waits for the leg; a Redis that cannot answer by then refuses it
+MARK_TIMEOUT_S = 5.0
+HEARTBEAT_EVERY_S = 1.0
+HEARTBEAT_VALID_S = 3.0  # a worker missing three beats no longer counts as accepting calls
 GOODBYE_GRACE_S = 12.0
 TRANSCRIPT_CHANNEL_PREFIX = "transcripts:"
 
@@ -51,6 +74,7 @@ class MediaWorker:
         self.reports: list[dict[str, Any]] = []  # kept for tests (bounded)
         self.accepted = 0
         self.refused = 0
+        self.refused_uuids = 0  # connections whose UUID no call expected (or Redis could not say)
         self._server: asyncio.Server | None = None
         self._redis: aioredis.Redis | None = None
         self._pubsub: Any = None
@@ -63,6 +87,8 @@ class MediaWorker:
         self._idle.set()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="media-celery")
         self.port = config.port
+        self.advertise = config.advertise
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self.probe = Probe(config.stats_file)
         self.peak_calls = 0
 
@@ -83,12 +109,17 @@ class MediaWorker:
         )
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
+        if not self.advertise:
+            host = self.config.host
+            self.advertise = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         self._pubsub_task = asyncio.ensure_future(self._replies())
         await loop.run_in_executor(None, speech.apology, "en")  # ready before a call needs it
+        self._heartbeat_task = asyncio.ensure_future(self._heartbeat())
         logger.info(
-            "media worker listening on %s:%d (max %d calls)",
+            "media worker listening on %s:%d as %s (max %d calls)",
             self.config.host,
             self.port,
+            self.advertise,
             self.config.max_calls,
         )
 
@@ -96,6 +127,7 @@ class MediaWorker:
         drain = self.config.drain_s if drain_s is None else drain_s
         if self._server is not None:
             self._server.close()
+        await self._leave_workers()
         if not await self.wait_idle(drain):
             logger.info("media worker: %d calls still live; saying goodbye", len(self.calls))
             for call in list(self.calls.values()):
@@ -114,13 +146,56 @@ class MediaWorker:
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.aclose()
         self._pool.shutdown(wait=True)
-        self.probe.dump({"accepted": self.accepted, "refused": self.refused, "peak_calls": self.peak_calls})
+        self.probe.dump(
+            {
+                "accepted": self.accepted,
+                "refused": self.refused,
+                "refused_uuids": self.refused_uuids,
+                "peak_calls": self.peak_calls,
+            }
+        )
 
     async def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no call is live (True) or ``timeout_s`` passed (False)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         return not self.calls
+
+    # --------------------------------------------------------------------------------- heartbeat
+    async def _heartbeat(self) -> None:
+        """While accepting calls: ``ZADD media:workers <now + 3 s> <advertise>`` every second."""
+        assert self._redis is not None  # noqa: S101
+        failing = False
+        while True:
+            try:
+                await asyncio.wait_for(
+                    self._redis.zadd(MEDIA_WORKERS_KEY, {self.advertise: time.time() + HEARTBEAT_VALID_S}),
+                    HEARTBEAT_EVERY_S * 2,
+                )
+            except (RedisError, OSError, TimeoutError) as exc:
+                if not failing:  # one line per outage, not one a second
+                    logger.warning("media worker: heartbeat failed (%r); retrying every second", exc)
+                failing = True
+            else:
+                if failing:
+                    logger.info("media worker: heartbeat restored")
+                failing = False
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+    async def _leave_workers(self) -> None:
+        """No longer accepting calls: stop the heartbeat, then leave ``media:workers`` at once (dispatch
+        would otherwise count this worker for up to three more seconds)."""
+        task, self._heartbeat_task = self._heartbeat_task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert self._redis is not None  # noqa: S101
+        try:
+            await asyncio.wait_for(self._redis.zrem(MEDIA_WORKERS_KEY, self.advertise), MARK_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning("media worker: leaving %s failed (%r); it ages out", MEDIA_WORKERS_KEY, exc)
 
     def call_started(self, call: Call) -> None:
         self.calls[call.call_id] = call
@@ -156,6 +231,34 @@ class MediaWorker:
             logger.error("media worker: background task failed", exc_info=task.exception())
 
     # ------------------------------------------------------------------------------------- Redis
+    async def claim_media(self, media_uuid: str) -> str | None:
+        """The call id the Stasis app announced for this media UUID, taken so that no other connection can
+        (one atomic ``GETDEL``); None when no call expects it. Redis errors and timeouts are raised: the
+        caller refuses the connection then (fail closed)."""
+        assert self._redis is not None  # noqa: S101
+        raw = await asyncio.wait_for(self._redis.getdel(media_expect_key(media_uuid)), CLAIM_TIMEOUT_S)
+        if raw is None:
+            return None
+        call_id = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).strip()
+        return call_id or None
+
+    def mark_seen(self, call_id: str, what: str, at: float) -> None:
+        """Evidence for reconciliation, ``HSET media:seen:<call id> <what> <epoch s>``: fire-and-forget,
+        never on the audio path's time."""
+        self.spawn(self._mark_seen(call_id, what, at))
+
+    async def _mark_seen(self, call_id: str, what: str, at: float) -> None:
+        assert self._redis is not None  # noqa: S101
+        key = media_seen_key(call_id)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                # The expiry with every mark: a key whose first mark was lost must not live forever.
+                pipe.hset(key, what, f"{at:.6f}")
+                pipe.expire(key, MEDIA_SEEN_TTL_S)
+                await asyncio.wait_for(pipe.execute(), MARK_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning("call %s: recording %s in %s failed: %r", call_id, what, key, exc)
+
     async def read_brief(self, call_id: str) -> Brief | None:
         assert self._redis is not None  # noqa: S101
         try:

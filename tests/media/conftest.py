@@ -27,6 +27,7 @@ from media.audiosocket import (
     encode_dtmf,
     encode_uuid,
 )
+from media.brief import MEDIA_EXPECT_TTL_S, media_expect_key
 from media.config import MediaConfig
 from media.localai import RealtimeStandIn
 from media.tools import TOOL_NAMES
@@ -34,6 +35,7 @@ from media.worker import MediaWorker
 from orchestrator.redis_client import celery_url_for
 
 FRAME = 960
+VOICED_RMS = 300.0  # above this a frame is voice (agent or apology), below it silence
 
 
 def tone(ms: int, hz: float = 300.0, amplitude: int = 8000) -> bytes:
@@ -107,7 +109,7 @@ class FakeAsterisk:
     def audio(self) -> list[Received]:
         return [f for f in self.frames if f.kind == KIND_SLIN24]
 
-    def voiced(self, threshold: float = 300.0) -> list[Received]:
+    def voiced(self, threshold: float = VOICED_RMS) -> list[Received]:
         return [f for f in self.audio() if rms(f.payload) > threshold]
 
     @property
@@ -190,10 +192,23 @@ class MediaHarness:
     def publish_reply(self, call_id: str, data: dict[str, Any]) -> int:
         return int(self.redis.publish(f"media:call:{call_id}", json.dumps(data)))
 
-    async def call(self, call_id: str) -> FakeAsterisk:
+    def expect(self, call_id: str) -> str:
+        """What the Stasis app does before externalMedia: a fresh media UUID, announced for ``call_id``."""
+        media_uuid = str(uuid.uuid4())
+        key = media_expect_key(media_uuid)
+        self.redis.set(key, call_id, ex=MEDIA_EXPECT_TTL_S)
+        self.keys.append(key)
+        return media_uuid
+
+    async def present(self, media_uuid: str) -> FakeAsterisk:
+        """A connection that presents ``media_uuid``, expected or not."""
         peer = await FakeAsterisk.connect(self.worker.port)
-        peer.send_uuid(call_id)
+        peer.send_uuid(media_uuid)
         return peer
+
+    async def call(self, call_id: str) -> FakeAsterisk:
+        """The media leg of ``call_id`` as the Stasis app sets it up: expected, then connected."""
+        return await self.present(self.expect(call_id))
 
 
 MakeHarness = Callable[..., Awaitable[MediaHarness]]

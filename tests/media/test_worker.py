@@ -10,13 +10,14 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from media import call as media_call
 from media.audiosocket import KIND_HANGUP, KIND_SLIN16, encode, encode_uuid
-from tests.media.conftest import FakeAsterisk, MakeHarness, MediaHarness, tone, wait_for
+from tests.media.conftest import VOICED_RMS, FakeAsterisk, MakeHarness, MediaHarness, rms, tone, wait_for
 
 
 async def test_no_brief_gets_an_apology_and_a_clean_hangup(media: MakeHarness) -> None:
@@ -290,7 +291,7 @@ async def test_a_peer_that_stops_reading_is_closed_and_the_others_go_on(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", h.worker.port))
-    sock.send(encode_uuid(uuid.UUID(h.write_brief())))  # then never reads a byte
+    sock.send(encode_uuid(uuid.UUID(h.expect(h.write_brief()))))  # then never reads a byte
     try:
         await wait_for(
             lambda: any(r["end_reason"] == "peer_stalled" for r in h.worker.reports), 30, "the close"
@@ -302,3 +303,113 @@ async def test_a_peer_that_stops_reading_is_closed_and_the_others_go_on(
     finally:
         sock.close()
         await good.close()
+
+
+def _reply_started_at(peer: FakeAsterisk, after: float) -> float | None:
+    """When the agent's next turn began after ``after``: its first voiced frame following a silent one."""
+    silent_seen = False
+    for frame in peer.audio():
+        if frame.at < after:
+            continue
+        if rms(frame.payload) <= VOICED_RMS:
+            silent_seen = True
+        elif silent_seen:
+            return frame.at
+    return None
+
+
+async def test_a_key_pressed_during_a_long_response_cancels_it_and_is_answered_at_once(
+    media: MakeHarness,
+) -> None:
+    # Audio delivered only a little faster than real time: the greeting is still being generated (8 s of
+    # it) when the key is pressed, as with a real model.
+    h = await media(standin={"reply_ms": 8000, "speed": 1.5})
+    call_id = h.write_brief()
+    peer = await h.call(call_id)
+    await wait_for(lambda: len(peer.voiced()) >= 25, 5, "the agent speaking")
+    realtime = h.standin.connections[-1]
+    assert realtime.session is not None and realtime.session.response is not None, "still generating"
+    pressed = time.monotonic()
+    peer.send_dtmf("7")
+    await wait_for(lambda: bool(realtime.cancellations), 2, "response.cancel")
+    await wait_for(lambda: _reply_started_at(peer, pressed) is not None, 3, "the reply to the key")
+    reply_at = _reply_started_at(peer, pressed)
+    assert reply_at is not None
+    assert reply_at - pressed < 0.5, f"the reply began {reply_at - pressed:.2f} s after the key"
+
+    assert realtime.cancellations[0]["reason"] == "client_cancelled"
+    (truncate,) = realtime.truncations
+    heard = len([f for f in peer.voiced() if f.at < pressed + 0.05])
+    assert abs(truncate["audio_end_ms"] - heard * 20) <= 60, (truncate, heard)
+    order = realtime.received_order
+    cancel = order.index("response.cancel")
+    assert order[cancel : cancel + 4] == [
+        "response.cancel",
+        "conversation.item.truncate",
+        "conversation.item.create",
+        "response.create",
+    ]
+    assert not [e for e in realtime.errors if e["code"] == "conversation_already_has_active_response"]
+    await peer.close()
+    await wait_for(lambda: any(n == "media.call_report" for n, _ in h.tasks()), 5, "the call report")
+    report = next(k for n, k in h.tasks() if n == "media.call_report")
+    assert report["metrics"]["dtmf"] == 1 and report["metrics"]["barge_ins"] == 1
+
+
+async def _report_of(h: MediaHarness, call_id: str, peer: FakeAsterisk) -> dict[str, Any]:
+    """Play the Stasis app's part once the worker asks to hang up (or the caller's), and return the report."""
+    await wait_for(lambda: bool(h.commands(call_id)) or peer.closed.is_set(), 20, "the end of the call")
+    await peer.close()
+    await wait_for(lambda: any(n == "media.call_report" for n, _ in h.tasks()), 5, "the call report task")
+    report: dict[str, Any] = next(k for n, k in h.tasks() if n == "media.call_report")
+    assert report["call_id"] == call_id
+    return report
+
+
+async def test_the_report_of_a_call_the_agent_spoke_in_says_so(media: MakeHarness) -> None:
+    h = await media()
+    call_id = h.write_brief()
+    peer = await h.call(call_id)
+    await wait_for(lambda: len(peer.voiced()) >= 5, 5, "the greeting")
+    await peer.close()
+    report = await _report_of(h, call_id, peer)
+    assert report["metrics"]["agent_spoke"] is True
+    assert 0 < report["metrics"]["answer_to_first_audio_ms"] < 2000
+
+
+async def test_the_report_when_realtime_never_connects_says_the_agent_never_spoke(
+    media: MakeHarness,
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    h = await media(realtime_url=f"ws://127.0.0.1:{closed_port}/v1/realtime")
+    call_id = h.write_brief()
+    peer = await h.call(call_id)
+    report = await _report_of(h, call_id, peer)
+    assert report["end_reason"] == "realtime_unavailable"
+    assert len(peer.voiced()) > 20, "the caller heard the apology, which is not the agent speaking"
+    assert report["metrics"]["agent_spoke"] is False
+    assert report["metrics"]["answer_to_first_audio_ms"] is None
+
+
+async def test_a_refused_session_update_ends_the_call_with_an_apology_and_a_report(
+    media: MakeHarness,
+) -> None:
+    h = await media(standin={"fail_session_update": True})
+    call_id = h.write_brief()
+    peer = await h.call(call_id)
+    report = await _report_of(h, call_id, peer)
+    assert h.commands(call_id)[0]["reason"] == "realtime_session_failed"
+    assert report["end_reason"] == "realtime_session_failed"
+    assert report["metrics"]["agent_spoke"] is False, "the unconfigured agent was never heard"
+    assert any("session_update_failed" in e for e in report["errors"])
+    assert h.standin.connection_count == 1, "no second session for a configuration it refuses"
+
+
+async def test_a_call_without_a_brief_reports_locally_that_no_agent_spoke(media: MakeHarness) -> None:
+    h = await media()
+    peer = await h.call(str(uuid.uuid4()))
+    await asyncio.wait_for(peer.closed.wait(), 15)
+    metrics = h.worker.reports[-1]["metrics"]
+    assert metrics["agent_spoke"] is False and metrics["answer_to_first_audio_ms"] is None
