@@ -77,6 +77,13 @@ class AttemptOutcome(StrEnum):
     VOICEMAIL = "voicemail"
     OPTED_OUT = "opted_out"
     ERROR = "error"  # the PBX refused the originate (terminal 4xx) or the attempt was lost
+    # Answered, but the agent never got to the callee: the media leg never came up (no media worker), or
+    # the agent never spoke (the speech model failed). Not a success: retried by the campaign's rules.
+    MEDIA_FAILED = "media_failed"
+    # Placed on a PBX while its Stasis app was not listening (A11): a callee who answered was dropped at once.
+    APP_UNAVAILABLE = "app_unavailable"
+    # The end was not seen and nothing recorded says it was answered (see unseen_end_outcome).
+    UNKNOWN = "unknown"
 
 
 class AttemptEvent(StrEnum):
@@ -195,6 +202,51 @@ def transition(state: AttemptState, event: AttemptEvent) -> Transition:
 def is_live(state: AttemptState) -> bool:
     """True while the attempt holds a concurrency slot (DESIGN.md §5 rule 1)."""
     return state in LIVE_STATES
+
+
+# -------------------------------------------------------------------------------------- unseen ends
+#
+# DESIGN.md §5 rule 5: a call whose end was not seen (its Stasis app was down: the end is found by the
+# reconciliation after a restart, or by the overdue sweep) is classified from what was seen before the gap
+# and what the product itself recorded, never guessed as a retryable failure; an answered contact is never
+# redialed because of a guess.
+
+
+@dataclass(frozen=True)
+class EndEvidence:
+    """What the product recorded about a call whose end it did not see.
+
+    ``answered``: StasisStart was seen (the attempt has an ``answered_at``, or the Stasis app saw it).
+    ``connected``: the call reached its agent: bridged to media, the media worker took its AudioSocket leg,
+    or it has a transcript. ``placed_during_gap``: the originate was sent after the Stasis app was last known
+    to listen (so a callee who answered met no app, PROTOCOLS.md A11)."""
+
+    answered: bool = False
+    connected: bool = False
+    placed_during_gap: bool = False
+
+
+def unseen_end_outcome(reported: AttemptOutcome, evidence: EndEvidence) -> AttemptOutcome:
+    """The outcome of a call whose end was not seen. ``reported``: what the Stasis app saw before the gap
+    (``unknown`` when that said nothing; ``media_failed`` when its media could not be set up).
+
+    * it reached its agent → ``answered`` (it happened; its end time is when the gap was noticed);
+    * answered but never connected to the agent → ``media_failed`` (the callee heard silence);
+    * what was seen before the gap says how it went (a final Dial status: busy, no answer...) → that;
+    * placed while the app was not listening → ``app_unavailable``;
+    * else ``unknown``. Nothing recorded says it was answered, and a call that reached its agent always
+      leaves a record (the media worker's mark): so no conversation took place, and a retry redials
+      nobody who talked to the agent.
+    """
+    if evidence.connected:
+        return AttemptOutcome.ANSWERED
+    if evidence.answered or reported in (AttemptOutcome.ANSWERED, AttemptOutcome.MEDIA_FAILED):
+        return AttemptOutcome.MEDIA_FAILED
+    if reported not in (AttemptOutcome.UNKNOWN, AttemptOutcome.FAILED, AttemptOutcome.ERROR):
+        return reported
+    if evidence.placed_during_gap:
+        return AttemptOutcome.APP_UNAVAILABLE
+    return AttemptOutcome.UNKNOWN
 
 
 # ---------------------------------------------------------------------------------------- retry policy

@@ -48,6 +48,10 @@ DEFAULT_RETRY_DELAYS: dict[str, int] = {
     AttemptOutcome.FAILED: 900,
     AttemptOutcome.VOICEMAIL: 7200,
     AttemptOutcome.UNREACHABLE: 3600,
+    # Our side failed (media, the Stasis app) or the end was not seen: the callee had no conversation.
+    AttemptOutcome.MEDIA_FAILED: 300,
+    AttemptOutcome.APP_UNAVAILABLE: 300,
+    AttemptOutcome.UNKNOWN: 3600,
 }
 
 
@@ -242,6 +246,11 @@ class Lead(models.Model):
     next_due_at = models.DateTimeField(null=True, blank=True)
     last_outcome = models.CharField(max_length=32, choices=_OUTCOME_CHOICES, blank=True)
     done_reason = models.CharField(max_length=64, blank=True)
+    wait_reason = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Why a waiting lead is due later: the outcome it retries after, callback, outside_window.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

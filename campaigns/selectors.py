@@ -5,6 +5,7 @@ Views, the API and tasks read through these rather than building querysets thems
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,12 +14,16 @@ from uuid import UUID
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from redis.exceptions import RedisError
 
-from campaigns.lifecycle import LIVE_STATES, AttemptOutcome, AttemptState
+from campaigns.lifecycle import LIVE_STATES, RETRY_CALLBACK, AttemptOutcome, AttemptState
 from campaigns.models import AgentProfile, AttemptEvent, CallAttempt, Campaign, Contact, DncEntry, Lead, Pbx
 from campaigns.phone import normalize_phone_number
 from campaigns.windows import CallingWindows, is_open, next_opening, parse_windows, zones_for_contact
+from media.brief import media_seen_key
 from orchestrator.errors import InvalidInput
+from orchestrator.redis_client import get_redis
+from telephony.health import Health, read_health
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -208,8 +213,14 @@ def lead_why_not_dialed(*, tenant: Tenant, lead_id: int, now: datetime | None = 
     with a ``"code"`` and details. ``next_dial_at`` is the earliest time the lead becomes due and inside
     its window (capacity permitting), or None when it will not be dialed (done, suppressed, DNC, attempts
     spent, campaign not running, or in an attempt right now). Codes: ``done``, ``suppressed``,
-    ``in_attempt``, ``dnc``, ``attempts_exhausted``, ``campaign_not_running``, ``retry_delay``,
-    ``outside_window``, ``tenant_at_cap``, ``campaign_at_cap``, ``no_pbx_capacity``.
+    ``in_attempt``, ``dnc``, ``attempts_exhausted``, ``campaign_not_running``, ``callback`` (the callee asked
+    to be called back then), ``retry_delay`` (after an outcome), ``outside_window``, ``tenant_at_cap``,
+    ``campaign_at_cap``, ``no_pbx_capacity``, ``pbx_unavailable`` (no PBX of the tenant has its Stasis app
+    listening) and ``no_media_worker`` (none is up): calls are placed only where they can succeed
+    (DESIGN.md §5 rule 9).
+
+    A lead rescheduled by the dispatcher keeps the reason (``Lead.wait_reason``): a lead moved to the next
+    opening of its window says ``outside_window`` until then, a callback says ``callback``.
 
     Scoped by tenant (DESIGN.md §5 rule 7): another tenant's lead raises ``Lead.DoesNotExist`` (a 404).
     Advisory: it reads without locks, so it can be stale by the time it is shown.
@@ -267,11 +278,19 @@ def lead_why_not_dialed(*, tenant: Tenant, lead_id: int, now: datetime | None = 
         blocked = blocked or not not_started_only
 
     due = max(filter(None, [now, lead.next_due_at, campaign.starts_at]))
-    if lead.next_due_at is not None and lead.next_due_at > now:
-        reasons.append({"code": "retry_delay", "until": lead.next_due_at, "last_outcome": lead.last_outcome})
     window = callee_window(campaign=campaign, contact=lead.contact, tenant=tenant)
     opening = window.next_opening(due) if window is not None else None
-    if window is None or opening is None or opening > due:
+    waiting_for_window = False
+    if lead.next_due_at is not None and lead.next_due_at > now:
+        if lead.wait_reason == RETRY_CALLBACK:
+            reasons.append({"code": "callback", "at": lead.next_due_at, "last_outcome": lead.last_outcome})
+        elif lead.wait_reason == WAIT_OUTSIDE_WINDOW:
+            waiting_for_window = True  # due at the opening the dispatcher found: the window is the reason
+        else:
+            reasons.append(
+                {"code": "retry_delay", "until": lead.next_due_at, "last_outcome": lead.last_outcome}
+            )
+    if window is None or opening is None or opening > due or waiting_for_window:
         reasons.append(
             {"code": "outside_window", "next_opening": opening, "zones": window.zones if window else ()}
         )
@@ -300,8 +319,15 @@ def lead_why_not_dialed(*, tenant: Tenant, lead_id: int, now: datetime | None = 
                     "max_concurrent_calls": campaign.max_concurrent_calls,
                 }
             )
-        if pbx_free_channels(tenant=tenant) == {}:
+        free = pbx_free_channels(tenant=tenant)
+        if free == {}:
             reasons.append({"code": "no_pbx_capacity"})
+        else:
+            health = pbx_health(pbx_ids=free)
+            if not health.pbx_ids_up:
+                reasons.append({"code": "pbx_unavailable", "pbx_ids": sorted(free)})
+            if health.media_workers == 0:
+                reasons.append({"code": "no_media_worker"})
 
     result["next_dial_at"] = None if blocked else opening
     result["dialable_now"] = not reasons
@@ -327,6 +353,46 @@ def pbx_free_channels(*, tenant: Tenant) -> dict[int, int]:
     """Enabled PBXs of the tenant with free channels → free channels (``max_channels`` − live attempts on
     it), most free first."""
     return {pbx.pk: free for pbx, free in pbx_list_with_free_channels(tenant=tenant)}
+
+
+# ------------------------------------------------------------------------------------------ health
+
+#: ``Lead.wait_reason`` of a lead due later because its callee's calling window is closed until then.
+WAIT_OUTSIDE_WINDOW = "outside_window"
+
+
+def pbx_health(*, pbx_ids: Iterable[int]) -> Health:
+    """Which of these PBXs have their Stasis app listening, and how many media workers are up
+    (:mod:`telephony.health`). When Redis cannot tell, nothing is up: no call is placed blind (logged)."""
+    try:
+        return read_health(get_redis(), pbx_ids)
+    except (RedisError, OSError) as exc:
+        logger.warning("health of PBXs %s unknown (%s): placing no calls", sorted(pbx_ids), exc)
+        return Health(pbx_ids_up=frozenset(), media_workers=0)
+
+
+# ------------------------------------------------------------------------------------ media evidence
+
+
+@dataclass(frozen=True)
+class MediaMarks:
+    """What the media worker recorded of a call as it happened (``media:seen:<call id>`` in Redis):
+    ``connected`` when it took the call's AudioSocket leg, ``agent_spoke`` once the agent's audio was
+    played to the caller. Evidence for an end nobody saw (DESIGN.md §5 rule 5)."""
+
+    connected: bool = False
+    agent_spoke: bool = False
+
+
+def attempt_media_marks(*, attempt_id: UUID | str) -> MediaMarks:
+    """The media worker's marks of the attempt's call; none when Redis cannot tell (logged)."""
+    try:
+        raw = get_redis().hgetall(media_seen_key(str(attempt_id)))
+    except (RedisError, OSError) as exc:
+        logger.warning("attempt %s: media marks unavailable: %s", attempt_id, exc)
+        return MediaMarks()
+    fields = {key.decode() if isinstance(key, bytes) else str(key) for key in raw}
+    return MediaMarks(connected="connected" in fields, agent_spoke="agent_audio" in fields)
 
 
 # ---------------------------------------------------------------------------- lists for the API/portal

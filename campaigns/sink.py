@@ -30,10 +30,14 @@ each on its own, so only the failing one is lost (and a call's end is not).
 
 Mapping:
 
-* ``CallRinging`` → RINGING; ``CallAnswered`` → ANSWERED; ``CallBridged`` → BRIDGED (with the media UUID);
+* ``CallRinging`` → RINGING; ``CallAnswered`` → ANSWERED; ``CallBridged`` → BRIDGED (not with the media
+  UUID: it is the one secret that binds a media connection to the call, and the event log is shown to the
+  tenant);
 * ``CallEnded`` → ENDED with the outcome mapped by value (``CallOutcome`` values are ``AttemptOutcome``
   values), the causes, and the reason; after commit, ``on_ended(tenant_id)`` asks for a dispatch pass so
-  the freed slot is used at once (``campaigns.tasks.trigger_dispatch``, looked up lazily);
+  the freed slot is used at once (``campaigns.tasks.trigger_dispatch``, looked up lazily). A
+  ``reconciled`` end was not seen: the media worker's marks of the call are read (Redis) and the outcome is
+  decided from the evidence when the attempt is locked (``campaigns.lifecycle.unseen_end_outcome``);
 * ``CallDtmf`` and ``MediaGone`` → a ``note`` in the attempt's log;
 * ``CallTransferred`` → a ``transferred`` note, and ``transferred_to`` set on the attempt (no state
   change: the caller is still on the line, now with a human, and the call ends as any other).
@@ -50,7 +54,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -60,7 +64,8 @@ from campaigns import lifecycle
 from campaigns.lifecycle import AttemptEvent as Event
 from campaigns.lifecycle import AttemptOutcome
 from campaigns.models import E164_MAX_LENGTH, CallAttempt, Pbx
-from campaigns.services.dispatch import AttemptStep, attempt_apply_many
+from campaigns.selectors import attempt_media_marks
+from campaigns.services.dispatch import AttemptStep, UnseenEnd, attempt_apply_many
 from telephony.events import (
     CallAnswered,
     CallBridged,
@@ -322,10 +327,9 @@ class AttemptEventSink:
 
     def _apply_many(self, attempt_id: UUID, events: list[CallEvent]) -> None:
         """A call's events in one ``attempt_apply_many`` (a savepoint in the batch)."""
+        steps = [_with_evidence(attempt_id, event, _step(event)) for event in events]
         try:
-            attempt_apply_many(
-                attempt_id=attempt_id, steps=[_step(event) for event in events], on_ended=self._collect_ended
-            )
+            attempt_apply_many(attempt_id=attempt_id, steps=steps, on_ended=self._collect_ended)
         except CallAttempt.DoesNotExist:
             for event in events:
                 logger.warning("call event for unknown attempt %s: %r", attempt_id, event)
@@ -339,6 +343,18 @@ class AttemptEventSink:
         self._local.ended.append(tenant_id)
 
 
+def _with_evidence(attempt_id: UUID, event: CallEvent, step: AttemptStep) -> AttemptStep:
+    """For an end nobody saw, the step with what else is known of the call (the media worker's marks, the
+    gap's start); any other step as it is."""
+    if not isinstance(event, CallEnded) or event.reason != "reconciled":
+        return step
+    marks = attempt_media_marks(attempt_id=attempt_id)
+    unseen = UnseenEnd(
+        media_connected=marks.connected, agent_spoke=marks.agent_spoke, gap_started_at=event.gap_started_at
+    )
+    return replace(step, unseen=unseen)
+
+
 def _step(event: CallEvent) -> AttemptStep:
     """The attempt step a call event stands for (see the mapping in the module docstring)."""
     if isinstance(event, CallRinging):
@@ -346,7 +362,7 @@ def _step(event: CallEvent) -> AttemptStep:
     if isinstance(event, CallAnswered):
         return AttemptStep(event=Event.ANSWERED, at=event.at, data={"channel_id": event.channel_id})
     if isinstance(event, CallBridged):
-        return AttemptStep(event=Event.BRIDGED, at=event.at, data={"media_uuid": event.media_uuid})
+        return AttemptStep(event=Event.BRIDGED, at=event.at)
     if isinstance(event, CallEnded):
         return AttemptStep(
             event=Event.ENDED,
@@ -356,7 +372,11 @@ def _step(event: CallEvent) -> AttemptStep:
             cause_txt=event.cause_txt,
             dialstatus=event.dialstatus,
             tech_cause=event.tech_cause,
-            data={"reason": event.reason, "answered": event.answered},
+            data={
+                "reason": event.reason,
+                "answered": event.answered,
+                **({"gap_started_at": event.gap_started_at.isoformat()} if event.gap_started_at else {}),
+            },
         )
     if isinstance(event, CallDtmf):
         return AttemptStep(event=None, note="dtmf", at=event.at, data={"digit": event.digit})

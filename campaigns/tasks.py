@@ -80,6 +80,7 @@ from campaigns.selectors import (
     attempt_recheck,
     callee_window,
     campaign_dialing_filter,
+    pbx_health,
     tenant_ids_to_dispatch,
     window_open_for_originate,
 )
@@ -103,6 +104,10 @@ ORIGINATE_BACKOFF_CAP_S = 60.0
 #: How long after ``originate_sent_at`` the request has surely settled: longer than the client's connect,
 #: pool and read timeouts together (2 + 2 + 5 s), so no request of an earlier try can still reach the PBX.
 ORIGINATE_SETTLE_S = 15.0
+
+#: How soon an originate held back because its PBX cannot take calls now (no Stasis app listening, no media
+#: worker up) looks again.
+PBX_UNAVAILABLE_RETRY_S = 2.0
 
 #: Redis keys recording until when an originate task is expected for an attempt (see the module docstring).
 EXPECT_KEY_PREFIX = "orchestrator:originate-expected"
@@ -368,6 +373,12 @@ def originate_attempt(self: Task[Any, Any], attempt_id: str, ari_failures: int =
         return _fail(pk, f"PBX configuration: {exc}")
     if attempt.originate_sent_at is not None:
         return _settle(self, attempt, client, ari_failures)
+
+    if not pbx_health(pbx_ids=[pbx.pk]).usable(pbx.pk):
+        # DESIGN.md §5 rule 9: its Stasis app is not listening or no media worker is up, so a callee who
+        # answered would be dropped (A11) or hear silence. Nothing is sent; wait for them, uncounted.
+        _expect_originate([pk], within_s=PBX_UNAVAILABLE_RETRY_S)
+        raise self.retry(countdown=PBX_UNAVAILABLE_RETRY_S)
 
     wait = _cps_wait(attempt, pbx)
     if wait > 0:

@@ -5,9 +5,10 @@ The key comes from ``FIELD_ENCRYPTION_KEY``: one or more comma-separated Fernet 
 bytes; make one with ``python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key()
 .decode())"``). The first key encrypts; every key decrypts, so a key can be rotated by prepending the new
 one and re-saving the secrets. With ``DEBUG`` on and no key set, a key derived from ``SECRET_KEY`` is used
-so the local product works without configuration; with ``DEBUG`` off a missing key is a configuration
-error, raised when a secret is first encrypted or decrypted (not at start-up: processes that never touch a
-secret, such as the media worker's host, need no key).
+so the local product works without configuration; with ``DEBUG`` off a missing or malformed key is a
+configuration error **at start-up** (the settings call :func:`check_keys`): every process that loads the
+Django settings refuses to start, instead of answering 500 at the first write of a secret. The media worker
+does not load them and needs no key.
 """
 
 from __future__ import annotations
@@ -27,17 +28,25 @@ def _debug_key() -> bytes:
     return base64.urlsafe_b64encode(digest)
 
 
+def check_keys(configured: str, *, debug: bool) -> None:
+    """Refuse a missing key outside DEBUG, and any key that is not a Fernet key (ImproperlyConfigured)."""
+    _parse(configured, debug=debug)
+
+
 def _fernet() -> MultiFernet:
     configured: str = getattr(settings, "FIELD_ENCRYPTION_KEY", "") or ""
+    fernets = _parse(configured, debug=settings.DEBUG)
+    return MultiFernet(fernets or [Fernet(_debug_key())])
+
+
+def _parse(configured: str, *, debug: bool) -> list[Fernet]:
     keys = [key.strip() for key in configured.split(",") if key.strip()]
-    if not keys:
-        if not settings.DEBUG:
-            raise ImproperlyConfigured(
-                "FIELD_ENCRYPTION_KEY is not set, so secrets stored in the database cannot be encrypted or "
-                'decrypted. Set it to a Fernet key (python -c "from cryptography.fernet import Fernet; '
-                'print(Fernet.generate_key().decode())"), or run with DEBUG=1 for local development.'
-            )
-        return MultiFernet([Fernet(_debug_key())])
+    if not keys and not debug:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEY is not set, so secrets stored in the database cannot be encrypted or "
+            'decrypted. Set it to a Fernet key (python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())"), or run with DEBUG=1 for local development.'
+        )
     fernets = []
     for position, key in enumerate(keys, start=1):
         try:
@@ -47,7 +56,7 @@ def _fernet() -> MultiFernet:
                 f"FIELD_ENCRYPTION_KEY: key #{position} is not a Fernet key "
                 "(urlsafe base64 of 32 bytes, 44 characters)."
             ) from exc
-    return MultiFernet(fernets)
+    return fernets
 
 
 def encrypt(plaintext: str) -> str:

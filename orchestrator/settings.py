@@ -12,7 +12,7 @@ a production deployment that forgets it must fail loudly, not run with a key fro
 | DB_CONN_MAX_AGE | 60 (seconds a database connection is kept; 0 closes it after each request/task) |
 | REDIS_URL       | an embedded Redis on var/redis/redis.sock |
 | LOG_LEVEL       | INFO                                      |
-| FIELD_ENCRYPTION_KEY | required to store secrets unless DEBUG (see orchestrator/crypto.py) |
+| FIELD_ENCRYPTION_KEY | required unless DEBUG: checked at start-up (see orchestrator/crypto.py) |
 | PHONE_TEST_PREFIXES  | empty: only numbers valid for their country are accepted |
 | MEDIA_SILENCE_PROMPT_S, MEDIA_SILENCE_END_S, TRANSFER_TIMEOUT_S | 10, 25, 30 (the call brief's limits) |
 | SMS_BACKEND     | campaigns.sms.ConsoleSmsBackend (logs the message) |
@@ -26,6 +26,7 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from orchestrator.crypto import check_keys as check_field_encryption_keys
 from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.redis_client import celery_url_for
 
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
     "orchestrator.apps.OrchestratorConfig",
     "tenants.apps.TenantsConfig",
     "campaigns.apps.CampaignsConfig",
+    "flows.apps.FlowsConfig",
 ]
 
 MIDDLEWARE = [
@@ -176,8 +178,10 @@ SPECTACULAR_SETTINGS = {
 
 # ---------------------------------------------------------------------------------------------- secrets
 # Fernet key(s) for secrets stored in the database (PBX passwords): comma-separated, the first encrypts.
-# Checked when a secret is first used, not here; in DEBUG a key derived from SECRET_KEY stands in.
+# Required, and checked here, unless DEBUG (where a key derived from SECRET_KEY stands in): a deployment
+# without one refuses to start instead of failing at the first write of a secret.
 FIELD_ENCRYPTION_KEY: str = env.str("FIELD_ENCRYPTION_KEY", default="")
+check_field_encryption_keys(FIELD_ENCRYPTION_KEY, debug=DEBUG)
 
 # ------------------------------------------------------------------------------------------------ phone
 # E.164 prefixes accepted although not valid numbers of a real numbering plan, e.g. "+1555" for the
@@ -185,8 +189,12 @@ FIELD_ENCRYPTION_KEY: str = env.str("FIELD_ENCRYPTION_KEY", default="")
 PHONE_TEST_PREFIXES: list[str] = env.list("PHONE_TEST_PREFIXES", default=[])
 
 # ------------------------------------------------------------------------------------------- telephony
-# The Stasis app (`manage.py run_stasis`) hands call events to this sink (telephony knows no campaigns).
-TELEPHONY_EVENT_SINK: str = env.str("TELEPHONY_EVENT_SINK", default="campaigns.sink.AttemptEventSink")
+# The Stasis app (`manage.py run_stasis`) hands call events to this sink (telephony knows no campaigns):
+# outbound calls to the attempts, inbound ones to the inbound call records (orchestrator/sink.py).
+TELEPHONY_EVENT_SINK: str = env.str("TELEPHONY_EVENT_SINK", default="orchestrator.sink.CallEventRouter")
+# What an inbound caller hears while no inbound flow routes the call, before the app hangs up (a sound URI
+# of the PBX; the default is Asterisk's "the number you have dialed is not in service").
+INBOUND_UNROUTED_MESSAGE: str = env.str("INBOUND_UNROUTED_MESSAGE", default="sound:ss-noservice")
 # AudioSocket listeners of the media workers (host:port), used round-robin for externalMedia.
 MEDIA_WORKER_HOSTS: list[str] = env.list("MEDIA_WORKER_HOSTS", default=["127.0.0.1:9092"])
 # Hard maximum duration of one call, enforced by the Stasis app (DESIGN.md §5 rule 5).

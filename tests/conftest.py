@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _pbxs_and_media_workers_up(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process tests of dispatching are about caps, windows, retries and fairness: there every PBX
+    counts as having its Stasis app listening and a media worker up (DESIGN.md §5 rule 9). Tests marked
+    ``real_health`` read the real heartbeats from Redis, as every process a test starts does."""
+    if "real_health" in request.keywords:
+        return
+    from telephony.health import Health  # noqa: PLC0415 - after Django's setup
+
+    def all_up(client: object, pbx_ids: Iterable[int], *, now: float | None = None) -> Health:
+        return Health(pbx_ids_up=frozenset(pbx_ids), media_workers=1)
+
+    monkeypatch.setattr("campaigns.selectors.read_health", all_up)
 
 
 @pytest.fixture

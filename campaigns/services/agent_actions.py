@@ -33,7 +33,7 @@ from campaigns.lifecycle import AttemptOutcome, AttemptState
 from campaigns.models import AttemptEvent, CallAttempt, DncEntry, Lead
 from campaigns.phone import normalize_phone_number
 from campaigns.services.attempts import attempt_event_append
-from campaigns.services.dispatch import lead_apply_late_callback
+from campaigns.services.dispatch import attempt_reclassify_agent_silent, lead_apply_late_callback
 from campaigns.services.dnc import dnc_add
 from campaigns.sms import MAX_SMS_LENGTH, SmsMessage, sms_send
 from orchestrator.errors import InvalidInput
@@ -154,6 +154,8 @@ def attempt_record_report(
             type="media_report",
             data={"end_reason": str(end_reason)[:100], "turns": len(turns), "errors": len(new_errors)},
         )
+        # The report usually comes after the end: a call whose agent never spoke was no success.
+        attempt_reclassify_agent_silent(attempt=attempt)
     return True
 
 

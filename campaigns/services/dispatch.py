@@ -75,21 +75,27 @@ from django.utils import timezone
 from campaigns.lifecycle import (
     DONE_SUCCESS,
     PLACED_STATES,
+    RETRY_CALLBACK,
     AttemptOutcome,
     AttemptState,
+    EndEvidence,
     RetryDecision,
     Transition,
     consumes_attempt,
     retry_decision,
     transition,
+    unseen_end_outcome,
 )
 from campaigns.lifecycle import AttemptEvent as Event
 from campaigns.models import AttemptEvent, CallAttempt, Campaign, DncEntry, Lead, Pbx
 from campaigns.selectors import (
     NO_OPENING_RETRY,
+    WAIT_OUTSIDE_WINDOW,
+    attempt_media_marks,
     callee_window,
     campaign_dialing_filter,
     live_attempts,
+    pbx_health,
     pbx_list_with_free_channels,
 )
 from tenants.models import Tenant
@@ -186,7 +192,7 @@ class _PassWrites:
         updated_at = timezone.now()  # what auto_now would have set
         if self.attempts:
             Lead.objects.filter(pk__in=[attempt.lead_id for attempt in self.attempts]).update(
-                status=Lead.Status.IN_ATTEMPT, next_due_at=None, updated_at=updated_at
+                status=Lead.Status.IN_ATTEMPT, next_due_at=None, wait_reason="", updated_at=updated_at
             )
         if self.suppressed:
             Lead.objects.filter(pk__in=self.suppressed).update(
@@ -198,7 +204,7 @@ class _PassWrites:
         if self.rescheduled:
             for lead in self.rescheduled:
                 lead.updated_at = updated_at
-            Lead.objects.bulk_update(self.rescheduled, ["next_due_at", "updated_at"])
+            Lead.objects.bulk_update(self.rescheduled, ["next_due_at", "wait_reason", "updated_at"])
 
 
 def dispatch_tenant(
@@ -242,10 +248,12 @@ def dispatch_tenant(
             .values_list("campaign", "n")
         )
         tenant_live = sum(campaign_live.values())
-        # Enabled PBXs with free channels (rows and live counts in one query), most free first.
+        # Enabled PBXs with free channels (rows and live counts in one query), most free first; of those,
+        # only where a call can succeed: its Stasis app listening and a media worker up (rule 9).
         pbx_rows = pbx_list_with_free_channels(tenant=tenant)
-        pbxs = {pbx.pk: pbx for pbx, _ in pbx_rows}
-        pbx_free = {pbx.pk: free for pbx, free in pbx_rows}
+        health = pbx_health(pbx_ids=[pbx.pk for pbx, _ in pbx_rows]) if pbx_rows else None
+        pbxs = {pbx.pk: pbx for pbx, _ in pbx_rows if health is not None and health.usable(pbx.pk)}
+        pbx_free = {pbx.pk: free for pbx, free in pbx_rows if pbx.pk in pbxs}
         capacity = min(
             tenant.max_concurrent_calls - tenant_live - tenant.inbound_reserve,
             sum(pbx_free.values()),
@@ -334,6 +342,7 @@ def _claim_lead(
         # Never dial outside the window: due again at the next opening (a day later if none is in sight,
         # or if the window cannot be evaluated: such a lead is retried daily and never dialed).
         lead.next_due_at = window.dialable_from(now) if window is not None else now + NO_OPENING_RETRY
+        lead.wait_reason = WAIT_OUTSIDE_WINDOW  # what the explainer says until then (not "retry_delay")
         writes.rescheduled.append(lead)
         return None
     # The PBX with the most free channels takes the call (ties: lowest id).
@@ -360,6 +369,17 @@ def _claim_lead(
 
 
 @dataclass(frozen=True, slots=True)
+class UnseenEnd:
+    """What is known of an end nobody saw, besides the attempt row: whether the media worker recorded the
+    call (``media_connected``: it took the AudioSocket leg; ``agent_spoke``: the agent's audio reached the
+    caller), and when the Stasis app was last known to listen (``gap_started_at``, None: unknown)."""
+
+    media_connected: bool = False
+    agent_spoke: bool = False
+    gap_started_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptStep:
     """One thing that happened to an attempt, for :func:`attempt_apply_many`: a life-cycle ``event`` with
     the arguments :func:`attempt_apply` takes, or (``note`` set, ``event`` None) a note for its log that
@@ -377,6 +397,9 @@ class AttemptStep:
     error: str = ""
     note: str = ""
     transferred_to: str = ""  # a note may record the number the call was transferred to (CallTransferred)
+    # An end that was not seen (reconciliation, the overdue sweep): the outcome is decided from what the
+    # product recorded (campaigns.lifecycle.unseen_end_outcome) once the attempt is locked.
+    unseen: UnseenEnd | None = None
 
     def checked(self) -> AttemptStep:
         """The step with its event normalised and CANCELLED's default outcome; ValueError on a misuse."""
@@ -506,7 +529,7 @@ def attempt_apply_many(
                 lead=attempt.lead,
                 campaign=attempt.campaign,
                 event=finished.event,
-                outcome=finished.outcome,
+                outcome=AttemptOutcome(attempt.outcome),  # as recorded (see _final_outcome)
                 at=finished.at,
             )
             if on_ended is not None:
@@ -553,6 +576,7 @@ def _offer(
         changed.add("answered_at")
     if result.new is AttemptState.ENDED:
         assert outcome is not None  # checked for every ending event  # noqa: S101
+        outcome = _final_outcome(attempt, result.old, step, outcome)
         attempt.ended_at = at
         attempt.duration_s = (
             max(0.0, (at - attempt.answered_at).total_seconds()) if attempt.answered_at else None
@@ -586,6 +610,44 @@ def _offer(
     return result
 
 
+def _final_outcome(
+    attempt: CallAttempt, old: AttemptState, step: AttemptStep, outcome: AttemptOutcome
+) -> AttemptOutcome:
+    """The outcome an ending step records (DESIGN.md §5 rule 5), from the locked attempt as it was before:
+
+    * an end nobody saw (``step.unseen``) is classified from the evidence, never guessed
+      (:func:`campaigns.lifecycle.unseen_end_outcome`);
+    * an answered call whose agent never spoke (the media worker's report came first and says so) and
+      that was not handed to a human is ``media_failed``, not a success.
+    """
+    if step.unseen is not None:
+        evidence = EndEvidence(
+            answered=attempt.answered_at is not None or bool((step.data or {}).get("answered")),
+            connected=old is AttemptState.BRIDGED
+            or _has_caller_turn(attempt.transcript)
+            or (step.unseen.media_connected and step.unseen.agent_spoke),
+            placed_during_gap=step.unseen.gap_started_at is not None
+            and attempt.originate_sent_at is not None
+            and attempt.originate_sent_at >= step.unseen.gap_started_at,
+        )
+        outcome = unseen_end_outcome(outcome, evidence)
+    if outcome is AttemptOutcome.ANSWERED and agent_never_spoke(attempt):
+        outcome = AttemptOutcome.MEDIA_FAILED
+    return outcome
+
+
+def _has_caller_turn(transcript: Any) -> bool:
+    return isinstance(transcript, list) and any(
+        isinstance(turn, dict) and turn.get("role") == "caller" for turn in transcript
+    )
+
+
+def agent_never_spoke(attempt: CallAttempt) -> bool:
+    """The media worker reported the call and its agent never spoke, and no human took the call over."""
+    metrics = attempt.media_metrics if isinstance(attempt.media_metrics, dict) else {}
+    return metrics.get("agent_spoke") is False and not attempt.transferred_to
+
+
 def _lead_finish(
     *,
     attempt: CallAttempt,
@@ -606,10 +668,11 @@ def _lead_finish(
         # elsewhere): keep that decision; only the counter and the last outcome are recorded.
         lead.save(update_fields=fields)
         return
-    fields += ["status", "next_due_at", "done_reason"]
+    fields += ["status", "next_due_at", "done_reason", "wait_reason"]
     if event is Event.CANCELLED and outcome is AttemptOutcome.OPTED_OUT:
         # The re-check found the number on the DNC list: the same result as finding it at claim time.
         lead.status, lead.next_due_at, lead.done_reason = Lead.Status.SUPPRESSED, None, DONE_REASON_DNC
+        lead.wait_reason = ""
         lead.save(update_fields=fields)
         return
     decision = retry_decision(
@@ -625,16 +688,25 @@ def _lead_finish(
 
 
 def _lead_decide(*, lead: Lead, campaign: Campaign, decision: RetryDecision) -> None:
-    """Set the lead (in memory) to waiting with the decision's time, or done with its reason."""
+    """Set the lead (in memory) to waiting with the decision's time, or done with its reason.
+
+    A waiting lead keeps why it waits (``wait_reason``, for the explainer): ``callback`` (the callee asked
+    for it), ``outside_window`` (the retry time fell outside the callee's window and was moved to its next
+    opening), else the outcome it retries after."""
     if decision.should_retry and decision.at is not None:
         # Only a retry needs the calling window (to move the due time to its next opening).
         window = callee_window(campaign=campaign, contact=lead.contact, tenant=campaign.tenant)
         due = decision.at
         if window is not None:
             due = window.dialable_from(due)
+        reason = decision.reason
+        if reason != RETRY_CALLBACK and due > decision.at:
+            reason = WAIT_OUTSIDE_WINDOW
         lead.status, lead.next_due_at, lead.done_reason = Lead.Status.WAITING, due, ""
+        lead.wait_reason = reason[:32]
     else:
         lead.status, lead.next_due_at, lead.done_reason = Lead.Status.DONE, None, decision.reason
+        lead.wait_reason = ""
 
 
 def lead_apply_late_callback(*, attempt: CallAttempt, now: datetime | None = None) -> bool:
@@ -676,7 +748,56 @@ def lead_apply_late_callback(*, attempt: CallAttempt, now: datetime | None = Non
     if not decision.should_retry:
         return False  # the budget is spent: the lead stays as the end left it
     _lead_decide(lead=lead, campaign=campaign, decision=decision)
-    lead.save(update_fields=["status", "next_due_at", "done_reason", "updated_at"])
+    lead.save(update_fields=["status", "next_due_at", "done_reason", "wait_reason", "updated_at"])
+    return True
+
+
+def attempt_reclassify_agent_silent(*, attempt: CallAttempt, now: datetime | None = None) -> bool:
+    """An answered call whose agent never spoke (the media worker's report, which arrives after the end,
+    says so) was no success: its outcome becomes ``media_failed`` and, if its lead is still where that end
+    left it (done as a success, no newer attempt), the lead is decided again as after a ``media_failed``
+    end: retried by the campaign's rules. Returns whether anything changed.
+
+    Call it in a transaction holding the lock of ``attempt``; the lead is locked here (attempt, then lead).
+    """
+    if (
+        attempt.state != AttemptState.ENDED
+        or attempt.outcome != AttemptOutcome.ANSWERED
+        or not agent_never_spoke(attempt)
+    ):
+        return False
+    now = now or timezone.now()
+    attempt.outcome = AttemptOutcome.MEDIA_FAILED.value
+    attempt.save(update_fields=["outcome"])
+    AttemptEvent.objects.create(
+        attempt=attempt,
+        at=now,
+        kind=AttemptEvent.Kind.NOTE,
+        type="reclassified",
+        data={"from": AttemptOutcome.ANSWERED.value, "to": attempt.outcome, "why": "the agent never spoke"},
+    )
+    lead = (
+        Lead.objects.select_related("contact", "campaign__tenant")
+        .select_for_update(no_key=True, of=("self",))
+        .get(pk=attempt.lead_id)
+    )
+    newer = CallAttempt.objects.filter(lead_id=lead.pk, queued_at__gt=attempt.queued_at).exists()
+    if lead.last_outcome == AttemptOutcome.ANSWERED and not newer:
+        lead.last_outcome = attempt.outcome
+        fields = ["last_outcome", "updated_at"]
+        if lead.status == Lead.Status.DONE and lead.done_reason == DONE_SUCCESS:
+            campaign = lead.campaign
+            decision = retry_decision(
+                outcome=AttemptOutcome.MEDIA_FAILED,
+                attempts_made=lead.attempts,
+                max_attempts=campaign.max_attempts,
+                retry_delays=campaign.retry_delays,
+                now=now,
+            )
+            _lead_decide(lead=lead, campaign=campaign, decision=decision)
+            fields += ["status", "next_due_at", "done_reason", "wait_reason"]
+        lead.save(update_fields=fields)
+    logger.warning("attempt %s: answered but the agent never spoke: media_failed", attempt.pk)
     return True
 
 
@@ -695,8 +816,10 @@ def attempts_end_overdue(
     """End every placed attempt older than its hard maximum plus :data:`OVERDUE_GRACE` (DESIGN.md §5 rule
     5: no attempt stays live longer than its hard maximum); returns their ids.
 
-    The outcome is ``answered`` if the call was answered, else ``failed``; the end's data says
-    ``reason: "overdue"``. An end event arriving later is refused as a duplicate, as usual.
+    Its end was not seen, so the outcome is decided from the evidence like a reconciled end
+    (:func:`campaigns.lifecycle.unseen_end_outcome`: answered when it reached its agent, else
+    ``media_failed`` when it was answered, else ``unknown``); the end's data says ``reason: "overdue"``.
+    An end event arriving later is refused as a duplicate, as usual.
     """
     now = now or timezone.now()
     longest_ring = (
@@ -706,20 +829,21 @@ def attempts_end_overdue(
     overdue = list(
         CallAttempt.objects.filter(state__in=[s.value for s in PLACED_STATES], queued_at__lt=cutoff)
         .order_by("queued_at")
-        .values_list("pk", "answered_at")[:limit]
+        .values_list("pk", flat=True)[:limit]
     )
     ended = []
-    for attempt_id, answered_at in overdue:
-        result = attempt_apply(
-            attempt_id=attempt_id,
+    for attempt_id in overdue:
+        marks = attempt_media_marks(attempt_id=attempt_id)
+        step = AttemptStep(
             event=Event.ENDED,
             at=now,
-            outcome=AttemptOutcome.ANSWERED if answered_at else AttemptOutcome.FAILED,
+            outcome=AttemptOutcome.UNKNOWN,
             error="no end of the call reached the orchestrator within its hard maximum",
             data={"reason": "overdue"},
-            on_ended=on_ended,
+            unseen=UnseenEnd(media_connected=marks.connected, agent_spoke=marks.agent_spoke),
         )
-        if result.applied:
+        (result,) = attempt_apply_many(attempt_id=attempt_id, steps=[step], on_ended=on_ended)
+        if result is not None and result.applied:
             logger.warning("attempt %s: no end within its hard maximum; ended as overdue", attempt_id)
             ended.append(attempt_id)
     return ended

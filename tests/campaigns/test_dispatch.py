@@ -850,11 +850,12 @@ def test_placed_attempts_past_their_hard_maximum_are_ended_and_only_those(
     settings, django_capture_on_commit_callbacks
 ):
     settings.MAX_CALL_DURATION_S = 600
-    overdue, answered, recent = (claimed_attempt(ring_timeout=30) for _ in range(3))
+    overdue, answered, bridged, recent = (claimed_attempt(ring_timeout=30) for _ in range(4))
     queued = claimed_attempt(ring_timeout=30)
-    for attempt in (overdue, answered, recent):
+    for attempt in (overdue, answered, bridged, recent):
         attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ORIGINATE_ACCEPTED, at=at(1))
     attempt_apply(attempt_id=answered.pk, event=AttemptEvent.ANSWERED, at=at(5))
+    attempt_apply(attempt_id=bridged.pk, event=AttemptEvent.BRIDGED, at=at(5))
     CallAttempt.objects.filter(pk=recent.pk).update(queued_at=at(100))
     limit = 600 + 30 + OVERDUE_GRACE.total_seconds()  # the others were claimed at NOW
     tenants: list[int] = []
@@ -863,13 +864,15 @@ def test_placed_attempts_past_their_hard_maximum_are_ended_and_only_those(
     with django_capture_on_commit_callbacks(execute=True):
         ended = attempts_end_overdue(now=at(limit + 1), on_ended=tenants.append)
 
-    assert sorted(ended) == sorted([overdue.pk, answered.pk])
+    assert sorted(ended) == sorted([overdue.pk, answered.pk, bridged.pk])
     assert CallAttempt.objects.get(pk=recent.pk).state == AttemptState.DIALING
     by_id = {a.pk: a for a in CallAttempt.objects.filter(pk__in=ended)}
-    assert by_id[overdue.pk].outcome == AttemptOutcome.FAILED
-    assert by_id[answered.pk].outcome == AttemptOutcome.ANSWERED
+    # Their ends were not seen: classified from the evidence, never guessed as a retryable failure.
+    assert by_id[overdue.pk].outcome == AttemptOutcome.UNKNOWN  # nothing says it was answered
+    assert by_id[answered.pk].outcome == AttemptOutcome.MEDIA_FAILED  # answered, never reached its agent
+    assert by_id[bridged.pk].outcome == AttemptOutcome.ANSWERED  # it reached its agent
     assert all(a.state == AttemptState.ENDED and "hard maximum" in a.error for a in by_id.values())
-    assert len(tenants) == 2
+    assert len(tenants) == 3
     # A queued attempt is not the overdue sweep's business (the stalled sweep resumes it).
     assert CallAttempt.objects.get(pk=queued.pk).state == AttemptState.QUEUED
     # The late real end is refused as a duplicate.

@@ -218,6 +218,9 @@ def test_campaign_defaults():
         "failed": 900,
         "voicemail": 7200,
         "unreachable": 3600,
+        "media_failed": 300,
+        "app_unavailable": 300,
+        "unknown": 3600,
     }
     assert (campaign.max_attempts, campaign.ring_timeout, campaign.priority) == (3, 30, 0)
 

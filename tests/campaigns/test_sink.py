@@ -20,6 +20,7 @@ from campaigns.lifecycle import AttemptState
 from campaigns.models import CallAttempt, Lead
 from campaigns.services.dispatch import dispatch_tenant
 from campaigns.sink import AttemptEventSink, pbx_ids_sharing_app
+from orchestrator.sink import CallEventRouter
 from telephony.events import (
     CallAnswered,
     CallBridged,
@@ -342,7 +343,11 @@ def test_run_stasis_builds_the_app_from_the_pbx_and_settings(
     assert (app.config.user, app.config.password, app.config.app) == ("asterisk", "hunter2", "agent_app")
     assert app.config.media_hosts == ("10.0.0.5:9092", "10.0.0.6:9092")
     assert app.config.media_format == "slin24" and app.config.max_call_duration_s == 900
-    assert isinstance(app.sink, AttemptEventSink) and app.sink.pbx_ids == frozenset({pbx.pk, shared.pk})
+    # Outbound calls go to the attempts, dialplan-entered ones to the inbound call records.
+    assert isinstance(app.sink, CallEventRouter)
+    assert isinstance(app.sink.attempts, AttemptEventSink)
+    assert app.sink.attempts.pbx_ids == frozenset({pbx.pk, shared.pk})
+    assert sorted(app.config.pbx_ids) == sorted([str(pbx.pk), str(shared.pk)])  # its heartbeat covers both
     assert len(seen["signals"]) == 2
     call_command("run_stasis", pbx="edge-1")  # by name too
     assert seen["app"].config.app == "agent_app"

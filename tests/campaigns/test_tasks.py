@@ -44,6 +44,7 @@ from telephony.sim.plan import parse_plan
 from tenants.models import Tenant
 from tests.campaigns.factories import make_campaign, make_contact, make_pbx, make_tenant
 from tests.conftest import database_url
+from tests.health import pbxs_and_media_up
 from tests.e2e.stack import zone_where_it_is
 from tests.telephony.sim.conftest import APP, PASSWORD, USER, start_sim
 
@@ -902,6 +903,7 @@ def worker(subprocess_env, project_root, tmp_path, monkeypatch) -> Iterator[str]
 
 @pytest.mark.slow
 @pytest.mark.postgres
+@pytest.mark.real_health
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_dials_a_campaign_through_without_exceeding_the_tenant_cap(worker, monkeypatch):
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
@@ -914,7 +916,12 @@ def test_a_worker_dials_a_campaign_through_without_exceeding_the_tenant_cap(work
 
 
 def _dial_through(sim: ThreadedSim, queue: str) -> None:
-    tenant, campaign, _ = dialing_tenant(base_url=sim.base, cap=2)
+    tenant, campaign, pbx = dialing_tenant(base_url=sim.base, cap=2)
+    with pbxs_and_media_up([pbx.pk]):  # the worker process places calls only on a PBX that can take them
+        _dial_campaign_through(sim, queue, tenant, campaign)
+
+
+def _dial_campaign_through(sim: ThreadedSim, queue: str, tenant: Tenant, campaign: Campaign) -> None:
     leads = add_leads(campaign, 6)
     max_live = 0
     stop = threading.Event()

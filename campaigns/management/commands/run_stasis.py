@@ -70,6 +70,7 @@ class Command(BaseCommand):
             redis_url=settings.REDIS_URL,
             command_keys=tuple(command_key(pbx_id) for pbx_id in pbx_ids),
             pbx_ids=tuple(str(pbx_id) for pbx_id in pbx_ids),
+            inbound_message=settings.INBOUND_UNROUTED_MESSAGE,
         )
         logger.info(
             "run_stasis: PBX %s (id %s) app %s at %s, serving PBX rows %s, media %s, commands from %s",
