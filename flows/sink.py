@@ -1,15 +1,17 @@
 """The inbound side of the Stasis app's call events: ``CallInbound`` records the call, ``CallEnded`` closes
 it; anything else about an inbound call changes nothing (logged at debug level). Database work runs in a
-thread (the Stasis app's event loop must never block), one event at a time: inbound calls are few."""
+thread of its own (the Stasis app's event loop must never block), one event at a time: inbound calls are
+few. :meth:`InboundCallSink.close` closes that thread's database connection."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from flows.selectors import inbound_live_channel_ids
 from flows.services import inbound_call_ended, inbound_call_started
@@ -23,9 +25,17 @@ T = TypeVar("T")
 class InboundCallSink:
     def __init__(self, *, pbx_ids: Iterable[int] | None = None) -> None:
         self.pbx_ids = sorted(set(pbx_ids)) if pbx_ids is not None else None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbound-sink")
+
+    def close(self) -> None:
+        self._executor.submit(connections.close_all).result()
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._in_thread, fn)
 
     async def handle(self, event: CallEvent) -> None:
-        await asyncio.to_thread(self._apply, event)
+        await self._run(lambda: self._apply(event))
 
     async def handle_many(self, events: Sequence[CallEvent]) -> list[Exception | None]:
         errors: list[Exception | None] = []
@@ -38,32 +48,24 @@ class InboundCallSink:
         return errors
 
     async def live_call_ids(self) -> set[str]:
-        return await asyncio.to_thread(
-            self._in_thread, lambda: inbound_live_channel_ids(pbx_ids=self.pbx_ids)
-        )
+        return await self._run(lambda: inbound_live_channel_ids(pbx_ids=self.pbx_ids))
 
     def _apply(self, event: CallEvent) -> None:
         if isinstance(event, CallInbound):
-            inbound = event
-            self._in_thread(
-                lambda: inbound_call_started(
-                    channel_id=inbound.call_id,
-                    did=inbound.did,
-                    caller_number=inbound.caller_number,
-                    caller_name=inbound.caller_name,
-                    message=inbound.message,
-                    at=inbound.at,
-                    pbx_id=self.pbx_ids[0] if self.pbx_ids else None,
-                )
+            inbound_call_started(
+                channel_id=event.call_id,
+                did=event.did,
+                caller_number=event.caller_number,
+                caller_name=event.caller_name,
+                message=event.message,
+                at=event.at,
+                pbx_id=self.pbx_ids[0] if self.pbx_ids else None,
             )
             logger.info(
-                "inbound call %s from %s to %s recorded", inbound.call_id, inbound.caller_number, inbound.did
+                "inbound call %s from %s to %s recorded", event.call_id, event.caller_number, event.did
             )
         elif isinstance(event, CallEnded):
-            ended = event
-            self._in_thread(
-                lambda: inbound_call_ended(channel_id=ended.call_id, at=ended.at, reason=ended.reason)
-            )
+            inbound_call_ended(channel_id=event.call_id, at=event.at, reason=event.reason)
         else:
             logger.debug("inbound call %s: %r", event.call_id, event)
 

@@ -46,3 +46,4 @@ class CallEventRouter:
 
     def close(self) -> None:
         self.attempts.close()
+        self.inbound.close()

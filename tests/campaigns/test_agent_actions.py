@@ -188,6 +188,36 @@ def test_extra_arguments_from_a_newer_media_worker_are_ignored():
     assert media_add_to_dnc.run(**call(attempt), note="", confidence=0.9) == "done"
 
 
+@pytest.mark.parametrize("order", ["report_after_end", "report_before_end"])
+def test_a_call_whose_agent_never_spoke_is_media_failed_and_its_lead_retried(order):
+    """Same rule for the Realtime side as for a media worker outage: a call whose agent never spoke (the
+    speech model failed) is not a success. The report usually comes after the end; either way the call is
+    media_failed and its lead waits for a retry instead of being done."""
+    attempt = answered_attempt(retry_delays={"media_failed": 300})
+    silent = {**REPORT, "transcript": [], "metrics": {**REPORT["metrics"], "agent_spoke": False}}
+    if order == "report_after_end":
+        end(attempt)
+        assert lead_of(attempt).status == Lead.Status.DONE
+    assert media_call_report.run(**call(attempt), **silent) == "done"
+    if order == "report_before_end":
+        end(attempt)
+
+    attempt.refresh_from_db()
+    lead = lead_of(attempt)
+    assert attempt.outcome == AttemptOutcome.MEDIA_FAILED
+    assert (lead.status, lead.last_outcome, lead.attempts) == (Lead.Status.WAITING, "media_failed", 1)
+    assert lead.next_due_at is not None and lead.next_due_at >= at(60) + timedelta(seconds=300)
+
+
+def test_a_call_whose_agent_spoke_stays_answered():
+    attempt = answered_attempt()
+    end(attempt)
+    spoke = {**REPORT, "metrics": {**REPORT["metrics"], "agent_spoke": True}}
+    assert media_call_report.run(**call(attempt), **spoke) == "done"
+    attempt.refresh_from_db()
+    assert attempt.outcome == AttemptOutcome.ANSWERED and lead_of(attempt).status == Lead.Status.DONE
+
+
 # ------------------------------------------------------------------------------------------- callback
 
 

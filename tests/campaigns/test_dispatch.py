@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,8 +28,10 @@ from campaigns.services.dispatch import (
 )
 from campaigns.services.dnc import dnc_add
 from campaigns.windows import WEEKDAYS
+from media.brief import STASIS_APPS_KEY
 from tenants.models import Tenant
 from tests.campaigns.factories import make_campaign, make_contact, make_pbx, make_tenant
+from tests.health import pbxs_and_media_up
 
 # Wednesday 2025-01-15 10:00 in New York (the callee zone used below): inside every window used here.
 NOW = datetime(2025, 1, 15, 15, 0, tzinfo=UTC)
@@ -285,6 +288,38 @@ class TestWhatIsNeverDialed:
         due_leads(running_campaign(other), 3)
         assert dispatch_tenant(tenant_id=tenant.pk, now=NOW) == []
         assert dispatch_tenant(tenant_id=999_999, now=NOW) == []
+
+
+@pytest.mark.real_health
+@pytest.mark.django_db
+def test_calls_are_placed_only_on_a_pbx_whose_stasis_app_listens_while_a_media_worker_is_up():
+    """DESIGN §5 rule 9 (and A11: a channel originated into an app with no websocket is dialed anyway and
+    the callee who answers is dropped): with no heartbeat nothing is claimed and no lead is touched; a
+    PBX whose app listens takes the calls only while a media worker is up too."""
+    from campaigns.selectors import pbx_health  # noqa: PLC0415
+    from orchestrator.redis_client import get_redis  # noqa: PLC0415
+    from telephony.health import HEARTBEAT_TTL_S  # noqa: PLC0415
+
+    tenant = make_tenant(max_concurrent_calls=5)
+    down, up = make_pbx(tenant), make_pbx(tenant)
+    campaign = running_campaign(tenant)
+    due_leads(campaign, 3)
+    assert dispatch_tenant(tenant_id=tenant.pk, now=NOW) == []
+    assert Lead.objects.filter(campaign=campaign, status=Lead.Status.WAITING).count() == 3
+
+    client = get_redis()
+    try:
+        # The Stasis app of `up` listens (a fresh heartbeat), `down`'s expired a second ago; no media worker.
+        heartbeats = {str(up.pk): time.time() + HEARTBEAT_TTL_S, str(down.pk): time.time() - 1}
+        client.zadd(STASIS_APPS_KEY, heartbeats)
+        assert pbx_health(pbx_ids=[up.pk, down.pk]).pbx_ids_up == {up.pk}
+        assert dispatch_tenant(tenant_id=tenant.pk, now=NOW) == []
+        with pbxs_and_media_up([]):  # a media worker now, and still only `up`'s app
+            ids = dispatch_tenant(tenant_id=tenant.pk, now=NOW)
+        assert len(ids) == 3
+        assert set(CallAttempt.objects.filter(pk__in=ids).values_list("pbx_id", flat=True)) == {up.pk}
+    finally:
+        client.zrem(STASIS_APPS_KEY, str(up.pk), str(down.pk))
 
 
 @pytest.mark.django_db
@@ -748,6 +783,43 @@ class TestWhyNotDialed:
         report = lead_why_not_dialed(tenant=attempt.tenant, lead_id=attempt.lead_id, now=NOW)
         assert codes(report) == ["done"] and report["reasons"][0]["done_reason"] == "success"
         assert report["next_dial_at"] is None
+
+    def test_a_lead_moved_to_its_window_opening_keeps_saying_so(self):
+        """The reason must survive the reschedule: once dispatch has moved a never-dialed lead to the
+        opening of its window, it says outside_window with that opening, not retry_delay."""
+        tenant = tenant_with_pbx()
+        campaign = running_campaign(tenant, calling_windows={"wed": [["09:00", "17:00"]]})
+        (lead,) = due_leads(campaign, 1)
+        now = datetime(2025, 1, 15, 3, 0, tzinfo=UTC)  # 22:00 in New York: closed
+        Lead.objects.filter(pk=lead.pk).update(next_due_at=now)
+        assert dispatch_tenant(tenant_id=tenant.pk, now=now) == []  # rescheduled to the opening
+        lead.refresh_from_db()
+        opening = datetime(2025, 1, 15, 14, 0, tzinfo=UTC)
+        assert lead.next_due_at == opening and lead.wait_reason == "outside_window"
+
+        report = lead_why_not_dialed(tenant=tenant, lead_id=lead.pk, now=now + timedelta(seconds=1))
+        assert codes(report) == ["outside_window"]
+        assert report["reasons"][0]["next_opening"] == report["next_dial_at"] == opening
+
+    def test_a_scheduled_callback_is_explained_as_a_callback(self):
+        attempt = claimed_attempt()
+        CallAttempt.objects.filter(pk=attempt.pk).update(callback_at=at(7200))
+        attempt_apply(
+            attempt_id=attempt.pk, event=AttemptEvent.ENDED, at=at(60), outcome=AttemptOutcome.ANSWERED
+        )
+        report = lead_why_not_dialed(tenant=attempt.tenant, lead_id=attempt.lead_id, now=at(61))
+        assert codes(report) == ["callback"] and report["reasons"][0]["at"] == at(7200)
+        assert report["next_dial_at"] == at(7200)
+
+    @pytest.mark.real_health
+    def test_no_stasis_app_or_no_media_worker_is_said(self):
+        tenant = tenant_with_pbx()
+        (lead,) = due_leads(running_campaign(tenant), 1)
+        pbx_id = tenant.pbxs.get().pk
+        report = lead_why_not_dialed(tenant=tenant, lead_id=lead.pk, now=NOW)
+        assert codes(report) == ["pbx_unavailable", "no_media_worker"] and not report["dialable_now"]
+        with pbxs_and_media_up([pbx_id]):
+            assert codes(lead_why_not_dialed(tenant=tenant, lead_id=lead.pk, now=NOW)) == []
 
     def test_another_tenants_lead_is_not_found(self):
         tenant = tenant_with_pbx()

@@ -26,12 +26,14 @@ from campaigns.lifecycle import (
     AttemptEvent,
     AttemptOutcome,
     AttemptState,
+    EndEvidence,
     RetryDecision,
     Transition,
     consumes_attempt,
     is_live,
     retry_decision,
     transition,
+    unseen_end_outcome,
 )
 
 S = AttemptState
@@ -377,3 +379,43 @@ def test_retry_decision_properties(
     else:
         assert decision.at is None
         assert outcome in NEVER_RETRY | FINAL_SUCCESS or attempts_made >= max_attempts
+
+
+# --------------------------------------------------------------------------------------- unseen ends
+
+
+@pytest.mark.parametrize(
+    ("reported", "evidence", "expected"),
+    [
+        # It reached its agent: answered, whatever was reported.
+        ("unknown", EndEvidence(connected=True), "answered"),
+        ("media_failed", EndEvidence(answered=True, connected=True), "answered"),
+        # Answered, never reached its agent: the callee heard silence.
+        ("unknown", EndEvidence(answered=True), "media_failed"),
+        ("answered", EndEvidence(), "media_failed"),
+        # What was seen before the gap says how it went.
+        ("busy", EndEvidence(placed_during_gap=True), "busy"),
+        ("no_answer", EndEvidence(), "no_answer"),
+        # Nothing known: never "failed".
+        ("unknown", EndEvidence(placed_during_gap=True), "app_unavailable"),
+        ("unknown", EndEvidence(), "unknown"),
+        ("failed", EndEvidence(), "unknown"),
+    ],
+)
+def test_an_unseen_end_is_classified_from_the_evidence(
+    reported: str, evidence: EndEvidence, expected: str
+) -> None:
+    assert unseen_end_outcome(AttemptOutcome(reported), evidence) is AttemptOutcome(expected)
+
+
+@given(
+    st.sampled_from(list(AttemptOutcome)),
+    st.builds(EndEvidence, answered=st.booleans(), connected=st.booleans(), placed_during_gap=st.booleans()),
+)
+def test_an_unseen_end_is_never_a_guessed_failure_and_never_redials_a_conversation(
+    reported: AttemptOutcome, evidence: EndEvidence
+) -> None:
+    outcome = unseen_end_outcome(reported, evidence)
+    assert outcome not in (AttemptOutcome.FAILED, AttemptOutcome.ERROR)
+    if evidence.connected:
+        assert outcome is AttemptOutcome.ANSWERED  # a lead whose call reached its agent is not redialed

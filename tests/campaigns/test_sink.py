@@ -637,3 +637,95 @@ async def test_the_ends_of_one_batch_trigger_their_passes_in_one_call() -> None:
 def test_one_callback_or_the_other() -> None:
     with pytest.raises(ValueError, match="not both"):
         AttemptEventSink(on_ended=print, on_ended_many=print)
+
+
+# ---------------------------------------------------------------------------- ends nobody saw (rule 5)
+
+
+def _mark_media(call_id: str, **fields: float) -> None:
+    from media.brief import media_seen_key  # noqa: PLC0415
+    from orchestrator.redis_client import get_redis  # noqa: PLC0415
+
+    get_redis().hset(media_seen_key(call_id), mapping=fields)
+    get_redis().expire(media_seen_key(call_id), 60)
+
+
+def _placed(attempt: CallAttempt, *, answered: bool = False, sent_at: Any = None) -> None:
+    from campaigns.lifecycle import AttemptEvent  # noqa: PLC0415
+    from campaigns.services.dispatch import attempt_apply  # noqa: PLC0415
+
+    CallAttempt.objects.filter(pk=attempt.pk).update(originate_sent_at=sent_at or NOW)
+    attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ORIGINATE_ACCEPTED, at=NOW)
+    if answered:
+        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ANSWERED, at=NOW + timedelta(seconds=2))
+
+
+def _reconciled(call_id: str, outcome: CallOutcome = CallOutcome.UNKNOWN, **fields: Any) -> CallEnded:
+    return CallEnded(call_id, NOW + timedelta(seconds=60), outcome, reason="reconciled", **fields)
+
+
+async def test_an_unseen_end_of_a_call_that_talked_is_answered_and_its_lead_is_not_redialed(
+    sink: AttemptEventSink,
+) -> None:
+    """The Stasis app was killed; after its restart the call is gone and nothing of its end was seen. The
+    media worker's marks say the agent talked to the callee: answered (lead done), never "failed"."""
+    attempt = await _async(claimed_attempt)
+    await _async(lambda: _placed(attempt))
+    await _async(lambda: _mark_media(str(attempt.pk), connected=NOW.timestamp(), agent_audio=NOW.timestamp()))
+
+    await sink.handle(_reconciled(str(attempt.pk)))
+
+    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    assert attempt.state == AttemptState.ENDED and attempt.outcome == "answered"
+    assert attempt.lead.status == Lead.Status.DONE and attempt.lead.done_reason == "success"
+
+
+async def test_an_unseen_end_of_a_call_answered_but_never_bridged_is_media_failed(
+    sink: AttemptEventSink,
+) -> None:
+    attempt = await _async(claimed_attempt)
+    await _async(lambda: _placed(attempt, answered=True))
+
+    await sink.handle(_reconciled(str(attempt.pk), CallOutcome.ANSWERED, answered=True))
+
+    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    assert attempt.outcome == "media_failed"  # the callee heard silence: retried, not a success
+    assert attempt.lead.status == Lead.Status.WAITING and attempt.lead.last_outcome == "media_failed"
+
+
+@pytest.mark.parametrize(
+    ("sent_after_gap", "outcome"), [(True, "app_unavailable"), (False, "unknown")], ids=["in-gap", "before"]
+)
+async def test_an_unseen_end_with_no_evidence_is_never_guessed(
+    sink: AttemptEventSink, sent_after_gap: bool, outcome: str
+) -> None:
+    """Nothing says it was answered: placed while the app was not listening → app_unavailable (A11: a
+    callee who answered met no app); else unknown. Both retried; neither is "failed"."""
+    attempt = await _async(claimed_attempt)
+    gap = NOW + timedelta(seconds=10)
+    await _async(lambda: _placed(attempt, sent_at=gap + timedelta(seconds=1 if sent_after_gap else -5)))
+
+    await sink.handle(_reconciled(str(attempt.pk), gap_started_at=gap))
+
+    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    assert attempt.outcome == outcome
+    assert attempt.lead.status == Lead.Status.WAITING
+    data = await _async(lambda: attempt.events.filter(type="dialing->ended").get().data)
+    assert data["data"]["gap_started_at"] == gap.isoformat()
+
+
+async def test_what_was_seen_before_the_gap_is_kept(sink: AttemptEventSink) -> None:
+    attempt = await _async(claimed_attempt)
+    await _async(lambda: _placed(attempt))
+    await sink.handle(_reconciled(str(attempt.pk), CallOutcome.BUSY, dialstatus="BUSY"))
+    assert await _async(lambda: CallAttempt.objects.get(pk=attempt.pk).outcome) == "busy"
+
+
+async def test_the_media_uuid_is_not_kept_in_the_event_log(sink: AttemptEventSink) -> None:
+    """It is the one secret binding a media connection to the call; tenants see the event log."""
+    attempt = await _async(claimed_attempt)
+    media_uuid = "0b6f4a38-5d7e-4b8e-9f8e-1b6f0a4a3c11"
+    await sink.handle(CallAnswered(str(attempt.pk), str(attempt.pk), NOW + timedelta(seconds=2)))
+    await sink.handle(CallBridged(str(attempt.pk), media_uuid, NOW + timedelta(seconds=3)))
+    rows = await _async(lambda: [str(e.data) for e in attempt.events.all()])
+    assert rows and not any(media_uuid in row for row in rows)

@@ -33,9 +33,15 @@ else:
 """
 
 
-def load_settings(**environment: str) -> dict[str, Any]:
-    """The settings as the product would see them with exactly ``environment`` (plus PATH) set."""
+A_FERNET_KEY = "dGVzdC1vbmx5LWZpZWxkLWVuY3J5cHRpb24ta2V5ISE="
+
+
+def load_settings(*, without_field_key: bool = False, **environment: str) -> dict[str, Any]:
+    """The settings as the product would see them with exactly ``environment`` (plus PATH) set; a valid
+    FIELD_ENCRYPTION_KEY is added unless ``without_field_key`` (or the test gives its own)."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **environment}
+    if not without_field_key:
+        env.setdefault("FIELD_ENCRYPTION_KEY", A_FERNET_KEY)
     completed = run_python(_LOAD_SETTINGS, env=env)
     assert completed.returncode == 0, completed.stderr
     result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -63,6 +69,22 @@ def test_missing_secret_key_without_debug_is_improperly_configured():
     loaded = load_settings()
     assert loaded.get("error") == "ImproperlyConfigured"
     assert "SECRET_KEY" in loaded["message"]
+
+
+def test_missing_field_encryption_key_without_debug_is_refused_at_start_up():
+    """Not a 500 at the first write of a secret: every Django process refuses to start."""
+    loaded = load_settings(SECRET_KEY="k", without_field_key=True)
+    assert loaded.get("error") == "ImproperlyConfigured"
+    assert "FIELD_ENCRYPTION_KEY" in loaded["message"]
+
+
+def test_a_malformed_field_encryption_key_is_refused_at_start_up():
+    loaded = load_settings(SECRET_KEY="k", FIELD_ENCRYPTION_KEY="not-a-fernet-key")
+    assert loaded.get("error") == "ImproperlyConfigured" and "key #1" in loaded["message"]
+
+
+def test_debug_mode_may_run_without_a_field_encryption_key():
+    assert load_settings(DEBUG="1", without_field_key=True)["DEBUG"] is True
 
 
 def test_debug_off_is_the_default():
