@@ -173,13 +173,14 @@ class Stack:
         wait_for(lambda: _port_open(self.realtime_port), timeout=20, what="the Realtime stand-in")
         return proc
 
-    def start_media_worker(self) -> Proc:
+    def start_media_worker(self, *, port: int | None = None, name: str = "media") -> Proc:
         """The real media worker (``python -m media``) on the stack's Redis and Celery queue, talking to the
-        Realtime stand-in (start that first)."""
+        Realtime stand-in (start that first). ``port``: listen there (a restart where the Stasis app already
+        sends its legs) instead of on a new free port."""
         assert self.realtime_port, "start_realtime() first"
-        self.media_port = free_port()
+        self.media_port = port or free_port()
         proc = self.spawn(
-            "media",
+            name,
             ["-m", "media"],
             env={
                 "MEDIA_LISTEN": f"127.0.0.1:{self.media_port}",
@@ -212,17 +213,19 @@ class Stack:
             env=env,
         )  # fmt: skip
 
-    def start_beat(self, *, loglevel: str = "INFO") -> Proc:
-        schedule = self.directory / "celerybeat-schedule"
+    def start_beat(self, *, loglevel: str = "INFO", name: str = "beat") -> Proc:
+        """Celery beat. A ``name`` other than "beat" (a restarted beat) gets a log and schedule of its own."""
+        prefix = "" if name == "beat" else f"{name}-"
+        schedule = self.directory / f"{prefix}celerybeat-schedule"
         return self.spawn(
-            "beat",
+            name,
             ["-m", "celery", "-A", "orchestrator", "beat", "-s", str(schedule), f"--loglevel={loglevel}"],
         )
 
-    def start_stasis(self, pbx_id: int, *, env: dict[str, str] | None = None) -> Proc:
+    def start_stasis(self, pbx_id: int, *, env: dict[str, str] | None = None, name: str = "stasis") -> Proc:
         media = {"MEDIA_WORKER_HOSTS": f"127.0.0.1:{self.media_port}"} if self.media_port else {}
         return self.spawn(
-            "stasis", ["manage.py", "run_stasis", "--pbx", str(pbx_id)], env={**media, **(env or {})}
+            name, ["manage.py", "run_stasis", "--pbx", str(pbx_id)], env={**media, **(env or {})}
         )
 
     def wait_stasis_connected(self, timeout: float = 20) -> None:
