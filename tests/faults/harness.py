@@ -90,14 +90,14 @@ class Observer:
         raise ValueError(phase)
 
     def wait_for_phase(self, phase: str, *, timeout: float) -> str:
-        """Wait until a live call is in ``phase``; returns what was found ("none" after the timeout, when
-        the fault goes in anyway and the record says so)."""
+        """Wait until a live call is in ``phase``; returns what was found. After the timeout the fault goes
+        in anyway, and the record says so: "any" (calls were live, none in that phase) or "none"."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.calls_in(phase):
                 return phase
             time.sleep(0.005)
-        return "none"
+        return "any" if self.latest else "none"
 
 
 # -------------------------------------------------------------------------------------------------- faults
@@ -217,6 +217,21 @@ class FaultStack:
             " FROM campaigns_lead l JOIN campaigns_contact c ON c.id = l.contact_id"
         )
         return [LeadRow(*row) for row in rows]
+
+    def attempt_events(self, attempt_ids: list[str]) -> dict[str, list[str]]:
+        """Each attempt's event log in short: state changes with their data, notes, ARI event types."""
+        with self.postgres.connect(self.database) as conn:
+            rows = conn.execute(
+                b"SELECT attempt_id::text, at, kind, type, data FROM campaigns_attemptevent"
+                b" WHERE attempt_id = ANY(%s::uuid[]) ORDER BY at, id",
+                (attempt_ids,),
+            ).fetchall()
+        events: dict[str, list[str]] = {}
+        for attempt_id, at, kind, type_, data in rows:
+            attempt_id = str(attempt_id)
+            shown = "" if kind == "ari" or not data else " " + json.dumps(data, default=str)[:300]
+            events.setdefault(attempt_id, []).append(f"{at:%H:%M:%S.%f}"[:-3] + f" {kind} {type_}{shown}")
+        return events
 
     def sim_calls(self) -> list[dict[str, Any]]:
         with self.stack.sim() as sim:

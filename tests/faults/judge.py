@@ -299,5 +299,21 @@ def judge(
     return verdict
 
 
+def describe_call(call: Mapping[str, Any] | None) -> str:
+    """The simulator's record of a call in one line: the evidence an outcome is judged against."""
+    if call is None:
+        return "PBX: no call"
+    legs = [
+        f"{leg.get('frames_in', 0)} in/{leg.get('frames_out', 0)} out"
+        + (f" {leg['end_reason']}" if leg.get("end_reason") else "")
+        for leg in call.get("media") or []
+    ]
+    return (
+        f"PBX: {call.get('state')} created {call.get('created_at')} answered {call.get('answered_at')} "
+        f"ended {call.get('ended_at')} cause {call.get('cause')} by {call.get('ended_by')}, "
+        f"heard {heard_ms(call):.0f} ms, media legs [{'; '.join(legs)}]"
+    )
+
+
 def count_by_outcome(attempts: Iterable[AttemptRow]) -> Counter[str]:
     return Counter(a.outcome or a.state for a in attempts)

@@ -1,4 +1,5 @@
-"""``python -m tests.faults.seed SPEC_JSON``: the fault scenario's rows, made through the product's services.
+"""``python -m tests.faults.seed SPEC_JSON``: the fault scenario's rows, made through the product's services
+(by the test factories, as the end-to-end tests make theirs).
 
 Run as a process of its own against the fault suite's database (``DATABASE_URL``): the test process's
 Django is bound to the session's test database, not to the server the suite restarts. Prints one JSON line:
@@ -20,36 +21,24 @@ def seed(spec: dict[str, Any]) -> dict[str, Any]:
     import django
 
     django.setup()
+    # The test factories: the product's services, kept in step with them by every test that uses them.
     from django.conf import settings
-    from django.contrib.auth.models import User
 
     from campaigns.lifecycle import AttemptOutcome
-    from campaigns.services.agents import agent_profile_create
-    from campaigns.services.campaigns import campaign_create, campaign_start
-    from campaigns.services.contacts import contact_upsert, lead_add
-    from campaigns.services.pbx import pbx_create
+    from campaigns.services.campaigns import campaign_start
+    from campaigns.services.contacts import lead_add
     from campaigns.windows import WEEKDAYS
-    from tenants.services import tenant_create
+    from tests.campaigns.factories import make_agent, make_campaign, make_contact, make_pbx, make_tenant
 
     outcomes = {outcome.value for outcome in AttemptOutcome}
     # Retry delays for the outcomes this version of the product has (a fault may produce e.g. "failed";
-    # outcomes added later, such as "unknown", get the short delay too once they exist).
+    # outcomes added later get the short delay too once they exist).
     retry_delays = {name: delay for name, delay in spec["retry_delays"].items() if name in outcomes}
     made = []
-    for index, tenant_spec in enumerate(spec["tenants"]):
-        owner = User.objects.create_user(
-            username=f"owner{index}@faults.test", email=f"owner{index}@faults.test"
-        )
-        tenant = tenant_create(
-            name=f"Fault tenant {index}",
-            slug=f"fault-tenant-{index}",
-            owner=owner,
-            max_concurrent_calls=tenant_spec["cap"],
-            calls_per_second=50,
-        )
-        pbx = pbx_create(
-            tenant=tenant,
-            name=f"sim-{index}",
+    for tenant_spec in spec["tenants"]:
+        tenant = make_tenant(max_concurrent_calls=tenant_spec["cap"], calls_per_second=50)
+        pbx = make_pbx(
+            tenant,
             ari_url=spec["ari_url"],
             ari_user=spec["ari_user"],
             password_env=spec["password_env"],
@@ -58,28 +47,25 @@ def seed(spec: dict[str, Any]) -> dict[str, Any]:
             max_channels=100,
             calls_per_second=100,
         )
-        agent = agent_profile_create(
-            tenant=tenant,
-            name="Fault agent",
+        agent = make_agent(
+            tenant,
             instructions="You are the test agent calling {{name}}.",
             greeting="Hello {{name}}, this is the test agent.",
             tools=["end_call", "schedule_callback", "set_disposition"],
         )
-        campaign = campaign_create(
-            tenant=tenant,
+        campaign = make_campaign(
+            tenant,
             agent=agent,
-            name="Fault campaign",
-            caller_id="+14155550100",
             calling_windows={day: [["00:00", "24:00"]] for day in WEEKDAYS},
             ring_timeout=spec["ring_timeout"],
             max_attempts=spec["max_attempts"],
             retry_delays=retry_delays,
         )
         for number in tenant_spec["numbers"]:
-            contact = contact_upsert(
-                tenant=tenant, phone_number=number, name="Dana", timezone=spec["timezone"]
+            lead_add(
+                campaign=campaign,
+                contact=make_contact(tenant, number, name="Dana", timezone=spec["timezone"]),
             )
-            lead_add(campaign=campaign, contact=contact)
         campaign_start(campaign=campaign)
         made.append(
             {

@@ -15,14 +15,17 @@ import os
 import random
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from tests.e2e.stack import PASSWORD_ENV, SIM_APP, SIM_USER, Stack, wait_for, zone_where_it_is
 from tests.faults.conftest import FaultServers
 from tests.faults.harness import FAULTS, FaultStack, Injection, Observer, now, product_env, seed
-from tests.faults.judge import count_by_outcome, judge
+from tests.faults.judge import Finding, count_by_outcome, describe_call, judge
 from tests.faults.scenario import PLAN, seed_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.faults, pytest.mark.timeout(360)]
@@ -102,7 +105,12 @@ def test_calls_survive_the_fault_with_their_truth(
     )
     record_summary(summary)
     details = (
-        f"  injected at: {', '.join(f'{i.phase} ({i.live_calls} live)' for i in injections)}; "
+        "  injected at: "
+        + ", ".join(
+            f"{i.phase} ({i.live_calls} live, {placed_between(calls, i)} placed while down)"
+            for i in injections
+        )
+        + "; "
         f"settled: {settled}; {time.monotonic() - started:.0f} s; seed {SEED}\n"
         f"  attempts: {dict(sorted(count_by_outcome(attempts).items()))}; stuck: {len(verdict.stuck)}, "
         f"overdue: {len(verdict.overdue)}, unrecorded calls: {len(verdict.unrecorded)}, "
@@ -112,9 +120,34 @@ def test_calls_survive_the_fault_with_their_truth(
     print(summary)
     print(details)
 
+    evidence = ""
     if verdict.failures():
         print(f"process logs in {stack.directory}\n{stack.logs(40)}")
-    assert not verdict.failures(), f"{summary}\n{verdict.report()}"
+        evidence = explain(
+            faults, calls, [*verdict.wrong_outcomes, *verdict.stuck, *verdict.redialed_answered]
+        )
+    assert not verdict.failures(), f"{summary}\n{details}\n{verdict.report()}\n{evidence}"
     # And the run tested what it says: the caps were sampled, and every fault hit live calls.
     assert observer.samples > 50, f"only {observer.samples} samples of the live calls"
     assert all(injection.live_calls for injection in injections), f"a fault hit no live call: {details}"
+
+
+def placed_between(calls: list[dict[str, Any]], injection: Injection) -> int:
+    """Calls the product placed between a fault and the component's recovery."""
+    start, end = injection.injected_at, injection.recovered_at or now()
+    return sum(1 for call in calls if start <= datetime.fromisoformat(call["created_at"]) <= end)
+
+
+def explain(faults: FaultStack, calls: list[dict[str, Any]], findings: list[Finding]) -> str:
+    """For each attempt found wrong: the simulator's record of its call and the attempt's event log."""
+    by_id = {call["id"]: call for call in calls}
+    ids = sorted({f.attempt_id for f in findings})
+    try:
+        events = faults.attempt_events(ids)
+    except psycopg.Error as exc:
+        return f"(no event logs: {exc})"
+    lines = ["evidence:"]
+    for attempt_id in ids:
+        lines.append(f"  {attempt_id} {describe_call(by_id.get(attempt_id))}")
+        lines.extend(f"      {event}" for event in events.get(attempt_id, []))
+    return "\n".join(lines)
