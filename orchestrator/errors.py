@@ -8,8 +8,9 @@ validators (phone numbers, calling windows) raise plain ``ValueError`` and calle
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
-from django.db.models import Model
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import router
+from django.db.models import BaseConstraint, CheckConstraint, Model, UniqueConstraint
 
 
 class InvalidInput(ValueError):
@@ -29,10 +30,52 @@ def invalid_input_from(error: ValidationError) -> InvalidInput:
     return InvalidInput("__all__", " ".join(error.messages))
 
 
+#: Constraints over several fields: the field a user changes to satisfy it, and the message to show. A
+#: constraint not listed names its one field (a check on one field, a unique constraint's last field, e.g.
+#: ``name`` of ``(tenant, name)``), else it is a ``non_field_errors``. Names are unique project-wide (each is
+#: prefixed with its model); a test checks that every multi-field check constraint of the project is here.
+CONSTRAINT_FIELDS: dict[str, tuple[str, str]] = {
+    "campaign_ends_after_start": ("ends_at", "must be after starts_at"),
+    "tenant_inbound_reserve_lt_max_concurrent_calls": (
+        "inbound_reserve",
+        "must be smaller than max_concurrent_calls",
+    ),
+    # The API's and the admin's input is "password" (stored encrypted) or "password_env".
+    "pbx_exactly_one_password_source": ("password", "give exactly one of password or password_env"),
+    "lead_waiting_has_next_due_at": ("next_due_at", "a waiting lead needs a due time"),
+}
+
+
+def constraint_field(constraint: BaseConstraint) -> str:
+    """The field a violation of ``constraint`` is reported on (see :data:`CONSTRAINT_FIELDS`)."""
+    if constraint.name in CONSTRAINT_FIELDS:
+        return CONSTRAINT_FIELDS[constraint.name][0]
+    if isinstance(constraint, UniqueConstraint) and constraint.fields:
+        return str(constraint.fields[-1])
+    if isinstance(constraint, CheckConstraint):
+        fields = constraint.condition.referenced_base_fields  # type: ignore[union-attr]
+        if len(fields) == 1:
+            return str(next(iter(fields)))
+    return NON_FIELD_ERRORS
+
+
 def full_clean_or_raise(instance: Model, *, exclude: list[str] | None = None) -> None:
-    """Run a model instance's ``full_clean`` (field validators, choices, unique and check constraints) and
-    turn its ``ValidationError`` into :class:`InvalidInput`. The database constraints still decide races."""
+    """Run a model instance's ``full_clean`` (field validators, choices, unique fields) and then its
+    constraints one by one, and turn the first failure into :class:`InvalidInput`: a constraint's is
+    reported on the field it is about (:func:`constraint_field`), e.g. ``ends_at`` for an end before the
+    start, never as an anonymous model-wide error. The database constraints still decide races."""
     try:
-        instance.full_clean(exclude=exclude)
+        instance.full_clean(exclude=exclude, validate_constraints=False)
     except ValidationError as exc:
         raise invalid_input_from(exc) from exc
+    excluded = set(exclude or ())
+    using = router.db_for_write(type(instance), instance=instance)
+    for model_class, constraints in instance.get_constraints():
+        for constraint in constraints:
+            try:
+                # Every Django constraint class has validate(); the stubs declare it per subclass only.
+                constraint.validate(model_class, instance, exclude=excluded, using=using)  # type: ignore[attr-defined]
+            except ValidationError as exc:
+                known = CONSTRAINT_FIELDS.get(constraint.name)
+                message = known[1] if known else " ".join(exc.messages)
+                raise InvalidInput(constraint_field(constraint), message) from exc
