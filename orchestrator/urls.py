@@ -4,10 +4,17 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from orchestrator.views import healthz
 
+# Django's error pages, in JSON under /api/ (HTML elsewhere): orchestrator/http_errors.py.
+handler400 = "orchestrator.http_errors.bad_request"
+handler403 = "orchestrator.http_errors.permission_denied"
+handler404 = "orchestrator.http_errors.page_not_found"
+handler500 = "orchestrator.http_errors.server_error"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("campaigns.api.urls")),
+    path("api/v1/", include("tenants.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -77,3 +77,13 @@ def membership_for_user(*, user: User | AnonymousUser, slug: str | None = None) 
         memberships = memberships.filter(tenant__slug=slug)
     found = list(memberships[:2])
     return found[0] if len(found) == 1 else None
+
+
+def api_key_list(*, tenant: Tenant) -> QuerySet[ApiKey]:
+    """The tenant's API keys, revoked ones included, newest first."""
+    return ApiKey.objects.filter(tenant=tenant).order_by("-created_at", "-pk")
+
+
+def tenant_by_slug(*, slug: str) -> Tenant | None:
+    """The tenant with this slug, suspended or not; None when there is none."""
+    return Tenant.objects.filter(slug=slug).first()
