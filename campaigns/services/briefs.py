@@ -19,8 +19,8 @@ from typing import Any
 
 from django.conf import settings
 
-from campaigns.models import AGENT_TOOLS, CallAttempt
-from campaigns.prompts import render_instructions
+from campaigns.models import AGENT_TOOLS, AgentProfile, CallAttempt, Contact
+from campaigns.prompts import RenderedAgentTexts, contact_variables, render_agent_texts
 from campaigns.windows import zones_for_contact
 from media.brief import brief_key  # the key the media worker reads (a pure module, no Django)
 from orchestrator.redis_client import get_redis
@@ -32,6 +32,7 @@ __all__ = [
     "BRIEF_VERSION",
     "brief_build",
     "brief_key",
+    "brief_texts",
     "brief_ttl_s",
     "brief_write",
 ]
@@ -73,6 +74,17 @@ def _callee_timezone(attempt: CallAttempt) -> str:
     return zones[0] if zones else (tenant.default_timezone or "UTC")
 
 
+def brief_texts(*, agent: AgentProfile, contact: Contact) -> RenderedAgentTexts:
+    """The agent's ``instructions`` and ``greeting`` rendered for ``contact`` (with the variables used and
+    missing): what :func:`brief_build` puts in the brief, and what ``GET /api/v1/leads/{id}/brief`` shows.
+    The variables are the contact's own plus ``name``, ``first_name`` and ``phone_number``
+    (``campaigns.prompts.contact_variables``)."""
+    values = contact_variables(
+        name=contact.name, phone_number=contact.phone_number, variables=contact.variables or {}
+    )
+    return render_agent_texts(instructions=agent.instructions, greeting=agent.greeting, values=values)
+
+
 def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | None = None) -> dict[str, Any]:
     """The call brief of an outbound attempt (contract §2).
 
@@ -81,16 +93,13 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
     is made. ``endpoint_for`` turns a number into the PBX's dial string; the originate passes its ARI
     client's (the very function that builds the originate's endpoint), else one is made from the PBX row.
 
-    The agent's ``instructions`` and ``greeting`` are rendered (``campaigns.prompts.render_instructions``)
-    with the contact's variables, plus ``name`` and ``phone_number`` from the contact unless its variables
-    define them.
+    The agent's ``instructions`` and ``greeting`` are rendered by :func:`brief_texts`.
     """
     campaign = attempt.campaign
     agent = campaign.agent
     contact = attempt.lead.contact
     call_id = str(attempt.pk)
-    variables: dict[str, str] = {"name": contact.name, "phone_number": contact.phone_number}
-    variables.update({str(key): str(value) for key, value in (contact.variables or {}).items()})
+    texts = brief_texts(agent=agent, contact=contact)
     endpoint = endpoint_for or _endpoint_for_pbx(attempt)
     tools = [tool for tool in agent.tools if tool in AGENT_TOOLS]
     return {
@@ -106,8 +115,8 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
         "number": attempt.number,
         "caller_id": campaign.caller_id,
         "timezone": _callee_timezone(attempt),
-        "instructions": render_instructions(agent.instructions, variables),
-        "greeting": render_instructions(agent.greeting, variables),
+        "instructions": texts.instructions,
+        "greeting": texts.greeting,
         "voice": agent.voice,
         "model": agent.model,
         "language": agent.language,

@@ -11,6 +11,7 @@ from django.utils import timezone
 from campaigns.lifecycle import LIVE_STATES, AttemptOutcome
 from campaigns.models import AgentProfile, Campaign, default_calling_windows, default_retry_delays
 from campaigns.phone import normalize_phone_number
+from campaigns.variables import campaign_missing_variables
 from orchestrator.errors import InvalidInput, full_clean_or_raise
 from tenants.models import Tenant
 
@@ -179,13 +180,19 @@ def _campaign_move(*, campaign: Campaign, action: str, allowed_from: frozenset[s
             raise InvalidInput("status", f"cannot {action} a {locked.status} campaign")
         if to == Campaign.Status.RUNNING and locked.ends_at is not None and locked.ends_at <= timezone.now():
             raise InvalidInput("ends_at", "has passed: move it later before running the campaign")
+        if to == Campaign.Status.RUNNING:
+            # A contact lacking a variable the agent's texts use would hear a blank ("Hi , this is...").
+            missing = campaign_missing_variables(campaign=locked)
+            if missing.lacking:
+                raise InvalidInput("variables", missing.describe())
         locked.status = to
         locked.save(update_fields=["status", "updated_at"])
     return locked
 
 
 def campaign_start(*, campaign: Campaign) -> Campaign:
-    """draft → running. The periodic dispatch sweep picks its due leads up."""
+    """draft → running. The periodic dispatch sweep picks its due leads up. Refused (``variables``) while a
+    contact to call lacks a variable the agent's instructions or greeting use (campaigns/variables.py)."""
     return _campaign_move(campaign=campaign, action="start", allowed_from=_START[0], to=_START[1])
 
 
@@ -195,7 +202,7 @@ def campaign_pause(*, campaign: Campaign) -> Campaign:
 
 
 def campaign_resume(*, campaign: Campaign) -> Campaign:
-    """paused → running."""
+    """paused → running, checked like :func:`campaign_start`."""
     return _campaign_move(campaign=campaign, action="resume", allowed_from=_RESUME[0], to=_RESUME[1])
 
 

@@ -36,6 +36,12 @@ def validate_variables(variables: object) -> dict[str, str]:
     return cleaned
 
 
+#: What :func:`contact_sync` did: made the contact, changed it, or found it as it was.
+CONTACT_CREATED = "created"
+CONTACT_UPDATED = "updated"
+CONTACT_UNCHANGED = "unchanged"
+
+
 def contact_upsert(
     *,
     tenant: Tenant,
@@ -50,6 +56,22 @@ def contact_upsert(
     empty ones keep them. A blank timezone is derived from the number when the number has exactly one
     zone; otherwise it stays blank and calling windows must hold in every zone of the number.
     """
+    contact, _ = contact_sync(
+        tenant=tenant, phone_number=phone_number, name=name, timezone=timezone, variables=variables
+    )
+    return contact
+
+
+def contact_sync(
+    *,
+    tenant: Tenant,
+    phone_number: str,
+    name: str = "",
+    timezone: str = "",
+    variables: dict[str, Any] | None = None,
+) -> tuple[Contact, str]:
+    """:func:`contact_upsert`, also saying what it did: :data:`CONTACT_CREATED`, :data:`CONTACT_UPDATED`
+    (a value really changed) or :data:`CONTACT_UNCHANGED` (the stored contact already had these values)."""
     e164 = normalize_phone_number(phone_number, field="phone_number")
     if timezone and not is_timezone_name(timezone):
         raise InvalidInput("timezone", f"{timezone!r} is not an IANA time zone name")
@@ -68,7 +90,7 @@ def contact_upsert(
             },
         )
         if created:
-            return contact
+            return contact, CONTACT_CREATED
         changed = []
         if name and name != contact.name:
             contact.name = name
@@ -81,7 +103,7 @@ def contact_upsert(
             changed.append("variables")
         if changed:
             contact.save(update_fields=changed)
-    return contact
+    return contact, CONTACT_UPDATED if changed else CONTACT_UNCHANGED
 
 
 def lead_add(*, campaign: Campaign, contact: Contact) -> tuple[Lead, bool]:

@@ -11,8 +11,14 @@ transaction. A row is refused (and reported) for a bad number, time zone, name o
 number that an earlier row of the same file already had. Importing the same file again creates nothing:
 contacts are matched by number (and updated), leads by (campaign, contact).
 
-Report: ``{"created": <new leads>, "updated": <rows whose number already was a lead of this campaign>,
-"errors": [{"row": 3, "field": "phone_number", "message": "..."}]}``.
+Report: ``{"created": <new leads>, "updated": <rows already a lead of this campaign whose contact changed>,
+"unchanged": <rows already a lead whose contact was exactly so already>, "errors": [{"row": 3, "field":
+"phone_number", "message": "..."}], "warnings": [{"column": "first_name", "message": "..."}]}``.
+
+Warnings name a variable the campaign's agent uses (``{{first_name}}`` in its instructions or greeting)
+that the file does not give: no such column (nor a built-in one: ``name`` gives ``name`` and
+``first_name``), or a column left empty in some rows. The rows are imported all the same; the campaign
+refuses to start while a contact to call lacks the variable (campaigns/services/campaigns.py).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from django.db import transaction
 
 from campaigns.models import CONTACT_NAME_MAX_LENGTH, Campaign
 from campaigns.phone import normalize_phone_number
-from campaigns.services.contacts import contact_upsert, lead_add, validate_variables
+from campaigns.prompts import contact_variables, missing_variables, template_variables
+from campaigns.services.contacts import CONTACT_UPDATED, contact_sync, lead_add, validate_variables
 from orchestrator.errors import InvalidInput
 from tenants.validators import is_timezone_name
 
@@ -34,6 +41,9 @@ MAX_IMPORT_BYTES = 5 * 1024 * 1024
 MAX_IMPORT_ROWS = 10_000
 MAX_REPORTED_ERRORS = 1_000  # the rest are counted in "errors_not_shown"
 _CONTACT_COLUMNS = ("phone_number", "name", "timezone")
+# The contact column each built-in template variable comes from (campaigns.prompts.contact_variables).
+_COLUMN_OF_BUILTIN = {"phone_number": "phone_number", "name": "name", "first_name": "name"}
+_ROWS_SHOWN_IN_A_WARNING = 10
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,49 @@ def _check_row(
         except InvalidInput as exc:
             raise InvalidInput("variables", exc.message) from exc
     return _Row(number=number, phone_number=phone, name=name, timezone=zone, variables=variables)
+
+
+def _variable_warnings(
+    *, campaign: Campaign, rows: list[_Row], columns: dict[str, str], variable_columns: list[str]
+) -> list[dict[str, str]]:
+    """A warning per variable the agent's templates use that the file does not give (see the module
+    docstring), naming the column it would come from."""
+    agent = campaign.agent
+    templates = (agent.instructions, agent.greeting)
+    used: set[str] = set()
+    for template in templates:
+        used |= template_variables(template)
+    if not used:
+        return []
+    given = set(variable_columns) | {name for name, column in _COLUMN_OF_BUILTIN.items() if column in columns}
+    warnings = []
+    for name in sorted(used - given):
+        warnings.append(
+            {
+                "column": name,
+                "message": f"the agent uses {{{{{name}}}}} but the file has no {name} column: "
+                "its contacts get no value for it, and the campaign will not start while a contact lacks it",
+            }
+        )
+    blank_rows: dict[str, list[int]] = {}
+    for row in rows:
+        variables = row.variables or {}
+        values = contact_variables(name=row.name, phone_number=row.phone_number, variables=variables)
+        for name in missing_variables(templates=templates, values=values) & given:
+            blank_rows.setdefault(name, []).append(row.number)
+    for name, numbers in sorted(blank_rows.items()):
+        shown = ", ".join(str(number) for number in numbers[:_ROWS_SHOWN_IN_A_WARNING])
+        more = "…" if len(numbers) > _ROWS_SHOWN_IN_A_WARNING else ""
+        # A built-in left blank comes from the contact column that gives it (first_name: name).
+        column = name if name in variable_columns else _COLUMN_OF_BUILTIN.get(name, name)
+        warnings.append(
+            {
+                "column": column,
+                "message": f"the agent uses {{{{{name}}}}} but it is empty in {len(numbers)} row(s) "
+                f"({shown}{more}); the campaign will not start while a contact lacks it",
+            }
+        )
+    return warnings
 
 
 def leads_import_csv(*, campaign: Campaign, data: bytes | str) -> dict[str, Any]:
@@ -139,10 +192,10 @@ def leads_import_csv(*, campaign: Campaign, data: bytes | str) -> dict[str, Any]
     except csv.Error as exc:
         raise InvalidInput("file", f"is not valid CSV ({exc})") from exc
 
-    created = updated = 0
+    created = updated = unchanged = 0
     with transaction.atomic():
         for row in rows:
-            contact = contact_upsert(
+            contact, done = contact_sync(
                 tenant=campaign.tenant,
                 phone_number=row.phone_number,
                 name=row.name,
@@ -152,9 +205,19 @@ def leads_import_csv(*, campaign: Campaign, data: bytes | str) -> dict[str, Any]
             _, lead_created = lead_add(campaign=campaign, contact=contact)
             if lead_created:
                 created += 1
-            else:
+            elif done == CONTACT_UPDATED:
                 updated += 1
-    report: dict[str, Any] = {"created": created, "updated": updated, "errors": errors[:MAX_REPORTED_ERRORS]}
+            else:
+                unchanged += 1
+    report: dict[str, Any] = {
+        "created": created,
+        "updated": updated,
+        "unchanged": unchanged,
+        "errors": errors[:MAX_REPORTED_ERRORS],
+        "warnings": _variable_warnings(
+            campaign=campaign, rows=rows, columns=columns, variable_columns=variable_columns
+        ),
+    }
     if len(errors) > MAX_REPORTED_ERRORS:
         report["errors_not_shown"] = len(errors) - MAX_REPORTED_ERRORS
     return report

@@ -152,6 +152,18 @@ def test_a_contact_variable_named_name_wins_over_the_contact_name():
 
 
 @pytest.mark.django_db
+def test_first_name_is_the_first_word_of_the_name_when_the_contact_has_no_such_variable():
+    attempt = agent_attempt(instructions="Ask for {{first_name}}.", greeting="Hi {{first_name}}!")
+    contact = attempt.lead.contact
+    contact.variables = {}
+    contact.save(update_fields=["variables"])
+    loaded = attempt_for_originate(attempt_id=attempt.pk)
+    assert loaded is not None
+    brief = brief_build(attempt=loaded)
+    assert (brief["instructions"], brief["greeting"]) == ("Ask for Dana.", "Hi Dana!")
+
+
+@pytest.mark.django_db
 def test_building_the_brief_reads_nothing_from_the_database_on_either_originate_path():
     attempt = agent_attempt()
     loaded = attempt_for_originate(attempt_id=attempt.pk)  # the originate task's one read
