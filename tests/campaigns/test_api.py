@@ -29,7 +29,7 @@ from campaigns.models import (
 )
 from campaigns.services.dnc import dnc_add
 from campaigns.services.imports import MAX_IMPORT_BYTES
-from tenants.models import Tenant
+from tenants.models import ApiKey, Tenant
 from tenants.services import api_key_create
 from tests.campaigns.factories import (
     make_agent,
@@ -93,13 +93,17 @@ def world(tenant: Tenant) -> dict[str, Any]:
             "attempt": make_attempt(lead),
             "dnc": dnc_add(tenant=owner, phone_number="+12125550199", source="api"),
             "pbx": make_pbx(owner),
+            "api_key": api_key_create(tenant=owner, name="listed")[0],
         }
     return objects
 
 
 def snapshot() -> dict[str, list[dict[str, Any]]]:
     models = [AgentProfile, Campaign, Contact, Lead, CallAttempt, AttemptEvent, DncEntry, Pbx]
-    return {model.__name__: list(model._default_manager.order_by("pk").values()) for model in models}
+    rows = {model.__name__: list(model._default_manager.order_by("pk").values()) for model in models}
+    # A key's last use is bookkeeping of the request itself, not a change it made.
+    rows["ApiKey"] = [dict(row) for row in ApiKey.objects.order_by("pk").values("pk", "name", "revoked_at")]
+    return rows
 
 
 # ---------------------------------------------------------------------------------- tenant isolation
@@ -118,12 +122,14 @@ DETAIL_REQUESTS = [
     ("post", "campaigns/{campaign}/resume"),
     ("get", "campaigns/{campaign}/stats"),
     ("post", "campaigns/{campaign}/import"),
+    ("get", "campaigns/{campaign}/export"),
     ("get", "contacts/{contact}"),
     ("put", "contacts/{contact}"),
     ("patch", "contacts/{contact}"),
     ("delete", "contacts/{contact}"),
     ("get", "leads/{lead}"),
     ("get", "leads/{lead}/why"),
+    ("get", "leads/{lead}/brief"),
     ("get", "attempts/{attempt}"),
     ("get", "dnc/{dnc}"),
     ("delete", "dnc/{dnc}"),
@@ -131,6 +137,8 @@ DETAIL_REQUESTS = [
     ("put", "pbxs/{pbx}"),
     ("patch", "pbxs/{pbx}"),
     ("delete", "pbxs/{pbx}"),
+    ("get", "api-keys/{api_key}"),
+    ("delete", "api-keys/{api_key}"),
 ]
 
 
@@ -557,12 +565,24 @@ def test_csv_import_reports_rows_and_only_valid_rows_become_leads(api, tenant, m
     )
     assert not Contact.objects.filter(phone_number="+12125550103").exists()
 
-    # The same file again: nothing new, the same two rows are "updated", the same errors.
+    # The same file again: nothing new, the same two rows are "unchanged", the same errors.
     again = _import(api, campaign, CSV, multipart=multipart).json()
-    assert (again["created"], again["updated"]) == (0, 2)
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 2)
     assert again["errors"] == report["errors"]
     assert Lead.objects.filter(campaign=campaign).count() == 2
     assert Contact.objects.filter(tenant=tenant).count() == 2
+
+
+def test_csv_import_reports_only_really_changed_rows_as_updated(api, tenant):
+    campaign = make_campaign(tenant)
+    text = "phone_number,name,plan\n+12125550101,Ann,gold\n+12125550102,Bo,silver\n"
+    assert _import(api, campaign, text).json()["created"] == 2
+    again = _import(api, campaign, text.replace("Bo,silver", "Bo,gold")).json()
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 1, 1)
+    assert Contact.objects.get(tenant=tenant, phone_number="+12125550102").variables == {"plan": "gold"}
+    # A contact already in the tenant that a file gives to a new campaign is "created" there.
+    other = _import(api, make_campaign(tenant), text).json()
+    assert (other["created"], other["updated"], other["unchanged"]) == (2, 0, 0)
 
 
 def test_csv_import_uses_existing_contacts_of_the_tenant(api, tenant):
