@@ -104,7 +104,7 @@ class Observer:
 @dataclass
 class Injection:
     fault: str
-    phase: str  # the phase a live call was in when the fault went in ("none": no call was)
+    phase: str  # the phase a live call was in when the fault went in (see Observer.wait_for_phase)
     live_calls: int
     injected_at: datetime
     recovered_at: datetime | None = None

@@ -7,6 +7,10 @@ redialed, every outcome true to what the callee did, nothing left live, the caps
 The suite runs its own PostgreSQL and Redis (tests/faults/servers.py), so restarting them harms no one.
 Each fault is injected twice per test, at points drawn from ``FAULTS_SEED`` (fixed by default: a failure
 can be replayed with the same draws; the real processes' timing still varies from run to run).
+
+Run it alone with ``DATABASE_URL=postgres://... .venv/bin/pytest -m faults`` (the URL only puts the session
+in PostgreSQL mode; the suite's processes use its own servers). It takes about six minutes; one summary
+line per fault is printed at the end of the run.
 """
 
 from __future__ import annotations
