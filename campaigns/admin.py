@@ -2,8 +2,10 @@
 
 Forms validate through the same functions as the services, so the admin cannot store what the API would
 refuse. Call attempts and their events are written by the call machinery only: read-only here. The PBX
-admin takes a new ARI password (write-only field, stored encrypted) or an environment variable name, and
-never displays the stored ciphertext.
+admin is the operator's: the platform's PBX pool, which tenants are placed on (inline), and tenants' own
+PBXs. It takes a new ARI password (write-only field, stored encrypted) or, for a platform PBX only, an
+environment variable name, and never displays the stored ciphertext. A tenant's own PBX must pass the URL
+policy, as through the API.
 """
 
 from __future__ import annotations
@@ -15,12 +17,28 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from campaigns.models import AgentProfile, AttemptEvent, CallAttempt, Campaign, Contact, DncEntry, Lead, Pbx
+from campaigns.models import (
+    AgentProfile,
+    AttemptEvent,
+    CallAttempt,
+    Campaign,
+    Contact,
+    DncEntry,
+    Lead,
+    Pbx,
+    PbxPlacement,
+)
 from campaigns.phone import normalize_phone_number
 from campaigns.services.agents import validate_tools, validate_transfer_numbers
 from campaigns.services.campaigns import validate_calling_windows, validate_retry_delays
 from campaigns.services.contacts import validate_variables
-from campaigns.services.pbx import pbx_apply_password, validate_ari_url, validate_endpoint_template
+from campaigns.services.pbx import (
+    pbx_apply_password,
+    pbx_place,
+    validate_ari_url,
+    validate_endpoint_template,
+    validate_own_ari_url,
+)
 from orchestrator.errors import InvalidInput
 
 
@@ -64,7 +82,7 @@ class PbxForm(forms.ModelForm):
     class Meta:
         model = Pbx
         fields = [
-            "tenant",
+            "owner",
             "name",
             "ari_url",
             "ari_user",
@@ -80,10 +98,14 @@ class PbxForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         _clean_with(self, "ari_url", validate_ari_url)
+        if cleaned.get("owner") is not None:
+            _clean_with(self, "ari_url", validate_own_ari_url)
         _clean_with(self, "endpoint_template", validate_endpoint_template)
         new_password = cleaned.get("new_password") or ""
         password_env = cleaned.get("password_env") or ""
-        if new_password and password_env:
+        if password_env and cleaned.get("owner") is not None:
+            self.add_error("password_env", "A tenant's own PBX keeps its password stored: give a password.")
+        elif new_password and password_env:
             self.add_error("new_password", "Give either a password or an environment variable, not both.")
         elif new_password:
             # Applied to the instance now, before the model's validation (its check constraint) runs in
@@ -101,16 +123,30 @@ class PbxForm(forms.ModelForm):
         return cleaned
 
 
+class PbxPlacementInline(admin.TabularInline):
+    model = PbxPlacement
+    extra = 1
+    autocomplete_fields = ["tenant"]
+    verbose_name = "tenant placed on this PBX"
+    verbose_name_plural = "tenants placed on this PBX (max channels: the tenant's share)"
+
+
 @admin.register(Pbx)
 class PbxAdmin(admin.ModelAdmin):
     form = PbxForm
-    list_display = ["name", "tenant", "ari_url", "ari_user", "password_source", "max_channels", "enabled"]
-    list_filter = ["enabled", "tenant"]
-    search_fields = ["name", "ari_url", "tenant__name", "tenant__slug"]
+    inlines = [PbxPlacementInline]
+    list_display = ["name", "owner", "ari_url", "ari_user", "password_source", "max_channels", "enabled"]
+    list_filter = ["enabled", ("owner", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "ari_url", "owner__name", "owner__slug", "placements__tenant__slug"]
 
     @admin.display(description="password")
     def password_source(self, obj: Pbx) -> str:
         return f"env {obj.password_env}" if obj.password_env else "stored (encrypted)"
+
+    def save_model(self, request: HttpRequest, obj: Pbx, form: forms.ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.owner is not None:
+            pbx_place(pbx=obj, tenant=obj.owner)  # a tenant's own PBX is always one it may use
 
 
 # --------------------------------------------------------------------------------------- agent profiles

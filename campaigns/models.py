@@ -69,44 +69,103 @@ _LIVE_STATE_VALUES = sorted(state.value for state in LIVE_STATES)
 
 
 class Pbx(models.Model):
-    """An Asterisk (or the simulator) reached over ARI. The ARI password comes from exactly one source:
-    an environment variable named by ``password_env``, or ``password_encrypted`` (a Fernet token, see
+    """An Asterisk (or the simulator) reached over ARI.
+
+    **PBXs are the operator's resource** (DESIGN.md §5 rule 8): a platform pool (``owner`` empty) that
+    tenants are placed on (:class:`PbxPlacement`, managed in the admin and with ``manage.py pbx``). A tenant
+    sees only its placements (a name, its share of channels, whether it is up), never a URL or a credential.
+    A tenant the operator allows (``Tenant.allow_own_pbx``) may bring its own PBX (``owner`` = that tenant):
+    its ARI URL must pass the URL policy (tenants/urlpolicy.py), when saved and when used, and its password is
+    only ever stored encrypted.
+
+    The ARI password comes from exactly one source: an environment variable named by ``password_env`` (an
+    operator-only option: never for a tenant's own PBX) or ``password_encrypted`` (a Fernet token, see
     orchestrator/crypto.py). Read it with ``campaigns.services.pbx.pbx_password``."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="pbxs")
+    owner = models.ForeignKey(
+        Tenant,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="own_pbxs",
+        help_text="Empty for the platform's PBXs; the tenant that brought it otherwise.",
+    )
+    tenants: models.ManyToManyField[Tenant, PbxPlacement] = models.ManyToManyField(
+        Tenant, through="PbxPlacement", related_name="pbxs", blank=True
+    )
     name = models.CharField(max_length=100)
     ari_url = models.URLField(help_text="Base URL of ARI's HTTP server, e.g. http://127.0.0.1:8088/")
     ari_user = models.CharField(max_length=100)
     password_env = models.CharField(
-        max_length=100, blank=True, help_text="Name of the environment variable holding the ARI password."
+        max_length=100,
+        blank=True,
+        help_text="Name of the environment variable holding the ARI password (platform PBXs only).",
     )
     password_encrypted = models.TextField(blank=True, editable=False)
     app_name = models.CharField(max_length=100, default="ai_agent", help_text="The Stasis application name.")
     endpoint_template = models.CharField(
         max_length=200, default="PJSIP/{number}@trunk", help_text="Dial string; {number} is the E.164 number."
     )
-    max_channels = models.PositiveIntegerField(default=100)
+    max_channels = models.PositiveIntegerField(default=100, help_text="Live calls on this PBX, all tenants.")
     calls_per_second = models.PositiveIntegerField(default=10)
     enabled = models.BooleanField(default=True)
 
     class Meta:
-        ordering = ["tenant", "name"]
+        ordering = ["name", "pk"]
         verbose_name = "PBX"
         verbose_name_plural = "PBXs"
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "name"], name="pbx_unique_tenant_name"),
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(owner__isnull=True), name="pbx_unique_platform_name"
+            ),
+            models.UniqueConstraint(fields=["owner", "name"], name="pbx_unique_owner_name"),
             models.CheckConstraint(
                 condition=(Q(password_env="") & ~Q(password_encrypted=""))
                 | (~Q(password_env="") & Q(password_encrypted="")),
                 name="pbx_exactly_one_password_source",
                 violation_error_message="Set exactly one ARI password source: env var or stored.",
             ),
+            models.CheckConstraint(
+                condition=Q(owner__isnull=True) | Q(password_env=""),
+                name="pbx_own_password_is_stored",
+                violation_error_message="A tenant's own PBX keeps its password stored (encrypted), never "
+                "in an environment variable.",
+            ),
             models.CheckConstraint(condition=Q(max_channels__gte=1), name="pbx_max_channels_gte_1"),
             models.CheckConstraint(condition=Q(calls_per_second__gte=1), name="pbx_calls_per_second_gte_1"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.ari_url})"
+        return self.name if self.owner_id is None else f"{self.name} (own PBX of tenant {self.owner_id})"
+
+    @property
+    def is_platform(self) -> bool:
+        return self.owner_id is None
+
+
+class PbxPlacement(models.Model):
+    """A tenant may place calls on a PBX: the platform's placing it there, or its own PBX. ``max_channels``
+    is the tenant's share of the PBX's channels (empty: no share of its own beyond its concurrency cap)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="pbx_placements")
+    pbx = models.ForeignKey(Pbx, on_delete=models.CASCADE, related_name="placements")
+    max_channels = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The tenant's share of the PBX's channels (empty: no share)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant", "pbx"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "pbx"], name="pbxplacement_unique_tenant_pbx"),
+            models.CheckConstraint(
+                condition=Q(max_channels__isnull=True) | Q(max_channels__gte=1),
+                name="pbxplacement_max_channels_gte_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"tenant {self.tenant_id} on PBX {self.pbx_id}"
 
 
 class TurnDetection(models.TextChoices):

@@ -335,8 +335,13 @@ def lead_why_not_dialed(*, tenant: Tenant, lead_id: int, now: datetime | None = 
 
 
 def pbx_list_with_free_channels(*, tenant: Tenant) -> list[tuple[Pbx, int]]:
-    """Enabled PBXs of the tenant with free channels (``max_channels`` − live attempts on it), with that
-    number, most free first (ties: lowest id). One query: the rows and their live counts."""
+    """Enabled PBXs the tenant is placed on with free channels, with that number, most free first (ties:
+    lowest id). Free is the PBX's ``max_channels`` minus its live attempts (of every tenant), and, when the
+    tenant has a share of it (``PbxPlacement.max_channels``), no more than the share minus the tenant's own
+    live attempts there. One query: the rows, their live counts and the share.
+
+    Read without the PBX's lock: another tenant's pass may claim on a shared PBX at the same time, so the
+    pass re-counts under the PBX's lock before it writes (``campaigns.services.dispatch``)."""
     live = (
         CallAttempt.objects.filter(pbx=OuterRef("pk"), state__in=LIVE_STATE_VALUES)
         .order_by()
@@ -344,8 +349,17 @@ def pbx_list_with_free_channels(*, tenant: Tenant) -> list[tuple[Pbx, int]]:
         .annotate(n=Count("pk"))
         .values("n")
     )
-    rows = Pbx.objects.filter(tenant=tenant, enabled=True).annotate(live=Coalesce(Subquery(live), 0))
-    free = [(pbx, pbx.max_channels - pbx.live) for pbx in rows]
+    rows = Pbx.objects.filter(placements__tenant=tenant, enabled=True).annotate(
+        live=Coalesce(Subquery(live), 0),
+        tenant_live=Coalesce(Subquery(live.filter(tenant=tenant)), 0),
+        share=F("placements__max_channels"),
+    )
+    free = []
+    for pbx in rows:
+        n = pbx.max_channels - pbx.live
+        if pbx.share is not None:
+            n = min(n, pbx.share - pbx.tenant_live)
+        free.append((pbx, n))
     return sorted(((pbx, n) for pbx, n in free if n > 0), key=lambda item: (-item[1], item[0].pk))
 
 
@@ -456,7 +470,13 @@ def dnc_list(*, tenant: Tenant) -> QuerySet[DncEntry]:
 
 
 def pbx_list(*, tenant: Tenant) -> QuerySet[Pbx]:
-    return Pbx.objects.filter(tenant=tenant).order_by("name", "pk")
+    """The PBXs the tenant may place calls on (the platform's it is placed on, and its own), each with
+    ``share``: its share of the PBX's channels (None: none of its own)."""
+    return (
+        Pbx.objects.filter(placements__tenant=tenant)
+        .annotate(share=F("placements__max_channels"))
+        .order_by("name", "pk")
+    )
 
 
 def campaign_stats(*, campaign: Campaign) -> dict[str, Any]:

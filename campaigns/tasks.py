@@ -59,6 +59,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import httpx
 from celery import Task, shared_task
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -87,11 +88,12 @@ from campaigns.selectors import (
 from campaigns.services import agent_actions
 from campaigns.services.briefs import brief_write
 from campaigns.services.dispatch import attempt_apply, attempts_end_overdue, dispatch_tenant
-from campaigns.services.pbx import pbx_password
+from campaigns.services.pbx import pbx_password, pbx_target_check
 from campaigns.sms import SmsError
 from orchestrator.errors import InvalidInput
 from orchestrator.redis_client import get_redis
 from telephony.ari import AriClient, AriRetryableError, AriTerminalError, PbxConfig
+from tenants.urlpolicy import PolicyTransport
 
 logger = logging.getLogger(__name__)
 
@@ -308,7 +310,12 @@ def ari_client_for(pbx: Pbx) -> AriClient:
     environment variable) gives that row a new client; the old one is closed once no row uses it. The Pbx
     model has no ``updated_at``, and comparing the effective configuration is stricter than a timestamp
     anyway.
+
+    A tenant's own PBX (its URL is tenant input) is checked against the URL policy here, at use time, and
+    its client connects only to addresses the policy allows, checked again on every request
+    (``tenants.urlpolicy.PolicyTransport``): ``ImproperlyConfigured`` when its URL is refused now.
     """
+    policy = pbx_target_check(pbx=pbx)
     config = _pbx_config(pbx)
     stale: AriClient | None = None
     with _clients_lock:
@@ -316,7 +323,13 @@ def ari_client_for(pbx: Pbx) -> AriClient:
         _client_config_of_pbx[pbx.pk] = config
         client = _clients.get(config)
         if client is None:
-            client = _clients[config] = AriClient(config)
+            transport = None
+            if policy is not None:
+                limits = httpx.Limits(
+                    max_connections=config.max_connections, max_keepalive_connections=config.max_connections
+                )
+                transport = PolicyTransport(policy, limits=limits)
+            client = _clients[config] = AriClient(config, transport=transport)
         if previous is not None and previous != config and previous not in _client_config_of_pbx.values():
             stale = _clients.pop(previous, None)
     if stale is not None:

@@ -183,6 +183,12 @@ SPECTACULAR_SETTINGS = {
 FIELD_ENCRYPTION_KEY: str = env.str("FIELD_ENCRYPTION_KEY", default="")
 check_field_encryption_keys(FIELD_ENCRYPTION_KEY, debug=DEBUG)
 
+# Where the platform may connect on a tenant's behalf (tenants/urlpolicy.py): tenant-supplied URLs (the ARI
+# URL of a PBX a tenant brings, later SMS and webhook URLs) must resolve to public addresses only, unless
+# the operator allows these networks (CIDRs, e.g. 127.0.0.1/32 for the simulator) or host names.
+TENANT_URL_ALLOWED_NETWORKS: list[str] = env.list("TENANT_URL_ALLOWED_NETWORKS", default=[])
+TENANT_URL_ALLOWED_HOSTS: list[str] = env.list("TENANT_URL_ALLOWED_HOSTS", default=[])
+
 # ------------------------------------------------------------------------------------------------ phone
 # E.164 prefixes accepted although not valid numbers of a real numbering plan, e.g. "+1555" for the
 # fictional numbers the PBX simulator's demo plan uses. Empty: every number must be valid for its country.

@@ -126,6 +126,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -255,6 +256,9 @@ class StasisConfig:
     media_start_timeout_s: float = 5.0
     # What an inbound caller hears while inbound calls are not routed yet (an Asterisk sound URI).
     inbound_message: str = "sound:ss-noservice"
+    # How host names of the PBX are resolved (None: aiohttp's default). A tenant's own PBX gets one that
+    # refuses addresses outside the URL policy (the caller provides it: telephony knows no tenants).
+    resolver: AbstractResolver | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -339,7 +343,10 @@ class StasisApp:
             total=None, connect=self.config.connect_timeout_s, sock_connect=self.config.connect_timeout_s
         )
         auth = aiohttp.encode_basic_auth(self.config.user, self.config.password)
-        self._session = aiohttp.ClientSession(timeout=timeout, headers={"Authorization": auth})
+        connector = aiohttp.TCPConnector(resolver=self.config.resolver) if self.config.resolver else None
+        self._session = aiohttp.ClientSession(
+            timeout=timeout, headers={"Authorization": auth}, connector=connector
+        )
         loop = asyncio.get_running_loop()
         delivery = loop.create_task(self._deliver())
         commands: asyncio.Task[None] | None = None

@@ -28,6 +28,11 @@ class Tenant(models.Model):
         default=0, help_text="Calls of max_concurrent_calls kept free for inbound calls."
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    allow_own_pbx = models.BooleanField(
+        default=False,
+        help_text="The operator lets this tenant bring its own PBX (its ARI URL passes the URL policy; "
+        "its password is stored encrypted). Otherwise it calls through the platform's PBXs only.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -37,8 +37,10 @@ def tenant_create(
     max_concurrent_calls: int = 5,
     calls_per_second: int = 5,
     inbound_reserve: int = 0,
+    allow_own_pbx: bool = False,
 ) -> Tenant:
-    """A new active tenant with ``owner`` as its owner member."""
+    """A new active tenant with ``owner`` as its owner member. ``allow_own_pbx``: the operator lets it bring
+    its own PBX (otherwise it calls through the platform's PBXs it is placed on)."""
     if not name.strip():
         raise InvalidInput("name", "must not be empty")
     if not is_timezone_name(default_timezone):
@@ -56,6 +58,7 @@ def tenant_create(
         max_concurrent_calls=max_concurrent_calls,
         calls_per_second=calls_per_second,
         inbound_reserve=inbound_reserve,
+        allow_own_pbx=allow_own_pbx,
     )
     full_clean_or_raise(tenant)  # slug format and uniqueness; the unique index decides a race
     with transaction.atomic():
@@ -94,3 +97,12 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key
+
+
+def tenant_set_allow_own_pbx(*, tenant: Tenant, allowed: bool) -> Tenant:
+    """The operator lets the tenant bring its own PBX (or stops it: its own PBXs stay, but it can add none
+    and change none; the operator decides about the existing ones)."""
+    if tenant.allow_own_pbx != allowed:
+        tenant.allow_own_pbx = allowed
+        tenant.save(update_fields=["allow_own_pbx"])
+    return tenant

@@ -74,6 +74,7 @@ from django.utils import timezone
 
 from campaigns.lifecycle import (
     DONE_SUCCESS,
+    LIVE_STATES,
     PLACED_STATES,
     RETRY_CALLBACK,
     AttemptOutcome,
@@ -305,6 +306,7 @@ def dispatch_tenant(
                         queue.free -= 1
                         if queue.free <= 0:
                             queues.remove(queue)
+        _hold_pbx_caps(writes)
         writes.flush(now)
         claimed = [attempt.pk for attempt in writes.attempts]
         if claimed:
@@ -316,6 +318,43 @@ def dispatch_tenant(
 
             transaction.on_commit(after_commit)
     return claimed
+
+
+def _hold_pbx_caps(writes: _PassWrites) -> None:
+    """A PBX's cap counts every tenant's calls on it, and passes of different tenants do not share a lock:
+    lock the PBXs this pass is about to use (lock order: tenant, leads, then PBXs by id; nothing that holds
+    a PBX waits for a tenant or a lead), count their live attempts again now that any pass that held them
+    has committed, and give up the claims that would exceed a cap (their leads stay waiting, unchanged).
+    The lock is held only from here to the commit."""
+    if not writes.attempts:
+        return
+    pbx_ids = sorted({attempt.pbx_id for attempt in writes.attempts if attempt.pbx_id is not None})
+    caps = dict(
+        Pbx.objects.select_for_update(no_key=True)
+        .filter(pk__in=pbx_ids)
+        .order_by("pk")
+        .values_list("pk", "max_channels")
+    )
+    live = dict(
+        CallAttempt.objects.filter(pbx_id__in=pbx_ids, state__in=[s.value for s in LIVE_STATES])
+        .order_by()
+        .values("pbx")
+        .annotate(n=Count("pk"))
+        .values_list("pbx", "n")
+    )
+    room = {pbx_id: caps.get(pbx_id, 0) - live.get(pbx_id, 0) for pbx_id in pbx_ids}
+    kept = []
+    for attempt in writes.attempts:
+        pbx_id = attempt.pbx_id
+        if pbx_id is not None and room.get(pbx_id, 0) > 0:
+            room[pbx_id] -= 1
+            kept.append(attempt)
+    if len(kept) < len(writes.attempts):
+        logger.info(
+            "dispatch: %d claim(s) given up: their PBX filled up with other tenants' calls meanwhile",
+            len(writes.attempts) - len(kept),
+        )
+        writes.attempts = kept
 
 
 def _claim_lead(

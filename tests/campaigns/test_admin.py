@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from campaigns.models import AttemptEvent, CallAttempt, Campaign, Pbx
-from campaigns.services.pbx import pbx_create, pbx_password
+from campaigns.services.pbx import pbx_create, pbx_password, pbx_place
 from tests.campaigns.factories import make_agent, make_lead, make_tenant
 from tests.campaigns.test_models import make_attempt
 
@@ -83,9 +83,22 @@ def test_the_agent_profile_admin_validates_turn_detection(admin_client):
     assert agent.turn_detection == "semantic_vad"
 
 
-def pbx_form(tenant, **overrides):
+def pbx_form(tenant, *, placed=None, **overrides):
+    """The PBX admin's form: a platform PBX with ``tenant`` placed on it (``placed``: the placement that
+    exists already, on a change)."""
+    placement = {
+        "placements-TOTAL_FORMS": "1",
+        "placements-INITIAL_FORMS": "1" if placed else "0",
+        "placements-MIN_NUM_FORMS": "0",
+        "placements-MAX_NUM_FORMS": "1000",
+        "placements-0-tenant": tenant.pk,
+        "placements-0-max_channels": "",
+    }
+    if placed:
+        placement.update({"placements-0-id": placed.pk, "placements-0-pbx": placed.pbx_id})
     data = {
-        "tenant": tenant.pk,
+        **placement,
+        "owner": "",
         "name": "asterisk-1",
         "ari_url": "http://127.0.0.1:8088/",
         "ari_user": "asterisk",
@@ -114,9 +127,12 @@ def test_pbx_admin_stores_a_new_password_encrypted_and_never_shows_it(admin_clie
     assert pbx.password_encrypted not in body
     assert "ari-secret" not in body
 
+    assert list(pbx.tenants.all()) == [tenant]  # placed on it, from the inline
+
     # Saving again without a password keeps the stored one.
     response = admin_client.post(
-        reverse("admin:campaigns_pbx_change", args=[pbx.pk]), pbx_form(tenant, name="a2")
+        reverse("admin:campaigns_pbx_change", args=[pbx.pk]),
+        pbx_form(tenant, placed=pbx.placements.get(), name="a2"),
     )
     assert response.status_code == 302
     pbx.refresh_from_db()
@@ -139,13 +155,37 @@ def test_pbx_admin_form_errors(admin_client, overrides, field):
     assert not Pbx.objects.exists()
 
 
+def test_a_tenants_own_pbx_takes_no_environment_variable_and_passes_the_url_policy(admin_client):
+    """Even through the operator's admin: a tenant's own PBX never reads a platform environment variable,
+    and its URL (tenant input) must pass the URL policy, or the use-time check would refuse it anyway."""
+    tenant = make_tenant(allow_own_pbx=True)
+    own = {"owner": tenant.pk, "placements-TOTAL_FORMS": "0"}
+    response = admin_client.post(
+        reverse("admin:campaigns_pbx_add"), pbx_form(tenant, **own, password_env="SECRET_KEY")
+    )
+    assert "password_env" in response.context["adminform"].form.errors
+    response = admin_client.post(
+        reverse("admin:campaigns_pbx_add"),
+        pbx_form(tenant, **own, new_password="x", ari_url="http://169.254.169.254/"),
+    )
+    assert "ari_url" in response.context["adminform"].form.errors
+    assert not Pbx.objects.exists()
+    response = admin_client.post(
+        reverse("admin:campaigns_pbx_add"),
+        pbx_form(tenant, **own, new_password="x", ari_url="http://93.184.215.14:8088/"),
+    )
+    assert response.status_code == 302
+    pbx = Pbx.objects.get()
+    assert pbx.owner == tenant and list(pbx.tenants.all()) == [tenant]
+
+
 def test_pbx_admin_can_switch_to_an_environment_variable(admin_client):
     tenant = make_tenant()
-    pbx = pbx_create(
-        tenant=tenant, name="asterisk-1", ari_url="http://127.0.0.1:8088/", ari_user="a", password="p"
-    )
+    pbx = pbx_create(name="asterisk-1", ari_url="http://127.0.0.1:8088/", ari_user="a", password="p")
+    pbx_place(pbx=pbx, tenant=tenant)
     response = admin_client.post(
-        reverse("admin:campaigns_pbx_change", args=[pbx.pk]), pbx_form(tenant, password_env="ARI_PW")
+        reverse("admin:campaigns_pbx_change", args=[pbx.pk]),
+        pbx_form(tenant, placed=pbx.placements.get(), password_env="ARI_PW"),
     )
     assert response.status_code == 302
     pbx.refresh_from_db()

@@ -114,7 +114,7 @@ def test_attempt_id_is_a_uuid_usable_as_channel_id():
 
 
 def pbx_fields(tenant, **overrides):
-    fields = {"tenant": tenant, "name": "pbx", "ari_url": "http://127.0.0.1:8088/", "ari_user": "asterisk"}
+    fields = {"owner": None, "name": "pbx", "ari_url": "http://127.0.0.1:8088/", "ari_user": "asterisk"}
     fields.update(overrides)
     return fields
 
@@ -130,6 +130,13 @@ def test_pbx_needs_exactly_one_password_source(password_fields):
     tenant = make_tenant()
     with pytest.raises(IntegrityError), transaction.atomic():
         Pbx.objects.create(**pbx_fields(tenant, **password_fields))
+
+
+def test_a_tenants_own_pbx_never_takes_its_password_from_the_environment():
+    """The database's last word on rule 8: an environment variable is an operator-only password source."""
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Pbx.objects.create(**pbx_fields(make_tenant(), owner=make_tenant(), password_env="SECRET_KEY"))
+    Pbx.objects.create(**pbx_fields(make_tenant(), owner=make_tenant(), password_encrypted="gAAAA-token"))
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from campaigns.services.attempts import attempt_event_append
 from campaigns.services.campaigns import campaign_create, campaign_update
 from campaigns.services.contacts import contact_upsert, lead_add
 from campaigns.services.dnc import dnc_add, dnc_remove
-from campaigns.services.pbx import pbx_create, pbx_password, pbx_set_password
+from campaigns.services.pbx import pbx_create, pbx_password, pbx_place, pbx_set_password
 from orchestrator import crypto
 from orchestrator.errors import InvalidInput
 from tests.campaigns.factories import make_agent, make_campaign, make_contact, make_lead, make_tenant
@@ -30,9 +30,12 @@ pytestmark = pytest.mark.django_db
 
 
 def make_pbx(tenant, **overrides):
+    """A platform PBX with ``tenant`` placed on it."""
     fields: dict[str, Any] = {"name": "pbx-1", "ari_url": "http://127.0.0.1:8088/", "ari_user": "asterisk"}
     fields.update(overrides)
-    return pbx_create(tenant=tenant, **fields)
+    pbx = pbx_create(**fields)
+    pbx_place(pbx=pbx, tenant=tenant)
+    return pbx
 
 
 def test_pbx_password_from_an_environment_variable(monkeypatch):

@@ -16,21 +16,23 @@ import signal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.module_loading import import_string
 
 from campaigns.models import Pbx
-from campaigns.services.pbx import pbx_password
+from campaigns.services.pbx import pbx_password, pbx_target_check
 from campaigns.sink import pbx_ids_sharing_app
 from orchestrator.embedded_redis import EmbeddedRedisError
 from orchestrator.redis_client import ensure_embedded_redis
 from telephony.stasis import StasisApp, StasisConfig, command_key, run_until_signalled
+from tenants.urlpolicy import PolicyResolver
 
 logger = logging.getLogger(__name__)
 
 
 def find_pbx(ref: str) -> Pbx:
-    """A PBX by id, or by name when the name is unique across tenants."""
+    """A PBX by id, or by name when the name is unique (platform PBXs' names are)."""
     if ref.isdigit():
         pbx = Pbx.objects.filter(pk=int(ref)).first()
         if pbx is not None:
@@ -54,6 +56,14 @@ class Command(BaseCommand):
         if not pbx.enabled:
             raise CommandError(f"PBX {pbx.name!r} (id {pbx.pk}) is disabled")
         password = pbx_password(pbx=pbx)
+        resolver = None
+        if not pbx.is_platform:  # a tenant's own PBX: its URL is tenant input (DESIGN.md §5 rule 8)
+            try:
+                policy = pbx_target_check(pbx=pbx)
+            except ImproperlyConfigured as exc:
+                raise CommandError(str(exc)) from exc
+            assert policy is not None  # noqa: S101 - a tenant's PBX always has one
+            resolver = PolicyResolver(policy)
         pbx_ids = pbx_ids_sharing_app(pbx)
         sink = import_string(settings.TELEPHONY_EVENT_SINK)(pbx_ids=pbx_ids)
         try:
@@ -71,6 +81,7 @@ class Command(BaseCommand):
             command_keys=tuple(command_key(pbx_id) for pbx_id in pbx_ids),
             pbx_ids=tuple(str(pbx_id) for pbx_id in pbx_ids),
             inbound_message=settings.INBOUND_UNROUTED_MESSAGE,
+            resolver=resolver,
         )
         logger.info(
             "run_stasis: PBX %s (id %s) app %s at %s, serving PBX rows %s, media %s, commands from %s",
