@@ -866,6 +866,60 @@ def test_concurrent_passes_never_exceed_the_cap():
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+def test_a_shared_pbx_cap_holds_across_tenants_passing_at_once():
+    """PBXs are a platform pool: several tenants placed on one PBX, their passes at the same moment, each
+    with room under its own cap. The PBX's max_channels counts every tenant's calls and is never exceeded:
+    each pass re-counts under the PBX's lock before it writes (the tenants' locks do not serialise them)."""
+    from campaigns.services.pbx import pbx_place  # noqa: PLC0415
+
+    tenants = [make_tenant(max_concurrent_calls=5) for _ in range(4)]
+    shared = make_pbx(tenants[0], max_channels=7)
+    for tenant in tenants:
+        pbx_place(pbx=shared, tenant=tenant)
+        due_leads(running_campaign(tenant), 5)
+    start = threading.Barrier(len(tenants))
+    results: list[list[Any]] = []
+    errors: list[BaseException] = []
+
+    def one_pass(tenant_id: int) -> None:
+        try:
+            start.wait(timeout=10)
+            results.append(dispatch_tenant(tenant_id=tenant_id, now=NOW))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=one_pass, args=(tenant.pk,)) for tenant in tenants]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert sum(len(ids) for ids in results) == 7 == live_count(pbx=shared)
+    # The claims a pass gave up left their leads waiting, as they were.
+    assert Lead.objects.filter(status=Lead.Status.IN_ATTEMPT).count() == 7
+    assert Lead.objects.filter(status=Lead.Status.WAITING).count() == 4 * 5 - 7
+
+
+@pytest.mark.django_db
+def test_a_tenants_share_of_a_pbx_bounds_its_calls_there():
+    tenant = make_tenant(max_concurrent_calls=5)
+    other = make_tenant(max_concurrent_calls=5)
+    pbx = make_pbx(tenant, share=2, max_channels=100)
+    due_leads(running_campaign(tenant), 5)
+    assert len(dispatch_tenant(tenant_id=tenant.pk, now=NOW)) == 2
+    # Another tenant's calls on the PBX do not count against this tenant's share.
+    from campaigns.services.pbx import pbx_place  # noqa: PLC0415
+
+    pbx_place(pbx=pbx, tenant=other, max_channels=3)
+    due_leads(running_campaign(other), 5)
+    assert len(dispatch_tenant(tenant_id=other.pk, now=NOW)) == 3
+    assert live_count(pbx=pbx) == 5
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_passes_and_call_ends_keep_the_cap_and_every_lead_in_one_state():
     tenant = tenant_with_pbx(cap=4)
     campaign = running_campaign(tenant, retry_delays={"busy": 0}, max_attempts=50)
