@@ -12,9 +12,9 @@ What it does (see bench/README.md for every figure):
    (``manage.py migrate``); flushes its own Redis database (``--redis-url``, default db 9) and nothing else;
 2. starts the product's processes with ``tests.e2e.stack.Stack``: the PBX simulator (every number answers
    after ``--answer-after`` s and hangs up ``--talk`` s later), the stand-in media worker (swallows the
-   AudioSocket legs), the Stasis app (one, serving every PBX row: they share the simulator's URL and app),
+   AudioSocket legs), the Stasis app (one, for the one PBX),
    ``--workers`` Celery workers and beat;
-3. seeds ``--tenants`` tenants (cap ``--cap``), each with its own PBX row pointing at the simulator, one
+3. seeds ``--tenants`` tenants (cap ``--cap``), all placed on one platform PBX (the simulator), each with one
    running campaign and ``--leads`` due leads (numbers ``+1555TTTTLLL``: tenant T, lead L), so that the
    tenant of every simulated call is known from its number;
 4. lets the tenants dial (beat's sweep, then the on-end triggers), waits ``--warmup`` s, measures for
@@ -204,7 +204,7 @@ def migrate(env: dict[str, str]) -> None:
 
 def seed(args: argparse.Namespace, ari_url: str) -> tuple[int, dict[int, int]]:
     """Tenants, PBX rows, campaigns, contacts and due leads in bulk; returns (a PBX id, tenant id → index)."""
-    from campaigns.models import AgentProfile, Campaign, Contact, Lead, Pbx
+    from campaigns.models import AgentProfile, Campaign, Contact, Lead, Pbx, PbxPlacement
     from tenants.models import Tenant
 
     zone = open_zone()
@@ -222,22 +222,19 @@ def seed(args: argparse.Namespace, ari_url: str) -> tuple[int, dict[int, int]]:
         batch_size=1000,
     )
     index_of = {tenant.pk: i for i, tenant in enumerate(tenants)}
-    pbxs = Pbx.objects.bulk_create(
-        [
-            Pbx(
-                tenant=tenant,
-                name="sim",
-                ari_url=ari_url,
-                ari_user=SIM_USER,
-                password_env=PASSWORD_ENV,
-                app_name=SIM_APP,
-                endpoint_template="PJSIP/{number}@trunk",
-                max_channels=args.cap * 10,
-                calls_per_second=args.pbx_cps,
-            )
-            for tenant in tenants
-        ],
-        batch_size=1000,
+    # One Asterisk (the simulator) as a platform PBX with every tenant placed on it, as a deployment has it.
+    pbx = Pbx.objects.create(
+        name="sim",
+        ari_url=ari_url,
+        ari_user=SIM_USER,
+        password_env=PASSWORD_ENV,
+        app_name=SIM_APP,
+        endpoint_template="PJSIP/{number}@trunk",
+        max_channels=args.cap * 10 * len(tenants),
+        calls_per_second=args.pbx_cps,
+    )
+    PbxPlacement.objects.bulk_create(
+        [PbxPlacement(tenant=tenant, pbx=pbx) for tenant in tenants], batch_size=1000
     )
     agents = AgentProfile.objects.bulk_create(
         [AgentProfile(tenant=tenant, name="agent", instructions="Hi.") for tenant in tenants], batch_size=1000
@@ -282,7 +279,7 @@ def seed(args: argparse.Namespace, ari_url: str) -> tuple[int, dict[int, int]]:
             ],
             batch_size=5000,
         )
-    return pbxs[0].pk, index_of
+    return pbx.pk, index_of
 
 
 # --------------------------------------------------------------------------------------------- analysis
@@ -339,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--measure", type=float, default=60.0, help="seconds of measurement (60)")
     add("--sample-interval", type=float, default=2.0, help="seconds between live-call samples (2)")
     add("--tenant-cps", type=int, default=50, help="calls_per_second of each tenant (50)")
-    add("--pbx-cps", type=int, default=1000, help="calls_per_second of each PBX row (1000)")
+    add("--pbx-cps", type=int, default=1000, help="calls_per_second of the (one, shared) PBX (1000)")
     add("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server (no database part)")
     add("--db-name", default="bench_dispatch", help="database to drop, create and use (bench_dispatch)")
     add("--redis-url", default="redis://127.0.0.1:6379/9", help="Redis database to FLUSH and use (db 9)")

@@ -521,6 +521,8 @@ class Generator:
             pipe = client.pipeline(transaction=False)
             for i, u in enumerate(ids):
                 pipe.set(f"media:brief:{u}", make_brief(str(u), i), ex=3600)
+                # As the Stasis app does right before externalMedia: the worker takes the UUID once.
+                pipe.set(f"media:expect:{u}", str(u), ex=3600)
             pipe.execute()
         finally:
             client.close()

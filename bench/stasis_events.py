@@ -551,7 +551,7 @@ def create_attempts(plans: list[CallPlan], tenants: int, run_tag: str) -> list[i
     from campaigns.models import CallAttempt, Campaign, Contact, Lead  # noqa: PLC0415
     from campaigns.services.agents import agent_profile_create  # noqa: PLC0415
     from campaigns.services.campaigns import campaign_create  # noqa: PLC0415
-    from campaigns.services.pbx import pbx_create  # noqa: PLC0415
+    from campaigns.services.pbx import pbx_create, pbx_place  # noqa: PLC0415
     from tenants.services import tenant_create  # noqa: PLC0415
 
     all_day = {"mon": [["00:00", "24:00"]], "tue": [["00:00", "24:00"]], "wed": [["00:00", "24:00"]]}
@@ -570,12 +570,12 @@ def create_attempts(plans: list[CallPlan], tenants: int, run_tag: str) -> list[i
                 max_concurrent_calls=10000,
             )
             pbx = pbx_create(
-                tenant=tenant,
-                name="bench",
+                name=f"bench-{run_tag}-{t}",
                 ari_url="http://127.0.0.1:8088/",
                 ari_user=USER,
                 password_env="UNUSED",  # noqa: S106
             )
+            pbx_place(pbx=pbx, tenant=tenant)
             pbx_ids.append(pbx.pk)
             agent = agent_profile_create(tenant=tenant, name="Bench", instructions="Hello.")
             campaign = campaign_create(
