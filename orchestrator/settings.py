@@ -159,6 +159,8 @@ REST_FRAMEWORK = {
     # Closed by default: every endpoint states who may call it.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "orchestrator.api.CappedPageNumberPagination",
+    # JSON bodies only (the CSV import adds its own parsers), with a depth limit: orchestrator/parsers.py.
+    "DEFAULT_PARSER_CLASSES": ["orchestrator.parsers.JSONParser"],
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # services raise InvalidInput(field, message): answered as 400 {field: [message]}.
@@ -174,6 +176,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Attempt.outcome and Lead.last_outcome share one set of choices: one schema enum.
     "ENUM_NAME_OVERRIDES": {"AttemptOutcomeEnum": "campaigns.lifecycle.AttemptOutcome"},
+    # Every route's error answers (400/401/403/404/413/415) and their schemas: orchestrator/schema.py.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "orchestrator.schema.add_error_responses",
+    ],
 }
 
 # ---------------------------------------------------------------------------------------------- secrets
