@@ -31,6 +31,15 @@ FAULTS = ("worker", "beat", "stasis", "media", "redis", "postgres")
 PHASES = ("ringing", "answered", "bridged")
 # After a component is back, events it delayed may still be landing.
 WINDOW_GRACE = timedelta(seconds=5)
+# Seconds a component stays down. The Stasis app and the media worker stay down longer than the product
+# needs to notice (DETECTION_GRACE), so that "no call placed while it is known down" is put to the test.
+DOWNTIME_S: dict[str, tuple[float, float]] = {"stasis": (6.0, 8.0), "media": (6.0, 8.0)}
+DEFAULT_DOWNTIME_S = (1.0, 3.0)
+# DESIGN.md §5.9: calls are placed only while the PBX's Stasis app listens and a media worker is up. Both
+# announce themselves with a heartbeat valid for 3 s, so a process killed with -9 counts as down at most
+# 3 s later; 2 s more for a dispatch pass or an originate already under way.
+DETECTION_GRACE = timedelta(seconds=5)
+DISPATCH_NEEDS = frozenset({"stasis", "media"})
 
 
 def now() -> datetime:
@@ -109,9 +118,26 @@ class Injection:
     injected_at: datetime
     recovered_at: datetime | None = None
 
+    @property
+    def name(self) -> str:
+        return f"{self.fault}@{self.injected_at:%H:%M:%S.%f}"[:-3]
+
     def window(self) -> FaultWindow:
+        """When calls may end without the product seeing it: from the fault to a little after recovery."""
         end = (self.recovered_at or now()) + WINDOW_GRACE
-        return FaultWindow(f"{self.fault}@{self.injected_at:%H:%M:%S.%f}"[:-3], self.injected_at, end)
+        return FaultWindow(self.name, self.injected_at, end)
+
+    def outage(self) -> FaultWindow | None:
+        """When no call may be placed (DESIGN.md §5.9): from the moment the product could know the Stasis
+        app or the media worker is gone to the moment it is back. None for the other faults."""
+        if self.fault not in DISPATCH_NEEDS or self.recovered_at is None:
+            return None
+        start = self.injected_at + DETECTION_GRACE
+        return (
+            FaultWindow(f"{self.name} outage", start, self.recovered_at)
+            if start < self.recovered_at
+            else None
+        )
 
 
 @dataclass
@@ -189,12 +215,12 @@ class FaultStack:
         starts[fault]()
 
     def fault_once(self, fault: str, observer: Observer) -> Injection:
-        """At a random point of a live call (ringing, answered or bridged), the fault; 1–3 s later, the
-        recovery."""
+        """At a random point of a live call (ringing, answered or bridged), the fault; a few seconds later
+        (DOWNTIME_S), the recovery."""
         phase = observer.wait_for_phase(self.rng.choice(PHASES), timeout=15)
         injection = Injection(fault, phase, len(observer.latest), now())
         self.inject(fault)
-        time.sleep(self.rng.uniform(1.0, 3.0))
+        time.sleep(self.rng.uniform(*DOWNTIME_S.get(fault, DEFAULT_DOWNTIME_S)))
         self.recover(fault)
         injection.recovered_at = now()
         return injection

@@ -21,7 +21,9 @@ are the ones DESIGN.md §5.5/§5.9 ask for; until they exist the calls that need
 
 Besides outcomes: every simulator call has an attempt and each attempt id was dialed at most once; a lead
 whose callee had a conversation is not dialed again unless the agent scheduled a callback; nothing is live
-after settling, nor ever past its hard maximum; no lead is left due and undialed.
+after settling, nor ever past its hard maximum; no lead is left due and undialed; no call is placed while
+the Stasis app or every media worker is known to be down (DESIGN.md §5.9: "outages", which start once the
+product could have noticed).
 """
 
 from __future__ import annotations
@@ -178,6 +180,7 @@ class Verdict:
     stuck: list[Finding] = field(default_factory=list)  # live after settling
     overdue: list[Finding] = field(default_factory=list)  # live past the hard maximum
     stalled_leads: list[Finding] = field(default_factory=list)  # due and never dialed, or in an ended attempt
+    placed_while_down: list[Finding] = field(default_factory=list)  # during an outage (rule 9)
     cap_breaches: list[str] = field(default_factory=list)
 
     def failures(self) -> dict[str, list[str]]:
@@ -189,6 +192,7 @@ class Verdict:
             "live after settling": self.stuck,
             "live past the hard maximum": self.overdue,
             "lead left behind": self.stalled_leads,
+            "placed while its Stasis app or media worker was known down": self.placed_while_down,
         }
         failures = {name: [str(f) for f in found] for name, found in named.items() if found}
         if self.cap_breaches:
@@ -208,6 +212,7 @@ def judge(
     attempts: Iterable[AttemptRow],
     leads: Iterable[LeadRow] = (),
     windows: Sequence[FaultWindow] = (),
+    outages: Sequence[FaultWindow] = (),
     peaks: Mapping[int, int] | None = None,
     caps: Mapping[int, int] | None = None,
     hard_max_s: float,
@@ -231,6 +236,16 @@ def judge(
                     call_id, str(first.get("number")), f"created {first.get('created_at')}, no attempt row"
                 )
             )
+
+    for placed in outbound:
+        created = parse_time(placed.get("created_at"))
+        for outage in outages:
+            if outage.contains(created):
+                verdict.placed_while_down.append(
+                    Finding(
+                        str(placed["id"]), str(placed.get("number")), f"placed {created} during {outage.name}"
+                    )
+                )
 
     hard_max = timedelta(seconds=hard_max_s)
     for attempt in attempts:

@@ -2,7 +2,8 @@
 killed with SIGKILL and restarted, Redis and PostgreSQL stopped and started again, each while calls ring,
 are answered or talk to the agent. Then the calls finish, the system settles, and the simulator's record of
 every call is held against the attempts (:mod:`tests.faults.judge`): nothing dialed twice, no conversation
-redialed, every outcome true to what the callee did, nothing left live, the caps kept.
+redialed, every outcome true to what the callee did, nothing left live, the caps kept, no call placed while
+the Stasis app or the media worker was known to be down.
 
 The suite runs its own PostgreSQL and Redis (tests/faults/servers.py), so restarting them harms no one.
 Each fault is injected twice per test, at points drawn from ``FAULTS_SEED`` (fixed by default: a failure
@@ -96,6 +97,7 @@ def test_calls_survive_the_fault_with_their_truth(
         attempts=attempts,
         leads=leads,
         windows=[injection.window() for injection in injections],
+        outages=[outage for injection in injections if (outage := injection.outage()) is not None],
         peaks=observer.peaks,
         caps=caps,
         hard_max_s=setup["hard_max_s"],
@@ -111,14 +113,15 @@ def test_calls_survive_the_fault_with_their_truth(
     details = (
         "  injected at: "
         + ", ".join(
-            f"{i.phase} ({i.live_calls} live, {placed_between(calls, i)} placed while down)"
+            f"{i.phase} ({i.live_calls} live, {placed_between(calls, i)} placed until recovered)"
             for i in injections
         )
         + "; "
         f"settled: {settled}; {time.monotonic() - started:.0f} s; seed {SEED}\n"
         f"  attempts: {dict(sorted(count_by_outcome(attempts).items()))}; stuck: {len(verdict.stuck)}, "
         f"overdue: {len(verdict.overdue)}, unrecorded calls: {len(verdict.unrecorded)}, "
-        f"leads left behind: {len(verdict.stalled_leads)}"
+        f"leads left behind: {len(verdict.stalled_leads)}, placed while known down: "
+        f"{len(verdict.placed_while_down)}"
     )
     record_summary(details)
     print(summary)

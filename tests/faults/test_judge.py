@@ -199,3 +199,22 @@ def test_leads_left_behind_and_caps_exceeded() -> None:
     verdict = run([], leads=leads, now_s=60, peaks={1: 6})
     assert [f.attempt_id for f in verdict.stalled_leads] == ["1", "3"]
     assert verdict.cap_breaches == ["tenant 1: 6 live calls on the PBX, cap 5"]
+
+
+def test_no_call_is_placed_while_a_component_is_known_down() -> None:
+    during, after = attempt("media_failed"), attempt("answered")
+    placed_during = {**sim_call(during.id, answered=True, ended_by="app"), "created_at": at(10).isoformat()}
+    placed_after = {
+        **sim_call(after.id, answered=True, heard_ms=900, media_frames=100),
+        "created_at": at(21).isoformat(),
+    }
+    outage = FaultWindow("media outage", at(5), at(20))
+    verdict = judge(
+        calls=[placed_during, placed_after],
+        attempts=[during, after],
+        outages=[outage],
+        hard_max_s=HARD_MAX_S,
+        now=at(60),
+    )
+    assert [f.attempt_id for f in verdict.placed_while_down] == [during.id]
+    assert list(verdict.failures()) == ["placed while its Stasis app or media worker was known down"]
