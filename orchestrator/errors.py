@@ -42,6 +42,10 @@ CONSTRAINT_FIELDS: dict[str, tuple[str, str]] = {
     ),
     # The API's and the admin's input is "password" (stored encrypted) or "password_env".
     "pbx_exactly_one_password_source": ("password", "give exactly one of password or password_env"),
+    "pbx_own_password_is_stored": (
+        "password_env",
+        "a tenant's own PBX keeps its password stored (give password), never in an environment variable",
+    ),
     "lead_waiting_has_next_due_at": ("next_due_at", "a waiting lead needs a due time"),
 }
 
