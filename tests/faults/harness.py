@@ -214,11 +214,17 @@ class FaultStack:
         }
         starts[fault]()
 
-    def fault_once(self, fault: str, observer: Observer) -> Injection:
-        """At a random point of a live call (ringing, answered or bridged), the fault; a few seconds later
+    def phases(self, count: int) -> list[str]:
+        """The phases ``count`` injections aim at: drawn in a random order, all different while they last."""
+        order = list(PHASES)
+        self.rng.shuffle(order)
+        return [order[i % len(order)] for i in range(count)]
+
+    def fault_once(self, fault: str, observer: Observer, *, phase: str) -> Injection:
+        """While a live call is in ``phase`` (ringing, answered or bridged), the fault; a few seconds later
         (DOWNTIME_S), the recovery."""
-        phase = observer.wait_for_phase(self.rng.choice(PHASES), timeout=15)
-        injection = Injection(fault, phase, len(observer.latest), now())
+        found = observer.wait_for_phase(phase, timeout=15)
+        injection = Injection(fault, found, len(observer.latest), now())
         self.inject(fault)
         time.sleep(self.rng.uniform(*DOWNTIME_S.get(fault, DEFAULT_DOWNTIME_S)))
         self.recover(fault)

@@ -77,8 +77,8 @@ def test_calls_survive_the_fault_with_their_truth(
         observer.start()
         wait_for(lambda: bool(observer.latest), timeout=60, what="the first live calls")
 
-        for _ in range(INJECTIONS):
-            injections.append(faults.fault_once(fault, observer))
+        for phase in faults.phases(INJECTIONS):
+            injections.append(faults.fault_once(fault, observer, phase=phase))
             time.sleep(rng.uniform(3.0, 6.0))
         settled = faults.wait_settled(timeout=150)
         end = now()
