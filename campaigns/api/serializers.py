@@ -15,6 +15,7 @@ from rest_framework import serializers
 from campaigns import selectors
 from campaigns.lifecycle import AttemptOutcome, AttemptState
 from campaigns.models import AgentProfile, AttemptEvent, CallAttempt, Campaign, Contact, DncEntry, Lead, Pbx
+from orchestrator.api import MAX_POSITIVE_INT, ObjectIdField, OutputModelSerializer
 from tenants.models import Tenant
 
 
@@ -38,7 +39,7 @@ class TenantScopedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
 # ------------------------------------------------------------------------------------------------- agents
 
 
-class AgentProfileSerializer(serializers.ModelSerializer[AgentProfile]):
+class AgentProfileSerializer(OutputModelSerializer[AgentProfile]):
     class Meta:
         model = AgentProfile
         fields = [
@@ -73,7 +74,7 @@ class AgentProfileInputSerializer(serializers.Serializer[Any]):
 # ---------------------------------------------------------------------------------------------- campaigns
 
 
-class CampaignSerializer(serializers.ModelSerializer[Campaign]):
+class CampaignSerializer(OutputModelSerializer[Campaign]):
     class Meta:
         model = Campaign
         fields = [
@@ -103,10 +104,10 @@ class CampaignInputSerializer(serializers.Serializer[Any]):
     calling_windows = serializers.JSONField(required=False)
     starts_at = serializers.DateTimeField(required=False, allow_null=True)
     ends_at = serializers.DateTimeField(required=False, allow_null=True)
-    max_concurrent_calls = serializers.IntegerField(required=False, min_value=1)
-    max_attempts = serializers.IntegerField(required=False, min_value=1)
+    max_concurrent_calls = serializers.IntegerField(required=False, min_value=1, max_value=MAX_POSITIVE_INT)
+    max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=MAX_POSITIVE_INT)
     retry_delays = serializers.JSONField(required=False)
-    ring_timeout = serializers.IntegerField(required=False, min_value=1)
+    ring_timeout = serializers.IntegerField(required=False, min_value=1, max_value=MAX_POSITIVE_INT)
     priority = serializers.IntegerField(required=False, min_value=-1000, max_value=1000)
 
 
@@ -127,17 +128,24 @@ class ImportErrorSerializer(serializers.Serializer[Any]):
     message = serializers.CharField()
 
 
+class ImportWarningSerializer(serializers.Serializer[Any]):
+    column = serializers.CharField()
+    message = serializers.CharField()
+
+
 class ImportReportSerializer(serializers.Serializer[Any]):
     created = serializers.IntegerField()
-    updated = serializers.IntegerField()
+    updated = serializers.IntegerField(help_text="Rows already in the campaign whose contact changed.")
+    unchanged = serializers.IntegerField(help_text="Rows already in the campaign, contact as it was.")
     errors = ImportErrorSerializer(many=True)  # type: ignore[assignment]  # popped by the metaclass
     errors_not_shown = serializers.IntegerField(required=False)
+    warnings = ImportWarningSerializer(many=True)
 
 
 # ----------------------------------------------------------------------------------------------- contacts
 
 
-class ContactSerializer(serializers.ModelSerializer[Contact]):
+class ContactSerializer(OutputModelSerializer[Contact]):
     class Meta:
         model = Contact
         fields = ["id", "phone_number", "name", "timezone", "variables", "created_at"]
@@ -160,7 +168,7 @@ class ContactUpdateSerializer(serializers.Serializer[Any]):
 # -------------------------------------------------------------------------------------------------- leads
 
 
-class LeadSerializer(serializers.ModelSerializer[Lead]):
+class LeadSerializer(OutputModelSerializer[Lead]):
     contact = ContactSerializer(read_only=True)
 
     class Meta:
@@ -186,7 +194,7 @@ class LeadInputSerializer(serializers.Serializer[Any]):
 
 
 class LeadFilterSerializer(serializers.Serializer[Any]):
-    campaign = serializers.IntegerField(required=False)
+    campaign = ObjectIdField(required=False)
     status = serializers.ChoiceField(choices=Lead.Status.choices, required=False)
 
 
@@ -198,17 +206,32 @@ class LeadWhySerializer(serializers.Serializer[Any]):
     reasons = serializers.ListField(child=serializers.DictField())
 
 
+class LeadBriefSerializer(serializers.Serializer[Any]):
+    """What a call to the lead would tell the agent now (campaigns.variables.lead_brief_preview)."""
+
+    lead_id = serializers.IntegerField()
+    campaign_id = serializers.IntegerField()
+    agent_id = serializers.IntegerField()
+    instructions = serializers.CharField()
+    greeting = serializers.CharField()
+    variables_used = serializers.ListField(child=serializers.CharField())
+    variables_missing = serializers.ListField(
+        child=serializers.CharField(), help_text="Used but blank for this contact: said as nothing."
+    )
+    variables = serializers.DictField(child=serializers.CharField(), help_text="The values used.")
+
+
 # ----------------------------------------------------------------------------------------------- attempts
 
 
-class AttemptEventSerializer(serializers.ModelSerializer[AttemptEvent]):
+class AttemptEventSerializer(OutputModelSerializer[AttemptEvent]):
     class Meta:
         model = AttemptEvent
         fields = ["id", "at", "kind", "type", "data"]
         read_only_fields = fields
 
 
-class AttemptSerializer(serializers.ModelSerializer[CallAttempt]):
+class AttemptSerializer(OutputModelSerializer[CallAttempt]):
     class Meta:
         model = CallAttempt
         fields = [
@@ -248,8 +271,8 @@ class AttemptDetailSerializer(AttemptSerializer):
 
 
 class AttemptFilterSerializer(serializers.Serializer[Any]):
-    campaign = serializers.IntegerField(required=False)
-    lead = serializers.IntegerField(required=False)
+    campaign = ObjectIdField(required=False)
+    lead = ObjectIdField(required=False)
     state = serializers.ChoiceField(choices=[state.value for state in AttemptState], required=False)
     outcome = serializers.ChoiceField(choices=[outcome.value for outcome in AttemptOutcome], required=False)
 
@@ -257,7 +280,7 @@ class AttemptFilterSerializer(serializers.Serializer[Any]):
 # -------------------------------------------------------------------------------------------------- DNC
 
 
-class DncEntrySerializer(serializers.ModelSerializer[DncEntry]):
+class DncEntrySerializer(OutputModelSerializer[DncEntry]):
     class Meta:
         model = DncEntry
         fields = ["id", "phone_number", "source", "note", "created_at"]
@@ -281,40 +304,62 @@ class DncCheckResultSerializer(serializers.Serializer[Any]):
 # ------------------------------------------------------------------------------------------------- PBXs
 
 
-class PbxSerializer(serializers.ModelSerializer[Pbx]):
-    """The ARI password is never returned; ``password_source`` says where it comes from."""
-
-    password_source = serializers.SerializerMethodField()
+class OwnPbxSerializer(serializers.ModelSerializer[Pbx]):
+    """How the tenant's own PBX is reached (it gave all of it; its password is never returned)."""
 
     class Meta:
         model = Pbx
-        fields = [
-            "id",
-            "name",
-            "ari_url",
-            "ari_user",
-            "password_env",
-            "password_source",
-            "app_name",
-            "endpoint_template",
-            "max_channels",
-            "calls_per_second",
-            "enabled",
-        ]
+        fields = ["ari_url", "ari_user", "app_name", "endpoint_template", "max_channels", "calls_per_second"]
         read_only_fields = fields
 
-    def get_password_source(self, pbx: Pbx) -> str:
-        return "env" if pbx.password_env else "stored"
+
+class PbxSerializer(serializers.ModelSerializer[Pbx]):
+    """A PBX the tenant may place calls on. A platform PBX (the operator's) shows only its name, the
+    tenant's share of its channels and whether it can take calls now; no URL, no credential. The tenant's
+    own PBX also shows how it is reached (``own``). No password, nor where it comes from, is ever shown."""
+
+    platform = serializers.BooleanField(source="is_platform", help_text="Operated by the platform.")
+    share = serializers.IntegerField(
+        allow_null=True, help_text="The tenant's share of the PBX's channels (null: no share of its own)."
+    )
+    connected = serializers.SerializerMethodField(
+        help_text="Its Stasis app is listening and a media worker is up: calls can be placed on it now."
+    )
+    own = serializers.SerializerMethodField(help_text="How the tenant's own PBX is reached (null: platform).")
+
+    class Meta:
+        model = Pbx
+        fields = ["id", "name", "platform", "share", "enabled", "connected", "own"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_connected(self, pbx: Pbx) -> bool:
+        health = self.context.get("pbx_health")
+        return bool(health is not None and health.usable(pbx.pk))
+
+    @extend_schema_field(OwnPbxSerializer(allow_null=True))
+    def get_own(self, pbx: Pbx) -> dict[str, Any] | None:
+        return None if pbx.is_platform else dict(OwnPbxSerializer(pbx).data)
 
 
 class PbxInputSerializer(serializers.Serializer[Any]):
+    """The tenant's own PBX (only when the operator allows it). The ARI password is stored encrypted and
+    never returned; naming an environment variable instead (``password_env``) is an operator-only option
+    and refused here."""
+
     name = serializers.CharField(max_length=100)
     ari_url = serializers.CharField(max_length=200)
     ari_user = serializers.CharField(max_length=100)
     password = serializers.CharField(required=False, write_only=True, trim_whitespace=False, max_length=500)
-    password_env = serializers.CharField(required=False, max_length=100)
-    app_name = serializers.CharField(required=False, max_length=100)
+    app_name = serializers.CharField(required=False, max_length=73)
     endpoint_template = serializers.CharField(required=False, max_length=200)
-    max_channels = serializers.IntegerField(required=False, min_value=1)
-    calls_per_second = serializers.IntegerField(required=False, min_value=1)
+    max_channels = serializers.IntegerField(required=False, min_value=1, max_value=MAX_POSITIVE_INT)
+    calls_per_second = serializers.IntegerField(required=False, min_value=1, max_value=MAX_POSITIVE_INT)
     enabled = serializers.BooleanField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(self.initial_data, dict) and "password_env" in self.initial_data:
+            raise serializers.ValidationError(
+                {"password_env": ["is an operator-only option: send the password (it is stored encrypted)"]}
+            )
+        return attrs

@@ -13,16 +13,20 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Model, QuerySet
+from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, parsers, status, viewsets
+from rest_framework import mixins, parsers, renderers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from campaigns import selectors
 from campaigns.api import serializers as s
+from campaigns.exports import campaign_results_csv
 from campaigns.models import AgentProfile, CallAttempt, Campaign, Contact, DncEntry, Lead, Pbx
 from campaigns.phone import normalize_phone_number
 from campaigns.services.agents import agent_profile_create, agent_profile_delete, agent_profile_update
@@ -37,7 +41,9 @@ from campaigns.services.campaigns import (
 from campaigns.services.contacts import contact_create, contact_delete, contact_update, lead_add
 from campaigns.services.dnc import dnc_add, dnc_remove
 from campaigns.services.imports import MAX_IMPORT_BYTES, leads_import_csv
-from campaigns.services.pbx import pbx_create, pbx_delete, pbx_update
+from campaigns.services.pbx import PbxNotAllowed, pbx_create, pbx_delete, pbx_update
+from campaigns.variables import lead_brief_preview
+from orchestrator.api import check_json_types
 from orchestrator.errors import InvalidInput
 from tenants.api.authentication import request_tenant
 from tenants.api.permissions import TenantAdminPermission, TenantRolePermission
@@ -52,6 +58,18 @@ class CsvParser(parsers.BaseParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         data = stream.read(MAX_IMPORT_BYTES + 1) if stream is not None else b""
         return {"file": data}
+
+
+class JsonErrorsNegotiation(BaseContentNegotiation):
+    """For a route that streams its own non-JSON body (the CSV export): whatever the client accepts (e.g.
+    only ``text/csv``), an error is answered in JSON, never a 406."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
+        json_renderer = renderers[0]
+        return json_renderer, json_renderer.media_type
 
 
 class TenantViewSet(viewsets.GenericViewSet):
@@ -80,11 +98,15 @@ class TenantViewSet(viewsets.GenericViewSet):
         serializer = serializer_class(
             data=self.request.data, partial=partial, context=self.get_serializer_context()
         )
+        check_json_types(serializer, self.request.data)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 
     def query(self, serializer_class: type[BaseSerializer[Any]]) -> Any:
-        serializer = serializer_class(data=self.request.query_params, context=self.get_serializer_context())
+        # A plain dict, not the QueryDict: DRF reads an empty value in form data as "not given", so
+        # ``?status=`` would silently list everything; here it is a 400 naming the parameter.
+        params = dict(self.request.query_params.items())
+        serializer = serializer_class(data=params, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 
@@ -186,6 +208,29 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateD
         return Response(selectors.campaign_stats(campaign=self.get_object()))
 
     @extend_schema(
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+        description=(
+            "The campaign's results as CSV, one row per lead: lead_id, contact_id, phone_number, name, "
+            "timezone, status, attempts, last_outcome, disposition, last_call_at, callback_at, "
+            "transferred_to, next_due_at, done_reason. Cells a spreadsheet would run as a formula start "
+            "with ' (phone numbers are kept exact)."
+        ),
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        renderer_classes=[renderers.JSONRenderer],
+        content_negotiation_class=JsonErrorsNegotiation,
+    )
+    def export(self, request: Request, pk: str) -> StreamingHttpResponse:
+        campaign = self.get_object()
+        response = StreamingHttpResponse(
+            campaign_results_csv(campaign=campaign), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-results.csv"'
+        return response
+
+    @extend_schema(
         request={
             "multipart/form-data": {
                 "type": "object",
@@ -274,6 +319,18 @@ class LeadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSe
         lead = self.get_object()
         return Response(selectors.lead_why_not_dialed(tenant=self.tenant, lead_id=lead.pk))
 
+    @extend_schema(
+        responses=s.LeadBriefSerializer,
+        description=(
+            "The instructions and greeting a call to this lead would give the agent now (rendered by the "
+            "code that writes the real call brief), the variables they use and those the contact lacks."
+        ),
+    )
+    @action(detail=True, methods=["get"])
+    def brief(self, request: Request, pk: str) -> Response:
+        lead = self.get_object()
+        return Response(lead_brief_preview(tenant=self.tenant, lead_id=lead.pk))
+
 
 # ----------------------------------------------------------------------------------------------- attempts
 
@@ -338,18 +395,42 @@ class DncViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet
 
 @_write_schema(s.PbxInputSerializer)
 class PbxViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateDestroy):
+    """The PBXs the tenant may place calls on: the platform's it is placed on (read-only) and, when the
+    operator allows it, its own (create, change, delete; DESIGN.md §5 rule 8). Admins and owners only."""
+
     permission_classes = [TenantAdminPermission]
     serializer_class = s.PbxSerializer
     input_serializer = s.PbxInputSerializer
     selector = "pbx_list"
     model = Pbx
 
+    def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
+        serializer = super().get_serializer(*args, **kwargs)
+        instances = args[0] if args else None
+        if instances is not None and not isinstance(serializer, s.PbxInputSerializer):
+            rows = instances if isinstance(instances, list | QuerySet) else [instances]
+            serializer.context["pbx_health"] = selectors.pbx_health(pbx_ids=[pbx.pk for pbx in rows])
+        return serializer
+
     def create(self, request: Request) -> Response:
         data = self.validated(s.PbxInputSerializer)
-        return self.output(pbx_create(tenant=self.tenant, **data), code=status.HTTP_201_CREATED)
+        if not data.get("password"):
+            raise InvalidInput("password", "This field is required.")
+        try:
+            pbx = pbx_create(owner=self.tenant, **data)
+        except PbxNotAllowed as exc:
+            raise PermissionDenied(str(exc)) from exc
+        return self.output(self.get_queryset().get(pk=pbx.pk), code=status.HTTP_201_CREATED)
 
     def update_object(self, instance: Pbx, changes: dict[str, Any]) -> Pbx:
-        return pbx_update(pbx=instance, **changes)
+        try:
+            pbx = pbx_update(pbx=instance, by_tenant=self.tenant, **changes)
+        except PbxNotAllowed as exc:
+            raise PermissionDenied(str(exc)) from exc
+        return self.get_queryset().get(pk=pbx.pk)
 
     def delete_object(self, instance: Pbx) -> None:
-        pbx_delete(pbx=instance)
+        try:
+            pbx_delete(pbx=instance, by_tenant=self.tenant)
+        except PbxNotAllowed as exc:
+            raise PermissionDenied(str(exc)) from exc

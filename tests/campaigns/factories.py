@@ -11,7 +11,7 @@ from campaigns.models import AgentProfile, Campaign, Contact, Lead, Pbx
 from campaigns.services.agents import agent_profile_create
 from campaigns.services.campaigns import campaign_create
 from campaigns.services.contacts import contact_upsert, lead_add
-from campaigns.services.pbx import pbx_create
+from campaigns.services.pbx import pbx_create, pbx_place
 from tenants.models import Tenant
 from tenants.services import tenant_create
 
@@ -31,7 +31,8 @@ def make_tenant(**overrides: Any) -> Tenant:
 
 
 def make_agent(tenant: Tenant, **overrides: Any) -> AgentProfile:
-    fields: dict[str, Any] = {"name": f"Agent {next(_counter)}", "instructions": "Hi {{first_name}}."}
+    # No template variable by default: a campaign refuses to start while a contact lacks one it uses.
+    fields: dict[str, Any] = {"name": f"Agent {next(_counter)}", "instructions": "Hi, this is a test call."}
     fields.update(overrides)
     return agent_profile_create(tenant=tenant, **fields)
 
@@ -56,7 +57,8 @@ def make_lead(tenant: Tenant, campaign: Campaign | None = None, phone_number: st
     return lead
 
 
-def make_pbx(tenant: Tenant, **overrides: Any) -> Pbx:
+def make_pbx(tenant: Tenant, *, share: int | None = None, **overrides: Any) -> Pbx:
+    """A platform PBX (the operator's) with ``tenant`` placed on it (with a share of its channels)."""
     fields: dict[str, Any] = {
         "name": f"pbx-{next(_counter)}",
         "ari_url": "http://127.0.0.1:8088/",
@@ -64,4 +66,6 @@ def make_pbx(tenant: Tenant, **overrides: Any) -> Pbx:
         "password_env": "TEST_ARI_PASSWORD",
     }
     fields.update(overrides)
-    return pbx_create(tenant=tenant, **fields)
+    pbx = pbx_create(**fields)
+    pbx_place(pbx=pbx, tenant=tenant, max_channels=share)
+    return pbx

@@ -29,6 +29,7 @@ from campaigns.models import (
 )
 from campaigns.services.dnc import dnc_add
 from campaigns.services.imports import MAX_IMPORT_BYTES
+from campaigns.services.pbx import pbx_password
 from tenants.models import ApiKey, Tenant
 from tenants.services import api_key_create
 from tests.campaigns.factories import (
@@ -69,7 +70,8 @@ def make_attempt(lead: Lead, **fields: Any) -> CallAttempt:
 
 @pytest.fixture
 def tenant() -> Tenant:
-    return make_tenant()
+    # The operator lets it bring its own PBX (the PBX routes' bad-input cases need to get that far).
+    return make_tenant(allow_own_pbx=True)
 
 
 @pytest.fixture
@@ -208,7 +210,13 @@ def test_lists_hold_only_the_tenants_rows(api, world, path, name):
 # -------------------------------------------------------------------------------------------- bad input
 
 GOOD_CAMPAIGN = {"name": "Spring", "caller_id": "+14155550100"}
-GOOD_PBX = {"name": "pbx-new", "ari_url": "http://127.0.0.1:8088/", "ari_user": "asterisk", "password": "pw"}
+# A tenant's own PBX: its ARI URL must be a public address (the URL policy; an IP literal needs no DNS).
+GOOD_PBX = {
+    "name": "pbx-new",
+    "ari_url": "http://93.184.215.14:8088/",
+    "ari_user": "asterisk",
+    "password": "pw",
+}
 
 BAD_REQUESTS: list[tuple[str, str, Any, str]] = [
     ("post", "agent-profiles", {"name": "A", "instructions": "Hi", "tools": ["fly"]}, "tools"),
@@ -326,24 +334,118 @@ def test_an_agent_in_use_cannot_be_deleted(api, world):
 # ----------------------------------------------------------------------------------------------- PBXs
 
 
-def test_pbx_password_is_write_only_and_never_returned(api):
+def test_pbx_password_is_write_only_and_never_returned(api, tenant):
     response = api.post(f"{API}/pbxs", {**GOOD_PBX, "password": "s3cret-pw"}, format="json")
     assert response.status_code == 201, response.content
     pbx = Pbx.objects.get(pk=response.json()["id"])
+    assert pbx.owner == tenant and list(pbx.tenants.all()) == [tenant]  # its own PBX, and placed on it
     assert pbx.password_encrypted and "s3cret-pw" not in pbx.password_encrypted
     for body in (response, api.get(f"{API}/pbxs/{pbx.pk}"), api.get(f"{API}/pbxs")):
         text = body.content.decode()
         assert (
             "s3cret-pw" not in text
-            and "password_encrypted" not in text
+            and "password" not in text
             and pbx.password_encrypted not in text
         )
-    assert response.json()["password_source"] == "stored"
+    assert response.json()["own"]["ari_url"] == GOOD_PBX["ari_url"]
 
-    response = api.patch(f"{API}/pbxs/{pbx.pk}", {"password_env": "ARI_PW", "enabled": False}, format="json")
+    response = api.patch(f"{API}/pbxs/{pbx.pk}", {"password": "n3w", "enabled": False}, format="json")
     assert response.status_code == 200, response.content
     pbx.refresh_from_db()
-    assert (pbx.password_env, pbx.password_encrypted, pbx.enabled) == ("ARI_PW", "", False)
+    assert (pbx.password_env, pbx_password(pbx=pbx), pbx.enabled) == ("", "n3w", False)
+
+
+# ------------------------------------------------------------- the platform's secrets and network (rule 8)
+
+PLATFORM_SECRETS = [
+    "SIM_ARI_PASSWORD",
+    "SECRET_KEY",
+    "FIELD_ENCRYPTION_KEY",
+    "OPENAI_API_KEY",
+    "DATABASE_URL",
+]
+
+
+@pytest.mark.parametrize("variable", PLATFORM_SECRETS)
+def test_a_tenant_cannot_name_an_environment_variable_on_any_pbx_route(api, world, variable, monkeypatch):
+    """The probe: POST /pbxs with password_env=SIM_ARI_PASSWORD and an ari_url of the tenant's own made the
+    worker send that variable in the Basic auth header. Never again: refused on create and on change, and
+    nothing is stored."""
+    monkeypatch.setenv(variable, "the-platforms-secret")
+    before = snapshot()
+    own = api.post(f"{API}/pbxs", {**GOOD_PBX, "name": "mine-2"}, format="json").json()["id"]
+    before = snapshot()
+    for method, url in (
+        ("post", f"{API}/pbxs"),
+        ("patch", f"{API}/pbxs/{own}"),
+        ("put", f"{API}/pbxs/{own}"),
+        ("patch", f"{API}/pbxs/{world['mine']['pbx'].pk}"),
+    ):
+        body = {**GOOD_PBX, "password_env": variable}
+        body.pop("password")
+        response = getattr(api, method)(url, body, format="json")
+        assert response.status_code == 400, (method, url, response.content)
+        assert "password_env" in response.json(), (method, url, response.content)
+    assert snapshot() == before
+    assert not Pbx.objects.exclude(password_env="").exclude(pk=world["mine"]["pbx"].pk).exclude(
+        pk=world["foreign"]["pbx"].pk
+    ).exists()
+
+
+FORBIDDEN_TARGETS = [
+    "http://169.254.169.254/latest/meta-data/",  # the cloud's metadata service
+    "http://127.0.0.1:6379/",  # the platform's own Redis
+    "http://localhost:5432/",
+    "http://10.0.0.8:8088/",
+    "http://192.168.1.10:8088/",
+    "http://172.16.0.1:8088/",
+    "http://100.64.0.1:8088/",
+    "http://[::1]:8088/",
+    "http://[fd00::1]:8088/",
+    "http://[::ffff:127.0.0.1]:8088/",
+    "http://[fe80::1]:8088/",
+    "http://0.0.0.0:8088/",
+    "http://user:pw@93.184.215.14:8088/",
+]
+
+
+@pytest.mark.parametrize("url", FORBIDDEN_TARGETS)
+def test_a_tenant_cannot_aim_the_workers_at_a_forbidden_address(api, url):
+    before = snapshot()
+    response = api.post(f"{API}/pbxs", {**GOOD_PBX, "ari_url": url}, format="json")
+    assert response.status_code == 400 and "ari_url" in response.json(), response.content
+    assert snapshot() == before
+
+
+def test_the_operator_may_allow_a_network_for_tenants_urls(api, settings):
+    settings.TENANT_URL_ALLOWED_NETWORKS = ["10.0.0.0/24"]
+    response = api.post(f"{API}/pbxs", {**GOOD_PBX, "ari_url": "http://10.0.0.8:8088/"}, format="json")
+    assert response.status_code == 201, response.content
+    outside = {**GOOD_PBX, "name": "x", "ari_url": "http://10.0.1.8:8088/"}
+    response = api.post(f"{API}/pbxs", outside, format="json")
+    assert response.status_code == 400
+
+
+def test_a_tenant_without_the_operators_leave_cannot_bring_a_pbx_and_never_changes_a_platform_one(world):
+    other = api_client(make_tenant())
+    platform = world["mine"]["pbx"]
+    mine = api_client(platform.tenants.get())
+    before = snapshot()
+    assert other.post(f"{API}/pbxs", GOOD_PBX, format="json").status_code == 403
+    assert mine.patch(f"{API}/pbxs/{platform.pk}", {"enabled": False}, format="json").status_code == 403
+    assert mine.delete(f"{API}/pbxs/{platform.pk}").status_code == 403
+    assert snapshot() == before
+    # What it sees of a platform PBX: its name and share, whether it can take calls; no URL, no user.
+    shown = mine.get(f"{API}/pbxs/{platform.pk}").json()
+    assert shown == {
+        "id": platform.pk,
+        "name": platform.name,
+        "platform": True,
+        "share": None,
+        "enabled": True,
+        "connected": True,  # (the tests' health stand-in: every PBX listening)
+        "own": None,
+    }
 
 
 # ------------------------------------------------------------------------------------------ campaigns

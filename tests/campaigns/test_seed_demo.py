@@ -37,8 +37,10 @@ def test_seeding_twice_makes_one_demo_and_the_printed_key_authenticates(settings
     assert (tenant.slug, tenant.max_concurrent_calls, tenant.default_timezone) == ("demo", 5, DEMO_TIMEZONE)
     assert tenant.memberships.get().user.email == "demo@example.com"
     pbx = Pbx.objects.get()
-    assert (pbx.tenant, pbx.name, pbx.ari_url, pbx.ari_user) == (
-        tenant,
+    # The simulator is a platform PBX (the operator's), with the demo tenant placed on it.
+    assert (list(pbx.tenants.all()), pbx.owner, pbx.name, pbx.ari_url, pbx.ari_user) == (
+        [tenant],
+        None,
         "demo-sim",
         "http://127.0.0.1:8088/",
         "asterisk",

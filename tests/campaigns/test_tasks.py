@@ -44,8 +44,8 @@ from telephony.sim.plan import parse_plan
 from tenants.models import Tenant
 from tests.campaigns.factories import make_campaign, make_contact, make_pbx, make_tenant
 from tests.conftest import database_url
-from tests.health import pbxs_and_media_up
 from tests.e2e.stack import zone_where_it_is
+from tests.health import pbxs_and_media_up
 from tests.telephony.sim.conftest import APP, PASSWORD, USER, start_sim
 
 ALL_DAY = {day: [["00:00", "24:00"]] for day in WEEKDAYS}  # still clipped to the 08:00–21:00 hard bounds

@@ -83,7 +83,7 @@ def test_the_agent_talks_hears_takes_dtmf_ends_calls_and_transfers(stack: Stack)
 
     stack.start_realtime(extra=["--reply-ms", "1500", "--speed", "5"])
     stack.start_media_worker()
-    stack.start_stasis(Pbx.objects.get(tenant=tenant).pk)
+    stack.start_stasis(Pbx.objects.get(placements__tenant=tenant).pk)
     stack.wait_stasis_connected()
     stack.start_worker(concurrency=4)
     stack.start_beat()

@@ -22,7 +22,7 @@ from campaigns.phone import normalize_phone_number
 from campaigns.services.agents import agent_profile_create
 from campaigns.services.campaigns import campaign_create, campaign_start
 from campaigns.services.contacts import contact_update, contact_upsert, lead_add
-from campaigns.services.pbx import pbx_create
+from campaigns.services.pbx import pbx_create, pbx_place
 from orchestrator.errors import InvalidInput
 from tenants.models import ApiKey, Tenant
 from tenants.services import api_key_create, tenant_create
@@ -158,8 +158,9 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(
-                f"a demo API key {DEMO_API_KEY_NAME!r} already exists (its raw value was shown when it was "
-                "created); make a new one in the admin or with the API if you lost it"
+                f"a demo API key {DEMO_API_KEY_NAME!r} already exists (it was shown once, when it was "
+                f"created). Lost it? Get a new one with `manage.py create_api_key --tenant {DEMO_SLUG}`, "
+                "the admin's 'Create an API key' action on the tenant, or POST /api/v1/api-keys"
             )
 
     # ------------------------------------------------------------------------------------------- parts
@@ -191,10 +192,11 @@ class Command(BaseCommand):
         return tenant, raw_key
 
     def _pbx(self, tenant: Tenant) -> Pbx:
-        pbx = Pbx.objects.filter(tenant=tenant, name=DEMO_PBX_NAME).first()
+        """The simulator as a platform PBX (the operator's: its password may come from the environment),
+        with the demo tenant placed on it."""
+        pbx = Pbx.objects.filter(owner__isnull=True, name=DEMO_PBX_NAME).first()
         if pbx is None:
             pbx = pbx_create(
-                tenant=tenant,
                 name=DEMO_PBX_NAME,
                 ari_url=DEMO_PBX_URL,
                 ari_user=DEMO_PBX_USER,
@@ -203,6 +205,7 @@ class Command(BaseCommand):
                 endpoint_template="PJSIP/{number}@trunk",
             )
             self.stdout.write(f"created PBX {pbx.name!r}")
+        pbx_place(pbx=pbx, tenant=tenant)
         return pbx
 
     def _campaign(self, tenant: Tenant) -> Campaign:
