@@ -31,6 +31,8 @@ FAULTS = ("worker", "beat", "stasis", "media", "redis", "postgres")
 PHASES = ("ringing", "answered", "bridged")
 # After a component is back, events it delayed may still be landing.
 WINDOW_GRACE = timedelta(seconds=5)
+# Events a process had received but not yet acted on die with it: a fault window starts this much earlier.
+IN_FLIGHT = timedelta(seconds=1)
 # Seconds a component stays down. The Stasis app and the media worker stay down longer than the product
 # needs to notice (DETECTION_GRACE), so that "no call placed while it is known down" is put to the test.
 DOWNTIME_S: dict[str, tuple[float, float]] = {"stasis": (6.0, 8.0), "media": (6.0, 8.0)}
@@ -125,7 +127,7 @@ class Injection:
     def window(self) -> FaultWindow:
         """When calls may end without the product seeing it: from the fault to a little after recovery."""
         end = (self.recovered_at or now()) + WINDOW_GRACE
-        return FaultWindow(self.name, self.injected_at, end)
+        return FaultWindow(self.name, self.injected_at - IN_FLIGHT, end, witness_lost=self.fault == "stasis")
 
     def outage(self) -> FaultWindow | None:
         """When no call may be placed (DESIGN.md §5.9): from the moment the product could know the Stasis

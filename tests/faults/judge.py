@@ -9,7 +9,9 @@ what the simulator recorded            outcomes that are true to it
 =====================================  ======================================================================
 answered, the callee heard the agent   ``answered`` (a conversation; even when its end was not seen)
 answered, media up but nothing heard   ``answered`` or ``media_failed``
-answered, no media leg ever served     ``media_failed`` (DESIGN.md §5.5: its own outcome)
+answered, no media leg ever served     ``media_failed`` (DESIGN.md §5.5: its own outcome); ``unknown`` too if
+                                       the answer and the end both fell while the Stasis app was gone and
+                                       the product recorded no answer (nothing left to tell it)
 answered into an absent Stasis app     ``app_unavailable`` (simulator: ``ended_by: stasis_failed``)
 busy / no answer / rejected ...        that outcome; ``unknown`` too if the call ended in a fault window
 not answered, hung up by the product   ``no_answer``; ``unknown`` too in a fault window
@@ -87,11 +89,14 @@ class LeadRow:
 
 @dataclass(frozen=True)
 class FaultWindow:
-    """From the fault's injection to the moment the component was back (plus a grace for events in flight)."""
+    """From just before the fault's injection (events in flight when a process dies are lost with it) to a
+    little after the component was back. ``witness_lost``: the fault took the product's only witness of
+    answers and ends with it (the Stasis app), so an answer in the window may have left no trace at all."""
 
     name: str
     start: datetime
     end: datetime
+    witness_lost: bool = False
 
     def contains(self, instant: datetime | None) -> bool:
         return instant is not None and self.start <= instant <= self.end
@@ -122,7 +127,10 @@ class Expectation:
     evidence: str
 
 
-def expected_outcomes(call: Mapping[str, Any] | None, windows: Sequence[FaultWindow]) -> Expectation:
+def expected_outcomes(
+    call: Mapping[str, Any] | None, windows: Sequence[FaultWindow], *, product_saw_answer: bool = True
+) -> Expectation:
+    """``product_saw_answer``: the attempt has an answer time (the product recorded the answer)."""
     if call is None:
         return Expectation(NOT_DIALED_OUTCOMES, "never dialed (no call on the PBX)")
     if call.get("state") not in (None, "ended"):
@@ -139,6 +147,21 @@ def expected_outcomes(call: Mapping[str, Any] | None, windows: Sequence[FaultWin
             )
         if media_served(call):
             return Expectation(frozenset({"answered", "media_failed"}), "answered, media up, agent not heard")
+        # Answered and ended while the Stasis app was gone, with no media leg to tell: nothing the product
+        # can read afterwards says it was answered (Asterisk keeps no record of a channel once it is gone),
+        # so "unknown" is the truth it can tell. Only when it did not record the answer before it died.
+        blind = [
+            w.name
+            for w in windows
+            if w.witness_lost
+            and w.contains(parse_time(call.get("answered_at")))
+            and w.contains(parse_time(call.get("ended_at")))
+        ]
+        if blind and not product_saw_answer:
+            return Expectation(
+                frozenset({"media_failed", "unknown"}),
+                f"answered and ended in fault window {blind[0]}, media never came up (ended by {ended_by})",
+            )
         return Expectation(
             frozenset({"media_failed"}), f"answered, media never came up (ended by {ended_by})"
         )
@@ -267,7 +290,7 @@ def judge(
                     attempt.id, attempt.number, f"ended {attempt.ended_at - attempt.started_at} after start"
                 )
             )
-        expectation = expected_outcomes(call, windows)
+        expectation = expected_outcomes(call, windows, product_saw_answer=attempt.answered_at is not None)
         if attempt.outcome not in expectation.allowed:
             allowed = "|".join(sorted(expectation.allowed)) or "(none)"
             verdict.wrong_outcomes.append(

@@ -113,7 +113,9 @@ def test_calls_survive_the_fault_with_their_truth(
     details = (
         "  injected at: "
         + ", ".join(
-            f"{i.phase} ({i.live_calls} live, {placed_between(calls, i)} placed until recovered)"
+            f"{i.phase} at {i.injected_at:%H:%M:%S.%f}"[:-3]
+            + f", back at {i.recovered_at:%H:%M:%S} ({i.live_calls} live, "
+            f"{placed_between(calls, i)} placed until back)"
             for i in injections
         )
         + "; "

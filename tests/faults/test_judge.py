@@ -218,3 +218,18 @@ def test_no_call_is_placed_while_a_component_is_known_down() -> None:
     )
     assert [f.attempt_id for f in verdict.placed_while_down] == [during.id]
     assert list(verdict.failures()) == ["placed while its Stasis app or media worker was known down"]
+
+
+def test_unknown_for_an_answer_the_dying_stasis_app_took_with_it() -> None:
+    a = attempt("unknown")
+    silent = sim_call(a.id, answered=True, ended_s=7)  # answered at 1 s, no media, the callee left at 7 s
+    stasis_gone = FaultWindow("stasis", at(0.5), at(12), witness_lost=True)
+    assert run([(a, silent)], windows=[stasis_gone]).failures() == {}
+    # But not when the product had recorded the answer, nor when another fault left the Stasis app up.
+    recorded = replace(a, answered_at=at(1))
+    assert len(run([(recorded, silent)], windows=[stasis_gone]).wrong_outcomes) == 1
+    worker_gone = FaultWindow("worker", at(0.5), at(12))
+    assert len(run([(a, silent)], windows=[worker_gone]).wrong_outcomes) == 1
+    # Nor for a conversation: the media worker's report tells of it.
+    b, talk = talked("unknown")
+    assert len(run([(b, talk)], windows=[stasis_gone]).wrong_outcomes) == 1
