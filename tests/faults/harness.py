@@ -154,6 +154,7 @@ class FaultStack:
     rng: random.Random
     pbx_id: int = 0
     restarts: Counter[str] = field(default_factory=Counter)
+    expected_exits: set[str] = field(default_factory=set)  # beats that found the lock held, as designed
 
     # ------------------------------------------------------------------------------------ processes
     def proc(self, role: str) -> Proc:
@@ -182,6 +183,7 @@ class FaultStack:
                      timeout=30, what=f"{proc.name} to take the beat lock or exit", interval=0.1)  # fmt: skip
             if proc.alive():
                 return
+            self.expected_exits.add(proc.name)
             if time.monotonic() > deadline:
                 raise AssertionError(f"no beat could take the lock within 60 s:\n{proc.tail()}")
             time.sleep(1)
@@ -195,6 +197,14 @@ class FaultStack:
         self.stack.start_media_worker(port=port, name=self._name("media"))
 
     # ---------------------------------------------------------------------------------------- faults
+    def died_on_their_own(self) -> list[str]:
+        """Processes that exited though nobody killed or stopped them (call before stopping the stack)."""
+        return [
+            f"{proc.name} (exit {proc.popen.returncode})"
+            for proc in self.stack.procs
+            if not proc.alive() and proc.popen.returncode != -9 and proc.name not in self.expected_exits
+        ]
+
     def inject(self, fault: str) -> None:
         if fault in ("worker", "beat", "stasis", "media"):
             self.proc(fault).kill9()

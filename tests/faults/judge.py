@@ -9,10 +9,10 @@ what the simulator recorded            outcomes that are true to it
 =====================================  ======================================================================
 answered, the callee heard the agent   ``answered`` (a conversation; even when its end was not seen)
 answered, media up but nothing heard   ``answered`` or ``media_failed``
-answered, no media leg ever served     ``media_failed`` (DESIGN.md §5.5: its own outcome); ``unknown`` too if
-                                       the answer and the end both fell while the Stasis app was gone and
-                                       the product recorded no answer (nothing left to tell it)
+answered, no media leg ever served     ``media_failed`` (DESIGN.md §5.5: its own outcome)
 answered into an absent Stasis app     ``app_unavailable`` (simulator: ``ended_by: stasis_failed``)
+  either, answered and ended while     ``unknown`` too, if the product recorded no answer: nothing it can
+  the Stasis app was gone              read afterwards tells (Asterisk forgets a channel once it is gone)
 busy / no answer / rejected ...        that outcome; ``unknown`` too if the call ended in a fault window
 not answered, hung up by the product   ``no_answer``; ``unknown`` too in a fault window
 no call at all (never dialed)          a non-call outcome (cancelled, error, failed, unknown, ...)
@@ -139,17 +139,9 @@ def expected_outcomes(
         )
     ended_by = call.get("ended_by")
     if call.get("answered_at") is not None:
-        if ended_by == "stasis_failed":
-            return Expectation(frozenset({"app_unavailable"}), "answered into an absent Stasis app")
-        if heard_ms(call) > 0:
-            return Expectation(
-                frozenset({"answered"}), f"answered, callee heard the agent {heard_ms(call):.0f} ms"
-            )
-        if media_served(call):
-            return Expectation(frozenset({"answered", "media_failed"}), "answered, media up, agent not heard")
-        # Answered and ended while the Stasis app was gone, with no media leg to tell: nothing the product
-        # can read afterwards says it was answered (Asterisk keeps no record of a channel once it is gone),
-        # so "unknown" is the truth it can tell. Only when it did not record the answer before it died.
+        # Answered and ended while the Stasis app was gone: nothing the product can read afterwards says it
+        # was answered (Asterisk keeps no record of a channel once it is gone), so "unknown" is a truth it
+        # can tell too, as long as it had not recorded the answer.
         blind = [
             w.name
             for w in windows
@@ -157,7 +149,16 @@ def expected_outcomes(
             and w.contains(parse_time(call.get("answered_at")))
             and w.contains(parse_time(call.get("ended_at")))
         ]
-        if blind and not product_saw_answer:
+        unseen = {"unknown"} if blind and not product_saw_answer else set()
+        if ended_by == "stasis_failed":
+            return Expectation(frozenset({"app_unavailable", *unseen}), "answered into an absent Stasis app")
+        if heard_ms(call) > 0:
+            return Expectation(
+                frozenset({"answered"}), f"answered, callee heard the agent {heard_ms(call):.0f} ms"
+            )
+        if media_served(call):
+            return Expectation(frozenset({"answered", "media_failed"}), "answered, media up, agent not heard")
+        if unseen:
             return Expectation(
                 frozenset({"media_failed", "unknown"}),
                 f"answered and ended in fault window {blind[0]}, media never came up (ended by {ended_by})",

@@ -83,6 +83,7 @@ def test_calls_survive_the_fault_with_their_truth(
         settled = faults.wait_settled(timeout=150)
         end = now()
         observer.stop()
+        died = faults.died_on_their_own()
         calls, attempts, leads = faults.sim_calls(), faults.attempts(), faults.leads()
     except BaseException:
         print(f"process logs in {stack.directory}\n{stack.logs(40)}")  # shown with the failure
@@ -123,7 +124,7 @@ def test_calls_survive_the_fault_with_their_truth(
         f"  attempts: {dict(sorted(count_by_outcome(attempts).items()))}; stuck: {len(verdict.stuck)}, "
         f"overdue: {len(verdict.overdue)}, unrecorded calls: {len(verdict.unrecorded)}, "
         f"leads left behind: {len(verdict.stalled_leads)}, placed while known down: "
-        f"{len(verdict.placed_while_down)}"
+        f"{len(verdict.placed_while_down)}; died on their own: {', '.join(died) or 'none'}"
     )
     record_summary(details)
     print(summary)

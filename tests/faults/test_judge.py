@@ -130,8 +130,11 @@ def test_an_answer_into_an_absent_stasis_app_is_app_unavailable() -> None:
     a = attempt("app_unavailable")
     call = sim_call(a.id, answered=True, ended_by="stasis_failed", ended_s=1)
     assert run([(a, call)]).failures() == {}
-    for wrong in ("failed", "answered", "media_failed"):
+    for wrong in ("failed", "answered", "media_failed", "unknown"):
         assert len(run([(replace(a, outcome=wrong), call)]).wrong_outcomes) == 1, wrong
+    # Unknown too when the product had nothing to see it by: the Stasis app was gone throughout.
+    gone = FaultWindow("stasis", at(0.5), at(12), witness_lost=True)
+    assert run([(replace(a, outcome="unknown"), call)], windows=[gone]).failures() == {}
 
 
 def test_unknown_only_for_unanswered_calls_that_ended_in_a_fault_window() -> None:
