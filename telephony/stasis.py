@@ -882,6 +882,12 @@ class StasisApp:
             "POST", f"/bridges/{_seg(bridge_id)}/addChannel", {"channel": ",".join(joining)}
         )
         if status not in (200, 204):
+            if not call.ended and not await self._channel_exists(call.channel_id):
+                # The callee hung up while the media leg was being set up: not a media failure. Its end
+                # arrives with its own events; only our legs go now.
+                logger.info("stasis %s: call %s ended during its media set-up", self.config.app, call.call_id)
+                await self._teardown(call)
+                return
             await self._media_failed(call, f"addChannel answered {status}")
             return
         if call.ended:
@@ -960,6 +966,11 @@ class StasisApp:
             await self._redis.set(media_expect_key(media_uuid), call_id, ex=MEDIA_EXPECT_TTL_S)
         except (RedisError, OSError) as exc:  # the media worker will refuse the leg: the next host is tried
             logger.warning("stasis %s: call %s: media leg not announced: %r", self.config.app, call_id, exc)
+
+    async def _channel_exists(self, channel_id: str) -> bool:
+        """False only when the PBX says the channel is gone (404); unknown counts as there."""
+        status, _ = await self._rest("GET", f"/channels/{_seg(channel_id)}")
+        return status != 404
 
     async def _bridge_members(self, bridge_id: str) -> set[str] | None:
         status, bridge = await self._rest("GET", f"/bridges/{_seg(bridge_id)}", body=True)

@@ -43,6 +43,7 @@ RING = "+15550001003"
 REJECT = "+15550001004"
 HANGS_UP = "+15550001005"
 DTMF = "+15550001006"
+HANGS_UP_AT_ONCE = "+15550001007"
 
 PLAN = {
     "numbers": {
@@ -52,6 +53,7 @@ PLAN = {
         REJECT: {"behaviour": "reject", "after": 0.2},
         HANGS_UP: {"behaviour": "answer", "after": 0.2, "hangup_after": 1.0},
         DTMF: {"behaviour": "answer", "after": 0.2, "dtmf": [{"at": 0.5, "digits": "7"}]},
+        HANGS_UP_AT_ONCE: {"behaviour": "answer", "after": 0.2, "hangup_after": 0.3},
     }
 }
 
@@ -333,6 +335,20 @@ async def test_a_media_leg_that_never_enters_the_app_fails_the_call_as_media_fai
     assert record["ended_by"] == "app"
     await h.wait_gone(f"/ari/bridges/bridge-{call_id}")
     await wait_until(lambda: all(c.eof_at is not None for c in h.media.connections), timeout=5)
+
+
+async def test_a_callee_who_hangs_up_during_the_media_set_up_is_answered_not_media_failed(h: Harness):
+    """Picked up and hung up before the agent's leg was in (0.3 s): our media did not fail; they left."""
+    h.sim.pbx.media_start_delay_s = (0.6, 0.6)
+    await h.start()
+    call_id = await h.originate(HANGS_UP_AT_ONCE)
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.outcome is CallOutcome.ANSWERED and ended.reason == "destroyed"
+    await asyncio.sleep(1.0)  # the leg's set-up finishes meanwhile: no MediaGone, nothing left behind
+    assert not h.sink.of(call_id, MediaGone) and not h.sink.of(call_id, CallBridged)
+    _, channels = await h.sim.request("GET", "/ari/channels", expect=200)
+    assert channels == []
+    assert not await h.exists(f"/ari/bridges/bridge-{call_id}")
 
 
 async def test_no_media_worker_at_all_is_media_failed(h: Harness) -> None:
