@@ -198,11 +198,13 @@ class PolicyResolver(AbstractResolver):
 
     def __init__(self, policy: UrlPolicy, inner: AbstractResolver | None = None) -> None:
         self.policy = policy
-        self._inner = inner or DefaultResolver()
+        self._inner = inner  # made on first use: aiohttp's resolvers need the running loop
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
+        if self._inner is None:
+            self._inner = DefaultResolver()
         results = await self._inner.resolve(host, port, family)
         if host.lower().rstrip(".") in self.policy.allowed_hosts:
             return results
@@ -213,4 +215,5 @@ class PolicyResolver(AbstractResolver):
         return results
 
     async def close(self) -> None:
-        await self._inner.close()
+        if self._inner is not None:
+            await self._inner.close()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -18,7 +19,7 @@ from campaigns.models import Pbx
 from campaigns.services.pbx import pbx_create
 from campaigns.tasks import ari_client_for
 from orchestrator.errors import InvalidInput
-from tenants.urlpolicy import PolicyTransport, TargetRefused, UrlNotAllowed, UrlPolicy
+from tenants.urlpolicy import PolicyResolver, PolicyTransport, TargetRefused, UrlNotAllowed, UrlPolicy
 from tests.campaigns.factories import make_tenant
 
 POLICY = UrlPolicy()
@@ -187,3 +188,22 @@ def test_an_allowed_own_pbx_is_reached_at_the_checked_address_under_its_own_name
     )
     assert len(seen) == 1 and seen[0]["host"] == f"pbx.tenant.test:{port}"
     assert seen[0]["path"].startswith("/ari/channels")
+
+
+async def test_the_aiohttp_resolver_keeps_connections_inside_the_policy(
+    listener: tuple[int, list[dict[str, str]]],
+) -> None:
+    """What the Stasis app of a tenant's own PBX connects through: a name resolving to loopback is refused
+    unless the operator allows it; nothing reaches the listener."""
+    port, seen = listener
+    refused = aiohttp.TCPConnector(resolver=PolicyResolver(POLICY))
+    async with aiohttp.ClientSession(connector=refused) as session:
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await session.post(f"http://localhost:{port}/ari/channels")
+    assert seen == []
+    policy = UrlPolicy.build(networks=["127.0.0.0/8", "::1/128"])
+    allowed = aiohttp.TCPConnector(resolver=PolicyResolver(policy))
+    async with aiohttp.ClientSession(connector=allowed) as session:
+        async with session.post(f"http://localhost:{port}/ari/channels") as response:
+            assert response.status == 200
+    assert len(seen) == 1
