@@ -16,6 +16,8 @@ from typing import Any
 from celery import Celery
 from celery.signals import beat_init, task_postrun, task_prerun
 
+from orchestrator import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 
 logger = logging.getLogger(__name__)
@@ -77,6 +79,10 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Placed attempts whose end never arrived (their Stasis app down for good) end after their hard maximum.
     "end-overdue-attempts": every(60, "campaigns.tasks.end_overdue_attempts", expires=55),
 }
+
+# The Redis transport with kombu's restore-on-connection-loss crash fixed (a worker survives a broker
+# restart): orchestrator/broker.py.
+broker.install()
 
 app = Celery("orchestrator")
 app.config_from_object("django.conf:settings", namespace="CELERY")

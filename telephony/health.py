@@ -70,24 +70,22 @@ STASIS_SEEN_KEY = "stasis:seen"
 
 async def stasis_heartbeat(client: Any, pbx_ids: Iterable[str], *, now: float | None = None) -> None:
     """The Stasis app of these PBX rows is connected and reconciled (``client``: redis.asyncio)."""
-    at = time.time() if now is None else now
-    ids = [str(pbx_id) for pbx_id in pbx_ids]
-    if not ids:
-        return
-    pipe = client.pipeline(transaction=False)
-    pipe.zadd(STASIS_APPS_KEY, {pbx_id: at + HEARTBEAT_TTL_S for pbx_id in ids})
-    pipe.hset(STASIS_SEEN_KEY, mapping={pbx_id: repr(at) for pbx_id in ids})
-    await pipe.execute()
+    await _announce(client, pbx_ids, now=now, valid_for_s=HEARTBEAT_TTL_S)
 
 
 async def stasis_gone(client: Any, pbx_ids: Iterable[str], *, now: float | None = None) -> None:
     """The app stopped listening: down from now (its last-seen time stays for the next reconciliation)."""
+    await _announce(client, pbx_ids, now=now, valid_for_s=0.0)
+
+
+async def _announce(client: Any, pbx_ids: Iterable[str], *, now: float | None, valid_for_s: float) -> None:
+    """Up until ``now + valid_for_s`` (0: down now), and seen ``now``, in one round trip."""
     at = time.time() if now is None else now
     ids = [str(pbx_id) for pbx_id in pbx_ids]
     if not ids:
         return
     pipe = client.pipeline(transaction=False)
-    pipe.zadd(STASIS_APPS_KEY, {pbx_id: at for pbx_id in ids}, xx=True)
+    pipe.zadd(STASIS_APPS_KEY, {pbx_id: at + valid_for_s for pbx_id in ids})
     pipe.hset(STASIS_SEEN_KEY, mapping={pbx_id: repr(at) for pbx_id in ids})
     await pipe.execute()
 

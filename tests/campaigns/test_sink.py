@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import OperationalError, connections
+from django.db import OperationalError
 
 from campaigns import sink as campaigns_sink
 from campaigns.lifecycle import AttemptState
@@ -36,6 +35,7 @@ from telephony.sim.plan import parse_plan
 from telephony.stasis import StasisApp, StasisConfig
 from tests.campaigns.factories import make_pbx, make_tenant
 from tests.campaigns.test_dispatch import NOW, due_leads, live_attempt, running_campaign
+from tests.orm import in_thread
 from tests.telephony.sim.conftest import APP, PASSWORD, USER, MediaServer, start_sim
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,7 +73,7 @@ def claimed_attempt() -> CallAttempt:
 
 
 async def test_busy_call_ends_and_the_lead_is_retried(sink: AttemptEventSink, ended: Ended) -> None:
-    attempt = await _async(claimed_attempt)
+    attempt = await in_thread(claimed_attempt)
     call_id = str(attempt.pk)
 
     await sink.handle(CallRinging(call_id, NOW + timedelta(seconds=1)))
@@ -88,7 +88,7 @@ async def test_busy_call_ends_and_the_lead_is_retried(sink: AttemptEventSink, en
         )
     )
 
-    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    attempt = await in_thread(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
     assert attempt.state == AttemptState.ENDED and attempt.outcome == "busy" and attempt.dialstatus == "BUSY"
     assert attempt.ringing_at == NOW + timedelta(seconds=1) and attempt.answered_at is None
     lead = attempt.lead
@@ -98,7 +98,7 @@ async def test_busy_call_ends_and_the_lead_is_retried(sink: AttemptEventSink, en
 
 
 async def test_answered_bridged_ended_call_finishes_the_lead(sink: AttemptEventSink, ended: Ended) -> None:
-    attempt = await _async(claimed_attempt)
+    attempt = await in_thread(claimed_attempt)
     call_id = str(attempt.pk)
 
     await sink.handle(CallAnswered(call_id, call_id, NOW + timedelta(seconds=2)))
@@ -121,11 +121,11 @@ async def test_answered_bridged_ended_call_finishes_the_lead(sink: AttemptEventS
         CallEnded(call_id, NOW + timedelta(seconds=13), CallOutcome.FAILED, reason="reconciled")
     )
 
-    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    attempt = await in_thread(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
     assert attempt.state == AttemptState.ENDED and attempt.outcome == "answered"
     assert attempt.cause == 16 and attempt.duration_s == 10.0
     assert attempt.lead.status == Lead.Status.DONE and attempt.lead.attempts == 1
-    log = await _async(lambda: list(attempt.events.values_list("kind", "type", "data")))
+    log = await in_thread(lambda: list(attempt.events.values_list("kind", "type", "data")))
     kinds = [(k, t) for k, t, _ in log]
     assert kinds == [
         ("state", "created"),
@@ -160,7 +160,7 @@ async def test_live_call_ids_are_the_placed_live_attempts_of_the_pbx() -> None:
         live_attempt(leads[4], state=AttemptState.ANSWERED, pbx=other)
         return sorted([str(dialing.pk), str(bridged.pk)]), pbx.pk, other.pk
 
-    expected, pbx_id, other_id = await _async(setup)
+    expected, pbx_id, other_id = await in_thread(setup)
     sink = AttemptEventSink(pbx_ids=[pbx_id], on_ended=Ended())
     try:
         assert sorted(await sink.live_call_ids()) == expected
@@ -190,7 +190,7 @@ def test_run_stasis_refuses_an_unknown_pbx() -> None:
 async def test_a_transfer_to_a_human_is_recorded_and_the_call_ends_as_answered(
     sink: AttemptEventSink, ended: Ended
 ) -> None:
-    attempt = await _async(claimed_attempt)
+    attempt = await in_thread(claimed_attempt)
     call_id = str(attempt.pk)
 
     await sink.handle(CallAnswered(call_id, call_id, NOW + timedelta(seconds=2)))
@@ -208,11 +208,11 @@ async def test_a_transfer_to_a_human_is_recorded_and_the_call_ends_as_answered(
         CallEnded(call_id, NOW + timedelta(seconds=80), CallOutcome.ANSWERED, cause=16, answered=True)
     )
 
-    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    attempt = await in_thread(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
     assert attempt.transferred_to == "+12125550199"
     assert (attempt.state, attempt.outcome) == (AttemptState.ENDED, "answered")
     assert attempt.lead.status == Lead.Status.DONE and attempt.lead.done_reason == "success"
-    log = await _async(lambda: list(attempt.events.values_list("kind", "type", "data")))
+    log = await in_thread(lambda: list(attempt.events.values_list("kind", "type", "data")))
     assert [(kind, type) for kind, type, _ in log] == [
         ("state", "created"),
         ("state", "queued->answered"),
@@ -225,21 +225,9 @@ async def test_a_transfer_to_a_human_is_recorded_and_the_call_ends_as_answered(
     assert log[3][2] == {"number": "+12125550199"}
 
 
-async def _async(fn: Callable[[], T]) -> T:
-    """Run ORM code from an async test (in a thread, as the sink itself does), closing its connection."""
-
-    def run() -> T:
-        try:
-            return fn()
-        finally:
-            connections.close_all()
-
-    return await sync_to_async(run, thread_sensitive=False)()
-
-
 async def test_stasis_app_drives_a_real_attempt_through_the_sink(ended: Ended) -> None:
     """End to end on the orchestrator side: simulator → StasisApp → AttemptEventSink → the database."""
-    attempt = await _async(claimed_attempt)
+    attempt = await in_thread(claimed_attempt)
     call_id = str(attempt.pk)
     plan = parse_plan(
         {"numbers": {attempt.number: {"behaviour": "answer", "after": 0.2, "hangup_after": 0.8}}}
@@ -269,7 +257,7 @@ async def test_stasis_app_drives_a_real_attempt_through_the_sink(ended: Ended) -
                 assert resp.status == 200
 
         async def ended_in_db() -> bool:
-            state = await _async(lambda: CallAttempt.objects.get(pk=call_id).state)
+            state = await in_thread(lambda: CallAttempt.objects.get(pk=call_id).state)
             return bool(state == AttemptState.ENDED)
 
         deadline = asyncio.get_running_loop().time() + 10
@@ -283,16 +271,16 @@ async def test_stasis_app_drives_a_real_attempt_through_the_sink(ended: Ended) -
         await media.close()
         await runner.cleanup()
 
-    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=call_id))
+    attempt = await in_thread(lambda: CallAttempt.objects.select_related("lead").get(pk=call_id))
     assert attempt.outcome == "answered" and attempt.cause == 16 and attempt.answered_at is not None
     assert attempt.lead.status == Lead.Status.DONE
-    types = await _async(lambda: list(attempt.events.filter(kind="state").values_list("type", flat=True)))
+    types = await in_thread(lambda: list(attempt.events.filter(kind="state").values_list("type", flat=True)))
     assert types == ["created", "queued->ringing", "ringing->answered", "answered->bridged", "bridged->ended"]
     assert ended.tenants == [attempt.tenant_id]
 
 
 async def test_a_transient_database_error_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
-    attempt = await _async(claimed_attempt)
+    attempt = await in_thread(claimed_attempt)
     calls: list[int] = []
 
     def flaky_dispatch(tenant_id: int) -> None:
@@ -314,7 +302,7 @@ async def test_a_transient_database_error_is_retried(monkeypatch: pytest.MonkeyP
         await sink.handle(CallEnded(str(attempt.pk), NOW, CallOutcome.NO_ANSWER, cause=19))
     finally:
         sink.close()
-    attempt = await _async(lambda: CallAttempt.objects.get(pk=attempt.pk))
+    attempt = await in_thread(lambda: CallAttempt.objects.get(pk=attempt.pk))
     assert attempt.state == AttemptState.ENDED and attempt.outcome == "no_answer"
     assert calls == [attempt.tenant_id]
 
@@ -369,7 +357,7 @@ async def test_events_handed_over_together_are_applied_in_one_batch_each_on_its_
 ) -> None:
     """Group commit: with one thread busy, waiting events go in one transaction; a failing event (here: a
     bug) and an unknown attempt are their own business, the others are applied."""
-    attempts = await _async(lambda: claimed_attempts(6))
+    attempts = await in_thread(lambda: claimed_attempts(6))
     ids = [str(a.pk) for a in attempts]
     sink = AttemptEventSink(on_ended=ended, max_workers=1)
     batches: list[int] = []
@@ -399,7 +387,7 @@ async def test_events_handed_over_together_are_applied_in_one_batch_each_on_its_
     assert isinstance(results[1], ValueError)
     assert [r for i, r in enumerate(results) if i != 1] == [None] * 6
     assert batches[0] == 1 and sum(batches) == 7 and len(batches) < 7  # the rest waited and went together
-    states = await _async(lambda: dict(CallAttempt.objects.filter(pk__in=ids).values_list("pk", "state")))
+    states = await in_thread(lambda: dict(CallAttempt.objects.filter(pk__in=ids).values_list("pk", "state")))
     assert sorted(str(pk) for pk, state in states.items() if state == AttemptState.ENDED) == sorted(
         ids[:1] + ids[2:]
     )
@@ -407,7 +395,7 @@ async def test_events_handed_over_together_are_applied_in_one_batch_each_on_its_
 
 
 async def test_a_transient_error_in_a_batch_retries_each_event_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    attempts = await _async(lambda: claimed_attempts(3))
+    attempts = await in_thread(lambda: claimed_attempts(3))
     ids = [str(a.pk) for a in attempts]
     sink = AttemptEventSink(on_ended=Ended(), max_workers=1)
     real_apply = sink._apply
@@ -434,7 +422,7 @@ async def test_a_transient_error_in_a_batch_retries_each_event_alone(monkeypatch
         await asyncio.gather(*(sink.handle(CallRinging(i, NOW)) for i in ids))
     finally:
         sink.close()
-    log = await _async(
+    log = await in_thread(
         lambda: list(
             CallAttempt.objects.filter(pk__in=ids).values_list("state", "events__type").order_by("events__id")
         )
@@ -464,7 +452,7 @@ def attempt_log(pk: Any) -> list[tuple[str, str]]:
 async def test_a_calls_waiting_events_are_applied_together_keeping_every_timestamp_and_row(
     sink: AttemptEventSink, ended: Ended, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    attempt = await _async(claimed_attempt)
+    attempt = await in_thread(claimed_attempt)
     call_id = str(attempt.pk)
     alone: list[Any] = []
     monkeypatch.setattr(sink, "_apply", lambda attempt_id, event: alone.append(event))  # must not be used
@@ -472,14 +460,14 @@ async def test_a_calls_waiting_events_are_applied_together_keeping_every_timesta
     assert await sink.handle_many(answered_call(call_id)) == [None] * 5
 
     assert alone == []
-    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    attempt = await in_thread(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
     assert attempt.state == AttemptState.ENDED and attempt.outcome == "answered"
     assert attempt.originated_at == NOW + timedelta(seconds=1)  # the first progress out of queued
     assert attempt.ringing_at == NOW + timedelta(seconds=1)
     assert attempt.answered_at == NOW + timedelta(seconds=4)
     assert attempt.ended_at == NOW + timedelta(seconds=14) and attempt.duration_s == 10.0
     assert attempt.lead.status == Lead.Status.DONE and attempt.lead.attempts == 1
-    assert await _async(lambda: attempt_log(attempt.pk)) == [
+    assert await in_thread(lambda: attempt_log(attempt.pk)) == [
         ("state", "created"),
         ("state", "queued->ringing"),
         ("state", "ringing->answered"),
@@ -493,7 +481,7 @@ async def test_a_calls_waiting_events_are_applied_together_keeping_every_timesta
 async def test_duplicates_among_coalesced_events_are_refused_and_logged(
     sink: AttemptEventSink, ended: Ended
 ) -> None:
-    attempt = await _async(claimed_attempt)
+    attempt = await in_thread(claimed_attempt)
     call_id = str(attempt.pk)
     events: list[CallEvent] = [
         CallAnswered(call_id, call_id, NOW + timedelta(seconds=2)),
@@ -504,10 +492,10 @@ async def test_duplicates_among_coalesced_events_are_refused_and_logged(
     ]
     assert await sink.handle_many(events) == [None] * 5
 
-    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    attempt = await in_thread(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
     assert attempt.outcome == "answered" and attempt.ringing_at is None and attempt.duration_s == 3.0
     assert attempt.lead.attempts == 1
-    log = await _async(lambda: list(attempt.events.order_by("pk").values_list("type", "data")))
+    log = await in_thread(lambda: list(attempt.events.order_by("pk").values_list("type", "data")))
     assert [t for t, _ in log] == [  # in the order they were offered
         "created",
         "queued->answered",
@@ -525,7 +513,7 @@ async def test_one_failing_event_of_a_coalesced_call_does_not_lose_the_others(
 ) -> None:
     """Applied together they fail (here a bug on the DTMF digit): nothing of that is kept, then each is
     applied alone, so only the failing one is lost and the call's end is applied."""
-    attempt = await _async(claimed_attempt)
+    attempt = await in_thread(claimed_attempt)
     call_id = str(attempt.pk)
     real_step = campaigns_sink._step
 
@@ -538,7 +526,7 @@ async def test_one_failing_event_of_a_coalesced_call_does_not_lose_the_others(
     errors = await sink.handle_many(answered_call(call_id))
 
     assert [type(e).__name__ if e else None for e in errors] == [None, None, None, "ValueError", None]
-    assert await _async(lambda: attempt_log(attempt.pk)) == [
+    assert await in_thread(lambda: attempt_log(attempt.pk)) == [
         ("state", "created"),
         ("state", "queued->ringing"),
         ("state", "ringing->answered"),
@@ -549,7 +537,7 @@ async def test_one_failing_event_of_a_coalesced_call_does_not_lose_the_others(
 
 
 async def test_a_coalesced_end_is_not_lost_to_a_transient_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    attempt = await _async(claimed_attempt)
+    attempt = await in_thread(claimed_attempt)
     call_id = str(attempt.pk)
     ended = Ended()
     sink = AttemptEventSink(on_ended=ended, max_workers=1)
@@ -568,7 +556,7 @@ async def test_a_coalesced_end_is_not_lost_to_a_transient_error(monkeypatch: pyt
         assert await sink.handle_many(answered_call(call_id)) == [None] * 5
     finally:
         sink.close()
-    log = await _async(lambda: attempt_log(attempt.pk))
+    log = await in_thread(lambda: attempt_log(attempt.pk))
     assert [t for _, t in log].count("bridged->ended") == 1 and len(log) == 6  # applied exactly once
     assert ended.tenants == [attempt.tenant_id]
 
@@ -584,7 +572,7 @@ async def test_the_stasis_app_hands_a_calls_waiting_events_to_the_sink_together(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """While the first event of a call is being applied the rest arrive: they go in one handle_many."""
-    attempt = await _async(claimed_attempt)
+    attempt = await in_thread(claimed_attempt)
     call_id = str(attempt.pk)
     ended = Ended()
     sink = AttemptEventSink(on_ended=ended, max_workers=1)
@@ -615,12 +603,12 @@ async def test_the_stasis_app_hands_a_calls_waiting_events_to_the_sink_together(
         await asyncio.gather(delivery, *app._lane_tasks, return_exceptions=True)
         sink.close()
     assert batches == [[1], [4]]
-    assert (await _async(lambda: CallAttempt.objects.get(pk=attempt.pk))).state == AttemptState.ENDED
+    assert (await in_thread(lambda: CallAttempt.objects.get(pk=attempt.pk))).state == AttemptState.ENDED
     assert ended.tenants == [attempt.tenant_id]
 
 
 async def test_the_ends_of_one_batch_trigger_their_passes_in_one_call() -> None:
-    attempts = await _async(lambda: claimed_attempts(5))
+    attempts = await in_thread(lambda: claimed_attempts(5))
     calls: list[list[int]] = []
     sink = AttemptEventSink(on_ended_many=calls.append, max_workers=1)
     try:
@@ -669,13 +657,14 @@ async def test_an_unseen_end_of_a_call_that_talked_is_answered_and_its_lead_is_n
 ) -> None:
     """The Stasis app was killed; after its restart the call is gone and nothing of its end was seen. The
     media worker's marks say the agent talked to the callee: answered (lead done), never "failed"."""
-    attempt = await _async(claimed_attempt)
-    await _async(lambda: _placed(attempt))
-    await _async(lambda: _mark_media(str(attempt.pk), connected=NOW.timestamp(), agent_audio=NOW.timestamp()))
+    attempt = await in_thread(claimed_attempt)
+    await in_thread(lambda: _placed(attempt))
+    at = NOW.timestamp()
+    await in_thread(lambda: _mark_media(str(attempt.pk), connected=at, agent_audio=at))
 
     await sink.handle(_reconciled(str(attempt.pk)))
 
-    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    attempt = await in_thread(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
     assert attempt.state == AttemptState.ENDED and attempt.outcome == "answered"
     assert attempt.lead.status == Lead.Status.DONE and attempt.lead.done_reason == "success"
 
@@ -683,12 +672,12 @@ async def test_an_unseen_end_of_a_call_that_talked_is_answered_and_its_lead_is_n
 async def test_an_unseen_end_of_a_call_answered_but_never_bridged_is_media_failed(
     sink: AttemptEventSink,
 ) -> None:
-    attempt = await _async(claimed_attempt)
-    await _async(lambda: _placed(attempt, answered=True))
+    attempt = await in_thread(claimed_attempt)
+    await in_thread(lambda: _placed(attempt, answered=True))
 
     await sink.handle(_reconciled(str(attempt.pk), CallOutcome.ANSWERED, answered=True))
 
-    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    attempt = await in_thread(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
     assert attempt.outcome == "media_failed"  # the callee heard silence: retried, not a success
     assert attempt.lead.status == Lead.Status.WAITING and attempt.lead.last_outcome == "media_failed"
 
@@ -701,31 +690,31 @@ async def test_an_unseen_end_with_no_evidence_is_never_guessed(
 ) -> None:
     """Nothing says it was answered: placed while the app was not listening → app_unavailable (A11: a
     callee who answered met no app); else unknown. Both retried; neither is "failed"."""
-    attempt = await _async(claimed_attempt)
+    attempt = await in_thread(claimed_attempt)
     gap = NOW + timedelta(seconds=10)
-    await _async(lambda: _placed(attempt, sent_at=gap + timedelta(seconds=1 if sent_after_gap else -5)))
+    await in_thread(lambda: _placed(attempt, sent_at=gap + timedelta(seconds=1 if sent_after_gap else -5)))
 
     await sink.handle(_reconciled(str(attempt.pk), gap_started_at=gap))
 
-    attempt = await _async(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
+    attempt = await in_thread(lambda: CallAttempt.objects.select_related("lead").get(pk=attempt.pk))
     assert attempt.outcome == outcome
     assert attempt.lead.status == Lead.Status.WAITING
-    data = await _async(lambda: attempt.events.filter(type="dialing->ended").get().data)
+    data = await in_thread(lambda: attempt.events.filter(type="dialing->ended").get().data)
     assert data["data"]["gap_started_at"] == gap.isoformat()
 
 
 async def test_what_was_seen_before_the_gap_is_kept(sink: AttemptEventSink) -> None:
-    attempt = await _async(claimed_attempt)
-    await _async(lambda: _placed(attempt))
+    attempt = await in_thread(claimed_attempt)
+    await in_thread(lambda: _placed(attempt))
     await sink.handle(_reconciled(str(attempt.pk), CallOutcome.BUSY, dialstatus="BUSY"))
-    assert await _async(lambda: CallAttempt.objects.get(pk=attempt.pk).outcome) == "busy"
+    assert await in_thread(lambda: CallAttempt.objects.get(pk=attempt.pk).outcome) == "busy"
 
 
 async def test_the_media_uuid_is_not_kept_in_the_event_log(sink: AttemptEventSink) -> None:
     """It is the one secret binding a media connection to the call; tenants see the event log."""
-    attempt = await _async(claimed_attempt)
+    attempt = await in_thread(claimed_attempt)
     media_uuid = "0b6f4a38-5d7e-4b8e-9f8e-1b6f0a4a3c11"
     await sink.handle(CallAnswered(str(attempt.pk), str(attempt.pk), NOW + timedelta(seconds=2)))
     await sink.handle(CallBridged(str(attempt.pk), media_uuid, NOW + timedelta(seconds=3)))
-    rows = await _async(lambda: [str(e.data) for e in attempt.events.all()])
+    rows = await in_thread(lambda: [str(e.data) for e in attempt.events.all()])
     assert rows and not any(media_uuid in row for row in rows)

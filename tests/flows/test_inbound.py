@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import aiohttp
 import pytest
-from asgiref.sync import sync_to_async
-from django.db import connections
 
 from flows.models import InboundCall
 from orchestrator.sink import CallEventRouter
@@ -20,24 +17,13 @@ from telephony.events import CallEnded, CallInbound
 from telephony.outcomes import CallOutcome
 from telephony.sim.plan import parse_plan
 from telephony.stasis import StasisApp, StasisConfig
+from tests.orm import in_thread
 from tests.telephony.sim.conftest import APP, PASSWORD, USER, start_sim, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NOW = datetime(2026, 1, 5, 22, 0, tzinfo=UTC)
 T = TypeVar("T")
-
-
-async def _async(fn: Callable[[], T]) -> T:
-    """ORM code from an async test, in a thread whose connection is closed after it."""
-
-    def run() -> T:
-        try:
-            return fn()
-        finally:
-            connections.close_all()
-
-    return await sync_to_async(run, thread_sensitive=False)()
 
 
 async def test_the_router_records_an_inbound_call_and_closes_it_once() -> None:
@@ -51,7 +37,7 @@ async def test_the_router_records_an_inbound_call_and_closes_it_once() -> None:
         end = CallEnded(call_id, NOW + timedelta(seconds=4), CallOutcome.ANSWERED, reason="stasis_end")
         await router.handle_many([end, end])
 
-        call = await _async(InboundCall.objects.get)
+        call = await in_thread(InboundCall.objects.get)
         assert (call.did, call.caller_number, call.caller_name, call.pbx_id) == (
             "15551230000",
             "+19175551212",
@@ -90,7 +76,7 @@ async def test_an_inbound_call_through_the_stasis_app_is_recorded_told_and_ended
                 call_id = (await resp.json())["call"]
 
             async def ended() -> bool:
-                return await _async(
+                return await in_thread(
                     InboundCall.objects.filter(channel_id=call_id, status=InboundCall.Status.ENDED).exists
                 )
 
