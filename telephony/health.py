@@ -70,31 +70,60 @@ STASIS_SEEN_KEY = "stasis:seen"
 
 async def stasis_heartbeat(client: Any, pbx_ids: Iterable[str], *, now: float | None = None) -> None:
     """The Stasis app of these PBX rows is connected and reconciled (``client``: redis.asyncio)."""
-    await _announce(client, pbx_ids, now=now, valid_for_s=HEARTBEAT_TTL_S)
+    await _announce(client, pbx_ids, now=now, valid_for_s=HEARTBEAT_TTL_S, exact=False)
 
 
 async def stasis_gone(client: Any, pbx_ids: Iterable[str], *, now: float | None = None) -> None:
-    """The app stopped listening: down from now (its last-seen time stays for the next reconciliation)."""
-    await _announce(client, pbx_ids, now=now, valid_for_s=0.0)
+    """The app stopped listening: down from now (that time stays for the next reconciliation)."""
+    await _announce(client, pbx_ids, now=now, valid_for_s=0.0, exact=True)
 
 
-async def _announce(client: Any, pbx_ids: Iterable[str], *, now: float | None, valid_for_s: float) -> None:
-    """Up until ``now + valid_for_s`` (0: down now), and seen ``now``, in one round trip."""
+async def _announce(
+    client: Any, pbx_ids: Iterable[str], *, now: float | None, valid_for_s: float, exact: bool
+) -> None:
+    """Up until ``now + valid_for_s`` (0: down now), and seen ``now``, in one round trip. A heartbeat's
+    "seen" is only a lower bound of when the app stopped (``exact`` False: it may have died up to a period
+    later); a clean stop's is exact."""
     at = time.time() if now is None else now
     ids = [str(pbx_id) for pbx_id in pbx_ids]
     if not ids:
         return
+    seen = f"{'gone' if exact else 'beat'}:{at!r}"
     pipe = client.pipeline(transaction=False)
     pipe.zadd(STASIS_APPS_KEY, {pbx_id: at + valid_for_s for pbx_id in ids})
-    pipe.hset(STASIS_SEEN_KEY, mapping={pbx_id: repr(at) for pbx_id in ids})
+    pipe.hset(STASIS_SEEN_KEY, mapping=dict.fromkeys(ids, seen))
     await pipe.execute()
 
 
-async def stasis_last_seen(client: Any, pbx_ids: Iterable[str]) -> float | None:
-    """When the app of these PBX rows was last known to listen (epoch seconds), None if never recorded.
-    After a ``kill -9`` that is its last heartbeat: it died within :data:`HEARTBEAT_S` after it."""
+async def media_worker_gone(client: Any, member: str) -> None:
+    """A media worker found unreachable: down now (its heartbeat, if it is alive, puts it back)."""
+    await client.zrem(MEDIA_WORKERS_KEY, member)
+
+
+@dataclass(frozen=True)
+class LastSeen:
+    """When the app of some PBX rows was last known to listen (epoch seconds); ``exact`` when it said it
+    stopped then, not when it merely wrote its last heartbeat then (a ``kill -9`` leaves only that: it
+    died within :data:`HEARTBEAT_S` after it)."""
+
+    at: float
+    exact: bool
+
+
+async def stasis_last_seen(client: Any, pbx_ids: Iterable[str]) -> LastSeen | None:
+    """The latest :class:`LastSeen` of these PBX rows' app, None if never recorded."""
     ids = [str(pbx_id) for pbx_id in pbx_ids]
     if not ids:
         return None
-    seen = [float(v) for v in await client.hmget(STASIS_SEEN_KEY, ids) if v is not None]
-    return max(seen) if seen else None
+    latest: LastSeen | None = None
+    for raw in await client.hmget(STASIS_SEEN_KEY, ids):
+        if raw is None:
+            continue
+        kind, _, value = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition(":")
+        try:
+            seen = LastSeen(at=float(value), exact=kind == "gone")
+        except ValueError:
+            continue
+        if latest is None or seen.at > latest.at:
+            latest = seen
+    return latest

@@ -132,7 +132,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from media.brief import MEDIA_EXPECT_TTL_S, media_expect_key, reply_channel
+from media.brief import MEDIA_EXPECT_TTL_S, media_expect_key, media_seen_key, reply_channel
 from telephony import health
 from telephony.events import (
     CallAnswered,
@@ -158,6 +158,7 @@ MEDIA_PREFIX = "media-"  # an AudioSocket leg: media-<call id>~<try>
 MEDIA_TRY_SEP = "~"  # in neither a UUID nor an Asterisk uniqueid
 TRANSFER_PREFIX = "xfer-"  # the human leg of a transfer: xfer-<call id>
 TRANSFER_ASTERISK_MARGIN_S = 2  # Asterisk's originate timeout of a human leg exceeds ours by this much
+HEARTBEAT_SLACK_S = 0.5  # how late a heartbeat may be written (a busy loop): see _gap_start
 INBOUND_PLAYBACK_PREFIX = "inbound-"  # the playback of the message an unrouted inbound caller hears
 INBOUND_HANGUP_AFTER_S = 20.0  # hang up an unrouted inbound call after this long, message finished or not
 
@@ -512,15 +513,22 @@ class StasisApp:
             logger.warning("stasis %s: could not mark the app gone: %r", self.config.app, exc)
 
     async def _gap_start(self) -> datetime | None:
-        """When the app was last known to listen before this connection: this process's last connection,
-        else (a restart) the last heartbeat any process of this app wrote. None when nobody knows."""
-        seen = self._last_listening
-        if seen is None and self._redis is not None and self.config.pbx_ids:
+        """From when the app was surely not listening before this connection: when this process's last
+        connection went, else (a restart) a heartbeat period after the last heartbeat any process of this
+        app wrote (a killed process died within that period; a call placed just before it died was placed
+        while it listened). None when nobody knows."""
+        if self._last_listening is not None:
+            return datetime.fromtimestamp(self._last_listening, UTC)
+        seen = None
+        if self._redis is not None and self.config.pbx_ids:
             try:
                 seen = await health.stasis_last_seen(self._redis, self.config.pbx_ids)
             except (RedisError, OSError) as exc:
                 logger.warning("stasis %s: last heartbeat unknown: %r", self.config.app, exc)
-        return datetime.fromtimestamp(seen, UTC) if seen is not None else None
+        if seen is None:
+            return None
+        margin = 0.0 if seen.exact else health.HEARTBEAT_S + HEARTBEAT_SLACK_S
+        return datetime.fromtimestamp(seen.at + margin, UTC)
 
     # ----------------------------------------------------------------------------------------- REST
     async def _rest(
@@ -775,7 +783,15 @@ class StasisApp:
         )
         call.media_id = None
         self._emit(MediaGone(call.call_id, _now()))
-        self._spawn(self._hangup(call.channel_id))
+        self._spawn(self._media_went_first(call))
+
+    async def _media_went_first(self, call: _Call) -> None:
+        """Hang the caller up. A call whose agent was never heard (the worker refused the leg, or died before
+        the agent spoke) is media_failed, not a success; when nobody can tell, it stays answered (a call
+        that talked must never be redialed on a guess)."""
+        if call.transfer is None and await self._agent_spoke(call.call_id) is False:
+            call.media_failed = True
+        await self._hangup(call.channel_id)
 
     def _end(self, call: _Call, reason: EndReason) -> None:
         """Report the call's end once, and clean up its media leg and bridge (A9)."""
@@ -908,7 +924,10 @@ class StasisApp:
             self._media[media_id] = call.call_id
             self._media_started[media_id] = started
             try:
-                await self._expect_media(media_uuid, call.call_id)
+                if not await self._expect_media(media_uuid, call.call_id):
+                    # The media worker would refuse a leg it was not told about: do not place one.
+                    self._media.pop(media_id, None)
+                    continue
                 status, body = await self._rest(
                     "POST",
                     "/channels/externalMedia",
@@ -931,6 +950,8 @@ class StasisApp:
                         status,
                         body,
                     )
+                    if status == 500:  # Asterisk could not connect to it: no new call for it until it says
+                        self._spawn(self._media_host_down(host))
                     self._media.pop(media_id, None)
                     continue
                 try:
@@ -958,14 +979,38 @@ class StasisApp:
             return media_id
         return None
 
-    async def _expect_media(self, media_uuid: str, call_id: str) -> None:
-        """Tell the media workers that this UUID is the call's (they take it once; module docstring)."""
+    async def _expect_media(self, media_uuid: str, call_id: str) -> bool:
+        """Tell the media workers that this UUID is the call's (they take it once; module docstring).
+        False when it could not be told (Redis is down): the worker would refuse the leg."""
+        if self._redis is None:
+            return True  # (no Redis at all: a test's stand-in media server, which takes any UUID)
+        try:
+            await self._redis.set(media_expect_key(media_uuid), call_id, ex=MEDIA_EXPECT_TTL_S)
+        except (RedisError, OSError) as exc:
+            logger.warning("stasis %s: call %s: media leg not announced: %r", self.config.app, call_id, exc)
+            return False
+        return True
+
+    async def _media_host_down(self, host: str) -> None:
+        """Asterisk could not reach this media worker: take it off the health set at once (its own
+        heartbeat puts it back within a second if it is alive), so that dispatch does not keep placing
+        calls for its heartbeat's remaining life that end as media_failed."""
         if self._redis is None:
             return
         try:
-            await self._redis.set(media_expect_key(media_uuid), call_id, ex=MEDIA_EXPECT_TTL_S)
-        except (RedisError, OSError) as exc:  # the media worker will refuse the leg: the next host is tried
-            logger.warning("stasis %s: call %s: media leg not announced: %r", self.config.app, call_id, exc)
+            await health.media_worker_gone(self._redis, host)
+        except (RedisError, OSError) as exc:
+            logger.warning("stasis %s: media worker %s not marked down: %r", self.config.app, host, exc)
+
+    async def _agent_spoke(self, call_id: str) -> bool | None:
+        """Whether the media worker recorded that the call's agent was heard (its ``media:seen`` mark);
+        None when Redis cannot tell."""
+        if self._redis is None:
+            return None
+        try:
+            return bool(await self._redis.hexists(media_seen_key(call_id), "agent_audio"))
+        except (RedisError, OSError):
+            return None
 
     async def _channel_exists(self, channel_id: str) -> bool:
         """False only when the PBX says the channel is gone (404); unknown counts as there."""

@@ -13,7 +13,9 @@ answered, no media leg ever served     ``media_failed`` (DESIGN.md §5.5: its ow
 answered into an absent Stasis app     ``app_unavailable`` (simulator: ``ended_by: stasis_failed``)
   either, answered and ended while     ``unknown`` too, if the product recorded no answer: nothing it can
   the Stasis app was gone              read afterwards tells (Asterisk forgets a channel once it is gone)
-busy / no answer / rejected ...        that outcome; ``unknown`` too if the call ended in a fault window
+busy / no answer / rejected ...        that outcome; ``unknown`` too if the call ended in a fault window;
+                                       ``app_unavailable`` too if it was placed while the Stasis app was
+                                       gone (true: nobody listened; how it ended nobody saw)
 not answered, hung up by the product   ``no_answer``; ``unknown`` too in a fault window
 no call at all (never dialed)          a non-call outcome (cancelled, error, failed, unknown, ...)
 =====================================  ======================================================================
@@ -169,6 +171,8 @@ def expected_outcomes(
     ended_at = parse_time(call.get("ended_at"))
     in_window = [w.name for w in windows if w.contains(ended_at)]
     extra = {"unknown"} if in_window else set()
+    if any(w.witness_lost and w.contains(parse_time(call.get("created_at"))) for w in windows):
+        extra.add("app_unavailable")
     window_note = f", ended in fault window {in_window[0]}" if in_window else ""
     if ended_by == "app":
         return Expectation(

@@ -149,6 +149,19 @@ def test_unknown_only_for_unanswered_calls_that_ended_in_a_fault_window() -> Non
     assert len(run([(a, call)], windows=[FaultWindow("x", at(0), at(20))]).wrong_outcomes) == 1
 
 
+def test_app_unavailable_for_an_unanswered_call_only_if_placed_while_the_stasis_app_was_gone() -> None:
+    """Placed while nobody listened (DESIGN.md §5.9 / A11): "app_unavailable" is true of it whatever the
+    callee did; placed before the app went, it is not."""
+    gone = FaultWindow("stasis", at(5), at(12), witness_lost=True)
+    a = attempt("app_unavailable")
+    placed_in_gap = {**sim_call(a.id, cause=17, ended_s=9), "created_at": at(6).isoformat()}
+    placed_before = {**sim_call(a.id, cause=17, ended_s=9), "created_at": at(1).isoformat()}
+    assert run([(a, placed_in_gap)], windows=[gone]).failures() == {}
+    assert len(run([(a, placed_before)], windows=[gone]).wrong_outcomes) == 1
+    not_stasis = FaultWindow("media", at(5), at(12))
+    assert len(run([(a, placed_in_gap)], windows=[not_stasis]).wrong_outcomes) == 1
+
+
 def test_an_attempt_never_dialed_claims_no_call() -> None:
     assert run([(attempt("error"), None), (attempt("cancelled"), None)]).failures() == {}
     for claim in ("answered", "busy", "no_answer"):

@@ -19,7 +19,8 @@ import pytest
 from django.conf import settings
 from redis import asyncio as aioredis
 
-from media.brief import STASIS_APPS_KEY, media_expect_key
+from media.brief import MEDIA_WORKERS_KEY, STASIS_APPS_KEY, media_expect_key, media_seen_key
+from telephony import health
 from telephony.events import CallBridged, CallEnded, CallTransferred, MediaGone
 from telephony.health import STASIS_SEEN_KEY
 from telephony.outcomes import CallOutcome
@@ -368,9 +369,10 @@ async def test_redis_down_does_not_stop_call_handling(
 ) -> None:
     app = await h.start(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
     call_id = await h.originate(HUMAN)
-    await h.sink.wait(call_id, CallBridged)
-    await h.sim.request("DELETE", f"/ari/channels/{call_id}", expect=204)
-    await h.sink.wait(call_id, CallEnded)
+    # The call is still handled to its end: answered, no media leg placed (the media worker could not be
+    # told whose leg it is: see test_no_media_leg_is_placed_when_it_cannot_be_announced), hung up, reported.
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.answered and ended.outcome is CallOutcome.MEDIA_FAILED
     await wait_until(lambda: "command queue unavailable" in caplog.text, timeout=5)
 
     started = time.monotonic()
@@ -465,7 +467,79 @@ async def test_the_heartbeat_says_when_calls_may_be_placed_and_when_the_gap_bega
         ended = await h.sink.wait(call_id, CallEnded)
         assert ended.reason == "reconciled" and ended.outcome is CallOutcome.UNKNOWN
         assert ended.gap_started_at is not None
-        assert stopped_at - 2 < ended.gap_started_at.timestamp() <= stopped_at
+        assert stopped_at - 2 < ended.gap_started_at.timestamp() <= stopped_at  # a clean stop: exact
     finally:
         await h.redis.zrem(STASIS_APPS_KEY, pbx_id)
         await h.redis.hdel(STASIS_SEEN_KEY, pbx_id)
+
+
+async def test_after_a_kill_the_gap_starts_a_heartbeat_period_after_the_last_heartbeat(
+    h: CommandHarness,
+) -> None:
+    """A killed app leaves only its last heartbeat: it died within a period after it. A call placed in that
+    period was placed while it listened (not app_unavailable), so the gap starts a period later."""
+    pbx_id = f"test-{uuid.uuid4().hex}"
+    beat = time.time() - 10
+    try:
+        await health.stasis_heartbeat(h.redis, [pbx_id], now=beat)  # what the killed process left behind
+        call_id = await h.originate(RINGING_HUMAN, live=True)
+        await wait_until(lambda: bool(h.sim.pbx.calls.get(call_id)), timeout=5)
+        await h.sim.request("POST", f"/sim/calls/{call_id}/hangup", expect=200)
+        await h.start(pbx_ids=(pbx_id,))
+        ended = await h.sink.wait(call_id, CallEnded)
+        assert ended.gap_started_at is not None
+        assert ended.gap_started_at.timestamp() == pytest.approx(beat + health.HEARTBEAT_S + 0.5)
+    finally:
+        await h.redis.zrem(STASIS_APPS_KEY, pbx_id)
+        await h.redis.hdel(STASIS_SEEN_KEY, pbx_id)
+
+
+# ------------------------------------------------------------------------------------------ media failures
+
+
+async def test_a_media_leg_that_ends_before_its_agent_spoke_is_media_failed(h: CommandHarness) -> None:
+    """The media worker refused the leg or died before the agent was heard (no agent_audio mark): the
+    callee heard silence, so the call is media_failed (retried), not answered."""
+    await h.start()
+    call_id, _ = await h.bridged_call()
+    await h.sim.request("DELETE", f"/ari/channels/{await h.media_leg(call_id)}", expect=204)
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.outcome is CallOutcome.MEDIA_FAILED and ended.answered
+
+
+async def test_a_media_leg_that_ends_after_its_agent_spoke_leaves_the_call_answered(h: CommandHarness):
+    await h.start()
+    call_id, _ = await h.bridged_call()
+    await h.redis.hset(media_seen_key(call_id), mapping={"connected": "1", "agent_audio": "2"})
+    try:
+        await h.sim.request("DELETE", f"/ari/channels/{await h.media_leg(call_id)}", expect=204)
+        ended = await h.sink.wait(call_id, CallEnded)
+        assert ended.outcome is CallOutcome.ANSWERED
+    finally:
+        await h.redis.delete(media_seen_key(call_id))
+
+
+async def test_no_media_leg_is_placed_when_it_cannot_be_announced(h: CommandHarness) -> None:
+    """Redis down: the media worker would refuse a leg it was not told about, so none is placed and the
+    callee is not left in silence: media_failed at once."""
+    await h.start(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
+    call_id = await h.originate(CALLEE)
+    ended = await h.sink.wait(call_id, CallEnded)
+    assert ended.outcome is CallOutcome.MEDIA_FAILED
+    assert h.media.connections == []
+
+
+async def test_a_media_host_asterisk_cannot_reach_is_marked_down_at_once(h: CommandHarness) -> None:
+    """So dispatch stops placing calls for it now, not when its heartbeat runs out."""
+    dead = f"127.0.0.1:{closed_port()}"
+    await h.redis.zadd(MEDIA_WORKERS_KEY, {dead: time.time() + 3})
+    try:
+        await h.start(media_hosts=(dead, h.media.address))
+        call_id = await h.originate(CALLEE)
+        await h.sink.wait(call_id, CallBridged)  # on the other host
+        deadline = time.monotonic() + 5
+        while await h.redis.zscore(MEDIA_WORKERS_KEY, dead) is not None:
+            assert time.monotonic() < deadline, "the unreachable media worker is still announced as up"
+            await asyncio.sleep(0.05)
+    finally:
+        await h.redis.zrem(MEDIA_WORKERS_KEY, dead)
