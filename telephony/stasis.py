@@ -279,6 +279,7 @@ class _Call:
     timer: asyncio.TimerHandle | None = None
     transfer: _Transfer | None = None  # the transfer to a human pending or done
     media_failed: bool = False  # answered, and its media could not be set up: ends as media_failed
+    bridged: bool = False  # its media leg was in its bridge with it (CallBridged)
     setting_up_media: bool = False
 
 
@@ -786,11 +787,11 @@ class StasisApp:
         self._spawn(self._media_went_first(call))
 
     async def _media_went_first(self, call: _Call) -> None:
-        """Hang the caller up. A call whose agent was never heard (the worker refused the leg, or died before
-        the agent spoke) is media_failed, not a success; when nobody can tell, it stays answered (a call
-        that talked must never be redialed on a guess)."""
-        if call.transfer is None and await self._agent_spoke(call.call_id) is False:
-            call.media_failed = True
+        """Hang the caller up. A call whose agent was never heard (the leg never made it into the bridge,
+        the worker refused it, or died before the agent spoke) is media_failed, not a success; when nobody
+        can tell, it stays answered (a call that talked must never be redialed on a guess)."""
+        if not call.bridged or (call.transfer is None and await self._agent_spoke(call.call_id) is False):
+            call.media_failed = True  # (never bridged: no audio of it could reach the caller)
         await self._hangup(call.channel_id)
 
     def _end(self, call: _Call, reason: EndReason) -> None:
@@ -908,6 +909,7 @@ class StasisApp:
             return
         if call.ended:
             return
+        call.bridged = True
         self._emit(CallBridged(call.call_id, call.media_uuid or "", _now()))
 
     async def _open_media_leg(self, call: _Call) -> str | None:

@@ -8,6 +8,9 @@ busy, never picked up) whatever the product saw or missed. An attempt's outcome 
 what the simulator recorded            outcomes that are true to it
 =====================================  ======================================================================
 answered, the callee heard the agent   ``answered`` (a conversation; even when its end was not seen)
+answered, heard at most an apology     ``answered`` or ``media_failed`` (the media worker's own apology,
+                                       when no agent can talk, cannot be told from the agent by ear:
+                                       up to APOLOGY_MAX_MS heard is either; not a conversation)
 answered, media up but nothing heard   ``answered`` or ``media_failed``
 answered, no media leg ever served     ``media_failed`` (DESIGN.md §5.5: its own outcome)
 answered into an absent Stasis app     ``app_unavailable`` (simulator: ``ended_by: stasis_failed``)
@@ -117,8 +120,14 @@ def media_served(call: Mapping[str, Any]) -> bool:
     return any((leg.get("frames_in") or 0) > 0 for leg in call.get("media") or [])
 
 
+#: The longest the media worker's apology lasts (spoken by espeak-ng, or the special information tone): what
+#: a callee hears when no agent can talk to it (no brief, no speech model). Heard audio up to this long may
+#: be only that.
+APOLOGY_MAX_MS = 3000.0
+
+
 def had_conversation(call: Mapping[str, Any]) -> bool:
-    return call.get("answered_at") is not None and heard_ms(call) > 0
+    return call.get("answered_at") is not None and heard_ms(call) > APOLOGY_MAX_MS
 
 
 @dataclass(frozen=True)
@@ -154,9 +163,14 @@ def expected_outcomes(
         unseen = {"unknown"} if blind and not product_saw_answer else set()
         if ended_by == "stasis_failed":
             return Expectation(frozenset({"app_unavailable", *unseen}), "answered into an absent Stasis app")
-        if heard_ms(call) > 0:
+        if heard_ms(call) > APOLOGY_MAX_MS:
             return Expectation(
                 frozenset({"answered"}), f"answered, callee heard the agent {heard_ms(call):.0f} ms"
+            )
+        if heard_ms(call) > 0:
+            return Expectation(
+                frozenset({"answered", "media_failed"}),
+                f"answered, callee heard {heard_ms(call):.0f} ms: the agent, or only the worker's apology",
             )
         if media_served(call):
             return Expectation(frozenset({"answered", "media_failed"}), "answered, media up, agent not heard")
@@ -201,6 +215,7 @@ class Finding:
 @dataclass
 class Verdict:
     calls: int = 0
+    conversations: int = 0  # calls whose callee heard the agent: what the redial rule protects
     duplicates: list[Finding] = field(default_factory=list)  # one attempt id dialed more than once
     unrecorded: list[Finding] = field(default_factory=list)  # a PBX call with no attempt
     wrong_outcomes: list[Finding] = field(default_factory=list)
@@ -248,7 +263,7 @@ def judge(
 ) -> Verdict:
     outbound = [c for c in calls if c.get("direction", "outbound") == "outbound"]
     attempts = list(attempts)
-    verdict = Verdict(calls=len(outbound))
+    verdict = Verdict(calls=len(outbound), conversations=sum(1 for c in outbound if had_conversation(c)))
     by_id = {a.id: a for a in attempts}
 
     calls_by_id: dict[str, list[Mapping[str, Any]]] = defaultdict(list)

@@ -106,7 +106,8 @@ def test_calls_survive_the_fault_with_their_truth(
     )
     max_live = ",".join(f"{observer.peaks[tenant_id]}/{cap}" for tenant_id, cap in caps.items())
     summary = (
-        f"fault={fault} calls={verdict.calls} faults_injected={len(injections)} "
+        f"fault={fault} calls={verdict.calls} conversations={verdict.conversations} "
+        f"faults_injected={len(injections)} "
         f"wrong_outcomes={len(verdict.wrong_outcomes)} duplicates={len(verdict.duplicates)} "
         f"redialed_answered={len(verdict.redialed_answered)} max_live={max_live}"
     )

@@ -91,7 +91,7 @@ def run(
 
 def talked(outcome: str = "answered") -> tuple[AttemptRow, dict[str, Any]]:
     a = attempt(outcome)
-    return a, sim_call(a.id, answered=True, heard_ms=2500, media_frames=300)
+    return a, sim_call(a.id, answered=True, heard_ms=5500, media_frames=300)
 
 
 def test_outcomes_true_to_the_pbx_record_pass() -> None:
@@ -113,6 +113,14 @@ def test_a_conversation_recorded_as_a_failure_is_wrong() -> None:
         verdict = run([talked(outcome)])
         assert len(verdict.wrong_outcomes) == 1, outcome
         assert "true: answered" in verdict.wrong_outcomes[0].what
+
+
+def test_heard_no_longer_than_an_apology_may_be_either_and_may_be_redialed() -> None:
+    a = attempt("media_failed")
+    apology = sim_call(a.id, answered=True, heard_ms=2000, media_frames=100)
+    assert run([(replace(a, outcome="answered"), apology)]).failures() == {}
+    again = attempt("busy", lead=a.lead_id, queued_s=20)
+    assert run([(a, apology), (again, sim_call(again.id, cause=17))]).failures() == {}
 
 
 def test_media_that_never_came_up_is_not_answered() -> None:
