@@ -15,12 +15,12 @@ TALKS, ENDS_WITH_HASH, ASKS_CALLBACK, BUSY, NO_ANSWER, REJECTS = "123456"
 PLAN: dict[str, Any] = {
     "default": {"behaviour": "busy", "after": 0.2},
     "prefixes": {
-        # Talks to the agent and hangs up after 6 s.
+        # Talks to the agent and hangs up after 8 s.
         f"+1212555{TALKS}": {
             "behaviour": "answer",
             "after": 1.0,
             "say": [{"at": 1.0, "text": "Hello, who is calling please?"}],
-            "hangup_after": 6,
+            "hangup_after": 8,
         },
         # Presses # (the agent's end_call): the agent says goodbye and the Stasis app hangs up.
         f"+1212555{ENDS_WITH_HASH}": {

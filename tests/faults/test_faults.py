@@ -69,7 +69,8 @@ def test_calls_survive_the_fault_with_their_truth(
             ),
         )  # fmt: skip
         faults.pbx_id = setup["tenants"][0]["pbx_id"]  # one Stasis app serves both tenants' PBX rows
-        stack.start_realtime(extra=["--reply-ms", "1500", "--speed", "5"])
+        # Replies long enough that a callee who talks hears more of the agent than an apology lasts.
+        stack.start_realtime(extra=["--reply-ms", "2500", "--speed", "5"])
         faults.start_media()
         faults.start_stasis()
         faults.start_worker()
@@ -138,8 +139,10 @@ def test_calls_survive_the_fault_with_their_truth(
             faults, calls, [*verdict.wrong_outcomes, *verdict.stuck, *verdict.redialed_answered]
         )
     assert not verdict.failures(), f"{summary}\n{details}\n{verdict.report()}\n{evidence}"
-    # And the run tested what it says: the caps were sampled, and every fault hit live calls.
+    # And the run tested what it says: the caps were sampled, every fault hit live calls, and callees talked
+    # with the agent (the redial rule had conversations to protect).
     assert observer.samples > 50, f"only {observer.samples} samples of the live calls"
+    assert verdict.conversations > 0, f"no callee had a conversation: {details}"
     assert all(injection.live_calls for injection in injections), f"a fault hit no live call: {details}"
 
 

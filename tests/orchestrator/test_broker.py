@@ -44,3 +44,17 @@ def test_restoring_unacked_messages_without_a_connection_does_not_kill_the_worke
     assert not qos._delivered
     with pytest.raises(AttributeError):
         KombuQoS(_Gone()).restore_unacked()  # (the defect, for the record)
+
+
+def test_acknowledging_on_a_channel_whose_connection_is_gone_does_not_kill_the_worker(caplog) -> None:
+    """A task that finished after the broker connection was lost: its ack finds the channel closed."""
+    qos = broker.QoS(_Gone())
+    assert qos._delivered is not None
+    qos._delivered["tag-2"] = object()
+    with caplog.at_level(logging.WARNING, logger="orchestrator.broker"):
+        qos.ack("tag-2")
+        qos.reject("tag-3", requeue=True)
+    assert "message tag-2 not acknowledged" in caplog.text and "message tag-3 not rejected" in caplog.text
+    assert "tag-2" not in qos._delivered
+    with pytest.raises(AttributeError):
+        KombuQoS(_Gone()).ack("tag-2")  # (the defect, for the record)
