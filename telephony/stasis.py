@@ -784,13 +784,13 @@ class StasisApp:
         )
         call.media_id = None
         self._emit(MediaGone(call.call_id, _now()))
-        self._spawn(self._media_went_first(call))
+        self._spawn(self._media_went_first(call, was_bridged=call.bridged))
 
-    async def _media_went_first(self, call: _Call) -> None:
+    async def _media_went_first(self, call: _Call, *, was_bridged: bool) -> None:
         """Hang the caller up. A call whose agent was never heard (the leg never made it into the bridge,
         the worker refused it, or died before the agent spoke) is media_failed, not a success; when nobody
         can tell, it stays answered (a call that talked must never be redialed on a guess)."""
-        if not call.bridged or (call.transfer is None and await self._agent_spoke(call.call_id) is False):
+        if not was_bridged or (call.transfer is None and await self._agent_spoke(call.call_id) is False):
             call.media_failed = True  # (never bridged: no audio of it could reach the caller)
         await self._hangup(call.channel_id)
 
@@ -907,8 +907,8 @@ class StasisApp:
                 return
             await self._media_failed(call, f"addChannel answered {status}")
             return
-        if call.ended:
-            return
+        if call.ended or call.media_id != media_id:
+            return  # (the leg went while it was being added: its end is handled as media gone first)
         call.bridged = True
         self._emit(CallBridged(call.call_id, call.media_uuid or "", _now()))
 

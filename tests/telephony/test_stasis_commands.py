@@ -543,3 +543,28 @@ async def test_a_media_host_asterisk_cannot_reach_is_marked_down_at_once(h: Comm
             await asyncio.sleep(0.05)
     finally:
         await h.redis.zrem(MEDIA_WORKERS_KEY, dead)
+
+
+async def test_a_media_worker_that_refuses_the_leg_makes_the_call_media_failed(h: CommandHarness) -> None:
+    """The worker closes the connection as soon as it has read the UUID (it was not told about it, or it
+    is going away): whichever way the race with the bridge goes, the callee heard nothing: media_failed."""
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(19)  # the UUID frame
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    host = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        for delay in (0.0, 0.05, 0.2):
+            h.sim.pbx.media_start_delay_s = (delay, delay)
+            app = await h.start(media_hosts=(host,))
+            call_id = await h.originate(CALLEE)
+            ended = await h.sink.wait(call_id, CallEnded)
+            assert ended.outcome is CallOutcome.MEDIA_FAILED, delay
+            assert not h.sink.of(call_id, CallBridged), delay
+            app.stop()
+            await wait_until(lambda app=app: not app.connected.is_set(), timeout=5)
+    finally:
+        server.close()
+        await server.wait_closed()
