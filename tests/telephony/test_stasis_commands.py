@@ -564,7 +564,7 @@ async def test_a_media_worker_that_refuses_the_leg_makes_the_call_media_failed(h
             assert ended.outcome is CallOutcome.MEDIA_FAILED, delay
             assert not h.sink.of(call_id, CallBridged), delay
             app.stop()
-            await wait_until(lambda app=app: not app.connected.is_set(), timeout=5)
+            await asyncio.wait_for(h.apps[-1][1], 10)
     finally:
         server.close()
         await server.wait_closed()
