@@ -158,6 +158,7 @@ MEDIA_PREFIX = "media-"  # an AudioSocket leg: media-<call id>~<try>
 MEDIA_TRY_SEP = "~"  # in neither a UUID nor an Asterisk uniqueid
 TRANSFER_PREFIX = "xfer-"  # the human leg of a transfer: xfer-<call id>
 TRANSFER_ASTERISK_MARGIN_S = 2  # Asterisk's originate timeout of a human leg exceeds ours by this much
+MEDIA_SHORT_LIFE_S = 3.0  # a media leg gone this soon after joining its bridge left the agent hardly heard
 HEARTBEAT_SLACK_S = 0.5  # how late a heartbeat may be written (a busy loop): see _gap_start
 INBOUND_PLAYBACK_PREFIX = "inbound-"  # the playback of the message an unrouted inbound caller hears
 INBOUND_HANGUP_AFTER_S = 20.0  # hang up an unrouted inbound call after this long, message finished or not
@@ -279,7 +280,7 @@ class _Call:
     timer: asyncio.TimerHandle | None = None
     transfer: _Transfer | None = None  # the transfer to a human pending or done
     media_failed: bool = False  # answered, and its media could not be set up: ends as media_failed
-    bridged: bool = False  # its media leg was in its bridge with it (CallBridged)
+    bridged_at: float | None = None  # (monotonic) when its media leg was put in its bridge (CallBridged)
     setting_up_media: bool = False
 
 
@@ -784,14 +785,20 @@ class StasisApp:
         )
         call.media_id = None
         self._emit(MediaGone(call.call_id, _now()))
-        self._spawn(self._media_went_first(call, was_bridged=call.bridged))
+        bridged_for = None if call.bridged_at is None else time.monotonic() - call.bridged_at
+        self._spawn(self._media_went_first(call, bridged_for=bridged_for))
 
-    async def _media_went_first(self, call: _Call, *, was_bridged: bool) -> None:
-        """Hang the caller up. A call whose agent was never heard (the leg never made it into the bridge,
-        the worker refused it, or died before the agent spoke) is media_failed, not a success; when nobody
-        can tell, it stays answered (a call that talked must never be redialed on a guess)."""
-        if not was_bridged or (call.transfer is None and await self._agent_spoke(call.call_id) is False):
-            call.media_failed = True  # (never bridged: no audio of it could reach the caller)
+    async def _media_went_first(self, call: _Call, *, bridged_for: float | None) -> None:
+        """Hang the caller up. A call whose agent was never heard is media_failed, not a success: its leg
+        never made it into the bridge, or the media worker's mark says the agent never spoke (it refused the
+        leg, or died first). When the mark cannot be read (Redis down), a leg that went within
+        MEDIA_SHORT_LIFE_S of joining the bridge counts as never heard (the agent had hardly begun); a
+        longer one stays answered (a call that talked must never be redialed on a guess)."""
+        if call.transfer is None:
+            spoke = await self._agent_spoke(call.call_id) if bridged_for is not None else False
+            short = bridged_for is not None and bridged_for < MEDIA_SHORT_LIFE_S
+            if spoke is False or (spoke is None and short):
+                call.media_failed = True
         await self._hangup(call.channel_id)
 
     def _end(self, call: _Call, reason: EndReason) -> None:
@@ -909,7 +916,7 @@ class StasisApp:
             return
         if call.ended or call.media_id != media_id:
             return  # (the leg went while it was being added: its end is handled as media gone first)
-        call.bridged = True
+        call.bridged_at = time.monotonic()
         self._emit(CallBridged(call.call_id, call.media_uuid or "", _now()))
 
     async def _open_media_leg(self, call: _Call) -> str | None:

@@ -33,7 +33,14 @@ from telephony.events import (
 )
 from telephony.outcomes import CallOutcome
 from telephony.sim.plan import parse_plan
-from telephony.stasis import HANDLED_EVENTS, StasisApp, StasisConfig, _ignorable, media_owner
+from telephony.stasis import (
+    HANDLED_EVENTS,
+    MEDIA_SHORT_LIFE_S,
+    StasisApp,
+    StasisConfig,
+    _ignorable,
+    media_owner,
+)
 
 from .sim.conftest import APP, PASSWORD, TRACES, USER, MediaServer, Sim, start_sim, wait_until
 
@@ -269,7 +276,10 @@ async def test_media_leg_ending_first_hangs_up_the_caller(h: Harness) -> None:
     await h.sim.request("DELETE", f"/ari/channels/{media_id}", expect=204)  # the media side went away
     await h.sink.wait(call_id, MediaGone)
     ended = await h.sink.wait(call_id, CallEnded)
-    assert ended.outcome is CallOutcome.ANSWERED
+    # (at once after the bridge, with no mark of the agent's to read: the agent was hardly heard)
+    assert ended.outcome is CallOutcome.MEDIA_FAILED
+    _, record = await h.sim.request("GET", f"/sim/calls/{call_id}", expect=200)
+    assert record["ended_by"] == "app"  # the caller was hung up, not left in silence
     await h.wait_gone(f"/ari/bridges/bridge-{call_id}")
 
 
@@ -701,3 +711,19 @@ def test_only_events_the_app_does_not_handle_are_skipped_undecoded(indent: int |
 def test_anything_ambiguous_is_decoded(text: str) -> None:
     expected_skip = text.startswith('{"variable": "X"')  # the escaped quotes inside a value are not a key
     assert _ignorable(text) is expected_skip
+
+
+async def test_without_the_media_workers_mark_a_leg_gone_soon_after_joining_is_media_failed(h: Harness):
+    """No Redis to read the worker's mark from: a leg gone within a few seconds of joining the bridge left
+    the agent hardly heard (media_failed); one gone later stays answered (never a redial on a guess)."""
+    await h.start()
+    soon = await h.originate(ANSWER)
+    await h.sink.wait(soon, CallBridged)
+    await h.sim.request("DELETE", f"/ari/channels/{await h.media_leg(soon)}", expect=204)
+    assert (await h.sink.wait(soon, CallEnded)).outcome is CallOutcome.MEDIA_FAILED
+
+    later = await h.originate(ANSWER)
+    await h.sink.wait(later, CallBridged)
+    await asyncio.sleep(MEDIA_SHORT_LIFE_S + 0.2)
+    await h.sim.request("DELETE", f"/ari/channels/{await h.media_leg(later)}", expect=204)
+    assert (await h.sink.wait(later, CallEnded)).outcome is CallOutcome.ANSWERED
