@@ -114,11 +114,16 @@ def test_never_more_than_rate_in_any_1_s_window_under_concurrent_hammering():
     lock = threading.Lock()
     deadline = time.monotonic() + duration
 
+    def redis_now() -> float:
+        # The limiter's own clock (Redis TIME): the client's clock may run apart from it by milliseconds.
+        seconds, micros = get_redis().time()
+        return seconds + micros / 1e6
+
     def hammer() -> None:
         while time.monotonic() < deadline:
-            before = time.monotonic()
+            before = redis_now()
             wait = ratelimit.acquire(key=key, rate_per_s=rate)
-            after = time.monotonic()
+            after = redis_now()
             with lock:
                 (waits.append(wait) if wait else grants.append(Grant(before, after)))
             if wait:
@@ -133,7 +138,8 @@ def test_never_more_than_rate_in_any_1_s_window_under_concurrent_hammering():
     # The grants were spread over the whole run, close to the rate (no starvation, no excess).
     assert rate * duration <= len(grants) <= rate * (duration + 1)
     assert waits and all(0 < wait <= 1.0 for wait in waits)
-    # Any rate+1 grants span at least 1 s of Redis time. Each grant's Redis time lies in [before, after],
+    # Any rate+1 grants span at least 1 s of Redis time. Each grant's Redis time lies in [before, after]
+    # (both read from Redis too),
     # so for the set starting at grant g (the earliest "before"), the tightest end is the rate-th smallest
     # "after" among the grants that started no earlier than g.
     tolerance = 0.002  # Redis TIME is truncated to whole milliseconds
