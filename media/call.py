@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import socket
@@ -57,8 +58,10 @@ from media.config import peer_allowed
 from media.resample import StreamResampler
 from media.session import FRAME_S, CallSession, Hangup, RealtimeError, ToolCall, Transcript
 from media.tools import run_tool, tool_definitions
+from wire import logctx
 
 if TYPE_CHECKING:
+    from media.session import Metrics
     from media.worker import MediaWorker
 
 logger = logging.getLogger(__name__)
@@ -120,6 +123,14 @@ class AudioSocketConnection(asyncio.Protocol):
         self._uuid_timer = self.loop.call_later(self.worker.config.uuid_timeout_s, self._uuid_timeout)
 
     def data_received(self, data: bytes) -> None:
+        call = self.call
+        if call is not None:
+            # The transport calls back in the listener's context: log lines of the call carry its ids.
+            call.log_context.run(self._received, data)
+        else:
+            self._received(data)
+
+    def _received(self, data: bytes) -> None:
         self.read_at = time.perf_counter()
         try:
             frames = self.parser.feed(data)
@@ -131,6 +142,13 @@ class AudioSocketConnection(asyncio.Protocol):
         self._handle(frames)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        call = self.call
+        if call is not None:
+            call.log_context.run(self._lost)
+        else:
+            self._lost()
+
+    def _lost(self) -> None:
         self.closed = True
         if self._uuid_timer is not None:
             self._uuid_timer.cancel()
@@ -181,6 +199,9 @@ class AudioSocketConnection(asyncio.Protocol):
             logger.warning("audiosocket %s: refused media UUID %s: %s", self.peer, media_uuid, reason)
             self.close()
             return
+        # From here on this task's log lines, and those of every task and timer of the call, carry its id
+        # (the tenant is added once the brief names it).
+        logctx.bind_call(call_id=call_id)
         if self.closed:
             logger.warning("call %s: media UUID %s hung up before it was accepted", call_id, media_uuid)
             return
@@ -241,6 +262,9 @@ class Call:
         self.end_reason = ""
         self.errors: list[str] = []
         self.transferred_to = ""
+        self.realtime_connection_failures = 0
+        # The log context of the call (its ids), for callbacks of the transport (data_received, ...).
+        self.log_context = contextvars.copy_context()
         # audio format: the caller's kind decides ours (we ask for slin24: 0x13, no resampling)
         self.kind = KIND_SLIN24
         self.header = b"\x13\x03\xc0"
@@ -265,6 +289,10 @@ class Call:
         self._transfer_pending = False
         self._transfer_settled = asyncio.Event()  # the transfer tool finished, or a human took the call
 
+    @property
+    def session_metrics(self) -> Metrics | None:
+        return self.session.metrics if self.session is not None else None
+
     # ----------------------------------------------------------------------------------- lifecycle
     def begin(self) -> None:
         self.worker.call_started(self)
@@ -284,6 +312,9 @@ class Call:
             await self._apologise_and_end("no_brief")
             return
         self.brief = brief
+        ids = logctx.current()
+        if ids is not None and brief.tenant_id is not None:
+            ids.update(tenant_id=brief.tenant_id)  # shared by every context of the call
         self.session = CallSession(
             brief,
             now=self.started,
@@ -299,11 +330,13 @@ class Call:
             try:
                 await self._realtime(first=attempt == 0)
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+                self.realtime_connection_failures += 1
                 self.errors.append(f"realtime connection: {exc!r}")
                 logger.warning("call %s: Realtime connection failed or dropped: %r", self.call_id, exc)
             else:
                 if self.ended or self.session.hanging_up:
                     return
+                self.realtime_connection_failures += 1
                 logger.warning("call %s: Realtime closed the connection", self.call_id)
             self.session.disconnected()
         if not self.ended and not self.session.hanging_up:

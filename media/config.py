@@ -22,6 +22,8 @@ Variables (defaults in brackets):
 * ``REALTIME_TRANSCRIBE_MODEL`` [gpt-4o-mini-transcribe]: caller-side transcription; empty turns it off.
 * ``MEDIA_UUID_TIMEOUT_S`` [2]: the UUID frame must arrive within this time of the connect.
 * ``MEDIA_MAX_CALL_S`` [3600]: the hard maximum of a call when its brief gives none.
+* ``MEDIA_METRICS_LISTEN`` [127.0.0.1:9103]: where ``GET /metrics`` (Prometheus) is served; empty or ``off``:
+  nowhere. Each media worker of a host needs a port of its own (media/metrics.py).
 * ``MEDIA_STATS_FILE``: when set, hot-path latency histograms are kept and written there on exit
   (media/probe.py; the media benchmark uses it).
 """
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 DEFAULT_REALTIME_URL = "wss://api.openai.com/v1/realtime"
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9103"
 
 
 class ConfigError(ValueError):
@@ -106,6 +109,7 @@ class MediaConfig:
     uuid_timeout_s: float = 2.0
     max_call_s: float = 3600.0
     stats_file: str = ""
+    metrics_listen: tuple[str, int] | None = None  # from_env: 127.0.0.1:9103 unless MEDIA_METRICS_LISTEN says
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> MediaConfig:
@@ -133,6 +137,12 @@ class MediaConfig:
             realtime_url = DEFAULT_REALTIME_URL
         if urlsplit(realtime_url).scheme not in ("ws", "wss"):
             raise ConfigError(f"REALTIME_URL must be a ws:// or wss:// URL, got {realtime_url!r}")
+        metrics_raw = env.get("MEDIA_METRICS_LISTEN", DEFAULT_METRICS_LISTEN).strip()
+        metrics_listen = (
+            None
+            if metrics_raw.lower() in ("", "off")
+            else _split_hostport(metrics_raw, "MEDIA_METRICS_LISTEN")
+        )
         return cls(
             host=host,
             port=port,
@@ -150,4 +160,5 @@ class MediaConfig:
             uuid_timeout_s=_number(env, "MEDIA_UUID_TIMEOUT_S", 2.0, minimum=0.1),
             max_call_s=_number(env, "MEDIA_MAX_CALL_S", 3600.0, minimum=1.0),
             stats_file=env.get("MEDIA_STATS_FILE", "").strip(),
+            metrics_listen=metrics_listen,
         )

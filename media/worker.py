@@ -45,6 +45,7 @@ from media.brief import (
     reply_channel,
 )
 from media.config import MediaConfig
+from media.metrics import MediaMetrics
 from media.probe import Probe
 from media.session import Transcript
 
@@ -91,6 +92,7 @@ class MediaWorker:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self.probe = Probe(config.stats_file)
         self.peak_calls = 0
+        self.metrics = MediaMetrics(self, lambda: self.calls.values())
 
     # ----------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -205,6 +207,7 @@ class MediaWorker:
     def call_ended(self, call: Call) -> None:
         if self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
+        self.metrics.call_ended(call, call.end_reason)
         if not self.calls:
             self._idle.set()
 

@@ -1,0 +1,1 @@
+"""Standard library only: what several processes must agree on. Imports nothing from the project."""
