@@ -8,15 +8,19 @@ depend on them; change them here, with a reason, not per deployment.
 from __future__ import annotations
 
 import atexit
+import inspect
 import logging
+import logging.config
 import os
+from contextvars import Token
 from datetime import timedelta
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, task_postrun, task_prerun
+from celery.signals import beat_init, setup_logging, task_postrun, task_prerun, worker_init
 
 from orchestrator import broker
+from wire import logctx
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 
@@ -131,3 +135,72 @@ def _hold_single_beat_lock(sender: Any = None, **kwargs: Any) -> None:
         raise SystemExit(1)
     logger.info("holding %s as %s", lock.key, lock.token)
     atexit.register(lock.release)
+
+
+# ------------------------------------------------------------------------------------- observability
+@setup_logging.connect
+def _configure_logging(loglevel: Any = None, **kwargs: Any) -> None:
+    """Worker and beat log like every other process (settings.LOGGING: LOG_FORMAT, call and tenant ids),
+    not in Celery's own format; ``--loglevel`` still sets the level."""
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel if isinstance(loglevel, int) else str(loglevel).upper())
+
+
+@worker_init.connect
+def _start_worker_metrics(sender: Any = None, **kwargs: Any) -> None:
+    """The worker's Prometheus endpoint (settings.WORKER_METRICS_LISTEN; see orchestrator/metrics.py)."""
+    from django.conf import settings
+
+    from orchestrator.metrics import start_metrics_server
+
+    start_metrics_server(settings.WORKER_METRICS_LISTEN, name="WORKER_METRICS_LISTEN", what="celery worker")
+
+
+# Task arguments that name the call or the tenant a task is about (an attempt's id is its call's id).
+_CALL_ARGUMENTS = ("call_id", "attempt_id")
+_TENANT_ARGUMENTS = ("tenant_id",)
+_call_tokens: dict[str, Token[logctx.CallIds | None]] = {}
+
+
+def _task_arguments(task: Any, args: Any, kwargs: Any) -> dict[str, Any]:
+    arguments = dict(kwargs or {})
+    if args:
+        try:
+            bound = inspect.signature(task.run).bind_partial(*args)
+        except (TypeError, ValueError):
+            return arguments
+        arguments.update(bound.arguments)
+    return arguments
+
+
+@task_prerun.connect
+def _bind_task_call(
+    sender: Any = None, task_id: str | None = None, task: Any = None, args: Any = None, kwargs: Any = None,
+    **extra: Any,
+) -> None:  # fmt: skip
+    """Log lines of a task about one call or tenant carry its ids (wire/logctx.py)."""
+    arguments = _task_arguments(task, args, kwargs)
+    call_id = next((arguments[name] for name in _CALL_ARGUMENTS if arguments.get(name) is not None), None)
+    tenant_id = next((arguments[name] for name in _TENANT_ARGUMENTS if arguments.get(name) is not None), None)
+    if call_id is None and tenant_id is None:
+        return
+    if task_id is not None:
+        _call_tokens[task_id] = logctx.bind_call(call_id=call_id, tenant_id=tenant_id)
+
+
+@task_postrun.connect
+def _unbind_task_call(
+    sender: Any = None, task_id: str | None = None, state: str | None = None, **extra: Any
+) -> None:
+    from orchestrator.metrics import TASKS
+
+    TASKS.labels(task=str(getattr(sender, "name", "?")), state=str(state or "UNKNOWN")).inc()
+    token = _call_tokens.pop(task_id, None) if task_id is not None else None
+    if token is not None:
+        try:
+            logctx.unbind(token)
+        except ValueError:  # set in another context (cannot happen with the thread pool): leave it
+            pass

@@ -12,6 +12,8 @@ a production deployment that forgets it must fail loudly, not run with a key fro
 | DB_CONN_MAX_AGE | 60 (seconds a database connection is kept; 0 closes it after each request/task) |
 | REDIS_URL       | an embedded Redis on var/redis/redis.sock |
 | LOG_LEVEL       | INFO                                      |
+| LOG_FORMAT      | json, or text when DEBUG (see "logs, metrics, Sentry" below) |
+| SENTRY_DSN      | unset: no Sentry                          |
 | FIELD_ENCRYPTION_KEY | required unless DEBUG: checked at start-up (see orchestrator/crypto.py) |
 | PHONE_TEST_PREFIXES  | empty: only numbers valid for their country are accepted |
 | MEDIA_SILENCE_PROMPT_S, MEDIA_SILENCE_END_S, TRANSFER_TIMEOUT_S | 10, 25, 30 (the call brief's limits) |
@@ -28,7 +30,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 from orchestrator.crypto import check_keys as check_field_encryption_keys
 from orchestrator.embedded_redis import EmbeddedRedis
+from orchestrator.logconfig import logging_config
 from orchestrator.redis_client import celery_url_for
+from orchestrator.sentry import init_sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Local state of the product on embedded defaults: SQLite file, embedded Redis, beat schedule.
@@ -241,24 +245,16 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
 
-# --------------------------------------------------------------------------------------------- logging
+# ------------------------------------------------------------------------------- logs, metrics, Sentry
+# README "Metrics and logs". LOG_FORMAT: text or json (json lines carry call_id and tenant_id); JSON unless
+# DEBUG (make run). /metrics on the web app answers METRICS_ALLOWED_NETWORKS or "Bearer METRICS_TOKEN";
+# the Celery worker and the Stasis app serve theirs on these host:port (empty or "off": none).
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO").upper()
-LOGGING: dict[str, Any] = {
-    "version": 1,
-    # Keep loggers created at import time (Celery's, redis-py's) alive.
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d: %(message)s"},
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        # Every SQL statement is logged at DEBUG: too much even when debugging everything else.
-        "django.db.backends": {"level": "INFO"},
-        # httpx logs every request URL at INFO: ARI originates carry the dialed number and caller id.
-        "httpx": {"level": "WARNING"},
-        "httpcore": {"level": "WARNING"},
-    },
-}
+LOG_FORMAT: str = env.str("LOG_FORMAT", default="text" if DEBUG else "json").lower()
+LOGGING: dict[str, Any] = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
+METRICS_ALLOWED_NETWORKS: list[str] = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/8", "::1/128"])
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
+WORKER_METRICS_LISTEN: str = env.str("WORKER_METRICS_LISTEN", default="127.0.0.1:9101")
+STASIS_METRICS_LISTEN: str = env.str("STASIS_METRICS_LISTEN", default="127.0.0.1:9102")
+SENTRY_DSN: str = env.str("SENTRY_DSN", default="")
+init_sentry(SENTRY_DSN, environment=env.str("SENTRY_ENVIRONMENT", default=""))

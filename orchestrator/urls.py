@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from orchestrator.metrics import metrics
 from orchestrator.views import healthz
 
 # Django's error pages, in JSON under /api/ (HTML elsewhere): orchestrator/http_errors.py.
@@ -12,6 +13,7 @@ handler500 = "orchestrator.http_errors.server_error"
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("campaigns.api.urls")),
     path("api/v1/", include("tenants.api.urls")),

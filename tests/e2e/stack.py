@@ -111,6 +111,9 @@ class Stack:
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.env = dict(self.env)
+        # No metrics endpoints unless a test asks for one (a fixed default port is shared by the machine).
+        for listen in ("WORKER_METRICS_LISTEN", "STASIS_METRICS_LISTEN", "MEDIA_METRICS_LISTEN"):
+            self.env.setdefault(listen, "off")
         self.env.update(
             CELERY_QUEUE=self.queue,
             BEAT_LOCK_KEY=f"{self.queue}:beat-lock",
@@ -173,7 +176,9 @@ class Stack:
         wait_for(lambda: _port_open(self.realtime_port), timeout=20, what="the Realtime stand-in")
         return proc
 
-    def start_media_worker(self, *, port: int | None = None, name: str = "media") -> Proc:
+    def start_media_worker(
+        self, *, port: int | None = None, name: str = "media", env: dict[str, str] | None = None
+    ) -> Proc:
         """The real media worker (``python -m media``) on the stack's Redis and Celery queue, talking to the
         Realtime stand-in (start that first). ``port``: listen there (a restart where the Stasis app already
         sends its legs) instead of on a new free port."""
@@ -188,6 +193,7 @@ class Stack:
                 "REALTIME_TRANSCRIBE_MODEL": "",
                 "CELERY_BROKER_URL": celery_url_for(self.env["REDIS_URL"]),
                 "MEDIA_DRAIN_S": "1",
+                **(env or {}),
             },
         )
         wait_for(lambda: _port_open(self.media_port), timeout=20, what="the media worker")

@@ -24,7 +24,9 @@ from campaigns.models import Pbx
 from campaigns.services.pbx import pbx_password, pbx_target_check
 from campaigns.sink import pbx_ids_sharing_app
 from orchestrator.embedded_redis import EmbeddedRedisError
+from orchestrator.metrics import start_metrics_server
 from orchestrator.redis_client import ensure_embedded_redis
+from telephony import metrics as stasis_metrics
 from telephony.stasis import StasisApp, StasisConfig, command_key, run_until_signalled
 from tenants.urlpolicy import PolicyResolver
 
@@ -94,8 +96,12 @@ class Command(BaseCommand):
             ", ".join(config.command_keys),
         )
 
+        start_metrics_server(settings.STASIS_METRICS_LISTEN, name="STASIS_METRICS_LISTEN", what="run_stasis")
+
         async def main() -> None:
-            await run_until_signalled(StasisApp(config, sink), (signal.SIGTERM, signal.SIGINT))
+            app = StasisApp(config, sink)
+            stasis_metrics.register_app(app, pbx=",".join(str(pbx_id) for pbx_id in pbx_ids))
+            await run_until_signalled(app, (signal.SIGTERM, signal.SIGINT))
 
         try:
             asyncio.run(main())

@@ -32,6 +32,8 @@ DEMO_PBX = "demo-sim"
 # REALTIME_URL, its calls go to the local agent (a Realtime-protocol stand-in) on LOCAL_AGENT_PORT.
 MEDIA_LISTEN = "127.0.0.1:9092"
 LOCAL_AGENT_PORT = 8765
+# The media worker's Prometheus endpoint (the worker's and the Stasis app's come from settings).
+MEDIA_METRICS_LISTEN = "127.0.0.1:9103"
 
 
 def process_specs(
@@ -73,6 +75,7 @@ def media_specs(*, python: str, environ: dict[str, str]) -> list[ProcessSpec]:
     """The media worker, and the local agent when neither an OpenAI key nor a REALTIME_URL is given."""
     media_env = {
         "MEDIA_LISTEN": environ.get("MEDIA_LISTEN", MEDIA_LISTEN),
+        "MEDIA_METRICS_LISTEN": environ.get("MEDIA_METRICS_LISTEN", MEDIA_METRICS_LISTEN),
         # kombu's spelling of the (possibly embedded, unix-socket) Redis; the media worker has no Django.
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
@@ -86,6 +89,20 @@ def media_specs(*, python: str, environ: dict[str, str]) -> list[ProcessSpec]:
         specs.append(ProcessSpec("agent", agent))
     specs.append(ProcessSpec("media", [python, "-m", "media"], env=media_env))
     return specs
+
+
+def metrics_urls(*, web_address: str, environ: dict[str, str]) -> dict[str, str]:
+    """Where each process serves its Prometheus metrics (none for a process whose address is off)."""
+    listens = {
+        "worker": settings.WORKER_METRICS_LISTEN,
+        "stasis": settings.STASIS_METRICS_LISTEN,
+        "media": environ.get("MEDIA_METRICS_LISTEN", MEDIA_METRICS_LISTEN),
+    }
+    urls = {"web": f"http://{web_address}/metrics"}
+    for name, listen in listens.items():
+        if listen.strip() and listen.strip().lower() != "off":
+            urls[name] = f"http://{listen.strip()}/metrics"
+    return urls
 
 
 class Command(BaseCommand):
@@ -135,6 +152,10 @@ class Command(BaseCommand):
             env["REDIS_URL"] = server.url
             started_redis = server.directory if started else None
 
+        names = {spec.name for spec in specs}
+        for name, url in metrics_urls(web_address=options["web_address"], environ=env).items():
+            if name in names:
+                self.stdout.write(f"metrics of {name}: {url}")
         try:
             status = Supervisor(specs, env=env, output=self.stdout).run()
         finally:
