@@ -99,3 +99,8 @@ def register_app(
     registry.register(collector)
     CALLS_LIVE.labels(app=str(app.config.app))  # the series exists (0) before the first call
     return collector
+
+
+def unregister_app(collector: StasisAppCollector, *, registry: CollectorRegistry = REGISTRY) -> None:
+    """The app stopped (a process may run another one later, e.g. tests)."""
+    registry.unregister(collector)

@@ -13,6 +13,10 @@ from pathlib import Path
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-any-deployment")
 # A fixed Fernet key for the secrets tests store (PBX passwords); tests of a missing key override it.
 os.environ.setdefault("FIELD_ENCRYPTION_KEY", "dGVzdC1vbmx5LWZpZWxkLWVuY3J5cHRpb24ta2V5ISE=")
+# No Prometheus endpoints on the default ports from tests (nor from the processes they start): a developer's
+# `make run` or another session may hold them. Tests that fetch metrics choose a free port.
+for _listen in ("WORKER_METRICS_LISTEN", "STASIS_METRICS_LISTEN", "MEDIA_METRICS_LISTEN"):
+    os.environ.setdefault(_listen, "off")
 
 from orchestrator.embedded_redis import EmbeddedRedis  # noqa: E402
 from orchestrator.redis_client import celery_url_for  # noqa: E402

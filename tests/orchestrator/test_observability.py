@@ -150,8 +150,19 @@ def test_settings_start_sentry_only_when_sentry_dsn_is_set(subprocess_env):
     assert without.stdout.strip() == "None"
 
 
-def test_make_run_serves_each_process_metrics_on_a_port_of_its_own(settings):
-    urls = metrics_urls(web_address="127.0.0.1:8000", environ={})
+def test_make_run_serves_each_process_metrics_on_a_port_of_its_own(subprocess_env, settings):
+    code = """
+import json, django
+django.setup()
+from orchestrator.management.commands.runlocal import metrics_urls
+print(json.dumps(metrics_urls(web_address="127.0.0.1:8000", environ={})))
+"""
+    listens = ("WORKER_METRICS_LISTEN", "STASIS_METRICS_LISTEN", "MEDIA_METRICS_LISTEN")
+    env = {k: v for k, v in subprocess_env.items() if k not in listens}
+    # The product's settings: the test settings turn these endpoints off.
+    result = run_python(code, env={**env, "DJANGO_SETTINGS_MODULE": "orchestrator.settings"})
+    assert result.returncode == 0, result.stderr
+    urls = json.loads(result.stdout)
     assert urls["web"] == "http://127.0.0.1:8000/metrics"
     assert set(urls) == {"web", "worker", "stasis", "media"}
     ports = {url.split("//")[1].split("/")[0] for url in urls.values()}

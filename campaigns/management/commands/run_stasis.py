@@ -100,8 +100,11 @@ class Command(BaseCommand):
 
         async def main() -> None:
             app = StasisApp(config, sink)
-            stasis_metrics.register_app(app, pbx=",".join(str(pbx_id) for pbx_id in pbx_ids))
-            await run_until_signalled(app, (signal.SIGTERM, signal.SIGINT))
+            collector = stasis_metrics.register_app(app, pbx=",".join(str(pbx_id) for pbx_id in pbx_ids))
+            try:
+                await run_until_signalled(app, (signal.SIGTERM, signal.SIGINT))
+            finally:
+                stasis_metrics.unregister_app(collector)
 
         try:
             asyncio.run(main())
