@@ -194,8 +194,8 @@ class Snapshot:
 
 class Generator:
     def __init__(self, args: argparse.Namespace) -> None:
-        from media import audiosocket
         from telephony.sim import audio
+        from wire import audiosocket
 
         self.args = args
         self.t_start = time.monotonic()

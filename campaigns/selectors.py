@@ -20,11 +20,11 @@ from campaigns.lifecycle import LIVE_STATES, RETRY_CALLBACK, AttemptOutcome, Att
 from campaigns.models import AgentProfile, AttemptEvent, CallAttempt, Campaign, Contact, DncEntry, Lead, Pbx
 from campaigns.phone import normalize_phone_number
 from campaigns.windows import CallingWindows, is_open, next_opening, parse_windows, zones_for_contact
-from media.brief import media_seen_key
 from orchestrator.errors import InvalidInput
 from orchestrator.redis_client import get_redis
 from telephony.health import Health, read_health
 from tenants.models import Tenant
+from wire.brief import media_seen_key
 
 logger = logging.getLogger(__name__)
 

@@ -132,7 +132,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from media.brief import MEDIA_EXPECT_TTL_S, media_expect_key, media_seen_key, reply_channel
 from telephony import health
 from telephony.events import (
     CallAnswered,
@@ -149,6 +148,7 @@ from telephony.events import (
     MediaGone,
 )
 from telephony.outcomes import CallEndTracker, CallOutcome
+from wire.brief import MEDIA_EXPECT_TTL_S, media_expect_key, media_seen_key, reply_channel
 
 logger = logging.getLogger(__name__)
 
