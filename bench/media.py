@@ -1,6 +1,6 @@
 """Load benchmark for the media worker (``python -m media``): N concurrent synthetic calls on one core.
 
-Targets (the issue): media-worker CPU ≤ 4 ms per call-second (≥ 250 calls per core) with p99 added latency
+Targets: media-worker CPU ≤ 4 ms per call-second (≥ 250 calls per core) with p99 added latency
 ≤ 5 ms each way and pacing jitter p99 ≤ 2 ms, RSS ≤ 1 MiB per call, barge-in flush ≤ 20 ms. Run::
 
     python bench/media.py                          # steps of 50, 100, 200, 300 calls (a few minutes)
