@@ -399,7 +399,7 @@ def leads_import_submit(
     campaign: Campaign,
     data: bytes | str,
     created_by: str = "",
-    enqueue: Callable[[int], None],
+    enqueue: Callable[[int], object],
 ) -> ImportSubmission:
     """Import the CSV ``data`` into ``campaign``: inline when it has at most ``IMPORT_INLINE_MAX_ROWS``
     rows (the report), else as a queued :class:`ContactImport` handed to ``enqueue(import_id)`` once the
