@@ -1,5 +1,8 @@
-"""Playbacks and recordings on a channel or a bridge (``/channels/{id}/play|record``, ``/bridges/{id}/...``,
-``/playbacks``, ``/recordings``)."""
+"""Playbacks and recordings on a channel or a bridge.
+
+ARI resources: ``/channels/{id}/play|record``, ``/bridges/{id}/play|record``, ``/playbacks``, ``/recordings``.
+A playback on a bridge is heard over the bridge's AudioSocket legs; both end with their channel or bridge.
+"""
 
 from __future__ import annotations
 
