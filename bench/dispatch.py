@@ -1,6 +1,6 @@
 """Dispatch benchmark: many tenants dialing at their caps against the PBX simulator, end to end.
 
-Target (the issue): 1,000 tenants × cap 5 against the simulator, calls of a few seconds; at least 200
+Target: 1,000 tenants × cap 5 against the simulator, calls of a few seconds; at least 200
 originates/s sustained, slot freed → next originate latency p99 ≤ 250 ms, zero cap violations. Run::
 
     python bench/dispatch.py                      # the defaults are the target's scenario

@@ -1,6 +1,6 @@
 """Load benchmark for the media worker (``python -m media``): N concurrent synthetic calls on one core.
 
-Targets (the issue): media-worker CPU ≤ 4 ms per call-second (≥ 250 calls per core) with p99 added latency
+Targets: media-worker CPU ≤ 4 ms per call-second (≥ 250 calls per core) with p99 added latency
 ≤ 5 ms each way and pacing jitter p99 ≤ 2 ms, RSS ≤ 1 MiB per call, barge-in flush ≤ 20 ms. Run::
 
     python bench/media.py                          # steps of 50, 100, 200, 300 calls (a few minutes)
@@ -147,7 +147,7 @@ def build_frames() -> tuple[list[bytes], bytes]:
     """Noise frames (a few variants) and the loud burst frame, each a whole AudioSocket message."""
     from array import array
 
-    from media.audiosocket import encode_audio
+    from wire.audiosocket import encode_audio
 
     rng = random.Random(4)  # noqa: S311 - test noise, not cryptography
     samples = FRAME_BYTES // 2
@@ -257,7 +257,7 @@ class Conn:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.add_reader(self.sock.fileno(), self.readable)
-        self.write(b"\x01\x00\x10" + self.uuid_bytes)  # media.audiosocket.encode_uuid
+        self.write(b"\x01\x00\x10" + self.uuid_bytes)  # wire.audiosocket.encode_uuid
 
     # ---------------------------------------------------------------------------------------- out
     def write(self, data: bytes) -> bool:

@@ -1,6 +1,6 @@
 """Load benchmark for the PBX simulator (``telephony.sim``): many concurrent calls, some on AudioSocket.
 
-Target (the issue): one simulator process holds at least 2,000 concurrent calls, half of them bridged to
+Target: one simulator process holds at least 2,000 concurrent calls, half of them bridged to
 AudioSocket at 50 frames/s each way. Run::
 
     python bench/sim_scale.py --calls 2000 --bridged-fraction 0.5 --hold 30
@@ -194,8 +194,8 @@ class Snapshot:
 
 class Generator:
     def __init__(self, args: argparse.Namespace) -> None:
-        from media import audiosocket
         from telephony.sim import audio
+        from wire import audiosocket
 
         self.args = args
         self.t_start = time.monotonic()

@@ -337,6 +337,50 @@ class Lead(models.Model):
         return f"{self.contact.phone_number} in {self.campaign} ({self.status})"
 
 
+class ContactImport(models.Model):
+    """A CSV import too large to run within its request (more rows than ``IMPORT_INLINE_MAX_ROWS``):
+    the upload, kept until the import ends, its progress and, when done, the same report an inline import
+    answers (campaigns/services/imports.py). A worker writes it in batches, each committed with the
+    counts so far, so a run that crashed resumes after the last committed batch."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contact_imports")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="contact_imports")
+    created_by = models.CharField(max_length=150, blank=True, help_text="Who uploaded it (user or API key).")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # The uploaded file as sent; emptied when the import ends. Never logged nor shown by the API.
+    data = models.BinaryField(editable=False)
+    rows_total = models.PositiveIntegerField(help_text="Rows of the file (blank lines not counted).")
+    rows_done = models.PositiveIntegerField(default=0, help_text="Rows refused or written so far.")
+    # Written rows so far, by what became of them (the report's created/updated/unchanged).
+    leads_created = models.PositiveIntegerField(default=0)
+    leads_updated = models.PositiveIntegerField(default=0)
+    leads_unchanged = models.PositiveIntegerField(default=0)
+    report = models.JSONField(null=True, blank=True, help_text="The import's report, once done.")
+    error = models.TextField(blank=True, help_text="Why the import failed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="contactimport_tenant_created")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "done", "failed"]),
+                name="contactimport_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} into {self.campaign_id} ({self.status})"
+
+
 class DncEntry(models.Model):
     """A number the tenant must never call (do-not-call list)."""
 

@@ -17,14 +17,24 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from campaigns.lifecycle import LIVE_STATES, RETRY_CALLBACK, AttemptOutcome, AttemptState
-from campaigns.models import AgentProfile, AttemptEvent, CallAttempt, Campaign, Contact, DncEntry, Lead, Pbx
+from campaigns.models import (
+    AgentProfile,
+    AttemptEvent,
+    CallAttempt,
+    Campaign,
+    Contact,
+    ContactImport,
+    DncEntry,
+    Lead,
+    Pbx,
+)
 from campaigns.phone import normalize_phone_number
 from campaigns.windows import CallingWindows, is_open, next_opening, parse_windows, zones_for_contact
-from media.brief import media_seen_key
 from orchestrator.errors import InvalidInput
 from orchestrator.redis_client import get_redis
 from telephony.health import Health, read_health
 from tenants.models import Tenant
+from wire.brief import media_seen_key
 
 logger = logging.getLogger(__name__)
 
@@ -463,6 +473,11 @@ def attempt_list_with_events(*, tenant: Tenant) -> QuerySet[CallAttempt]:
     return attempt_list(tenant=tenant).prefetch_related(
         Prefetch("events", queryset=AttemptEvent.objects.order_by("at", "pk"))
     )
+
+
+def contact_import_list(*, tenant: Tenant) -> QuerySet[ContactImport]:
+    """The tenant's queued CSV imports, newest first, without their uploaded files."""
+    return ContactImport.objects.filter(tenant=tenant).defer("data").order_by("-created_at", "-pk")
 
 
 def dnc_list(*, tenant: Tenant) -> QuerySet[DncEntry]:

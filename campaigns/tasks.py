@@ -88,6 +88,7 @@ from campaigns.selectors import (
 from campaigns.services import agent_actions
 from campaigns.services.briefs import brief_write
 from campaigns.services.dispatch import attempt_apply, attempts_end_overdue, dispatch_tenant
+from campaigns.services.imports import contact_import_run
 from campaigns.services.pbx import pbx_password, pbx_target_check
 from campaigns.sms import SmsError
 from orchestrator.errors import InvalidInput
@@ -717,3 +718,9 @@ def media_send_sms(
             return MEDIA_INVALID
         logger.warning("media.send_sms: call %s: not sent (%s); retry in %.0f s", call_id, exc, SMS_RETRY_S)
         raise self.retry(countdown=SMS_RETRY_S) from exc
+
+
+@shared_task(name="campaigns.tasks.run_contact_import", ignore_result=True)
+def run_contact_import(import_id: int) -> None:
+    """Run a queued CSV import, or resume one whose worker died; an ended one is left as it is."""
+    contact_import_run(import_id=import_id)

@@ -5,7 +5,7 @@ The thin asyncio adapter around :class:`media.session.CallSession`:
 * :class:`AudioSocketConnection` is an ``asyncio.Protocol`` (no streams: one callback per read, no task per
   frame). The UUID frame must come first and within ``uuid_timeout_s``; a malformed stream closes this
   connection only, with one log line. The UUID is not the call id: it becomes a call only if the Stasis app
-  announced it (``media:expect:<uuid>``, claimed once, see media/brief.py); any other connection is closed
+  announced it (``media:expect:<uuid>``, claimed once, see wire/brief.py); any other connection is closed
   with one warning and nothing else happens (no audio, no report): a second connection presenting a live
   call's UUID must not hear that call or act on it.
 * The **call clock** starts right after the UUID: one frame every 20 ms scheduled with ``loop.call_at`` at
@@ -31,9 +31,9 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from redis.exceptions import RedisError
 from websockets.asyncio.client import ClientConnection, connect
@@ -41,7 +41,12 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.protocol import State
 
 from media import speech
-from media.audiosocket import (
+from media.config import peer_allowed
+from media.resample import StreamResampler
+from media.session import FRAME_S, CallSession, Hangup, RealtimeError, ToolCall, Transcript
+from media.tools import run_tool, tool_definitions
+from wire import logctx
+from wire.audiosocket import (
     AUDIO_KIND_RATES,
     HANGUP_MESSAGE,
     KIND_DTMF,
@@ -53,16 +58,42 @@ from media.audiosocket import (
     AudioSocketError,
     Frame,
 )
-from media.brief import Brief
-from media.config import peer_allowed
-from media.resample import StreamResampler
-from media.session import FRAME_S, CallSession, Hangup, RealtimeError, ToolCall, Transcript
-from media.tools import run_tool, tool_definitions
-from wire import logctx
+from wire.brief import Brief
 
 if TYPE_CHECKING:
+    from media.config import MediaConfig
+    from media.probe import Probe
     from media.session import Metrics
-    from media.worker import MediaWorker
+
+
+class CallHost(Protocol):
+    """What a connection and its call need from the process that hosts them (the media worker).
+
+    Written here, next to its one user, so that ``media/call.py`` does not import the worker class that
+    imports it: the worker satisfies this protocol; tests may host calls with anything that does.
+    """
+
+    config: MediaConfig
+    probe: Probe
+    refused: int
+    refused_uuids: int
+
+    def admit(self, conn: AudioSocketConnection) -> bool: ...
+    def release(self, conn: AudioSocketConnection) -> None: ...
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+    async def claim_media(self, media_uuid: str) -> str | None: ...
+    def call_started(self, call: Call) -> None: ...
+    def call_ended(self, call: Call) -> None: ...
+    def mark_seen(self, call_id: str, what: str, at: float) -> None: ...
+    async def read_brief(self, call_id: str) -> Brief | None: ...
+    def subscribe(self, call_id: str) -> None: ...
+    def unsubscribe(self, call_id: str) -> None: ...
+    def report(self, call: Call) -> None: ...
+    def publish_transcript(self, call: Call, line: Transcript) -> None: ...
+    async def command(self, key: str, command: dict[str, Any]) -> None: ...
+    async def await_transfer(self, call_id: str, timeout_s: float) -> dict[str, Any] | None: ...
+    async def send_task(self, name: str, kwargs: dict[str, Any]) -> None: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +116,7 @@ REALTIME_WRITE_BUFFER_LIMIT = 256 * 1024  # beyond this, sends wait for the sock
 class AudioSocketConnection(asyncio.Protocol):
     """An accepted AudioSocket TCP connection (see the module docstring)."""
 
-    def __init__(self, worker: MediaWorker) -> None:
+    def __init__(self, worker: CallHost) -> None:
         self.worker = worker
         self.loop = asyncio.get_running_loop()
         self.parser = AsteriskStreamParser()

@@ -41,8 +41,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from media.brief import Brief
 from media.playout import Playout
+from wire.brief import Brief
 
 FRAME_S = 0.020
 OUT_RATE = 24000

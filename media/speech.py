@@ -11,8 +11,7 @@ import functools
 import logging
 import subprocess
 
-from media.localai.audio import WavError, silence, tone
-from media.localai.voices import espeak_pcm, find_espeak
+from media.pcm import WavError, espeak_pcm, find_espeak, silence, tone
 
 logger = logging.getLogger(__name__)
 

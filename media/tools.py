@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from media.brief import Brief
 from media.session import ToolCall
+from wire import tasks as media_tasks
+from wire.brief import Brief
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ async def run_tool(
         if isinstance(when, str):
             return ToolOutcome({"ok": False, "error": when})
         await send_task(
-            "media.schedule_callback", {**base, "at": when.isoformat(), "note": _text(args.get("note"))}
+            media_tasks.SCHEDULE_CALLBACK, {**base, "at": when.isoformat(), "note": _text(args.get("note"))}
         )
         local = when.astimezone(_zone(brief.timezone))
         return ToolOutcome(
@@ -157,11 +158,11 @@ async def run_tool(
                 {"ok": False, "error": f"disposition must be one of {', '.join(DISPOSITIONS)}"}
             )
         await send_task(
-            "media.set_disposition", {**base, "disposition": disposition, "note": _text(args.get("note"))}
+            media_tasks.SET_DISPOSITION, {**base, "disposition": disposition, "note": _text(args.get("note"))}
         )
         return ToolOutcome({"ok": True}, respond=False)
     if name == "add_to_dnc":
-        await send_task("media.add_to_dnc", {**base, "note": _text(args.get("note"))})
+        await send_task(media_tasks.ADD_TO_DNC, {**base, "note": _text(args.get("note"))})
         return ToolOutcome({"ok": True, "effect": "this number will not be called again"})
     # send_sms
     text = _text(args.get("text"))
@@ -169,7 +170,7 @@ async def run_tool(
         return ToolOutcome({"ok": False, "error": "text is required"})
     if len(text) > SMS_MAX_CHARS:
         return ToolOutcome({"ok": False, "error": f"text is longer than {SMS_MAX_CHARS} characters"})
-    await send_task("media.send_sms", {**base, "to": brief.number, "text": text})
+    await send_task(media_tasks.SEND_SMS, {**base, "to": brief.number, "text": text})
     return ToolOutcome({"ok": True, "sent_to": brief.number})
 
 

@@ -6,7 +6,7 @@ call), and a small thread pool that hands ``media.*`` tasks to Celery (kombu pub
 must not).
 
 A connection becomes a call only when its AudioSocket UUID is claimed: one ``GETDEL media:expect:<uuid>``
-(media/brief.py) gives the call id the Stasis app announced for that leg; anything else is refused. Evidence
+(wire/brief.py) gives the call id the Stasis app announced for that leg; anything else is refused. Evidence
 for reconciliation goes to ``media:seen:<call id>`` (``connected``, ``agent_audio``), and while the worker
 accepts calls a heartbeat keeps it in ``media:workers`` (dispatch places calls only while some worker is
 there).
@@ -32,7 +32,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from media import speech
-from media.brief import (
+from media.config import MediaConfig
+from media.metrics import MediaMetrics
+from media.probe import Probe
+from media.session import Transcript
+from wire import tasks as media_tasks
+from wire.brief import (
     MEDIA_SEEN_TTL_S,
     MEDIA_WORKERS_KEY,
     REPLY_CHANNEL_PREFIX,
@@ -44,10 +49,6 @@ from media.brief import (
     parse_brief,
     reply_channel,
 )
-from media.config import MediaConfig
-from media.metrics import MediaMetrics
-from media.probe import Probe
-from media.session import Transcript
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -421,7 +422,7 @@ class MediaWorker:
 
         async def send() -> None:
             try:
-                await self.send_task("media.call_report", report)
+                await self.send_task(media_tasks.CALL_REPORT, report)
             except Exception:  # noqa: BLE001 - the broker may be down; the call itself is over anyway
                 logger.exception("call %s: the call report could not be sent", call.call_id)
 

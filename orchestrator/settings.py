@@ -18,6 +18,7 @@ a production deployment that forgets it must fail loudly, not run with a key fro
 | PHONE_TEST_PREFIXES  | empty: only numbers valid for their country are accepted |
 | MEDIA_SILENCE_PROMPT_S, MEDIA_SILENCE_END_S, TRANSFER_TIMEOUT_S | 10, 25, 30 (the call brief's limits) |
 | SMS_BACKEND     | campaigns.sms.ConsoleSmsBackend (logs the message) |
+| IMPORT_INLINE_MAX_ROWS, IMPORT_BATCH_ROWS | 1000, 1000 (a larger CSV import runs on a worker) |
 """
 
 from __future__ import annotations
@@ -204,6 +205,13 @@ TENANT_URL_ALLOWED_HOSTS: list[str] = env.list("TENANT_URL_ALLOWED_HOSTS", defau
 # E.164 prefixes accepted although not valid numbers of a real numbering plan, e.g. "+1555" for the
 # fictional numbers the PBX simulator's demo plan uses. Empty: every number must be valid for its country.
 PHONE_TEST_PREFIXES: list[str] = env.list("PHONE_TEST_PREFIXES", default=[])
+
+# --------------------------------------------------------------------------------------- contact import
+# A CSV import of more rows than this is stored and run by a Celery worker (202, then poll
+# GET /api/v1/imports/{id}); a smaller one is imported within the request and answered with its report.
+IMPORT_INLINE_MAX_ROWS: int = env.int("IMPORT_INLINE_MAX_ROWS", default=1_000)
+# Rows written per bulk statement; a worker's import commits (and reports progress) after each batch.
+IMPORT_BATCH_ROWS: int = env.int("IMPORT_BATCH_ROWS", default=1_000)
 
 # ------------------------------------------------------------------------------------------- telephony
 # The Stasis app (`manage.py run_stasis`) hands call events to this sink (telephony knows no campaigns):

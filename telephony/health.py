@@ -10,12 +10,12 @@ up while its score is in the future. The writer refreshes it every :data:`HEARTB
 :data:`HEARTBEAT_TTL_S` ahead, so a process killed with ``kill -9`` is seen as down within that time,
 with no clean-up needed.
 
-* ``stasis:apps`` (``media.brief.STASIS_APPS_KEY``): member = a PBX row id, written by the Stasis app that
+* ``stasis:apps`` (``wire.brief.STASIS_APPS_KEY``): member = a PBX row id, written by the Stasis app that
   serves it while its events websocket is connected and reconciled. When the connection goes, the app
   sets the score to *now* instead of removing the member, so the member keeps the time the app was last
   known to listen: the next reconciliation reads it (:func:`stasis_last_seen`) to tell which calls were
   placed while nobody listened.
-* ``media:workers`` (``media.brief.MEDIA_WORKERS_KEY``): member = a media worker's advertised
+* ``media:workers`` (``wire.brief.MEDIA_WORKERS_KEY``): member = a media worker's advertised
   ``host:port``, written by the worker while it accepts calls.
 
 Readers are synchronous (Celery workers, the web app); writers are the Stasis app's asyncio client.
@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from media.brief import MEDIA_WORKERS_KEY, STASIS_APPS_KEY
+from wire.brief import MEDIA_WORKERS_KEY, STASIS_APPS_KEY
 
 #: How often the Stasis app refreshes its heartbeat, and how far ahead each refresh reaches.
 HEARTBEAT_S = 1.0

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 import redis
 from django.conf import settings
 
-from media.brief import MEDIA_WORKERS_KEY, STASIS_APPS_KEY
+from wire.brief import MEDIA_WORKERS_KEY, STASIS_APPS_KEY
 
 
 @contextlib.contextmanager

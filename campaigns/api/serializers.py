@@ -8,13 +8,24 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Model, QuerySet
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from campaigns import selectors
 from campaigns.lifecycle import AttemptOutcome, AttemptState
-from campaigns.models import AgentProfile, AttemptEvent, CallAttempt, Campaign, Contact, DncEntry, Lead, Pbx
+from campaigns.models import (
+    AgentProfile,
+    AttemptEvent,
+    CallAttempt,
+    Campaign,
+    Contact,
+    ContactImport,
+    DncEntry,
+    Lead,
+    Pbx,
+)
 from orchestrator.api import MAX_POSITIVE_INT, ObjectIdField, OutputModelSerializer
 from tenants.models import Tenant
 
@@ -140,6 +151,36 @@ class ImportReportSerializer(serializers.Serializer[Any]):
     errors = ImportErrorSerializer(many=True)  # type: ignore[assignment]  # popped by the metaclass
     errors_not_shown = serializers.IntegerField(required=False)
     warnings = ImportWarningSerializer(many=True)
+
+
+class ContactImportSerializer(OutputModelSerializer[ContactImport]):
+    """A CSV import run by a worker: its status, its progress and, once done, the inline import's report."""
+
+    url = serializers.SerializerMethodField(help_text="Where to poll this import.")
+    report = ImportReportSerializer(
+        allow_null=True, read_only=True, help_text="The import's report, once its status is done."
+    )
+
+    class Meta:
+        model = ContactImport
+        fields = [
+            "id",
+            "url",
+            "campaign",
+            "status",
+            "rows_total",
+            "rows_done",
+            "report",
+            "error",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_url(self, instance: ContactImport) -> str:
+        return reverse("contact-import-detail", args=[instance.pk])
 
 
 # ----------------------------------------------------------------------------------------------- contacts

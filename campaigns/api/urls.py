@@ -14,5 +14,6 @@ router.register("leads", views.LeadViewSet, basename="lead")
 router.register("attempts", views.AttemptViewSet, basename="attempt")
 router.register("dnc", views.DncViewSet, basename="dnc")
 router.register("pbxs", views.PbxViewSet, basename="pbx")
+router.register("imports", views.ContactImportViewSet, basename="contact-import")
 
 urlpatterns = router.urls

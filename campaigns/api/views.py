@@ -27,7 +27,7 @@ from rest_framework.serializers import BaseSerializer
 from campaigns import selectors
 from campaigns.api import serializers as s
 from campaigns.exports import campaign_results_csv
-from campaigns.models import AgentProfile, CallAttempt, Campaign, Contact, DncEntry, Lead, Pbx
+from campaigns.models import AgentProfile, CallAttempt, Campaign, Contact, ContactImport, DncEntry, Lead, Pbx
 from campaigns.phone import normalize_phone_number
 from campaigns.services.agents import agent_profile_create, agent_profile_delete, agent_profile_update
 from campaigns.services.campaigns import (
@@ -40,8 +40,9 @@ from campaigns.services.campaigns import (
 )
 from campaigns.services.contacts import contact_create, contact_delete, contact_update, lead_add
 from campaigns.services.dnc import dnc_add, dnc_remove
-from campaigns.services.imports import MAX_IMPORT_BYTES, leads_import_csv
+from campaigns.services.imports import MAX_IMPORT_BYTES, leads_import_submit
 from campaigns.services.pbx import PbxNotAllowed, pbx_create, pbx_delete, pbx_update
+from campaigns.tasks import run_contact_import
 from campaigns.variables import lead_brief_preview
 from orchestrator.api import check_json_types
 from orchestrator.errors import InvalidInput
@@ -239,10 +240,14 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateD
             },
             "text/csv": OpenApiTypes.STR,
         },
-        responses=s.ImportReportSerializer,
+        responses={200: s.ImportReportSerializer, 202: s.ContactImportSerializer},
         description=(
             "CSV with a header row: phone_number (required), name, timezone; other columns become the "
-            "contact's variables. Returns a row-level report; invalid rows never become leads."
+            "contact's variables. Returns a row-level report; invalid rows never become leads. A file of "
+            "more rows than the server's IMPORT_INLINE_MAX_ROWS (1,000 by default) is queued instead: "
+            "202 with the import (its url in Location); poll GET /api/v1/imports/{id} until its status is "
+            "done (its report) or failed (its error). A file that cannot be imported at all is a 400 "
+            "either way."
         ),
     )
     @action(
@@ -260,7 +265,24 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateD
             if upload.size > MAX_IMPORT_BYTES:
                 raise InvalidInput("file", f"larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB")
             upload = upload.read()
-        return Response(leads_import_csv(campaign=campaign, data=upload))
+        submitted = leads_import_submit(
+            campaign=campaign, data=upload, created_by=str(request.user), enqueue=run_contact_import.delay
+        )
+        if submitted.queued is None:
+            return Response(submitted.report)
+        body = s.ContactImportSerializer(submitted.queued, context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+
+
+# -------------------------------------------------------------------------------------------- imports
+
+
+class ContactImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """CSV imports queued by ``POST /campaigns/{id}/import`` (larger files): status, progress, report."""
+
+    serializer_class = s.ContactImportSerializer
+    selector = "contact_import_list"
+    model = ContactImport
 
 
 # ----------------------------------------------------------------------------------------------- contacts

@@ -22,10 +22,10 @@ from django.conf import settings
 from campaigns.models import AGENT_TOOLS, AgentProfile, CallAttempt, Contact
 from campaigns.prompts import RenderedAgentTexts, contact_variables, render_agent_texts
 from campaigns.windows import zones_for_contact
-from media.brief import brief_key  # the key the media worker reads (a pure module, no Django)
 from orchestrator.redis_client import get_redis
 from telephony.ari import PbxConfig
 from telephony.stasis import command_key
+from wire.brief import brief_key  # the key the media worker reads (a pure module, no Django)
 
 __all__ = [
     "BRIEF_TTL_MARGIN_S",

@@ -29,9 +29,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
+from media.pcm import find_espeak
+
 from .policy import DEFAULT_RULES, AgentPolicy, Policy, Rule
 from .session import Event, Session, SessionSettings
-from .voices import EspeakVoice, PatternVoice, ToneVoice, Voice, find_espeak
+from .voices import EspeakVoice, PatternVoice, ToneVoice, Voice
 
 log = logging.getLogger("media.localai")
 

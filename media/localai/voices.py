@@ -8,20 +8,18 @@ espeak-ng.
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
 import threading
 from collections import OrderedDict
 from typing import Final, Protocol
 
+from media.pcm import espeak_pcm
+
 from .audio import (
     AudioClip,
     WavError,
     clip_from_pcm,
-    parse_wav,
     pattern_ms,
-    resample,
-    to_mono,
     tone,
     tone_pattern,
 )
@@ -73,10 +71,6 @@ class PatternVoice:
         return self.cached(text)
 
 
-def find_espeak() -> str | None:
-    return shutil.which("espeak-ng") or shutil.which("espeak")
-
-
 class EspeakVoice:
     """Speech from ``espeak-ng --stdout`` (WAV), resampled to 24 kHz and cached by text.
 
@@ -116,19 +110,3 @@ class EspeakVoice:
 
     def _synthesise(self, text: str) -> bytes:
         return espeak_pcm(self.executable, self.voice, text)
-
-
-def espeak_pcm(executable: str, voice: str, text: str) -> bytes:
-    """``text`` spoken by espeak(-ng) as 24 kHz mono PCM. Raises OSError, SubprocessError or WavError."""
-    # "--" ends the options, so a sentence starting with "-" is never read as a flag.
-    done = subprocess.run(  # noqa: S603 - the espeak binary found on PATH, the text as one argument
-        [executable, "--stdout", "-v", voice, "--", text],
-        capture_output=True,
-        timeout=ESPEAK_TIMEOUT_S,
-        check=True,
-    )
-    pcm, rate, channels = parse_wav(done.stdout)
-    pcm = resample(to_mono(pcm, channels), rate)
-    if not pcm:
-        raise WavError("espeak produced no audio")
-    return pcm

@@ -12,7 +12,8 @@ import sys
 
 from aiohttp import web
 
-from .engine import MEDIA_START_DELAY_S, Pbx
+from .core import MEDIA_START_DELAY_S
+from .engine import Pbx
 from .plan import Plan, PlanError, load_plan
 from .server import make_app
 

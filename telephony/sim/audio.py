@@ -10,7 +10,7 @@ Subtle points:
   ``FORMATS["ulaw"]`` has ``kind=0x10`` and 160-byte frames (20 ms of 8-bit samples), exactly what the real
   Asterisk sent in ``outbound_answered_bridged_ulaw_app_hangs_up.json``. The reverse direction is not
   symmetric: whatever the server sends back under 0x10 is read as 8 kHz slin, which is why
-  :class:`HeardMeter` uses :data:`~media.audiosocket.AUDIO_KIND_RATES` and never decodes µ-law.
+  :class:`HeardMeter` uses :data:`~wire.audiosocket.AUDIO_KIND_RATES` and never decodes µ-law.
 * **The last frame of a stream can be short.** Asterisk forwards the frames its sources produce, and a
   source (a played file, a stream that stops) ends with the remainder that does not fill 20 ms: 48 bytes
   (slin16) and 72 bytes (slin24) were seen. :func:`frames` reproduces that: full ``frame_bytes`` chunks and
@@ -36,7 +36,7 @@ from functools import lru_cache
 from os import PathLike
 from typing import Any, Final
 
-from media.audiosocket import (
+from wire.audiosocket import (
     AUDIO_KIND_RATES,
     KIND_SLIN,
     KIND_SLIN12,

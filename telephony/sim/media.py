@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from media import audiosocket
+from wire import audiosocket
 
 from . import audio
 from .audio import MediaFormat

@@ -20,7 +20,10 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import apidocs
-from .engine import ASTERISK_VERSION, MAX_APP_NAME, AriError, Pbx, ast_true
+from .core import ASTERISK_VERSION
+from .engine import Pbx
+from .errors import AriError, ast_true
+from .events import MAX_APP_NAME
 from .model import Bridge, ari_timestamp
 from .plan import PlanError, parse_plan
 

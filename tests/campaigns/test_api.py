@@ -23,6 +23,7 @@ from campaigns.models import (
     CallAttempt,
     Campaign,
     Contact,
+    ContactImport,
     DncEntry,
     Lead,
     Pbx,
@@ -96,12 +97,15 @@ def world(tenant: Tenant) -> dict[str, Any]:
             "dnc": dnc_add(tenant=owner, phone_number="+12125550199", source="api"),
             "pbx": make_pbx(owner),
             "api_key": api_key_create(tenant=owner, name="listed")[0],
+            "contact_import": ContactImport.objects.create(
+                tenant=owner, campaign=campaign, data=b"", rows_total=2_000, created_by="test"
+            ),
         }
     return objects
 
 
 def snapshot() -> dict[str, list[dict[str, Any]]]:
-    models = [AgentProfile, Campaign, Contact, Lead, CallAttempt, AttemptEvent, DncEntry, Pbx]
+    models = [AgentProfile, Campaign, Contact, Lead, CallAttempt, AttemptEvent, DncEntry, Pbx, ContactImport]
     rows = {model.__name__: list(model._default_manager.order_by("pk").values()) for model in models}
     # A key's last use is bookkeeping of the request itself, not a change it made.
     rows["ApiKey"] = [dict(row) for row in ApiKey.objects.order_by("pk").values("pk", "name", "revoked_at")]
@@ -136,6 +140,7 @@ DETAIL_REQUESTS = [
     ("get", "dnc/{dnc}"),
     ("delete", "dnc/{dnc}"),
     ("get", "pbxs/{pbx}"),
+    ("get", "imports/{contact_import}"),
     ("put", "pbxs/{pbx}"),
     ("patch", "pbxs/{pbx}"),
     ("delete", "pbxs/{pbx}"),
@@ -198,6 +203,7 @@ def test_unknown_or_malformed_ids_are_not_found(api, template):
         ("attempts", "attempt"),
         ("dnc", "dnc"),
         ("pbxs", "pbx"),
+        ("imports", "contact_import"),
     ],
 )
 def test_lists_hold_only_the_tenants_rows(api, world, path, name):

@@ -28,10 +28,10 @@ from campaigns.services.dispatch import (
 )
 from campaigns.services.dnc import dnc_add
 from campaigns.windows import WEEKDAYS
-from media.brief import STASIS_APPS_KEY
 from tenants.models import Tenant
 from tests.campaigns.factories import make_campaign, make_contact, make_pbx, make_tenant
 from tests.health import pbxs_and_media_up
+from wire.brief import STASIS_APPS_KEY
 
 # Wednesday 2025-01-15 10:00 in New York (the callee zone used below): inside every window used here.
 NOW = datetime(2025, 1, 15, 15, 0, tzinfo=UTC)

@@ -631,8 +631,8 @@ def test_one_callback_or_the_other() -> None:
 
 
 def _mark_media(call_id: str, **fields: float) -> None:
-    from media.brief import media_seen_key  # noqa: PLC0415
     from orchestrator.redis_client import get_redis  # noqa: PLC0415
+    from wire.brief import media_seen_key  # noqa: PLC0415
 
     get_redis().hset(media_seen_key(call_id), mapping={name: repr(at) for name, at in fields.items()})
     get_redis().expire(media_seen_key(call_id), 60)

@@ -20,7 +20,7 @@ import time
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from media.brief import MEDIA_WORKERS_KEY
+from wire.brief import MEDIA_WORKERS_KEY
 
 
 async def _serve_leg(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

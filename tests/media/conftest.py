@@ -19,7 +19,12 @@ import pytest
 import redis as redis_sync
 from django.conf import settings
 
-from media.audiosocket import (
+from media.config import MediaConfig
+from media.localai import RealtimeStandIn
+from media.tools import TOOL_NAMES
+from media.worker import MediaWorker
+from orchestrator.redis_client import celery_url_for
+from wire.audiosocket import (
     KIND_HANGUP,
     KIND_SLIN24,
     ServerStreamParser,
@@ -27,12 +32,7 @@ from media.audiosocket import (
     encode_dtmf,
     encode_uuid,
 )
-from media.brief import MEDIA_EXPECT_TTL_S, media_expect_key
-from media.config import MediaConfig
-from media.localai import RealtimeStandIn
-from media.tools import TOOL_NAMES
-from media.worker import MediaWorker
-from orchestrator.redis_client import celery_url_for
+from wire.brief import MEDIA_EXPECT_TTL_S, media_expect_key
 
 FRAME = 960
 VOICED_RMS = 300.0  # above this a frame is voice (agent or apology), below it silence

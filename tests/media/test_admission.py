@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from media.brief import MEDIA_WORKERS_KEY, media_expect_key, media_seen_key
 from media.config import ConfigError, MediaConfig, peer_allowed
 from tests.media.conftest import FakeAsterisk, MakeHarness, MediaHarness, wait_for
+from wire.brief import MEDIA_WORKERS_KEY, media_expect_key, media_seen_key
 
 
 def _reports_for(h: MediaHarness, call_id: str) -> list[dict[str, Any]]:

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from media.audiosocket import AUDIO_KIND_RATES
 from media.resample import AUDIOSOCKET_RATES, MODEL_RATE, StreamResampler
+from wire.audiosocket import AUDIO_KIND_RATES
 
 OTHER_RATES = [r for r in AUDIOSOCKET_RATES if r != MODEL_RATE]
 PAIRS = [(r, MODEL_RATE) for r in OTHER_RATES] + [(MODEL_RATE, r) for r in OTHER_RATES]

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from media.brief import Brief
 from media.playout import Playout
 from media.session import CallSession, Hangup, RealtimeError, ToolCall
 from media.tools import tool_definitions
+from wire.brief import Brief
 
 FRAME = 960  # 20 ms at 24 kHz, 16-bit
 

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from media import call as media_call
-from media.audiosocket import KIND_HANGUP, KIND_SLIN16, encode, encode_uuid
 from tests.media.conftest import VOICED_RMS, FakeAsterisk, MakeHarness, MediaHarness, rms, tone, wait_for
+from wire.audiosocket import KIND_HANGUP, KIND_SLIN16, encode, encode_uuid
 
 
 async def test_no_brief_gets_an_apology_and_a_clean_hangup(media: MakeHarness) -> None:

@@ -19,12 +19,12 @@ import pytest
 from django.conf import settings
 from redis import asyncio as aioredis
 
-from media.brief import MEDIA_WORKERS_KEY, STASIS_APPS_KEY, media_expect_key, media_seen_key
 from telephony import health
 from telephony.events import CallBridged, CallEnded, CallTransferred, MediaGone
 from telephony.health import STASIS_SEEN_KEY
 from telephony.outcomes import CallOutcome
 from telephony.stasis import StasisApp, StasisConfig, reply_channel
+from wire.brief import MEDIA_WORKERS_KEY, STASIS_APPS_KEY, media_expect_key, media_seen_key
 
 from .sim.conftest import APP, wait_until
 from .test_stasis import Harness, RecordingSink, closed_port, running_harness

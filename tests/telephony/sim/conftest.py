@@ -19,10 +19,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from media import audiosocket
 from telephony.sim.engine import Pbx
 from telephony.sim.plan import Plan, parse_plan
 from telephony.sim.server import make_app
+from wire import audiosocket
 
 USER, PASSWORD = "asterisk", "s3cret"
 APP = "ai_agent"

@@ -16,7 +16,7 @@ from typing import Any
 import aioari
 import pytest
 
-from media import audiosocket
+from wire import audiosocket
 
 from .conftest import APP, PASSWORD, USER, MediaServer, Sim, wait_until
 

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from media.audiosocket import AUDIO_KIND_RATES
 from telephony.sim.audio import (
     FORMATS,
     HeardMeter,
@@ -30,6 +29,7 @@ from telephony.sim.audio import (
     ulaw_decode,
     ulaw_encode,
 )
+from wire.audiosocket import AUDIO_KIND_RATES
 
 RATES = [8000, 12000, 16000, 24000, 32000, 48000]
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from media.audiosocket import (
+from wire.audiosocket import (
     AUDIO_KIND_RATES,
     AUDIO_KINDS,
     HANGUP_MESSAGE,

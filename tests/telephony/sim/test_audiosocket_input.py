@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from media import audiosocket
-from media.audiosocket import REASON_BAD_KIND, REASON_BAD_LENGTH
+from wire import audiosocket
+from wire.audiosocket import REASON_BAD_KIND, REASON_BAD_LENGTH
 
 from .conftest import APP, EventStream, MediaConnection, MediaServer, Sim, wait_until
 

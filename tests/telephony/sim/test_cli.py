@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from media import audiosocket
+from wire import audiosocket
 
 from .conftest import MediaServer, wait_until
 

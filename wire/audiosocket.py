@@ -6,9 +6,9 @@ The wire format is written once, here, and used from both ends of the socket:
   :class:`AsteriskStreamParser` and sends paced audio built with :func:`encode_audio`;
 * the **PBX simulator** (``telephony/sim/``) plays Asterisk 22.10.1: it sends with :func:`encode_uuid`,
   :func:`encode_audio` and :func:`encode_dtmf`, and parses what the server sends with
-  :class:`ServerStreamParser`. ``telephony/sim/`` imports nothing else from the project; this module is the
-  one deliberate exception, so that the codec is not written twice. It must therefore stay a pure
-  standard-library module that never imports Django or any other part of the project.
+  :class:`ServerStreamParser`. ``telephony/sim/`` imports nothing from the project but ``wire/``, which is
+  why the codec lives here: written once, and a pure standard-library module that never imports Django or
+  any other part of the project.
 
 Wire format (§4.1): every message is a 1-byte *kind*, a 2-byte big-endian payload length and exactly that
 many payload bytes, so a payload is at most 65535 bytes and a hangup is ``00 00 00``. TCP may split a

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from media.audiosocket import (
+from wire.audiosocket import (
     AUDIO_KINDS,
     DTMF_DIGITS,
     HANGUP_MESSAGE,
@@ -108,26 +108,26 @@ def violation(parser: ClientStreamParser, data: bytes) -> AudioSocketError:
 
 def test_the_codec_imports_only_the_standard_library() -> None:
     code = (
-        "import sys; before = set(sys.modules); import media.audiosocket; "
+        "import sys; before = set(sys.modules); import wire.audiosocket; "
         "print(sorted({m.split('.')[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
     )
-    assert json.loads(out.stdout.replace("'", '"')) == ["media"]
+    assert json.loads(out.stdout.replace("'", '"')) == ["wire"]
 
 
 def test_the_simulator_imports_nothing_of_the_project_but_the_codec() -> None:
     code = (
         "import sys; import telephony.sim.__main__, telephony.sim.server, telephony.sim.engine; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('media', 'telephony', 'campaigns', 'tenants', 'orchestrator', 'django') "
+        "('media', 'telephony', 'campaigns', 'tenants', 'orchestrator', 'django', 'wire') "
         "and not m.startswith('telephony.sim')))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
     )
-    assert json.loads(out.stdout.replace("'", '"')) == ["media", "media.audiosocket", "telephony"]
+    assert json.loads(out.stdout.replace("'", '"')) == ["telephony", "wire", "wire.audiosocket"]
 
 
 # ----------------------------------------------------------------------------------------- constants

@@ -1,0 +1,19 @@
+"""The Celery tasks the media worker sends by name (``send_task``), and the orchestrator defines.
+
+The media worker has no Django and does not import the orchestrator's task modules, so the two sides agree on
+these names here. Each task's keyword arguments are described where it is defined (``campaigns/tasks.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+CALL_REPORT: Final = (
+    "media.call_report"  # the end-of-call report: metrics, transcript, whether the agent spoke
+)
+SCHEDULE_CALLBACK: Final = "media.schedule_callback"  # the agent's schedule_callback tool
+SET_DISPOSITION: Final = "media.set_disposition"  # the agent's set_disposition tool
+ADD_TO_DNC: Final = "media.add_to_dnc"  # the agent's add_to_dnc tool
+SEND_SMS: Final = "media.send_sms"  # the agent's send_sms tool
+
+ALL: Final = (CALL_REPORT, SCHEDULE_CALLBACK, SET_DISPOSITION, ADD_TO_DNC, SEND_SMS)
