@@ -5,7 +5,7 @@
 | ``stasis_app_connected{pbx, app}`` | gauge | ``StasisApp.connected`` when scraped (:func:`register_app`) |
 | ``stasis_call_events_backlog{app}`` | gauge | read from ``StasisApp.backlog`` at scrape time |
 | ``stasis_ari_event_lag_seconds{app}`` | histogram | :func:`observe_event`: now − the event's ``timestamp`` |
-| ``stasis_calls_live{app}`` | gauge | :func:`call_started` / :func:`call_ended` |
+| ``stasis_calls_live{app}`` | gauge | the calls the app's controller tracks, counted at scrape time |
 | ``stasis_call_outcomes_total{app, outcome}`` | counter | :func:`call_ended` |
 
 Telephony knows no campaigns or flows: labels are the ARI app name and the PBX ids the process serves.
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -28,7 +28,6 @@ EVENT_LAG = Histogram(
     ["app"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-CALLS_LIVE = Gauge("stasis_calls_live", "Calls the Stasis app is tracking.", ["app"])
 CALL_OUTCOMES = Counter("stasis_call_outcomes", "Calls ended, by outcome.", ["app", "outcome"])
 
 
@@ -44,6 +43,9 @@ class MeteredApp(Protocol):
     @property
     def backlog(self) -> int: ...
 
+    @property
+    def calls_live(self) -> int: ...
+
 
 def observe_event(app: str, event: Mapping[str, Any], *, now: float | None = None) -> None:
     """Record how late ``event`` is handled (ARI ``timestamp``, e.g. ``2026-01-01T12:00:00.123+0000``).
@@ -58,19 +60,14 @@ def observe_event(app: str, event: Mapping[str, Any], *, now: float | None = Non
     EVENT_LAG.labels(app=app).observe(max(0.0, (time.time() if now is None else now) - at))
 
 
-def call_started(app: str) -> None:
-    """The Stasis app began tracking a call."""
-    CALLS_LIVE.labels(app=app).inc()
-
-
 def call_ended(app: str, outcome: str) -> None:
     """The Stasis app reported a call's end (once per call) with its outcome."""
-    CALLS_LIVE.labels(app=app).dec()
     CALL_OUTCOMES.labels(app=app, outcome=outcome).inc()
 
 
 class StasisAppCollector(Collector):
-    """``stasis_app_connected`` and ``stasis_call_events_backlog`` of one app, read when scraped."""
+    """``stasis_app_connected``, ``stasis_call_events_backlog``, ``stasis_calls_live`` of one app, read when
+    scraped."""
 
     def __init__(self, app: MeteredApp, *, pbx: str) -> None:
         self.app = app
@@ -90,6 +87,9 @@ class StasisAppCollector(Collector):
         )
         backlog.add_metric([name], float(self.app.backlog))
         yield backlog
+        live = GaugeMetricFamily("stasis_calls_live", "Calls the Stasis app is tracking.", labels=["app"])
+        live.add_metric([name], float(self.app.calls_live))
+        yield live
 
 
 def register_app(
@@ -97,7 +97,6 @@ def register_app(
 ) -> StasisAppCollector:
     collector = StasisAppCollector(app, pbx=pbx)
     registry.register(collector)
-    CALLS_LIVE.labels(app=str(app.config.app))  # the series exists (0) before the first call
     return collector
 
 

@@ -141,8 +141,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from telephony import health
-from telephony.events import CallEvent, CallEventSink
+from telephony import health, metrics
+from telephony.events import CallEnded, CallEvent, CallEventSink
 from telephony.stasis.commands import consume_commands
 from telephony.stasis.config import StasisConfig
 from telephony.stasis.connection import EventsConnection, handle_text
@@ -297,6 +297,7 @@ class StasisApp:
 
     def _on_event(self, event: dict[str, Any], received_at: float) -> None:
         """The one place an ARI event the app acts on arrives (``received_at``: epoch seconds)."""
+        metrics.observe_event(self.config.app, event, now=received_at)
         self._apply(self.controller.event(event, received_at))
 
     async def _gap_start(self) -> datetime | None:
@@ -434,7 +435,14 @@ class StasisApp:
 
     # ------------------------------------------------------------------------------------- delivery
     def _emit(self, event: CallEvent) -> None:
+        if isinstance(event, CallEnded):
+            metrics.call_ended(self.config.app, str(event.outcome))
         self.lanes.emit(event)
+
+    @property
+    def calls_live(self) -> int:
+        """The calls the app tracks now (read by the metrics endpoint)."""
+        return len(self.controller.calls)
 
     @property
     def backlog(self) -> int:

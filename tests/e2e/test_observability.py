@@ -118,9 +118,12 @@ def test_metrics_endpoints_and_json_logs_follow_one_call(stack: Stack) -> None:
     assert total(media, "media_realtime_errors_total") == 0
     assert total(media, "process_cpu_seconds_total") > 0  # the default registry is served too
 
-    # The Stasis app: connected to its PBX.
+    # The Stasis app: connected to its PBX; the call's ARI events timed, its end counted with its outcome.
     stasis = scrape(stasis_port)
     assert total(stasis, "stasis_app_connected", app=SIM_APP) == 1, stasis
+    assert total(stasis, "stasis_call_outcomes_total", app=SIM_APP, outcome=attempt.outcome) == 1, stasis
+    assert total(stasis, "stasis_calls_live", app=SIM_APP) == 0
+    assert total(stasis, "stasis_ari_event_lag_seconds_count", app=SIM_APP) >= 3  # StasisStart, ..., end
 
     # The Celery worker: the dispatch that placed the call and the call's report ran there.
     tasks = scrape(worker_port)

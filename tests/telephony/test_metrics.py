@@ -1,5 +1,5 @@
-"""The Stasis app's metrics: event lag from ARI timestamps, live calls and outcomes, the connected gauge read
-from the app when scraped."""
+"""The Stasis app's metrics: event lag from ARI timestamps, outcomes, and the connected, backlog and
+live-calls gauges read from the app when scraped."""
 
 from __future__ import annotations
 
@@ -28,20 +28,24 @@ def test_event_lag_is_now_minus_the_ari_timestamp():
     assert histogram._sum.get() - before == 0.5
 
 
-def test_live_calls_and_outcomes():
-    live = metrics.CALLS_LIVE.labels(app="calls-test")
-    metrics.call_started("calls-test")
-    metrics.call_started("calls-test")
+def test_outcomes_are_counted_per_outcome():
     metrics.call_ended("calls-test", "answered")
-    assert live._value.get() == 1
-    assert metrics.CALL_OUTCOMES.labels(app="calls-test", outcome="answered")._value.get() == 1
+    metrics.call_ended("calls-test", "busy")
+    metrics.call_ended("calls-test", "answered")
+    assert metrics.CALL_OUTCOMES.labels(app="calls-test", outcome="answered")._value.get() == 2
+    assert metrics.CALL_OUTCOMES.labels(app="calls-test", outcome="busy")._value.get() == 1
 
 
-def test_connected_and_backlog_are_read_from_the_app_when_scraped():
+def test_connected_backlog_and_live_calls_are_read_from_the_app_when_scraped():
     registry = CollectorRegistry()
-    app = SimpleNamespace(config=SimpleNamespace(app="orchestrator"), connected=asyncio.Event(), backlog=3)
+    app = SimpleNamespace(
+        config=SimpleNamespace(app="orchestrator"), connected=asyncio.Event(), backlog=3, calls_live=2
+    )
     metrics.register_app(app, pbx="1,2", registry=registry)
     assert _sample(registry, 'stasis_app_connected{app="orchestrator",pbx="1,2"}') == 0
     app.connected.set()
     assert _sample(registry, 'stasis_app_connected{app="orchestrator",pbx="1,2"}') == 1
     assert _sample(registry, 'stasis_call_events_backlog{app="orchestrator"}') == 3
+    assert _sample(registry, 'stasis_calls_live{app="orchestrator"}') == 2
+    app.calls_live = 0
+    assert _sample(registry, 'stasis_calls_live{app="orchestrator"}') == 0
