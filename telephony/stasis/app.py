@@ -174,6 +174,7 @@ from telephony.stasis.intents import (
 from telephony.stasis.lanes import EventLanes
 from telephony.stasis.reconcile import reconcile
 from telephony.stasis.rest import AriRest
+from wire import logctx
 from wire.brief import MEDIA_EXPECT_TTL_S, media_expect_key, media_seen_key, reply_channel
 
 logger = logging.getLogger("telephony.stasis")
@@ -345,6 +346,9 @@ class StasisApp:
         self._apply(self.controller.timer(key, time.time()))
 
     async def _execute(self, intent: Intent) -> None:
+        call_id = getattr(intent, "call_id", None)
+        if call_id is not None:
+            logctx.bind_call(call_id=call_id)  # this task's log lines name the call (JSON logs)
         result = await self._perform(intent)
         self._apply(self.controller.result(getattr(intent, "op"), result, time.time()))  # noqa: B009
 

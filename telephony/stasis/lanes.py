@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from telephony.events import CallEvent, CallEventBatchSink, CallEventSink
+from wire import logctx
 
 logger = logging.getLogger("telephony.stasis")
 
@@ -81,6 +82,7 @@ class EventLanes:
     async def _run_lane(self, call_id: str, lane: collections.deque[CallEvent]) -> None:
         """Hand one call's events to the sink in order until its lane is empty: one at a time, or, when
         several are waiting and the sink takes them (``handle_many``), all of them at once."""
+        logctx.bind_call(call_id=call_id)  # the sink's log lines name the call (JSON logs)
         try:
             while lane:
                 if self._handle_many is not None and len(lane) > 1:
