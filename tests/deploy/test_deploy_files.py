@@ -186,3 +186,12 @@ def test_the_compose_file_runs_every_production_process_from_the_project():
         for source in line.split()[:-1]:
             assert (PROJECT_ROOT / source).exists(), source
     assert re.search(r'^CMD \["gunicorn", "--config", "deploy/gunicorn.conf.py"\]$', dockerfile, re.MULTILINE)
+    # ... and keeps every package the project installs (and what the processes read at run time).
+    ignored = {line.strip().rstrip("/") for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()}
+    pyproject = (PROJECT_ROOT / "pyproject.toml").read_text()
+    include = re.search(r"^include = \[(.*)\]$", pyproject, re.MULTILINE)
+    assert include is not None
+    packages = [name.strip(' "*') for name in include[1].split(",")]
+    assert "orchestrator" in packages
+    for kept in [*packages, "manage.py", "pyproject.toml", "deploy"]:
+        assert kept not in ignored, kept
