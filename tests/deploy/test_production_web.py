@@ -73,7 +73,7 @@ def test_check_deploy_flags_debug_and_a_weak_key(subprocess_env):
 
 
 @pytest.mark.django_db
-def test_https_is_enforced_except_for_the_health_probe(settings):
+def test_https_is_enforced_except_for_the_health_probe_and_the_scrape(settings):
     settings.SECURE_SSL_REDIRECT = True
     settings.ALLOWED_HOSTS = ["calls.example.com", "testserver"]
     settings.SECURE_HSTS_SECONDS = 31536000
@@ -83,6 +83,8 @@ def test_https_is_enforced_except_for_the_health_probe(settings):
     assert redirect["Location"] == "https://calls.example.com/api/v1/campaigns"
     probe = client.get("/healthz")
     assert probe.status_code in (200, 503)  # answered over plain HTTP, whatever the heartbeats say
+    scrape = client.get("/metrics")
+    assert scrape.status_code != 301  # Prometheus scrapes over plain HTTP (the view itself says who may)
     secure = client.get("/api/schema/", secure=True)
     assert secure["Strict-Transport-Security"].startswith("max-age=31536000")
 
