@@ -20,6 +20,7 @@ from celery import Celery
 from celery.signals import beat_init, setup_logging, task_postrun, task_prerun, worker_init
 
 from orchestrator import broker
+from orchestrator.tasks import HEARTBEAT_EVERY_S
 from wire import logctx
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
@@ -73,7 +74,8 @@ def every(seconds: float, task: str, *, expires: float, **options: Any) -> dict[
 
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
-    "heartbeat": every(30, "orchestrator.tasks.heartbeat", expires=25),
+    # Read by /healthz (orchestrator/views.py): beat sends it, a worker runs it. Also sent when beat starts.
+    "heartbeat": every(HEARTBEAT_EVERY_S, "orchestrator.tasks.heartbeat", expires=HEARTBEAT_EVERY_S - 5),
     # The guarantee that no lead is lost (DESIGN.md §5 rule 3): a dispatch pass per dialing tenant, every
     # second. A run that is not picked up within 0.9 s is dropped; the next one covers it.
     "dispatch-sweep": every(1, "campaigns.tasks.dispatch_sweep", expires=0.9),
@@ -135,6 +137,9 @@ def _hold_single_beat_lock(sender: Any = None, **kwargs: Any) -> None:
         raise SystemExit(1)
     logger.info("holding %s as %s", lock.key, lock.token)
     atexit.register(lock.release)
+    # A fresh start is healthy as soon as a worker runs this, not a whole period later (/healthz).
+    heartbeat = BEAT_SCHEDULE["heartbeat"]
+    app.send_task(heartbeat["task"], **heartbeat["options"])
 
 
 # ------------------------------------------------------------------------------------- observability

@@ -9,6 +9,7 @@ and a fuzzer know them without each view declaring them:
   authenticated route.
 * **404** ``Error``: on every route with an id in its path (another tenant's id is a 404 too, DESIGN.md §5
   rule 7) and on paginated lists (a page past the end).
+* **429** ``Error``: over the tenant's request rate (with ``Retry-After``). On every authenticated route.
 * **413** ``Error``: a body larger than the server reads (``DATA_UPLOAD_MAX_MEMORY_SIZE``);
   **415** ``Error``: a body in a media type the route does not take. On every route with a body.
 
@@ -51,7 +52,10 @@ _DESCRIPTIONS = {
     "404": ("No such object in this tenant (or no such page).", ERROR_SCHEMA),
     "413": ("The request body is too large.", ERROR_SCHEMA),
     "415": ("The request body's media type is not one this route takes.", ERROR_SCHEMA),
+    "429": ("Too many requests from this tenant: try again after Retry-After seconds.", ERROR_SCHEMA),
 }
+
+_RETRY_AFTER = {"description": "Seconds until a request may succeed.", "schema": {"type": "integer"}}
 
 _WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
 
@@ -63,7 +67,7 @@ def _error_codes(path: str, method: str, operation: dict[str, Any]) -> list[str]
         codes.append("400")
     requirements = operation.get("security", [])
     if requirements and {} not in requirements:  # {}: anonymous access allowed
-        codes += ["401", "403"]
+        codes += ["401", "403", "429"]  # 429: the tenant's rate (orchestrator/throttling.py)
     if "{" in path or any(parameter.get("name") == "page" for parameter in parameters):
         codes.append("404")
     if "requestBody" in operation:
@@ -87,13 +91,13 @@ def add_error_responses(
             responses = operation.setdefault("responses", {})
             for code in _error_codes(path, method, operation):
                 description, schema_name = _DESCRIPTIONS[code]
-                responses.setdefault(
-                    code,
-                    {
-                        "description": description,
-                        "content": {
-                            "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}
-                        },
+                response: dict[str, Any] = {
+                    "description": description,
+                    "content": {
+                        "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}
                     },
-                )
+                }
+                if code == "429":
+                    response["headers"] = {"Retry-After": _RETRY_AFTER}
+                responses.setdefault(code, response)
     return result

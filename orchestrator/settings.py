@@ -19,10 +19,19 @@ a production deployment that forgets it must fail loudly, not run with a key fro
 | MEDIA_SILENCE_PROMPT_S, MEDIA_SILENCE_END_S, TRANSFER_TIMEOUT_S | 10, 25, 30 (the call brief's limits) |
 | SMS_BACKEND     | campaigns.sms.ConsoleSmsBackend (logs the message) |
 | IMPORT_INLINE_MAX_ROWS, IMPORT_BATCH_ROWS | 1000, 1000 (a larger CSV import runs on a worker) |
+| CACHE_KEY_PREFIX | orchestrator:cache (Django's cache, on REDIS_URL) |
+| API_THROTTLE_RATE, API_IMPORT_THROTTLE_RATE | 1200/min, 20/min per tenant (the CSV import: both) |
+| AXES_FAILURE_LIMIT, AXES_COOLOFF_MINUTES | 5 failed sign-ins of a name from one address: locked 15 min |
+| STATIC_ROOT     | var/static (collectstatic's target, served by whitenoise) |
+| STATIC_MANIFEST | on unless DEBUG: hashed, compressed static file names |
+| SESSION_COOKIE_SECURE, CSRF_COOKIE_SECURE, SECURE_SSL_REDIRECT | on unless DEBUG |
+| SECURE_HSTS_SECONDS, SECURE_HSTS_INCLUDE_SUBDOMAINS, SECURE_HSTS_PRELOAD | 1 year, on, off (unless DEBUG) |
+| SECURE_PROXY_SSL_HEADER | empty; e.g. X-Forwarded-Proto behind a proxy that always sets it |
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +73,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",  # login attempt limiting (settings block "login attempts" below)
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served locally (no CDN)
@@ -76,12 +86,16 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from STATIC_ROOT (after collectstatic), before anything else reads the request.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out sign-in into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "orchestrator.urls"
@@ -136,6 +150,18 @@ EMBEDDED_REDIS_DIR = VAR_DIR / "redis"
 REDIS_EMBEDDED: bool = not env.str("REDIS_URL", default="")
 REDIS_URL: str = EmbeddedRedis(EMBEDDED_REDIS_DIR).url if REDIS_EMBEDDED else env.str("REDIS_URL")
 
+# ------------------------------------------------------------------------------------------------ cache
+# Django's cache (DRF throttling, anything else that caches) on the same Redis, under a prefix of its own.
+CACHES: dict[str, dict[str, Any]] = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="orchestrator:cache"),
+        # A stuck Redis costs a request seconds, not forever (as orchestrator/redis_client.py's client).
+        "OPTIONS": {"socket_timeout": 5.0, "socket_connect_timeout": 5.0},
+    }
+}
+
 # ----------------------------------------------------------------------------------------------- celery
 # Only the locations live here; the reliability defaults are fixed in orchestrator/celery.py.
 CELERY_BROKER_URL = celery_url_for(REDIS_URL)
@@ -148,6 +174,17 @@ CELERY_TASK_DEFAULT_QUEUE: str = env.str("CELERY_QUEUE", default="celery")
 BEAT_LOCK_KEY: str = env.str("BEAT_LOCK_KEY", default="orchestrator:beat:lock")
 
 # ------------------------------------------------------------------------------------------------- auth
+# Every sign-in (the admin's, and any later login form calling django.contrib.auth.authenticate) goes
+# through django-axes first: too many failures for a user name from one address lock that pair out.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT: int = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -170,6 +207,17 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # services raise InvalidInput(field, message): answered as 400 {field: [message]}.
     "EXCEPTION_HANDLER": "orchestrator.api.exception_handler",
+    # Per tenant (orchestrator/throttling.py): every request of a tenant counts against "tenant", and a
+    # route with a throttle_scope (the CSV import: "import") against that rate too. Over it: a JSON 429
+    # with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "orchestrator.throttling.TenantRateThrottle",
+        "orchestrator.throttling.TenantScopedRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "tenant": env.str("API_THROTTLE_RATE", default="1200/min"),
+        "import": env.str("API_IMPORT_THROTTLE_RATE", default="20/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Voice campaign orchestrator API",
@@ -180,7 +228,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Attempt.outcome and Lead.last_outcome share one set of choices: one schema enum.
-    "ENUM_NAME_OVERRIDES": {"AttemptOutcomeEnum": "campaigns.lifecycle.AttemptOutcome"},
+    # The models' choices (value, label) themselves: the enum's own names would not match their labels, and
+    # the override would silently not apply (two enums; `check --deploy` warns drf_spectacular.W001).
+    "ENUM_NAME_OVERRIDES": {"AttemptOutcomeEnum": "campaigns.models._OUTCOME_CHOICES"},
     # Every route's error answers (400/401/403/404/413/415) and their schemas: orchestrator/schema.py.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -243,8 +293,21 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# ------------------------------------------------------------------------------------------ static files
+# Served by whitenoise from STATIC_ROOT after `manage.py collectstatic`; outside DEBUG with compressed,
+# content-hashed names (a page then needs the manifest collectstatic writes: STATIC_MANIFEST=0 to do without).
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+if STATIC_ROOT == VAR_DIR / "static":
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns about a missing one at every start
+STORAGES: dict[str, dict[str, Any]] = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if env.bool("STATIC_MANIFEST", default=not DEBUG)
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
 
 # -------------------------------------------------------------------------------------------- security
 SESSION_COOKIE_HTTPONLY = True
@@ -252,6 +315,22 @@ X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    # TLS is terminated in front (nginx, caddy): plain HTTP is redirected, except the health probe and the
+    # Prometheus scrape (both made over plain HTTP from inside; /metrics guards itself).
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    if not SECURE_HSTS_PRELOAD:
+        # Joining the browsers' preload list is the operator's decision (SECURE_HSTS_PRELOAD=1, then submit
+        # the domain), not a default: Django's reminder about it is silenced.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+# The request came in over HTTPS when the proxy says so in this header (e.g. X-Forwarded-Proto). Only for a
+# proxy that always sets it: gunicorn's uvicorn workers already take it from FORWARDED_ALLOW_IPS proxies.
+_PROXY_SSL_HEADER: str = env.str("SECURE_PROXY_SSL_HEADER", default="")
+if _PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https")
 
 # ------------------------------------------------------------------------------- logs, metrics, Sentry
 # README "Metrics and logs". LOG_FORMAT: text or json (json lines carry call_id and tenant_id); JSON unless

@@ -17,6 +17,14 @@ os.environ.setdefault("FIELD_ENCRYPTION_KEY", "dGVzdC1vbmx5LWZpZWxkLWVuY3J5cHRpb
 # `make run` or another session may hold them. Tests that fetch metrics choose a free port.
 for _listen in ("WORKER_METRICS_LISTEN", "STASIS_METRICS_LISTEN", "MEDIA_METRICS_LISTEN"):
     os.environ.setdefault(_listen, "off")
+# The test client speaks plain HTTP to a DEBUG-off product: no redirect to HTTPS (tested on its own in
+# tests/deploy/test_production_web.py). The API fuzzer sends thousands of requests per tenant in
+# minutes: the per-tenant rates are far out of its way (tests/orchestrator/test_throttling.py sets its own).
+os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
+# Pages render their static URLs without a collectstatic manifest (the manifest storage is tested on its own).
+os.environ.setdefault("STATIC_MANIFEST", "0")
+os.environ.setdefault("API_THROTTLE_RATE", "1000000/min")
+os.environ.setdefault("API_IMPORT_THROTTLE_RATE", "1000000/min")
 
 from orchestrator.embedded_redis import EmbeddedRedis  # noqa: E402
 from orchestrator.redis_client import celery_url_for  # noqa: E402
@@ -32,3 +40,4 @@ if REDIS_EMBEDDED:
     EMBEDDED_REDIS_DIR = Path(tempfile.gettempdir()) / f"orchestrator-test-redis-{os.getpid()}"
     REDIS_URL = EmbeddedRedis(EMBEDDED_REDIS_DIR).url
     CELERY_BROKER_URL = CELERY_RESULT_BACKEND = celery_url_for(REDIS_URL)
+    CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405

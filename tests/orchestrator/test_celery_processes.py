@@ -108,3 +108,54 @@ def test_a_lone_beat_holds_the_lock_until_it_stops(subprocess_env, project_root,
     finally:
         _stop(beat)
     assert client.get(settings.BEAT_LOCK_KEY) is None, "beat did not release its lock on shutdown"
+
+
+@pytest.mark.django_db
+def test_healthz_follows_a_real_beat_and_worker(client, settings, subprocess_env, project_root, tmp_path):
+    """Healthy once beat and a worker run (beat's start-up heartbeat, well before its first 30 s period);
+    unhealthy, naming beat, once beat is killed with -9 (its lock lapses within its TTL)."""
+    from tests.conftest import database_is_postgres, database_url
+
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    lock_key = f"test:healthz:beat-lock:{queue}"
+    settings.BEAT_LOCK_KEY = lock_key  # the pytest-django settings fixture restores it
+    env = {**subprocess_env, "CELERY_QUEUE": queue, "BEAT_LOCK_KEY": lock_key}
+    env["DATABASE_URL"] = database_url() if database_is_postgres() else f"sqlite:///{tmp_path}/db.sqlite3"
+    get_redis().delete(HEARTBEAT_KEY)
+    celery = [sys.executable, "-m", "celery", "-A", "orchestrator"]
+    worker = _start(
+        [*celery, "worker", "--pool=solo", "-c", "1", "-Q", queue, "-n", f"{queue}@%h", "--without-gossip",
+         "--without-mingle", "--without-heartbeat", "--loglevel=INFO"],
+        env=env, cwd=project_root, log=tmp_path / "worker.log",
+    )  # fmt: skip
+    beat = _start(
+        [*celery, "beat", "--loglevel=INFO", "-s", str(tmp_path / "beat-schedule")],
+        env=env, cwd=project_root, log=tmp_path / "beat.log",
+    )  # fmt: skip
+    try:
+        started = time.monotonic()
+        body: dict[str, object] = {}
+        while time.monotonic() - started < 25:
+            response = client.get("/healthz")
+            body = response.json()
+            if response.status_code == 200:
+                break
+            time.sleep(0.5)
+        assert body.get("status") == "ok", body
+        beat.kill()
+        beat.wait()
+        killed = time.monotonic()
+        while time.monotonic() - killed < 45:
+            response = client.get("/healthz")
+            body = response.json()
+            if response.status_code == 503:
+                break
+            time.sleep(1)
+        assert response.status_code == 503, body
+        assert body["beat"] == "stale" and "beat" in body["stale"], body  # type: ignore[operator]
+    finally:
+        _stop(beat)
+        _stop(worker)
+        get_redis().delete(lock_key)
+        print((tmp_path / "worker.log").read_text(errors="replace"))
+        print((tmp_path / "beat.log").read_text(errors="replace"))

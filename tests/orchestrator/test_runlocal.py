@@ -13,13 +13,16 @@ import textwrap
 import threading
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from orchestrator.management.commands.runlocal import SIM_PLAN, process_specs
+from orchestrator.redis_client import get_redis
 from orchestrator.supervisor import ProcessSpec, Supervisor
+from orchestrator.tasks import HEARTBEAT_KEY, HEARTBEAT_TTL_S
 
 pytestmark = pytest.mark.slow
 
@@ -199,6 +202,11 @@ def _runlocal(args: list[str], *, env: dict[str, str], cwd: Path) -> subprocess.
 def test_runlocal_serves_healthz_then_stops_cleanly_on_sigterm(subprocess_env, project_root):
     port = _free_port()
     env = {**subprocess_env, "ALLOWED_HOSTS": "127.0.0.1"}  # runserver refuses to start without, unless DEBUG
+    # Only the web runs here: /healthz is told beat and a worker are alive by their heartbeats in Redis.
+    env["BEAT_LOCK_KEY"] = f"test:runlocal:beat-lock:{port}"
+    redis = get_redis()
+    redis.set(env["BEAT_LOCK_KEY"], "test-holder", ex=60)
+    redis.set(HEARTBEAT_KEY, datetime.now(UTC).isoformat(), ex=HEARTBEAT_TTL_S)
     runlocal = _runlocal(["--only", "web", "--web-address", f"127.0.0.1:{port}"], env=env, cwd=project_root)
     try:
         deadline = time.monotonic() + 30
