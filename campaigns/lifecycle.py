@@ -1,4 +1,4 @@
-"""The call attempt's life cycle, as data: states, the events that move them, and the outcomes.
+"""The call attempt's life cycle, as data: states, the inputs (events) that move them, and the outcomes.
 
 Every state change of a CallAttempt goes through :func:`transition`; the table below is the only place
 that says which changes are legal (h11 ``_state.py`` style). An illegal or repeated event is refused (and
@@ -86,7 +86,10 @@ class AttemptOutcome(StrEnum):
     UNKNOWN = "unknown"
 
 
-class AttemptEvent(StrEnum):
+class AttemptInput(StrEnum):
+    """What can happen to an attempt: the inputs of :data:`TRANSITIONS`. (Not to be confused with the
+    ``campaigns.models.AttemptEvent`` rows, the attempt's append-only log.)"""
+
     ORIGINATE_ACCEPTED = "originate_accepted"  # 200 from POST /channels (or a 409 confirmed as placed)
     ORIGINATE_FAILED = "originate_failed"  # terminal refusal before the call existed (4xx/500, 409 then 404)
     CANCELLED = "cancelled"  # the re-check before originate said no (window, DNC, campaign paused)
@@ -109,52 +112,45 @@ STATE_RANK: Mapping[AttemptState, int] = MappingProxyType(
     }
 )
 
-_Q, _D, _R, _A, _B, _E = (
-    AttemptState.QUEUED,
-    AttemptState.DIALING,
-    AttemptState.RINGING,
-    AttemptState.ANSWERED,
-    AttemptState.BRIDGED,
-    AttemptState.ENDED,
-)
-_Ev = AttemptEvent
 
-# The whole table: (state, event) -> new state. Any pair not listed is refused.
-TRANSITIONS: Mapping[tuple[AttemptState, AttemptEvent], AttemptState] = MappingProxyType(
+# The whole table: (state, input) -> new state. Any pair not listed is refused.
+TRANSITIONS: Mapping[tuple[AttemptState, AttemptInput], AttemptState] = MappingProxyType(
     {
         # queued: the originate is not (known to be) accepted yet; ARI events may beat the HTTP 200.
-        (_Q, _Ev.ORIGINATE_ACCEPTED): _D,
-        (_Q, _Ev.ORIGINATE_FAILED): _E,
-        (_Q, _Ev.CANCELLED): _E,
-        (_Q, _Ev.RINGING): _R,
-        (_Q, _Ev.ANSWERED): _A,
-        (_Q, _Ev.BRIDGED): _B,
-        (_Q, _Ev.ENDED): _E,
+        (AttemptState.QUEUED, AttemptInput.ORIGINATE_ACCEPTED): AttemptState.DIALING,
+        (AttemptState.QUEUED, AttemptInput.ORIGINATE_FAILED): AttemptState.ENDED,
+        (AttemptState.QUEUED, AttemptInput.CANCELLED): AttemptState.ENDED,
+        (AttemptState.QUEUED, AttemptInput.RINGING): AttemptState.RINGING,
+        (AttemptState.QUEUED, AttemptInput.ANSWERED): AttemptState.ANSWERED,
+        (AttemptState.QUEUED, AttemptInput.BRIDGED): AttemptState.BRIDGED,
+        (AttemptState.QUEUED, AttemptInput.ENDED): AttemptState.ENDED,
         # dialing: the PBX accepted the call and is dialing it.
-        (_D, _Ev.RINGING): _R,
-        (_D, _Ev.ANSWERED): _A,  # a Local channel or a fast answer never reports ringing
-        (_D, _Ev.BRIDGED): _B,  # the ANSWERED event is late (events handled by concurrent workers)
-        (_D, _Ev.ENDED): _E,
+        (AttemptState.DIALING, AttemptInput.RINGING): AttemptState.RINGING,
+        # A Local channel or a fast answer never reports ringing.
+        (AttemptState.DIALING, AttemptInput.ANSWERED): AttemptState.ANSWERED,
+        # The ANSWERED event is late (events handled by concurrent workers).
+        (AttemptState.DIALING, AttemptInput.BRIDGED): AttemptState.BRIDGED,
+        (AttemptState.DIALING, AttemptInput.ENDED): AttemptState.ENDED,
         # ringing
-        (_R, _Ev.ANSWERED): _A,
-        (_R, _Ev.BRIDGED): _B,
-        (_R, _Ev.ENDED): _E,
+        (AttemptState.RINGING, AttemptInput.ANSWERED): AttemptState.ANSWERED,
+        (AttemptState.RINGING, AttemptInput.BRIDGED): AttemptState.BRIDGED,
+        (AttemptState.RINGING, AttemptInput.ENDED): AttemptState.ENDED,
         # answered (in Stasis, not yet talking to the media worker)
-        (_A, _Ev.BRIDGED): _B,
-        (_A, _Ev.ENDED): _E,
+        (AttemptState.ANSWERED, AttemptInput.BRIDGED): AttemptState.BRIDGED,
+        (AttemptState.ANSWERED, AttemptInput.ENDED): AttemptState.ENDED,
         # bridged
-        (_B, _Ev.ENDED): _E,
+        (AttemptState.BRIDGED, AttemptInput.ENDED): AttemptState.ENDED,
     }
 )
 
 # The state each progress event leads to; used to tell a duplicate ("already there or past it") from an
 # illegal event. ORIGINATE_FAILED and CANCELLED are not progress: they only make sense before the call.
-_PROGRESS_TARGET: Mapping[AttemptEvent, AttemptState] = MappingProxyType(
+_PROGRESS_TARGET: Mapping[AttemptInput, AttemptState] = MappingProxyType(
     {
-        AttemptEvent.ORIGINATE_ACCEPTED: _D,
-        AttemptEvent.RINGING: _R,
-        AttemptEvent.ANSWERED: _A,
-        AttemptEvent.BRIDGED: _B,
+        AttemptInput.ORIGINATE_ACCEPTED: AttemptState.DIALING,
+        AttemptInput.RINGING: AttemptState.RINGING,
+        AttemptInput.ANSWERED: AttemptState.ANSWERED,
+        AttemptInput.BRIDGED: AttemptState.BRIDGED,
     }
 )
 
@@ -175,20 +171,20 @@ class Transition:
     """
 
     old: AttemptState
-    event: AttemptEvent
+    event: AttemptInput
     new: AttemptState
     applied: bool
     reason: str
 
 
-def transition(state: AttemptState, event: AttemptEvent) -> Transition:
+def transition(state: AttemptState, event: AttemptInput) -> Transition:
     """Looks ``(state, event)`` up in :data:`TRANSITIONS`. Never raises for a well-typed input."""
     new = TRANSITIONS.get((state, event))
     if new is not None:
         return Transition(old=state, event=event, new=new, applied=True, reason=REASON_APPLIED)
     if state is AttemptState.ENDED:
         reason = REASON_TERMINAL
-    elif event is AttemptEvent.ENDED or (
+    elif event is AttemptInput.ENDED or (
         event in _PROGRESS_TARGET and STATE_RANK[_PROGRESS_TARGET[event]] <= STATE_RANK[state]
     ):
         # ENDED is legal from every live state, so it can only be refused as terminal (above); kept here

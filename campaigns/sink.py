@@ -61,8 +61,7 @@ from uuid import UUID
 from django.db import InterfaceError, OperationalError, close_old_connections, connections, transaction
 
 from campaigns import lifecycle
-from campaigns.lifecycle import AttemptEvent as Event
-from campaigns.lifecycle import AttemptOutcome
+from campaigns.lifecycle import AttemptInput, AttemptOutcome
 from campaigns.models import E164_MAX_LENGTH, CallAttempt, Pbx
 from campaigns.selectors import attempt_media_marks
 from campaigns.services.dispatch import AttemptStep, UnseenEnd, attempt_apply_many
@@ -358,14 +357,14 @@ def _with_evidence(attempt_id: UUID, event: CallEvent, step: AttemptStep) -> Att
 def _step(event: CallEvent) -> AttemptStep:
     """The attempt step a call event stands for (see the mapping in the module docstring)."""
     if isinstance(event, CallRinging):
-        return AttemptStep(event=Event.RINGING, at=event.at)
+        return AttemptStep(event=AttemptInput.RINGING, at=event.at)
     if isinstance(event, CallAnswered):
-        return AttemptStep(event=Event.ANSWERED, at=event.at, data={"channel_id": event.channel_id})
+        return AttemptStep(event=AttemptInput.ANSWERED, at=event.at, data={"channel_id": event.channel_id})
     if isinstance(event, CallBridged):
-        return AttemptStep(event=Event.BRIDGED, at=event.at)
+        return AttemptStep(event=AttemptInput.BRIDGED, at=event.at)
     if isinstance(event, CallEnded):
         return AttemptStep(
-            event=Event.ENDED,
+            event=AttemptInput.ENDED,
             at=event.at,
             outcome=AttemptOutcome(event.outcome.value),
             cause=event.cause,

@@ -68,7 +68,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from campaigns import ratelimit
-from campaigns.lifecycle import AttemptEvent, AttemptOutcome, AttemptState
+from campaigns.lifecycle import AttemptInput, AttemptOutcome, AttemptState
 from campaigns.models import CallAttempt, Campaign, DncEntry, Pbx
 from campaigns.phone import normalize_phone_number
 from campaigns.selectors import (
@@ -127,11 +127,11 @@ DISPATCH_MESSAGE_EXPIRES_S = 10.0
 PENDING_KEY_PREFIX = "orchestrator:dispatch-pending"
 
 # The re-check's answer → (event, outcome); see the campaigns.services.dispatch module docstring.
-_RECHECK_EVENTS: dict[str, tuple[AttemptEvent, AttemptOutcome]] = {
-    RECHECK_CAMPAIGN_NOT_RUNNING: (AttemptEvent.CANCELLED, AttemptOutcome.CANCELLED),
-    RECHECK_OUTSIDE_WINDOW: (AttemptEvent.CANCELLED, AttemptOutcome.CANCELLED),
-    RECHECK_DNC: (AttemptEvent.CANCELLED, AttemptOutcome.OPTED_OUT),
-    RECHECK_INVALID_NUMBER: (AttemptEvent.CANCELLED, AttemptOutcome.INVALID_NUMBER),
+_RECHECK_EVENTS: dict[str, tuple[AttemptInput, AttemptOutcome]] = {
+    RECHECK_CAMPAIGN_NOT_RUNNING: (AttemptInput.CANCELLED, AttemptOutcome.CANCELLED),
+    RECHECK_OUTSIDE_WINDOW: (AttemptInput.CANCELLED, AttemptOutcome.CANCELLED),
+    RECHECK_DNC: (AttemptInput.CANCELLED, AttemptOutcome.OPTED_OUT),
+    RECHECK_INVALID_NUMBER: (AttemptInput.CANCELLED, AttemptOutcome.INVALID_NUMBER),
 }
 
 
@@ -347,7 +347,7 @@ def _backoff_s(failures: int) -> float:
 def _fail(attempt_id: UUID, error: str) -> str:
     attempt_apply(
         attempt_id=attempt_id,
-        event=AttemptEvent.ORIGINATE_FAILED,
+        event=AttemptInput.ORIGINATE_FAILED,
         outcome=AttemptOutcome.ERROR,
         error=error[:1000],
         on_ended=trigger_dispatch,
@@ -548,7 +548,7 @@ def _accepted(pk: UUID, *, already: bool, channel: dict[str, Any], settled: bool
     data: dict[str, Any] = {"already": already, "channel_state": channel.get("state")}
     if settled:
         data["settled"] = True
-    attempt_apply(attempt_id=pk, event=AttemptEvent.ORIGINATE_ACCEPTED, data=data)
+    attempt_apply(attempt_id=pk, event=AttemptInput.ORIGINATE_ACCEPTED, data=data)
 
 
 def _retry_ari(self: Task[Any, Any], attempt_id: str, exc: AriRetryableError, ari_failures: int) -> str:

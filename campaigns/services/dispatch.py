@@ -77,6 +77,7 @@ from campaigns.lifecycle import (
     LIVE_STATES,
     PLACED_STATES,
     RETRY_CALLBACK,
+    AttemptInput,
     AttemptOutcome,
     AttemptState,
     EndEvidence,
@@ -87,7 +88,6 @@ from campaigns.lifecycle import (
     transition,
     unseen_end_outcome,
 )
-from campaigns.lifecycle import AttemptEvent as Event
 from campaigns.models import AttemptEvent, CallAttempt, Campaign, DncEntry, Lead, Pbx
 from campaigns.selectors import (
     NO_OPENING_RETRY,
@@ -120,7 +120,7 @@ DONE_REASON_DNC = "dnc"
 SCAN_LIMIT = 500
 
 # Events that end an attempt and so need an outcome.
-_ENDING_EVENTS = frozenset({Event.ENDED, Event.ORIGINATE_FAILED, Event.CANCELLED})
+_ENDING_EVENTS = frozenset({AttemptInput.ENDED, AttemptInput.ORIGINATE_FAILED, AttemptInput.CANCELLED})
 
 
 def _noop(_: Any) -> None:
@@ -425,7 +425,7 @@ class AttemptStep:
     changes no state (a DTMF digit, the media leg gone, a transfer to a human, which also records
     ``transferred_to``), appended whatever the state."""
 
-    event: Event | None
+    event: AttemptInput | None
     at: datetime
     data: dict[str, Any] | None = None
     cause: int | None = None
@@ -448,8 +448,8 @@ class AttemptStep:
             return self
         if self.transferred_to:
             raise ValueError("attempt step: only a note records a transfer")
-        event, outcome = Event(self.event), self.outcome
-        if event is Event.CANCELLED and outcome is None:
+        event, outcome = AttemptInput(self.event), self.outcome
+        if event is AttemptInput.CANCELLED and outcome is None:
             outcome = AttemptOutcome.CANCELLED
         if event in _ENDING_EVENTS and outcome is None:
             raise ValueError(f"attempt_apply: {event.value} needs an outcome")
@@ -463,7 +463,7 @@ class AttemptStep:
 def attempt_apply(
     *,
     attempt_id: UUID,
-    event: Event,
+    event: AttemptInput,
     at: datetime | None = None,
     data: dict[str, Any] | None = None,
     cause: int | None = None,
@@ -489,7 +489,7 @@ def attempt_apply(
     misuse of ``outcome`` (both before any change).
     """
     step = AttemptStep(
-        event=Event(event),
+        event=AttemptInput(event),
         at=at or timezone.now(),
         data=data,
         cause=cause,
@@ -604,13 +604,13 @@ def _offer(
     if result.old is AttemptState.QUEUED and attempt.originated_at is None:
         # Any progress out of queued means the PBX accepted the call, even if its 200 arrives later
         # (then as a refused duplicate). Not for a cancel or a failed originate: nothing was placed.
-        if event not in (Event.CANCELLED, Event.ORIGINATE_FAILED):
+        if event not in (AttemptInput.CANCELLED, AttemptInput.ORIGINATE_FAILED):
             attempt.originated_at = at
             changed.add("originated_at")
-    if event is Event.RINGING:
+    if event is AttemptInput.RINGING:
         attempt.ringing_at = at
         changed.add("ringing_at")
-    if event in (Event.ANSWERED, Event.BRIDGED) and attempt.answered_at is None:
+    if event in (AttemptInput.ANSWERED, AttemptInput.BRIDGED) and attempt.answered_at is None:
         attempt.answered_at = at
         changed.add("answered_at")
     if result.new is AttemptState.ENDED:
@@ -692,13 +692,13 @@ def _lead_finish(
     attempt: CallAttempt,
     lead: Lead,
     campaign: Campaign,
-    event: Event,
+    event: AttemptInput,
     outcome: AttemptOutcome,
     at: datetime,
 ) -> None:
     """The lead's side of an ended attempt, in the attempt's transaction (rule 3). ``lead`` is the attempt's
     lead, locked by the caller (read after the lock: its current version); ``campaign`` has its tenant."""
-    consumed = event is not Event.CANCELLED and consumes_attempt(outcome)
+    consumed = event is not AttemptInput.CANCELLED and consumes_attempt(outcome)
     lead.attempts += 1 if consumed else 0  # the row is locked: no lost update
     lead.last_outcome = outcome.value
     fields = ["attempts", "last_outcome", "updated_at"]
@@ -708,7 +708,7 @@ def _lead_finish(
         lead.save(update_fields=fields)
         return
     fields += ["status", "next_due_at", "done_reason", "wait_reason"]
-    if event is Event.CANCELLED and outcome is AttemptOutcome.OPTED_OUT:
+    if event is AttemptInput.CANCELLED and outcome is AttemptOutcome.OPTED_OUT:
         # The re-check found the number on the DNC list: the same result as finding it at claim time.
         lead.status, lead.next_due_at, lead.done_reason = Lead.Status.SUPPRESSED, None, DONE_REASON_DNC
         lead.wait_reason = ""
@@ -874,7 +874,7 @@ def attempts_end_overdue(
     for attempt_id in overdue:
         marks = attempt_media_marks(attempt_id=attempt_id)
         step = AttemptStep(
-            event=Event.ENDED,
+            event=AttemptInput.ENDED,
             at=now,
             outcome=AttemptOutcome.UNKNOWN,
             error="no end of the call reached the orchestrator within its hard maximum",

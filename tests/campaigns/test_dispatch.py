@@ -14,7 +14,7 @@ import pytest
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
-from campaigns.lifecycle import LIVE_STATES, AttemptEvent, AttemptOutcome, AttemptState
+from campaigns.lifecycle import LIVE_STATES, AttemptInput, AttemptOutcome, AttemptState
 from campaigns.models import AttemptEvent as AttemptLog
 from campaigns.models import CallAttempt, Campaign, Lead
 from campaigns.selectors import attempt_recheck, lead_why_not_dialed
@@ -361,13 +361,13 @@ def at(seconds: float) -> datetime:
 class TestAttemptApply:
     def test_happy_path_sets_every_timestamp_and_finishes_the_lead(self):
         attempt = claimed_attempt()
-        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ORIGINATE_ACCEPTED, at=at(1))
-        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.RINGING, at=at(2))
-        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ANSWERED, at=at(10))
-        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.BRIDGED, at=at(11), data={"bridge": "b1"})
+        attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ORIGINATE_ACCEPTED, at=at(1))
+        attempt_apply(attempt_id=attempt.pk, event=AttemptInput.RINGING, at=at(2))
+        attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ANSWERED, at=at(10))
+        attempt_apply(attempt_id=attempt.pk, event=AttemptInput.BRIDGED, at=at(11), data={"bridge": "b1"})
         result = attempt_apply(
             attempt_id=attempt.pk,
-            event=AttemptEvent.ENDED,
+            event=AttemptInput.ENDED,
             at=at(70.5),
             outcome=AttemptOutcome.ANSWERED,
             cause=16,
@@ -412,8 +412,8 @@ class TestAttemptApply:
 
     def test_events_that_beat_the_originate_response(self):
         attempt = claimed_attempt()
-        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.BRIDGED, at=at(5))
-        late = attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ORIGINATE_ACCEPTED, at=at(6))
+        attempt_apply(attempt_id=attempt.pk, event=AttemptInput.BRIDGED, at=at(5))
+        late = attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ORIGINATE_ACCEPTED, at=at(6))
         assert not late.applied and late.reason == "duplicate"
         attempt.refresh_from_db()
         assert attempt.state == AttemptState.BRIDGED
@@ -421,13 +421,13 @@ class TestAttemptApply:
 
     def test_duplicate_and_illegal_events_are_refused_and_logged(self):
         attempt = claimed_attempt()
-        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ORIGINATE_ACCEPTED, at=at(1))
-        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ANSWERED, at=at(3))
+        attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ORIGINATE_ACCEPTED, at=at(1))
+        attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ANSWERED, at=at(3))
         before = CallAttempt.objects.values().get(pk=attempt.pk)
 
-        duplicate = attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.RINGING, at=at(4))
+        duplicate = attempt_apply(attempt_id=attempt.pk, event=AttemptInput.RINGING, at=at(4))
         illegal = attempt_apply(
-            attempt_id=attempt.pk, event=AttemptEvent.ORIGINATE_FAILED, at=at(5), outcome=AttemptOutcome.ERROR
+            attempt_id=attempt.pk, event=AttemptInput.ORIGINATE_FAILED, at=at(5), outcome=AttemptOutcome.ERROR
         )
 
         assert (duplicate.applied, duplicate.reason) == (False, "duplicate")
@@ -445,7 +445,7 @@ class TestAttemptApply:
         attempt = claimed_attempt(max_attempts=5)
         for second in (10, 11):
             attempt_apply(
-                attempt_id=attempt.pk, event=AttemptEvent.ENDED, at=at(second), outcome=AttemptOutcome.BUSY
+                attempt_id=attempt.pk, event=AttemptInput.ENDED, at=at(second), outcome=AttemptOutcome.BUSY
             )
         attempt.refresh_from_db()
         attempt.lead.refresh_from_db()
@@ -455,7 +455,7 @@ class TestAttemptApply:
 
     def test_busy_retries_after_the_busy_delay(self):
         attempt = claimed_attempt(retry_delays={"busy": 600})
-        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ENDED, at=at(30), outcome=AttemptOutcome.BUSY)
+        attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ENDED, at=at(30), outcome=AttemptOutcome.BUSY)
         lead = Lead.objects.get(pk=attempt.lead_id)
         assert (lead.status, lead.attempts, lead.last_outcome) == ("waiting", 1, "busy")
         assert lead.next_due_at == at(30 + 600)
@@ -466,7 +466,7 @@ class TestAttemptApply:
         attempt = claimed_attempt(retry_delays={"no_answer": 3600})
         evening = datetime(2025, 1, 16, 1, 30, tzinfo=UTC)  # 20:30 New York; +1 h is after the 21:00 bound
         attempt_apply(
-            attempt_id=attempt.pk, event=AttemptEvent.ENDED, at=evening, outcome=AttemptOutcome.NO_ANSWER
+            attempt_id=attempt.pk, event=AttemptInput.ENDED, at=evening, outcome=AttemptOutcome.NO_ANSWER
         )
         lead = Lead.objects.get(pk=attempt.lead_id)
         assert lead.status == Lead.Status.WAITING
@@ -477,7 +477,7 @@ class TestAttemptApply:
     )
     def test_never_retried_outcomes_finish_the_lead(self, outcome):
         attempt = claimed_attempt()
-        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ENDED, at=at(5), outcome=outcome, cause=21)
+        attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ENDED, at=at(5), outcome=outcome, cause=21)
         lead = Lead.objects.get(pk=attempt.lead_id)
         assert (lead.status, lead.done_reason, lead.next_due_at) == ("done", "never_retry", None)
 
@@ -485,7 +485,7 @@ class TestAttemptApply:
         attempt = claimed_attempt(max_attempts=2)
         Lead.objects.filter(pk=attempt.lead_id).update(attempts=1)
         attempt_apply(
-            attempt_id=attempt.pk, event=AttemptEvent.ENDED, at=at(5), outcome=AttemptOutcome.NO_ANSWER
+            attempt_id=attempt.pk, event=AttemptInput.ENDED, at=at(5), outcome=AttemptOutcome.NO_ANSWER
         )
         lead = Lead.objects.get(pk=attempt.lead_id)
         assert (lead.status, lead.done_reason, lead.attempts) == ("done", "max_attempts", 2)
@@ -493,7 +493,7 @@ class TestAttemptApply:
     def test_a_cancelled_attempt_does_not_consume_an_attempt(self):
         attempt = claimed_attempt(max_attempts=1)
         result = attempt_apply(
-            attempt_id=attempt.pk, event=AttemptEvent.CANCELLED, at=at(1), error="outside_window"
+            attempt_id=attempt.pk, event=AttemptInput.CANCELLED, at=at(1), error="outside_window"
         )
         assert result.applied
         attempt.refresh_from_db()
@@ -505,7 +505,7 @@ class TestAttemptApply:
     def test_cancelled_for_dnc_suppresses_the_lead(self):
         attempt = claimed_attempt()
         attempt_apply(
-            attempt_id=attempt.pk, event=AttemptEvent.CANCELLED, at=at(1), outcome=AttemptOutcome.OPTED_OUT
+            attempt_id=attempt.pk, event=AttemptInput.CANCELLED, at=at(1), outcome=AttemptOutcome.OPTED_OUT
         )
         lead = Lead.objects.get(pk=attempt.lead_id)
         assert (lead.status, lead.done_reason, lead.attempts) == ("suppressed", "dnc", 0)
@@ -514,7 +514,7 @@ class TestAttemptApply:
         attempt = claimed_attempt(cap=1)
         attempt_apply(
             attempt_id=attempt.pk,
-            event=AttemptEvent.ORIGINATE_FAILED,
+            event=AttemptInput.ORIGINATE_FAILED,
             at=at(1),
             outcome=AttemptOutcome.ERROR,
             error="400 Bad Request",
@@ -526,9 +526,9 @@ class TestAttemptApply:
     def test_an_ending_event_needs_an_outcome_and_others_take_none(self):
         attempt = claimed_attempt()
         with pytest.raises(ValueError, match="needs an outcome"):
-            attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ENDED)
+            attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ENDED)
         with pytest.raises(ValueError, match="takes no outcome"):
-            attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.RINGING, outcome=AttemptOutcome.BUSY)
+            attempt_apply(attempt_id=attempt.pk, event=AttemptInput.RINGING, outcome=AttemptOutcome.BUSY)
         attempt.refresh_from_db()
         assert attempt.state == AttemptState.QUEUED
         assert attempt.events.count() == 1
@@ -537,10 +537,10 @@ class TestAttemptApply:
         attempt = claimed_attempt()
         ended: list[int] = []
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
-            attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.RINGING, at=at(1), on_ended=ended.append)
+            attempt_apply(attempt_id=attempt.pk, event=AttemptInput.RINGING, at=at(1), on_ended=ended.append)
             attempt_apply(
                 attempt_id=attempt.pk,
-                event=AttemptEvent.ENDED,
+                event=AttemptInput.ENDED,
                 at=at(2),
                 outcome=AttemptOutcome.NO_ANSWER,
                 on_ended=ended.append,
@@ -552,7 +552,7 @@ class TestAttemptApply:
 
     def test_an_ended_lead_can_be_claimed_again_when_due(self):
         attempt = claimed_attempt(retry_delays={"busy": 0})
-        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ENDED, at=at(1), outcome=AttemptOutcome.BUSY)
+        attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ENDED, at=at(1), outcome=AttemptOutcome.BUSY)
         (again,) = dispatch_tenant(tenant_id=attempt.tenant_id, now=at(2))
         assert CallAttempt.objects.get(pk=again).lead_id == attempt.lead_id
 
@@ -564,15 +564,15 @@ def state_queries(ctx: CaptureQueriesContext) -> list[str]:
 
 
 CALL_STEPS = [
-    AttemptStep(event=AttemptEvent.RINGING, at=at(2)),
-    AttemptStep(event=AttemptEvent.ANSWERED, at=at(10), data={"channel_id": "c"}),
-    AttemptStep(event=AttemptEvent.RINGING, at=at(10.5)),  # late: refused as a duplicate
-    AttemptStep(event=AttemptEvent.BRIDGED, at=at(11), data={"media_uuid": "m"}),
+    AttemptStep(event=AttemptInput.RINGING, at=at(2)),
+    AttemptStep(event=AttemptInput.ANSWERED, at=at(10), data={"channel_id": "c"}),
+    AttemptStep(event=AttemptInput.RINGING, at=at(10.5)),  # late: refused as a duplicate
+    AttemptStep(event=AttemptInput.BRIDGED, at=at(11), data={"media_uuid": "m"}),
     AttemptStep(event=None, note="dtmf", at=at(12), data={"digit": "4"}),
     AttemptStep(
-        event=AttemptEvent.ENDED, at=at(40), outcome=AttemptOutcome.BUSY, cause=17, dialstatus="BUSY"
+        event=AttemptInput.ENDED, at=at(40), outcome=AttemptOutcome.BUSY, cause=17, dialstatus="BUSY"
     ),
-    AttemptStep(event=AttemptEvent.ENDED, at=at(41), outcome=AttemptOutcome.FAILED),  # refused: terminal
+    AttemptStep(event=AttemptInput.ENDED, at=at(41), outcome=AttemptOutcome.FAILED),  # refused: terminal
 ]
 
 
@@ -612,14 +612,14 @@ class TestAttemptApplyQueries:
     def test_a_progress_event_is_three_statements(self):
         attempt = claimed_attempt()
         with CaptureQueriesContext(connection) as ctx:
-            attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.RINGING, at=at(2))
+            attempt_apply(attempt_id=attempt.pk, event=AttemptInput.RINGING, at=at(2))
         assert state_queries(ctx) == ["SELECT", "UPDATE", "INSERT"]
 
     def test_an_end_reads_the_lead_campaign_and_tenant_with_the_attempt(self):
         attempt = claimed_attempt(retry_delays={"busy": 600})  # a retry: the calling window is computed
         with CaptureQueriesContext(connection) as ctx:
             attempt_apply(
-                attempt_id=attempt.pk, event=AttemptEvent.ENDED, at=at(30), outcome=AttemptOutcome.BUSY
+                attempt_id=attempt.pk, event=AttemptInput.ENDED, at=at(30), outcome=AttemptOutcome.BUSY
             )
         assert state_queries(ctx) == ["SELECT", "UPDATE", "INSERT", "UPDATE"]
         select = ctx.captured_queries[1]["sql"]
@@ -629,9 +629,9 @@ class TestAttemptApplyQueries:
 
     def test_a_refused_event_still_logs_its_note(self):
         attempt = claimed_attempt()
-        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ANSWERED, at=at(1))
+        attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ANSWERED, at=at(1))
         with CaptureQueriesContext(connection) as ctx:
-            result = attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.RINGING, at=at(2))
+            result = attempt_apply(attempt_id=attempt.pk, event=AttemptInput.RINGING, at=at(2))
         assert not result.applied and state_queries(ctx) == ["SELECT", "INSERT"]
         assert attempt.events.filter(kind="note", type="refused:ringing").count() == 1
 
@@ -677,7 +677,7 @@ class TestAttemptApplyQueries:
 
     def test_a_misused_step_changes_nothing(self):
         attempt = claimed_attempt()
-        bad = AttemptStep(event=AttemptEvent.ENDED, at=at(3))  # no outcome
+        bad = AttemptStep(event=AttemptInput.ENDED, at=at(3))  # no outcome
         with pytest.raises(ValueError, match="needs an outcome"):
             attempt_apply_many(attempt_id=attempt.pk, steps=[CALL_STEPS[0], bad])
         with pytest.raises(ValueError, match="note"):
@@ -717,7 +717,7 @@ class TestRecheck:
 
     def test_not_queued(self):
         attempt = claimed_attempt()
-        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ORIGINATE_ACCEPTED, at=at(1))
+        attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ORIGINATE_ACCEPTED, at=at(1))
         assert attempt_recheck(attempt_id=attempt.pk, now=NOW) == "not_queued"
         assert attempt_recheck(attempt_id=CallAttempt().pk, now=NOW) == "not_queued"
 
@@ -778,7 +778,7 @@ class TestWhyNotDialed:
         report = lead_why_not_dialed(tenant=attempt.tenant, lead_id=attempt.lead_id, now=NOW)
         assert report["reasons"] == [{"code": "in_attempt", "attempt_id": attempt.pk, "state": "queued"}]
         attempt_apply(
-            attempt_id=attempt.pk, event=AttemptEvent.ENDED, at=at(1), outcome=AttemptOutcome.ANSWERED
+            attempt_id=attempt.pk, event=AttemptInput.ENDED, at=at(1), outcome=AttemptOutcome.ANSWERED
         )
         report = lead_why_not_dialed(tenant=attempt.tenant, lead_id=attempt.lead_id, now=NOW)
         assert codes(report) == ["done"] and report["reasons"][0]["done_reason"] == "success"
@@ -805,7 +805,7 @@ class TestWhyNotDialed:
         attempt = claimed_attempt()
         CallAttempt.objects.filter(pk=attempt.pk).update(callback_at=at(7200))
         attempt_apply(
-            attempt_id=attempt.pk, event=AttemptEvent.ENDED, at=at(60), outcome=AttemptOutcome.ANSWERED
+            attempt_id=attempt.pk, event=AttemptInput.ENDED, at=at(60), outcome=AttemptOutcome.ANSWERED
         )
         report = lead_why_not_dialed(tenant=attempt.tenant, lead_id=attempt.lead_id, now=at(61))
         assert codes(report) == ["callback"] and report["reasons"][0]["at"] == at(7200)
@@ -945,7 +945,7 @@ def test_concurrent_passes_and_call_ends_keep_the_cap_and_every_lead_in_one_stat
             while not stop.is_set():
                 for attempt_id in CallAttempt.objects.filter(state__in=LIVE).values_list("pk", flat=True)[:2]:
                     attempt_apply(
-                        attempt_id=attempt_id, event=AttemptEvent.ENDED, at=NOW, outcome=AttemptOutcome.BUSY
+                        attempt_id=attempt_id, event=AttemptInput.ENDED, at=NOW, outcome=AttemptOutcome.BUSY
                     )
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
@@ -979,9 +979,9 @@ def test_placed_attempts_past_their_hard_maximum_are_ended_and_only_those(
     overdue, answered, bridged, recent = (claimed_attempt(ring_timeout=30) for _ in range(4))
     queued = claimed_attempt(ring_timeout=30)
     for attempt in (overdue, answered, bridged, recent):
-        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ORIGINATE_ACCEPTED, at=at(1))
-    attempt_apply(attempt_id=answered.pk, event=AttemptEvent.ANSWERED, at=at(5))
-    attempt_apply(attempt_id=bridged.pk, event=AttemptEvent.BRIDGED, at=at(5))
+        attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ORIGINATE_ACCEPTED, at=at(1))
+    attempt_apply(attempt_id=answered.pk, event=AttemptInput.ANSWERED, at=at(5))
+    attempt_apply(attempt_id=bridged.pk, event=AttemptInput.BRIDGED, at=at(5))
     CallAttempt.objects.filter(pk=recent.pk).update(queued_at=at(100))
     limit = 600 + 30 + OVERDUE_GRACE.total_seconds()  # the others were claimed at NOW
     tenants: list[int] = []
@@ -1003,7 +1003,7 @@ def test_placed_attempts_past_their_hard_maximum_are_ended_and_only_those(
     assert CallAttempt.objects.get(pk=queued.pk).state == AttemptState.QUEUED
     # The late real end is refused as a duplicate.
     late = attempt_apply(
-        attempt_id=overdue.pk, event=AttemptEvent.ENDED, at=at(limit + 2), outcome=AttemptOutcome.BUSY
+        attempt_id=overdue.pk, event=AttemptInput.ENDED, at=at(limit + 2), outcome=AttemptOutcome.BUSY
     )
     assert not late.applied
 
@@ -1011,7 +1011,7 @@ def test_placed_attempts_past_their_hard_maximum_are_ended_and_only_those(
 def test_only_a_note_step_records_a_transfer():
     with pytest.raises(ValueError, match="only a note"):
         AttemptStep(
-            event=AttemptEvent.ENDED, at=at(1), outcome=AttemptOutcome.ANSWERED, transferred_to="+1"
+            event=AttemptInput.ENDED, at=at(1), outcome=AttemptOutcome.ANSWERED, transferred_to="+1"
         ).checked()
     step = AttemptStep(event=None, note="transferred", at=at(1), transferred_to="+12125550198")
     assert step.checked() is step

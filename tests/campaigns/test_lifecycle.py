@@ -23,7 +23,7 @@ from campaigns.lifecycle import (
     RETRY_CALLBACK,
     STATE_RANK,
     TRANSITIONS,
-    AttemptEvent,
+    AttemptInput,
     AttemptOutcome,
     AttemptState,
     EndEvidence,
@@ -37,7 +37,7 @@ from campaigns.lifecycle import (
 )
 
 S = AttemptState
-E = AttemptEvent
+E = AttemptInput
 NOW = datetime(2025, 3, 4, 15, 0, tzinfo=UTC)
 
 
@@ -84,16 +84,16 @@ REFUSED = [
     (S.RINGING, E.CANCELLED, "illegal"),
     (S.ANSWERED, E.CANCELLED, "illegal"),
     (S.BRIDGED, E.CANCELLED, "illegal"),
-] + [(S.ENDED, event, "terminal") for event in AttemptEvent]
+] + [(S.ENDED, event, "terminal") for event in AttemptInput]
 
 
 @pytest.mark.parametrize(("old", "event", "new"), LEGAL)
-def test_legal_transitions(old: AttemptState, event: AttemptEvent, new: AttemptState) -> None:
+def test_legal_transitions(old: AttemptState, event: AttemptInput, new: AttemptState) -> None:
     assert transition(old, event) == Transition(old=old, event=event, new=new, applied=True, reason="applied")
 
 
 @pytest.mark.parametrize(("old", "event", "reason"), REFUSED)
-def test_refused_transitions(old: AttemptState, event: AttemptEvent, reason: str) -> None:
+def test_refused_transitions(old: AttemptState, event: AttemptInput, reason: str) -> None:
     result = transition(old, event)
     assert result == Transition(old=old, event=event, new=old, applied=False, reason=reason)
 
@@ -103,7 +103,7 @@ def test_the_two_lists_cover_every_pair_and_match_the_table() -> None:
     refused = {(old, event) for old, event, _ in REFUSED}
     assert dict(TRANSITIONS) == legal
     assert not legal.keys() & refused
-    assert legal.keys() | refused == {(state, event) for state in AttemptState for event in AttemptEvent}
+    assert legal.keys() | refused == {(state, event) for state in AttemptState for event in AttemptInput}
 
 
 def test_every_live_state_can_end_and_ended_is_the_only_terminal_state() -> None:
@@ -128,7 +128,7 @@ def test_the_table_only_moves_forward() -> None:
 
 # ------------------------------------------------------------------------------------------ properties
 
-events = st.sampled_from(list(AttemptEvent))
+events = st.sampled_from(list(AttemptInput))
 states = st.sampled_from(list(AttemptState))
 
 
@@ -148,7 +148,7 @@ REACHABLE = _reachable_from_queued()
 
 
 def fold(
-    sequence: list[AttemptEvent], start: AttemptState = S.QUEUED
+    sequence: list[AttemptInput], start: AttemptState = S.QUEUED
 ) -> tuple[AttemptState, list[Transition]]:
     state = start
     steps = []
@@ -172,7 +172,7 @@ CALL_STORIES = [
 
 
 @st.composite
-def shuffled_duplicated_stories(draw: st.DrawFn) -> list[AttemptEvent]:
+def shuffled_duplicated_stories(draw: st.DrawFn) -> list[AttemptInput]:
     story = draw(st.sampled_from(CALL_STORIES))
     duplicated = [event for event in story for _ in range(draw(st.integers(1, 3)))]
     extra = draw(st.lists(st.sampled_from(story), max_size=4))
@@ -183,7 +183,7 @@ any_sequences = st.lists(events, max_size=30)
 
 
 @given(st.one_of(any_sequences, shuffled_duplicated_stories()))
-def test_folding_never_leaves_the_reach_of_the_table(sequence: list[AttemptEvent]) -> None:
+def test_folding_never_leaves_the_reach_of_the_table(sequence: list[AttemptInput]) -> None:
     final, steps = fold(sequence)
     assert final in REACHABLE
     for step in steps:
@@ -192,7 +192,7 @@ def test_folding_never_leaves_the_reach_of_the_table(sequence: list[AttemptEvent
 
 
 @given(states, any_sequences)
-def test_refused_events_never_change_the_state(start: AttemptState, sequence: list[AttemptEvent]) -> None:
+def test_refused_events_never_change_the_state(start: AttemptState, sequence: list[AttemptInput]) -> None:
     _, steps = fold(sequence, start)
     for step in steps:
         if not step.applied:
@@ -204,7 +204,7 @@ def test_refused_events_never_change_the_state(start: AttemptState, sequence: li
 
 
 @given(any_sequences)
-def test_ended_is_absorbing(sequence: list[AttemptEvent]) -> None:
+def test_ended_is_absorbing(sequence: list[AttemptInput]) -> None:
     final, steps = fold(sequence, S.ENDED)
     assert final is S.ENDED
     assert all(not step.applied and step.reason == "terminal" for step in steps)
@@ -212,7 +212,7 @@ def test_ended_is_absorbing(sequence: list[AttemptEvent]) -> None:
 
 @given(st.one_of(any_sequences, shuffled_duplicated_stories()), st.data())
 def test_a_sequence_containing_ended_always_ends_in_ended(
-    sequence: list[AttemptEvent], data: st.DataObject
+    sequence: list[AttemptInput], data: st.DataObject
 ) -> None:
     position = data.draw(st.integers(0, len(sequence)))
     final, _ = fold([*sequence[:position], E.ENDED, *sequence[position:]])
@@ -220,7 +220,7 @@ def test_a_sequence_containing_ended_always_ends_in_ended(
 
 
 @given(states, st.one_of(any_sequences, shuffled_duplicated_stories()))
-def test_the_state_only_moves_forward(start: AttemptState, sequence: list[AttemptEvent]) -> None:
+def test_the_state_only_moves_forward(start: AttemptState, sequence: list[AttemptInput]) -> None:
     _, steps = fold(sequence, start)
     for step in steps:
         assert STATE_RANK[step.new] >= STATE_RANK[step.old]
@@ -228,7 +228,7 @@ def test_the_state_only_moves_forward(start: AttemptState, sequence: list[Attemp
 
 
 @given(shuffled_duplicated_stories())
-def test_duplicates_change_nothing(sequence: list[AttemptEvent]) -> None:
+def test_duplicates_change_nothing(sequence: list[AttemptInput]) -> None:
     """Delivering each event twice in a row ends in the same state as delivering it once."""
     once, _ = fold(sequence)
     twice, steps = fold([event for event in sequence for _ in range(2)])
@@ -239,14 +239,14 @@ def test_duplicates_change_nothing(sequence: list[AttemptEvent]) -> None:
 
 
 @given(st.permutations([E.ORIGINATE_ACCEPTED, E.RINGING, E.ANSWERED, E.BRIDGED]))
-def test_progress_in_any_order_reaches_bridged(sequence: list[AttemptEvent]) -> None:
+def test_progress_in_any_order_reaches_bridged(sequence: list[AttemptInput]) -> None:
     final, steps = fold(sequence)
     assert final is S.BRIDGED
     assert all(step.applied or step.reason == "duplicate" for step in steps)
 
 
 @given(states, events)
-def test_transition_never_raises_and_reports_consistently(state: AttemptState, event: AttemptEvent) -> None:
+def test_transition_never_raises_and_reports_consistently(state: AttemptState, event: AttemptInput) -> None:
     step = transition(state, event)
     assert (step.old, step.event) == (state, event)
     assert step.applied == ((state, event) in TRANSITIONS)

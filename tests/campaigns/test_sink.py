@@ -639,13 +639,13 @@ def _mark_media(call_id: str, **fields: float) -> None:
 
 
 def _placed(attempt: CallAttempt, *, answered: bool = False, sent_at: Any = None) -> None:
-    from campaigns.lifecycle import AttemptEvent  # noqa: PLC0415
+    from campaigns.lifecycle import AttemptInput  # noqa: PLC0415
     from campaigns.services.dispatch import attempt_apply  # noqa: PLC0415
 
     CallAttempt.objects.filter(pk=attempt.pk).update(originate_sent_at=sent_at or NOW)
-    attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ORIGINATE_ACCEPTED, at=NOW)
+    attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ORIGINATE_ACCEPTED, at=NOW)
     if answered:
-        attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ANSWERED, at=NOW + timedelta(seconds=2))
+        attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ANSWERED, at=NOW + timedelta(seconds=2))
 
 
 def _reconciled(call_id: str, outcome: CallOutcome = CallOutcome.UNKNOWN, **fields: Any) -> CallEnded:

@@ -24,7 +24,7 @@ import pytest
 from celery.exceptions import Retry
 
 from campaigns import ratelimit, tasks
-from campaigns.lifecycle import AttemptEvent, AttemptOutcome, AttemptState
+from campaigns.lifecycle import AttemptInput, AttemptOutcome, AttemptState
 from campaigns.models import CallAttempt, Campaign, DncEntry, Lead, Pbx
 from campaigns.services.dispatch import attempt_apply, dispatch_tenant
 from campaigns.services.dnc import dnc_add
@@ -963,7 +963,7 @@ def _dial_campaign_through(sim: ThreadedSim, queue: str, tenant: Tenant, campaig
                 outcome = AttemptOutcome.ANSWERED if call["answered_at"] else AttemptOutcome.FAILED
                 attempt_apply(
                     attempt_id=uuid.UUID(call["id"]),
-                    event=AttemptEvent.ENDED,
+                    event=AttemptInput.ENDED,
                     outcome=outcome,
                     cause=call["cause"],
                     on_ended=dispatch_again,
