@@ -151,7 +151,7 @@ def attempt_recheck(
 
     ``attempt``: the caller's fresh copy of it (from :func:`attempt_for_originate`), to save a query.
 
-    Read-only: the caller ends the attempt with ``attempt_apply`` (see campaigns.services.dispatch for the
+    Read-only: the caller ends the attempt with ``attempt_apply`` (see campaigns.services.call_events for the
     reason → event/outcome mapping). The check and the POST are not atomic — the gap is the originate
     task's own latency, bounded by its timeout; the check at claim time and this one are the two gates.
     """

@@ -2,7 +2,7 @@
 
 ``telephony.stasis.StasisApp`` knows nothing of campaigns (DESIGN.md §3); it hands :mod:`telephony.events`
 to the sink named by ``settings.TELEPHONY_EVENT_SINK``, which is :class:`AttemptEventSink`. Each event goes
-through :func:`campaigns.services.dispatch.attempt_apply` (the one state machine), so duplicates (a
+through :func:`campaigns.services.call_events.attempt_apply` (the one state machine), so duplicates (a
 ``reconciled`` end after a ``destroyed`` one, a replay after reconnect) are refused and logged, never
 applied twice.
 
@@ -22,7 +22,7 @@ load a batch is one event, as before. A transient database error fails the whole
 
 **Coalescing.** When a call's events pile up while an earlier one of it is applied (the sink is behind),
 the Stasis app hands them over together (:meth:`AttemptEventSink.handle_many`); they are applied by one
-:func:`campaigns.services.dispatch.attempt_apply_many`: one lock, one update of the attempt, one insert of
+:func:`campaigns.services.call_events.attempt_apply_many`: one lock, one update of the attempt, one insert of
 the log rows and at most one update of the lead, instead of that per event, with the same result (every
 event offered to the state machine in order, every timestamp kept, one log row each, duplicates refused
 and noted). Should that fail for another reason than a transient error, its events are applied again
@@ -64,7 +64,7 @@ from campaigns import lifecycle
 from campaigns.lifecycle import AttemptInput, AttemptOutcome
 from campaigns.models import E164_MAX_LENGTH, CallAttempt, Pbx
 from campaigns.selectors import attempt_media_marks
-from campaigns.services.dispatch import AttemptStep, UnseenEnd, attempt_apply_many
+from campaigns.services.call_events import AttemptStep, UnseenEnd, attempt_apply_many
 from telephony.events import (
     CallAnswered,
     CallBridged,
@@ -215,7 +215,7 @@ class AttemptEventSink:
 
     async def handle_many(self, events: Sequence[CallEvent]) -> list[Exception | None]:
         """Events of one call, in order (see :class:`telephony.events.CallEventBatchSink`): applied together
-        by :func:`campaigns.services.dispatch.attempt_apply_many` (one lock, one update, one insert), each
+        by :func:`campaigns.services.call_events.attempt_apply_many` (one lock, one update, one insert), each
         one's result as if handed over alone. Returns when they are committed, each one's error or None."""
         if not events:
             return []

@@ -87,7 +87,8 @@ from campaigns.selectors import (
 )
 from campaigns.services import agent_actions
 from campaigns.services.briefs import brief_write
-from campaigns.services.dispatch import attempt_apply, attempts_end_overdue, dispatch_tenant
+from campaigns.services.call_events import attempt_apply, attempts_end_overdue
+from campaigns.services.dispatch import dispatch_tenant
 from campaigns.services.imports import contact_import_run
 from campaigns.services.pbx import pbx_password, pbx_target_check
 from campaigns.sms import SmsError
@@ -126,7 +127,7 @@ DISPATCH_MESSAGE_EXPIRES_S = 10.0
 #: docstring. They expire with the message they stand for.
 PENDING_KEY_PREFIX = "orchestrator:dispatch-pending"
 
-# The re-check's answer → (event, outcome); see the campaigns.services.dispatch module docstring.
+# The re-check's answer → (event, outcome); see the campaigns.services.call_events module docstring.
 _RECHECK_EVENTS: dict[str, tuple[AttemptInput, AttemptOutcome]] = {
     RECHECK_CAMPAIGN_NOT_RUNNING: (AttemptInput.CANCELLED, AttemptOutcome.CANCELLED),
     RECHECK_OUTSIDE_WINDOW: (AttemptInput.CANCELLED, AttemptOutcome.CANCELLED),

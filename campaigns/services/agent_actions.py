@@ -5,7 +5,7 @@ Every function takes the attempt id (the call id) and the tenant the media worke
 raises ``CallAttempt.DoesNotExist`` unless the attempt is that tenant's (the tasks log and drop such a
 message), ``InvalidInput`` for bad arguments (before any change). Each is idempotent: it returns whether it
 changed anything, and a repeated message changes nothing and logs nothing twice. Each locks the attempt row
-first (and then, where needed, its lead: the lock order of ``campaigns.services.dispatch``), so an action
+first (and then, where needed, its lead: the lock order of ``campaigns.services.call_events``), so an action
 and the call's end (the Stasis sink) are applied one after the other, in either order:
 
 * ``attempt_schedule_callback`` on a live attempt stores ``callback_at``; the end of the attempt then makes
@@ -33,7 +33,7 @@ from campaigns.lifecycle import AttemptOutcome, AttemptState
 from campaigns.models import AttemptEvent, CallAttempt, DncEntry, Lead
 from campaigns.phone import normalize_phone_number
 from campaigns.services.attempts import attempt_event_append
-from campaigns.services.dispatch import attempt_reclassify_agent_silent, lead_apply_late_callback
+from campaigns.services.call_events import attempt_reclassify_agent_silent, lead_apply_late_callback
 from campaigns.services.dnc import dnc_add
 from campaigns.sms import MAX_SMS_LENGTH, SmsMessage, sms_send
 from orchestrator.errors import InvalidInput
@@ -247,7 +247,7 @@ def _add_to_dnc(*, attempt: CallAttempt, note: str) -> bool:
         lead.status == Lead.Status.DONE and lead.done_reason == DONE_REASON_OPTED_OUT
     )
     if finish:
-        # Also while the call is live: its end then keeps this (campaigns.services.dispatch._lead_finish).
+        # Also while the call is live: its end then keeps this (campaigns.services.call_events._lead_finish).
         lead.status, lead.next_due_at, lead.done_reason = Lead.Status.DONE, None, DONE_REASON_OPTED_OUT
         lead.save(update_fields=["status", "next_due_at", "done_reason", "updated_at"])
     if listed and not finish:

@@ -21,7 +21,8 @@ from campaigns.models import AttemptEvent as AttemptLog
 from campaigns.models import CallAttempt, DncEntry, Lead
 from campaigns.selectors import dnc_contains
 from campaigns.services.agent_actions import attempt_record_report
-from campaigns.services.dispatch import attempt_apply, dispatch_tenant
+from campaigns.services.call_events import attempt_apply
+from campaigns.services.dispatch import dispatch_tenant
 from campaigns.sms import SmsError, SmsMessage
 from campaigns.tasks import (
     media_add_to_dnc,

@@ -18,14 +18,14 @@ from campaigns.lifecycle import LIVE_STATES, AttemptInput, AttemptOutcome, Attem
 from campaigns.models import AttemptEvent as AttemptLog
 from campaigns.models import CallAttempt, Campaign, Lead
 from campaigns.selectors import attempt_recheck, lead_why_not_dialed
-from campaigns.services.dispatch import (
+from campaigns.services.call_events import (
     OVERDUE_GRACE,
     AttemptStep,
     attempt_apply,
     attempt_apply_many,
     attempts_end_overdue,
-    dispatch_tenant,
 )
+from campaigns.services.dispatch import dispatch_tenant
 from campaigns.services.dnc import dnc_add
 from campaigns.windows import WEEKDAYS
 from tenants.models import Tenant

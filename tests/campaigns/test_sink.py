@@ -640,7 +640,7 @@ def _mark_media(call_id: str, **fields: float) -> None:
 
 def _placed(attempt: CallAttempt, *, answered: bool = False, sent_at: Any = None) -> None:
     from campaigns.lifecycle import AttemptInput  # noqa: PLC0415
-    from campaigns.services.dispatch import attempt_apply  # noqa: PLC0415
+    from campaigns.services.call_events import attempt_apply  # noqa: PLC0415
 
     CallAttempt.objects.filter(pk=attempt.pk).update(originate_sent_at=sent_at or NOW)
     attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ORIGINATE_ACCEPTED, at=NOW)

@@ -26,7 +26,8 @@ from celery.exceptions import Retry
 from campaigns import ratelimit, tasks
 from campaigns.lifecycle import AttemptInput, AttemptOutcome, AttemptState
 from campaigns.models import CallAttempt, Campaign, DncEntry, Lead, Pbx
-from campaigns.services.dispatch import attempt_apply, dispatch_tenant
+from campaigns.services.call_events import attempt_apply
+from campaigns.services.dispatch import dispatch_tenant
 from campaigns.services.dnc import dnc_add
 from campaigns.tasks import (
     ORIGINATE_MAX_ARI_RETRIES,
