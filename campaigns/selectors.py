@@ -136,6 +136,17 @@ def attempt_for_originate(*, attempt_id: UUID) -> CallAttempt | None:
     )
 
 
+def attempts_queued_before(*, cutoff: datetime, limit: int) -> list[str]:
+    """Ids (as text) of attempts still ``queued`` that were queued at or before ``cutoff``, oldest first, at
+    most ``limit``: the candidates of the stalled-attempt sweep (``campaigns.services.originate``)."""
+    return [
+        str(pk)
+        for pk in CallAttempt.objects.filter(state=AttemptState.QUEUED, queued_at__lte=cutoff)
+        .order_by("queued_at")
+        .values_list("pk", flat=True)[:limit]
+    ]
+
+
 def attempt_recheck(
     *, attempt_id: UUID, now: datetime | None = None, attempt: CallAttempt | None = None
 ) -> str | None:

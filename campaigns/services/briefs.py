@@ -3,9 +3,10 @@ is placed (the issue 4 contract, §2).
 
 The media worker never touches the database (DESIGN.md §3): when the AudioSocket leg of a call connects, it
 reads ``media:brief:{call id}`` (the call id is the attempt id) and runs the agent from it. The brief is
-written by the originate path right before ``POST /channels`` (``campaigns.tasks._send``), from the rows the
-originate has already loaded: building it reads nothing more from the database. It lives as long as the call
-can (ring timeout + ``settings.MAX_CALL_DURATION_S``) plus five minutes, then Redis drops it.
+written by the originate path right before ``POST /channels`` (``campaigns.services.originate``), from
+the rows the originate has already loaded: building it reads nothing more from the database. It lives as
+long as the call can (ring timeout + ``settings.MAX_CALL_DURATION_S``) plus five minutes, then Redis
+drops it.
 
 A brief that cannot be written does not stop the call: the media worker apologises and hangs up when it
 finds none, which is better than losing the attempt (the originate path logs the failure).

@@ -19,14 +19,17 @@ import string
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 from campaigns.models import Pbx, PbxPlacement
 from orchestrator import crypto
 from orchestrator.errors import InvalidInput, full_clean_or_raise
+from telephony.ari import AriClient, PbxConfig
+from telephony.pool import ari_clients
 from tenants.models import Tenant
-from tenants.urlpolicy import UrlNotAllowed, UrlPolicy
+from tenants.urlpolicy import PolicyTransport, UrlNotAllowed, UrlPolicy
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # ARI application names: at most 73 characters (PROTOCOLS.md §1.3); no separators that Stasis() splits on.
@@ -217,6 +220,40 @@ def pbx_target_check(*, pbx: Pbx) -> UrlPolicy | None:
             f"PBX {pbx.name!r} (id {pbx.pk}): its ARI URL is not allowed: {exc}"
         ) from None
     return policy
+
+
+def pbx_ari_config(*, pbx: Pbx) -> PbxConfig:
+    """How to reach the PBX's ARI, as telephony takes it (a plain configuration, no row). Raises
+    ``ImproperlyConfigured`` when its password cannot be had (see :func:`pbx_password`)."""
+    return PbxConfig(
+        base_url=pbx.ari_url,
+        user=pbx.ari_user,
+        password=pbx_password(pbx=pbx),
+        app=pbx.app_name,
+        endpoint_template=pbx.endpoint_template,
+    )
+
+
+def pbx_ari_client(*, pbx: Pbx) -> AriClient:
+    """This process's pooled ARI client for the PBX (``telephony.pool``: rows that reach the same Asterisk
+    the same way share one client; a row whose configuration or password changed gets a new one).
+
+    A tenant's own PBX (its URL is tenant input) is checked against the URL policy here, at use time, and
+    its client connects only to addresses the policy allows, checked again on every request
+    (``tenants.urlpolicy.PolicyTransport``): ``ImproperlyConfigured`` when its URL is refused now.
+    """
+    policy = pbx_target_check(pbx=pbx)
+    config = pbx_ari_config(pbx=pbx)
+    if policy is None:
+        return ari_clients.client_for(pbx.pk, config)
+
+    def policy_transport(config: PbxConfig) -> httpx.BaseTransport:
+        limits = httpx.Limits(
+            max_connections=config.max_connections, max_keepalive_connections=config.max_connections
+        )
+        return PolicyTransport(policy, limits=limits)
+
+    return ari_clients.client_for(pbx.pk, config, transport=policy_transport)
 
 
 _PBX_UPDATABLE = (

@@ -26,12 +26,13 @@ from celery.exceptions import Retry
 from campaigns import ratelimit, tasks
 from campaigns.lifecycle import AttemptInput, AttemptOutcome, AttemptState
 from campaigns.models import CallAttempt, Campaign, DncEntry, Lead, Pbx
+from campaigns.services import originate, passes
 from campaigns.services.call_events import attempt_apply
 from campaigns.services.dispatch import dispatch_tenant
 from campaigns.services.dnc import dnc_add
+from campaigns.services.originate import ORIGINATE_MAX_ARI_RETRIES, ORIGINATE_SETTLE_S
+from campaigns.services.pbx import pbx_ari_client
 from campaigns.tasks import (
-    ORIGINATE_MAX_ARI_RETRIES,
-    ORIGINATE_SETTLE_S,
     dispatch_sweep,
     dispatch_tenant_task,
     originate_attempt,
@@ -63,8 +64,8 @@ def open_zone() -> str:
 def own_limiter_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     # Row ids repeat across tests (and a developer's product may share this Redis): keys of our own.
     monkeypatch.setattr(ratelimit, "KEY_PREFIX", f"test:{uuid.uuid4().hex}:ratelimit:cps")
-    monkeypatch.setattr(tasks, "EXPECT_KEY_PREFIX", f"test:{uuid.uuid4().hex}:originate-expected")
-    monkeypatch.setattr(tasks, "PENDING_KEY_PREFIX", f"test:{uuid.uuid4().hex}:dispatch-pending")
+    monkeypatch.setattr(originate, "EXPECT_KEY_PREFIX", f"test:{uuid.uuid4().hex}:originate-expected")
+    monkeypatch.setattr(passes, "PENDING_KEY_PREFIX", f"test:{uuid.uuid4().hex}:dispatch-pending")
 
 
 # =========================================================================================== ratelimit
@@ -451,8 +452,8 @@ def test_a_timeout_after_sending_keeps_the_claim_so_the_retry_asks_instead_of_se
     try:
         attempt = queued_attempt(base_url=f"http://127.0.0.1:{silent.getsockname()[1]}")
         monkeypatch.setattr(
-            "campaigns.tasks._pbx_config",
-            lambda pbx: PbxConfig(
+            "campaigns.services.pbx.pbx_ari_config",
+            lambda *, pbx: PbxConfig(
                 base_url=pbx.ari_url, user=USER, password=PASSWORD, app=APP,
                 endpoint_template=pbx.endpoint_template, read_timeout_s=0.3,
             ),
@@ -470,7 +471,7 @@ def test_a_timeout_after_sending_keeps_the_claim_so_the_retry_asks_instead_of_se
 
 
 def _expected(attempt_id: Any) -> bool:
-    return bool(get_redis().exists(f"{tasks.EXPECT_KEY_PREFIX}:{attempt_id}"))
+    return bool(get_redis().exists(f"{originate.EXPECT_KEY_PREFIX}:{attempt_id}"))
 
 
 @pytest.mark.django_db
@@ -483,7 +484,8 @@ def test_the_stalled_sweep_resumes_queued_attempts_nobody_expects_and_only_those
     lost, expected, fresh = [CallAttempt.objects.get(pk=pk) for pk in dispatch_tenant(tenant_id=tenant.pk)]
     long_ago = datetime.now(UTC) - timedelta(seconds=31)
     CallAttempt.objects.filter(pk__in=[lost.pk, expected.pk]).update(queued_at=long_ago)
-    tasks._expect_originate([expected.pk], within_s=5)  # e.g. a CPS wait or an ARI backoff in progress
+    # E.g. a CPS wait or an ARI backoff in progress.
+    originate.originate_expect(attempt_ids=[expected.pk], within_s=5)
 
     assert resume_stalled_attempts() == 1
 
@@ -796,7 +798,7 @@ def test_a_burst_of_triggers_enqueues_one_pass_until_it_starts(sent_passes, monk
 
 @pytest.mark.django_db
 def test_the_ends_of_one_commit_trigger_their_passes_a_few_tenants_per_message(monkeypatch):
-    group = tasks.TRIGGER_GROUP
+    group = passes.TRIGGER_GROUP
     tenants = [dialing_tenant(base_url="http://127.0.0.1:1")[0].pk for _ in range(group + 3)]
     singles: list[Any] = []
     groups: list[Any] = []
@@ -807,7 +809,7 @@ def test_the_ends_of_one_commit_trigger_their_passes_a_few_tenants_per_message(m
 
     assert groups == [(tenants[:group],), (tenants[group:],)]
     assert singles == []
-    assert all(get_redis().exists(tasks._pending_key(t)) for t in tenants)
+    assert all(get_redis().exists(passes.pending_key(t)) for t in tenants)
     # A lone end is a message of its own, as before.
     tasks.trigger_dispatch_many([dialing_tenant(base_url="http://127.0.0.1:1")[0].pk])
     assert len(singles) == 1 and len(groups) == 2
@@ -838,15 +840,15 @@ def test_the_pending_flag_expires_with_the_message_and_is_given_back_when_enqueu
     monkeypatch.setattr(dispatch_tenant_task, "apply_async", broken)
     with pytest.raises(ConnectionError):
         trigger_dispatch(tenant.pk)
-    key = tasks._pending_key(tenant.pk)
+    key = passes.pending_key(tenant.pk)
     assert get_redis().exists(key) == 0  # the next trigger or sweep tries again
 
     sent: list[dict[str, Any]] = []
     monkeypatch.setattr(dispatch_tenant_task, "apply_async", lambda args, **options: sent.append(options))
     trigger_dispatch(tenant.pk)
     [options] = sent
-    assert options["expires"] == tasks.DISPATCH_MESSAGE_EXPIRES_S
-    assert 0 < get_redis().pttl(key) <= tasks.DISPATCH_MESSAGE_EXPIRES_S * 1000
+    assert options["expires"] == passes.DISPATCH_MESSAGE_EXPIRES_S
+    assert 0 < get_redis().pttl(key) <= passes.DISPATCH_MESSAGE_EXPIRES_S * 1000
 
 
 @pytest.mark.django_db
@@ -856,13 +858,13 @@ def test_pbx_rows_reaching_one_asterisk_alike_share_one_ari_client(monkeypatch):
     _, _, second = dialing_tenant(base_url="http://127.0.0.1:1")
     _, _, other = dialing_tenant(base_url="http://127.0.0.1:2")
 
-    shared = tasks.ari_client_for(first)
-    assert tasks.ari_client_for(second) is shared
-    assert tasks.ari_client_for(other) is not shared
+    shared = pbx_ari_client(pbx=first)
+    assert pbx_ari_client(pbx=second) is shared
+    assert pbx_ari_client(pbx=other) is not shared
     # A row whose configuration changes gets a new client; the old one stays for the row still using it.
     first.ari_url = "http://127.0.0.1:3/"
-    assert tasks.ari_client_for(first) is not shared
-    assert tasks.ari_client_for(second) is shared
+    assert pbx_ari_client(pbx=first) is not shared
+    assert pbx_ari_client(pbx=second) is shared
 
 
 def test_the_beat_runs_the_sweep_every_second_with_a_shorter_expiry():

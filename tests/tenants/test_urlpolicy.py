@@ -16,8 +16,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from campaigns.models import Pbx
-from campaigns.services.pbx import pbx_create
-from campaigns.tasks import ari_client_for
+from campaigns.services.pbx import pbx_ari_client, pbx_create
 from orchestrator.errors import InvalidInput
 from tenants.urlpolicy import PolicyResolver, PolicyTransport, TargetRefused, UrlNotAllowed, UrlPolicy
 from tests.campaigns.factories import make_tenant
@@ -157,7 +156,7 @@ def test_a_name_that_rebinds_to_the_platforms_network_is_refused_when_used(
     )
     resolve_to(monkeypatch, {"pbx.rebind.test": ["127.0.0.1"]})
     with pytest.raises(ImproperlyConfigured, match="not allowed"):
-        ari_client_for(pbx)
+        pbx_ari_client(pbx=pbx)
     # Even a client built before (or a rebinding between that check and the connection): the transport
     # checks again and connects only to the address it checked.
     client = httpx.Client(transport=PolicyTransport(POLICY))
@@ -181,7 +180,7 @@ def test_an_allowed_own_pbx_is_reached_at_the_checked_address_under_its_own_name
         password="tenant-pw",
         app_name="agent",
     )
-    client = ari_client_for(Pbx.objects.get(pk=pbx.pk))
+    client = pbx_ari_client(pbx=Pbx.objects.get(pk=pbx.pk))
     client.originate(
         channel_id="c1", number="+12125550123", app_args="outbound,c1", caller_id="+1", timeout_s=5,
         variables={},
