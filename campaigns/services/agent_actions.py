@@ -29,12 +29,14 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
+from campaigns.lead_lifecycle import LeadInput
 from campaigns.lifecycle import AttemptOutcome, AttemptState
 from campaigns.models import AttemptEvent, CallAttempt, DncEntry, Lead
 from campaigns.phone import normalize_phone_number
 from campaigns.services.attempts import attempt_event_append
 from campaigns.services.call_events import attempt_reclassify_agent_silent, lead_apply_late_callback
 from campaigns.services.dnc import dnc_add
+from campaigns.services.leads import lead_move
 from campaigns.sms import MAX_SMS_LENGTH, SmsMessage, sms_send
 from orchestrator.errors import InvalidInput
 
@@ -248,7 +250,9 @@ def _add_to_dnc(*, attempt: CallAttempt, note: str) -> bool:
     )
     if finish:
         # Also while the call is live: its end then keeps this (campaigns.services.call_events._lead_finish).
-        lead.status, lead.next_due_at, lead.done_reason = Lead.Status.DONE, None, DONE_REASON_OPTED_OUT
+        finish = lead_move(lead=lead, by=LeadInput.OPTED_OUT).applied
+    if finish:
+        lead.next_due_at, lead.done_reason = None, DONE_REASON_OPTED_OUT
         lead.save(update_fields=["status", "next_due_at", "done_reason", "updated_at"])
     if listed and not finish:
         return False

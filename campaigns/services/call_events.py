@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from campaigns.lead_lifecycle import LeadInput
 from campaigns.lifecycle import (
     DONE_SUCCESS,
     PLACED_STATES,
@@ -56,6 +57,7 @@ from campaigns.selectors import (
     callee_window,
 )
 from campaigns.services.dispatch import DONE_REASON_DNC
+from campaigns.services.leads import lead_move
 
 logger = logging.getLogger(__name__)
 
@@ -378,8 +380,8 @@ def _lead_finish(
     fields += ["status", "next_due_at", "done_reason", "wait_reason"]
     if event is AttemptInput.CANCELLED and outcome is AttemptOutcome.OPTED_OUT:
         # The re-check found the number on the DNC list: the same result as finding it at claim time.
-        lead.status, lead.next_due_at, lead.done_reason = Lead.Status.SUPPRESSED, None, DONE_REASON_DNC
-        lead.wait_reason = ""
+        if lead_move(lead=lead, by=LeadInput.ON_DNC).applied:
+            lead.next_due_at, lead.done_reason, lead.wait_reason = None, DONE_REASON_DNC, ""
         lead.save(update_fields=fields)
         return
     decision = retry_decision(
@@ -394,12 +396,23 @@ def _lead_finish(
     lead.save(update_fields=fields)
 
 
-def _lead_decide(*, lead: Lead, campaign: Campaign, decision: RetryDecision) -> None:
-    """Set the lead (in memory) to waiting with the decision's time, or done with its reason.
+def _lead_decide(*, lead: Lead, campaign: Campaign, decision: RetryDecision, redecided: bool = False) -> bool:
+    """Set the lead (in memory) to waiting with the decision's time, or done with its reason; returns
+    whether the table allowed it (a refused move changes nothing and is logged).
+
+    ``redecided``: the decision is about an attempt that ended earlier (a late callback, a reclassified
+    end), not the end being applied now.
 
     A waiting lead keeps why it waits (``wait_reason``, for the explainer): ``callback`` (the callee asked
     for it), ``outside_window`` (the retry time fell outside the callee's window and was moved to its next
     opening), else the outcome it retries after."""
+    retry = decision.should_retry and decision.at is not None
+    if retry:
+        by = LeadInput.REDECIDED_RETRY if redecided else LeadInput.ATTEMPT_RETRY
+    else:
+        by = LeadInput.REDECIDED_DONE if redecided else LeadInput.ATTEMPT_DONE
+    if not lead_move(lead=lead, by=by).applied:
+        return False
     if decision.should_retry and decision.at is not None:
         # Only a retry needs the calling window (to move the due time to its next opening).
         window = callee_window(campaign=campaign, contact=lead.contact, tenant=campaign.tenant)
@@ -409,11 +422,10 @@ def _lead_decide(*, lead: Lead, campaign: Campaign, decision: RetryDecision) -> 
         reason = decision.reason
         if reason != RETRY_CALLBACK and due > decision.at:
             reason = WAIT_OUTSIDE_WINDOW
-        lead.status, lead.next_due_at, lead.done_reason = Lead.Status.WAITING, due, ""
-        lead.wait_reason = reason[:32]
+        lead.next_due_at, lead.done_reason, lead.wait_reason = due, "", reason[:32]
     else:
-        lead.status, lead.next_due_at, lead.done_reason = Lead.Status.DONE, None, decision.reason
-        lead.wait_reason = ""
+        lead.next_due_at, lead.done_reason, lead.wait_reason = None, decision.reason, ""
+    return True
 
 
 def lead_apply_late_callback(*, attempt: CallAttempt, now: datetime | None = None) -> bool:
@@ -454,7 +466,8 @@ def lead_apply_late_callback(*, attempt: CallAttempt, now: datetime | None = Non
     )
     if not decision.should_retry:
         return False  # the budget is spent: the lead stays as the end left it
-    _lead_decide(lead=lead, campaign=campaign, decision=decision)
+    if not _lead_decide(lead=lead, campaign=campaign, decision=decision, redecided=True):
+        return False
     lead.save(update_fields=["status", "next_due_at", "done_reason", "wait_reason", "updated_at"])
     return True
 
@@ -501,8 +514,8 @@ def attempt_reclassify_agent_silent(*, attempt: CallAttempt, now: datetime | Non
                 retry_delays=campaign.retry_delays,
                 now=now,
             )
-            _lead_decide(lead=lead, campaign=campaign, decision=decision)
-            fields += ["status", "next_due_at", "done_reason", "wait_reason"]
+            if _lead_decide(lead=lead, campaign=campaign, decision=decision, redecided=True):
+                fields += ["status", "next_due_at", "done_reason", "wait_reason"]
         lead.save(update_fields=fields)
     logger.warning("attempt %s: answered but the agent never spoke: media_failed", attempt.pk)
     return True

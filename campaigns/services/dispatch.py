@@ -60,6 +60,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
+from campaigns.lead_lifecycle import LeadInput
 from campaigns.lifecycle import (
     LIVE_STATES,
     AttemptState,
@@ -74,6 +75,7 @@ from campaigns.selectors import (
     pbx_health,
     pbx_list_with_free_channels,
 )
+from campaigns.services.leads import lead_move, leads_move
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -156,12 +158,17 @@ class _PassWrites:
             )
         updated_at = timezone.now()  # what auto_now would have set
         if self.attempts:
-            Lead.objects.filter(pk__in=[attempt.lead_id for attempt in self.attempts]).update(
-                status=Lead.Status.IN_ATTEMPT, next_due_at=None, wait_reason="", updated_at=updated_at
+            leads_move(
+                lead_ids=[attempt.lead_id for attempt in self.attempts],
+                by=LeadInput.CLAIMED,
+                next_due_at=None,
+                wait_reason="",
+                updated_at=updated_at,
             )
         if self.suppressed:
-            Lead.objects.filter(pk__in=self.suppressed).update(
-                status=Lead.Status.SUPPRESSED,
+            leads_move(
+                lead_ids=self.suppressed,
+                by=LeadInput.ON_DNC,
                 done_reason=DONE_REASON_DNC,
                 next_due_at=None,
                 updated_at=updated_at,
@@ -335,7 +342,7 @@ def _claim_lead(
     pass); the new attempt when claimed."""
     number = lead.contact.phone_number
     if getattr(lead, "on_dnc", False):
-        lead.status = Lead.Status.SUPPRESSED
+        lead_move(lead=lead, by=LeadInput.ON_DNC)
         lead.done_reason = DONE_REASON_DNC
         lead.next_due_at = None
         writes.suppressed.append(lead.pk)
@@ -344,17 +351,19 @@ def _claim_lead(
     if window is None or not window.is_open(now):
         # Never dial outside the window: due again at the next opening (a day later if none is in sight,
         # or if the window cannot be evaluated: such a lead is retried daily and never dialed).
+        lead_move(lead=lead, by=LeadInput.DEFERRED)
         lead.next_due_at = window.dialable_from(now) if window is not None else now + NO_OPENING_RETRY
         lead.wait_reason = WAIT_OUTSIDE_WINDOW  # what the explainer says until then (not "retry_delay")
         writes.rescheduled.append(lead)
         return None
+    if not lead_move(lead=lead, by=LeadInput.CLAIMED).applied:
+        return None  # (the pass read it waiting, under its lock: never happens)
+    lead.next_due_at = None
     # The PBX with the most free channels takes the call (ties: lowest id).
     pbx_id = min(pbx_free, key=lambda pk: (-pbx_free[pk], pk))
     pbx_free[pbx_id] -= 1
     if pbx_free[pbx_id] <= 0:
         del pbx_free[pbx_id]
-    lead.status = Lead.Status.IN_ATTEMPT
-    lead.next_due_at = None
     attempt = CallAttempt(
         tenant=tenant,
         campaign=campaign,
