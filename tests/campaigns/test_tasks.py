@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -46,7 +44,7 @@ from telephony.sim.plan import parse_plan
 from tenants.models import Tenant
 from tests.campaigns.factories import make_campaign, make_contact, make_pbx, make_tenant
 from tests.conftest import database_url
-from tests.e2e.stack import zone_where_it_is
+from tests.e2e.stack import Stack, zone_where_it_is
 from tests.health import pbxs_and_media_up
 from tests.telephony.sim.conftest import APP, PASSWORD, USER, start_sim
 
@@ -880,34 +878,18 @@ def test_the_beat_runs_the_sweep_every_second_with_a_shorter_expiry():
 
 
 @pytest.fixture
-def worker(subprocess_env, project_root, tmp_path, monkeypatch) -> Iterator[str]:
-    """A real worker (4 threads) on a queue of its own, which is also its default queue: what it enqueues
-    itself (originates after a pass) comes back to it and not to a developer's worker."""
-    queue = f"test-{uuid.uuid4().hex[:12]}"
+def worker(subprocess_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """A real worker (4 threads) of a :class:`~tests.e2e.stack.Stack`, on the stack's queue of its own, which
+    is also its default queue: what it enqueues itself (originates after a pass) comes back to it and not
+    to a developer's worker."""
     env = dict(subprocess_env, DATABASE_URL=database_url(), **{PASSWORD_ENV: PASSWORD})
-    code = (
-        "from orchestrator.celery import app\n"
-        f"app.conf.task_default_queue = {queue!r}\n"
-        f"app.worker_main(['worker', '--pool=threads', '-c', '4', '-Q', {queue!r}, '-n', '{queue}@%h',"
-        " '--without-gossip', '--without-mingle', '--without-heartbeat', '--loglevel=INFO'])\n"
-    )
-    log = tmp_path / "worker.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", code], cwd=project_root, env=env, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=out,
-        )  # fmt: skip
+    stack = Stack(directory=tmp_path / "stack", env=env)
     try:
-        yield queue
+        stack.start_worker(concurrency=4)
+        yield stack.queue
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        print(Path(log).read_text(errors="replace"))  # shown by pytest only when the test failed
+        stack.stop()
+        print(stack.logs())  # shown by pytest only when the test failed
 
 
 @pytest.mark.slow
