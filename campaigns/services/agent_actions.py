@@ -1,5 +1,5 @@
 """Writes for what the AI agent does during a call: the effects of the media worker's Celery tasks
-(``media.*`` in campaigns/tasks.py; the issue 4 contract, §4).
+(``media.*`` in campaigns/tasks.py: the task names and keyword arguments the media worker sends).
 
 Every function takes the attempt id (the call id) and the tenant the media worker says it belongs to, and
 raises ``CallAttempt.DoesNotExist`` unless the attempt is that tenant's (the tasks log and drop such a
