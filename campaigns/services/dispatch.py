@@ -34,8 +34,9 @@ tenant lock, so no cycle (deadlock) is possible. ``attempt_apply`` does not need
 call only frees capacity.
 
 Rule 3 (a lead is always in exactly one of waiting-with-due-time / in an attempt / done / suppressed) holds
-because every change of a lead's status happens in the same transaction as the attempt change that causes
-it: claim (lead → in_attempt + attempt inserted) and end (attempt → ended + lead → waiting/done).
+because every change of a lead's status goes through the lead's table (:mod:`campaigns.lead_lifecycle`) and
+happens in the same transaction as the attempt change that causes it: claim (lead → in_attempt + attempt
+inserted) and end (attempt → ended + lead → waiting/done).
 
 Fairness
 --------
