@@ -874,6 +874,56 @@ def test_the_beat_runs_the_sweep_every_second_with_a_shorter_expiry():
     assert 0 < entry["options"]["expires"] < 1
 
 
+# ============================================================================ the originate service, directly
+
+
+@pytest.mark.django_db
+def test_the_originate_service_returns_a_cps_wait_instead_of_raising(sim):
+    attempt = queued_attempt(base_url=sim.base)
+    Tenant.objects.filter(pk=attempt.tenant_id).update(calls_per_second=1)
+    assert ratelimit.acquire(key=ratelimit.tenant_key(attempt.tenant_id), rate_per_s=1) == 0
+
+    result = originate.attempt_originate(attempt_id=attempt.pk)
+
+    assert (result.status, result.wait, result.ari_failures) == (originate.RETRY, originate.WAIT_CPS, None)
+    assert 0 < result.retry_in <= 1
+    assert sim.calls() == []
+    assert not _expected(attempt.pk)  # recording the expected run is the task's, when it retries
+
+
+@pytest.mark.django_db
+def test_the_originate_service_counts_an_ari_failure_in_its_result(monkeypatch):
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    attempt = queued_attempt(base_url=f"http://127.0.0.1:{closed_port()}")
+
+    result = originate.attempt_originate(attempt_id=attempt.pk, ari_failures=1)
+
+    assert (result.status, result.wait, result.ari_failures) == (
+        originate.RETRY,
+        originate.WAIT_ARI_BACKOFF,
+        2,
+    )
+    assert 2 <= result.retry_in <= 4
+    attempt.refresh_from_db()
+    assert (attempt.state, attempt.originate_sent_at) == (AttemptState.QUEUED, None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_inline_originate_service_hands_off_with_the_cps_wait_and_sends_nothing(sim, handed_off):
+    tenant, campaign, _ = dialing_tenant(base_url=sim.base)
+    add_leads(campaign, 1)
+    [attempt] = claimed_attempts(tenant)
+    Tenant.objects.filter(pk=tenant.pk).update(calls_per_second=1)
+    attempt.tenant.calls_per_second = 1
+    assert ratelimit.acquire(key=ratelimit.tenant_key(tenant.pk), rate_per_s=1) == 0
+
+    result = originate.attempt_originate_claimed(attempt=attempt)
+
+    assert (result.status, result.wait) == (originate.HANDED_OFF, originate.WAIT_CPS)
+    assert 0 < result.retry_in <= 1
+    assert sim.calls() == [] and handed_off == []  # enqueueing the hand-off is the task's
+
+
 # ===================================================================================== end to end (worker)
 
 
