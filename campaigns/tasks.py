@@ -17,6 +17,7 @@
 * :func:`resume_stalled_attempts` (beat, every 10 s) gives a new originate task to a queued attempt whose
   task was lost; :func:`end_overdue_attempts` (beat) ends placed attempts whose end never came.
 * ``media.*``: what the AI agent did during a call, sent by the media worker.
+* :func:`run_contact_import`: a CSV import too large to run in the request (``campaigns.services.imports``).
 
 Every task is safe to run twice (``acks_late`` redelivery, a duplicate enqueue, the stalled-attempt sweep):
 a dispatch pass counts durable state under the tenant lock and originates only what that pass claims; an

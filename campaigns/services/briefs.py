@@ -1,5 +1,5 @@
 """The call brief: what the media worker needs to know about a call, written to Redis right before the call
-is placed (the media worker's side reads it: ``media.brief``; both sides must agree on its fields).
+is placed (its key and fields are the media worker's contract: ``wire.brief``).
 
 The media worker never touches the database (DESIGN.md §3): when the AudioSocket leg of a call connects, it
 reads ``media:brief:{call id}`` (the call id is the attempt id) and runs the agent from it. The brief is
