@@ -57,6 +57,7 @@ from campaigns.services.passes import (
 )
 from campaigns.sms import SmsError
 from orchestrator.errors import InvalidInput
+from wire import tasks as media_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -205,8 +206,8 @@ def _originate_inline(attempt: CallAttempt) -> str:
 # ----------------------------------------------------------------------------------- the media worker's
 #
 # What the AI agent did during a call, sent by the media worker by name (it never imports Django):
-# ``send_task("media.…", kwargs={...})`` (the media worker's task contract, DESIGN.md §4: these names and
-# keyword arguments are what it sends; keep them). Each task checks that the call id is an
+# ``send_task("media.…", kwargs={...})`` (the media worker's task contract: the names in ``wire.tasks``
+# and the keyword arguments below are what it sends; keep them). Each task checks that the call id is an
 # attempt of the tenant it names (otherwise the message is logged and dropped), calls one service of
 # campaigns.services.agent_actions, and is safe to run twice. Bad arguments are logged and dropped: a
 # retry would not fix them. Extra keyword arguments (a newer media worker) are ignored.
@@ -240,7 +241,7 @@ def _media_action(task: str, call_id: object, tenant_id: object, action: Callabl
     return MEDIA_DONE if changed else MEDIA_UNCHANGED
 
 
-@shared_task(name="media.call_report", ignore_result=True)
+@shared_task(name=media_tasks.CALL_REPORT, ignore_result=True)
 def media_call_report(
     call_id: str,
     tenant_id: int,
@@ -252,7 +253,7 @@ def media_call_report(
 ) -> str:
     """The call's transcript and media metrics (and the media worker's errors), saved on the attempt."""
     return _media_action(
-        "media.call_report",
+        media_tasks.CALL_REPORT,
         call_id,
         tenant_id,
         lambda pk, tenant: agent_actions.attempt_record_report(
@@ -266,11 +267,11 @@ def media_call_report(
     )
 
 
-@shared_task(name="media.schedule_callback", ignore_result=True)
+@shared_task(name=media_tasks.SCHEDULE_CALLBACK, ignore_result=True)
 def media_schedule_callback(call_id: str, tenant_id: int, at: str, note: str = "", **_extra: Any) -> str:
     """The callee asked to be called back at ``at``: the lead is due then once the call ended."""
     return _media_action(
-        "media.schedule_callback",
+        media_tasks.SCHEDULE_CALLBACK,
         call_id,
         tenant_id,
         lambda pk, tenant: agent_actions.attempt_schedule_callback(
@@ -279,13 +280,13 @@ def media_schedule_callback(call_id: str, tenant_id: int, at: str, note: str = "
     )
 
 
-@shared_task(name="media.set_disposition", ignore_result=True)
+@shared_task(name=media_tasks.SET_DISPOSITION, ignore_result=True)
 def media_set_disposition(
     call_id: str, tenant_id: int, disposition: str, note: str = "", **_extra: Any
 ) -> str:
     """The agent's conclusion about the call (``do_not_call`` also puts the number on the DNC list)."""
     return _media_action(
-        "media.set_disposition",
+        media_tasks.SET_DISPOSITION,
         call_id,
         tenant_id,
         lambda pk, tenant: agent_actions.attempt_set_disposition(
@@ -294,25 +295,25 @@ def media_set_disposition(
     )
 
 
-@shared_task(name="media.add_to_dnc", ignore_result=True)
+@shared_task(name=media_tasks.ADD_TO_DNC, ignore_result=True)
 def media_add_to_dnc(call_id: str, tenant_id: int, note: str = "", **_extra: Any) -> str:
     """ "Stop calling me": the number goes on the tenant's DNC list and the lead is done, at once."""
     return _media_action(
-        "media.add_to_dnc",
+        media_tasks.ADD_TO_DNC,
         call_id,
         tenant_id,
         lambda pk, tenant: agent_actions.attempt_add_to_dnc(attempt_id=pk, tenant_id=tenant, note=note),
     )
 
 
-@shared_task(bind=True, name="media.send_sms", ignore_result=True, max_retries=SMS_MAX_RETRIES)
+@shared_task(bind=True, name=media_tasks.SEND_SMS, ignore_result=True, max_retries=SMS_MAX_RETRIES)
 def media_send_sms(
     self: Task[Any, Any], call_id: str, tenant_id: int, to: str, text: str, **_extra: Any
 ) -> str:
     """An SMS the agent sends during the call, through ``campaigns.sms`` (recorded on the attempt)."""
     try:
         return _media_action(
-            "media.send_sms",
+            media_tasks.SEND_SMS,
             call_id,
             tenant_id,
             lambda pk, tenant: agent_actions.attempt_send_sms(
