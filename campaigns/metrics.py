@@ -30,12 +30,13 @@ from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
 
-ORIGINATE_RESULTS = ("sent", "retry", "failed", "handed_off")
+ORIGINATE_RESULTS = ("sent", "retry", "failed", "handed_off", "refused")
 
 ORIGINATES = Counter(
     "campaigns_originates",
     "Originate task runs, by result: sent (POST /channels accepted), retry (ARI answered retryable), "
-    "failed (given up), handed_off (to another task, e.g. waiting for a CPS token).",
+    "failed (given up), handed_off (to another task, e.g. waiting for a CPS token), refused (the re-check "
+    "right before the send said no: DNC, window closed, campaign paused...).",
     ["result"],
 )
 LIMITER_WAIT = Histogram(

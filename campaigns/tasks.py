@@ -35,6 +35,7 @@ from uuid import UUID
 from celery import Task, shared_task
 from django.utils import timezone
 
+from campaigns import metrics
 from campaigns.models import CallAttempt
 from campaigns.selectors import tenant_ids_to_dispatch
 from campaigns.services import agent_actions
@@ -42,8 +43,12 @@ from campaigns.services.call_events import attempts_end_overdue
 from campaigns.services.dispatch import dispatch_tenant
 from campaigns.services.imports import contact_import_run
 from campaigns.services.originate import (
+    ALREADY,
+    FAILED,
     HANDED_OFF,
+    ORIGINATED,
     RETRY,
+    OriginateResult,
     attempt_originate,
     attempt_originate_claimed,
     attempts_resume_stalled,
@@ -57,6 +62,7 @@ from campaigns.services.passes import (
 )
 from campaigns.sms import SmsError
 from orchestrator.errors import InvalidInput
+from wire import logctx
 from wire import tasks as media_tasks
 
 logger = logging.getLogger(__name__)
@@ -119,7 +125,9 @@ def dispatch_tenant_task(tenant_id: int) -> int:
     """One dispatch pass for the tenant, then the originates of what it claimed; returns how many attempts
     it claimed."""
     dispatch_pass_started(tenant_id=tenant_id)
-    return len(dispatch_tenant(tenant_id=tenant_id, on_commit_attempts=originate_claimed))
+    claimed = len(dispatch_tenant(tenant_id=tenant_id, on_commit_attempts=originate_claimed))
+    metrics.record_dispatch_pass(claimed=claimed)
+    return claimed
 
 
 @shared_task(name="campaigns.tasks.dispatch_tenants_task", ignore_result=True)
@@ -161,6 +169,7 @@ def originate_attempt(self: Task[Any, Any], attempt_id: str, ari_failures: int =
     result = attempt_originate(
         attempt_id=UUID(attempt_id), ari_failures=ari_failures, on_ended=trigger_dispatch
     )
+    _count(result)
     if result.status != RETRY:
         return result.status
     originate_expect(attempt_ids=[attempt_id], within_s=result.retry_in)
@@ -197,10 +206,26 @@ def originate_claimed(attempts: list[CallAttempt]) -> None:
 def _originate_inline(attempt: CallAttempt) -> str:
     """Originate one freshly claimed attempt (``attempt_originate_claimed``), handing it to
     :func:`originate_attempt` when it needs more; returns what happened (for logs and tests)."""
-    result = attempt_originate_claimed(attempt=attempt, on_ended=trigger_dispatch)
+    with logctx.call_context(call_id=attempt.pk, tenant_id=attempt.tenant_id):
+        result = attempt_originate_claimed(attempt=attempt, on_ended=trigger_dispatch)
+    _count(result)
     if result.status == HANDED_OFF:
         _hand_off(attempt.pk, countdown=result.retry_in, ari_failures=result.ari_failures or 0)
     return result.status
+
+
+_METRIC_RESULTS = {
+    ORIGINATED: "sent",
+    ALREADY: "sent",
+    FAILED: "failed",
+    RETRY: "retry",
+    HANDED_OFF: "handed_off",
+}
+
+
+def _count(result: OriginateResult) -> None:
+    """The originate's result in the worker's metrics (anything else is a re-check that said no)."""
+    metrics.record_originate(_METRIC_RESULTS.get(result.status, "refused"))
 
 
 # ----------------------------------------------------------------------------------- the media worker's

@@ -59,7 +59,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from campaigns import ratelimit
+from campaigns import metrics, ratelimit
 from campaigns.lifecycle import AttemptInput, AttemptOutcome, AttemptState
 from campaigns.models import CallAttempt, Campaign, DncEntry, Pbx
 from campaigns.phone import normalize_phone_number
@@ -290,12 +290,14 @@ def attempt_originate_claimed(*, attempt: CallAttempt, on_ended: OnEnded = None)
 
 def originate_cps_wait(*, attempt: CallAttempt, pbx: Pbx) -> float:
     """Take a calls-per-second slot of the attempt's tenant and of its PBX; 0, or the seconds to wait."""
-    return ratelimit.acquire_all(
+    wait = ratelimit.acquire_all(
         [
             (ratelimit.tenant_key(attempt.tenant_id), attempt.tenant.calls_per_second),
             (ratelimit.pbx_key(pbx.pk), pbx.calls_per_second),
         ]
     )
+    metrics.observe_limiter_wait(wait)
+    return wait
 
 
 def _send(attempt: CallAttempt, client: AriClient, sent_at: datetime, on_ended: OnEnded) -> OriginateResult:

@@ -130,8 +130,12 @@ def test_metrics_endpoints_and_json_logs_follow_one_call(stack: Stack) -> None:
     assert total(tasks, "celery_tasks_total", task="media.call_report", state="SUCCESS") == 1, tasks
     dispatch = "campaigns.tasks.dispatch_tenant_task"
     assert total(tasks, "celery_tasks_total", task=dispatch, state="SUCCESS") >= 1
-    # The outbound counters are served (the dispatch and originate code records them).
-    assert ("campaigns_originates_total", (("result", "sent"),)) in tasks
+    # The outbound counters: the pass that claimed the call, its originate, the CPS limiter's answer.
+    assert total(tasks, "campaigns_originates_total", result="sent") == 1, tasks
+    assert total(tasks, "campaigns_originates_total", result="failed") == 0
+    assert total(tasks, "campaigns_dispatch_passes_total") >= 1
+    assert total(tasks, "campaigns_dispatch_claimed_total") == 1
+    assert total(tasks, "campaigns_limiter_wait_seconds_count") >= 1
 
     # JSON logs: the media worker's lines about the call carry its call and tenant ids ...
     media_log = json_lines(stack.directory / "media.log")
