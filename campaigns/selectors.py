@@ -147,6 +147,19 @@ def attempts_queued_before(*, cutoff: datetime, limit: int) -> list[str]:
     ]
 
 
+def contact_imports_stalled(
+    *, queued_before: datetime, started_before: datetime, limit: int = 100
+) -> list[int]:
+    """Imports that should be running and may have lost their task: queued before ``queued_before`` (the
+    message was lost), or running since before ``started_before`` (its worker died and the message went
+    with it). Running one again is safe (``contact_import_run`` resumes after the last committed batch)."""
+    stalled = ContactImport.objects.filter(
+        Q(status=ContactImport.Status.QUEUED, created_at__lt=queued_before)
+        | Q(status=ContactImport.Status.RUNNING, started_at__lt=started_before)
+    )
+    return list(stalled.order_by("created_at").values_list("pk", flat=True)[:limit])
+
+
 def attempt_recheck(
     *, attempt_id: UUID, now: datetime | None = None, attempt: CallAttempt | None = None
 ) -> str | None:

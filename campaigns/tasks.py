@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -37,7 +38,7 @@ from django.utils import timezone
 
 from campaigns import metrics
 from campaigns.models import CallAttempt
-from campaigns.selectors import tenant_ids_to_dispatch
+from campaigns.selectors import contact_imports_stalled, tenant_ids_to_dispatch
 from campaigns.services import agent_actions
 from campaigns.services.call_events import attempts_end_overdue
 from campaigns.services.dispatch import dispatch_tenant
@@ -357,3 +358,24 @@ def media_send_sms(
 def run_contact_import(import_id: int) -> None:
     """Run a queued CSV import, or resume one whose worker died; an ended one is left as it is."""
     contact_import_run(import_id=import_id)
+
+
+#: An import still queued this long after its upload, or running this long after it started, has lost its
+#: task (10,000 rows take seconds): the sweep runs it again (a second run of a live import is harmless).
+IMPORT_QUEUED_STALL_S = 120.0
+IMPORT_RUNNING_STALL_S = 600.0
+
+
+@shared_task(name="campaigns.tasks.resume_stalled_imports", ignore_result=True)
+def resume_stalled_imports() -> int:
+    """Give a new task to every import whose task was lost; returns how many."""
+    now = timezone.now()
+    import_ids = contact_imports_stalled(
+        queued_before=now - timedelta(seconds=IMPORT_QUEUED_STALL_S),
+        started_before=now - timedelta(seconds=IMPORT_RUNNING_STALL_S),
+    )
+    for import_id in import_ids:
+        run_contact_import.delay(import_id)
+    if import_ids:
+        logger.warning("contact imports %s had lost their task; running them again", import_ids)
+    return len(import_ids)

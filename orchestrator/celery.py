@@ -84,6 +84,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "resume-stalled-attempts": every(10, "campaigns.tasks.resume_stalled_attempts", expires=9),
     # Placed attempts whose end never arrived (their Stasis app down for good) end after their hard maximum.
     "end-overdue-attempts": every(60, "campaigns.tasks.end_overdue_attempts", expires=55),
+    # CSV imports whose task was lost (a worker killed mid-import, a message lost) run again, resuming
+    # after their last committed batch.
+    "resume-stalled-imports": every(60, "campaigns.tasks.resume_stalled_imports", expires=55),
 }
 
 # The Redis transport with kombu's restore-on-connection-loss crash fixed (a worker survives a broker

@@ -5,12 +5,14 @@ A real worker runs one in tests/e2e/test_imports.py."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from campaigns.models import Campaign, Contact, ContactImport, Lead
@@ -224,6 +226,36 @@ def test_a_done_import_is_not_run_again(small_inline):
     assert len(queries) == 1  # read, found done, left alone
     assert again is not None and again.report == first.report
     assert not Lead.objects.filter(campaign=campaign).exists()
+
+
+def test_the_sweep_runs_again_the_imports_that_lost_their_task_and_only_those(small_inline, monkeypatch):
+    from campaigns import tasks  # noqa: PLC0415 - the sweep is a task
+
+    tenant = make_tenant()
+    campaign = make_campaign(tenant)
+    text = numbers_csv(6)
+    lost_queued, fresh_queued, lost_running, live_running = (_queue(campaign, text) for _ in range(4))
+    long_ago = timezone.now() - timedelta(hours=1)
+    ContactImport.objects.filter(pk=lost_queued).update(created_at=long_ago)
+    ContactImport.objects.filter(pk=lost_running).update(status="running", started_at=long_ago)
+    ContactImport.objects.filter(pk=live_running).update(status="running", started_at=timezone.now())
+    sent: list[int] = []
+
+    def run_now(import_id: int) -> None:  # the worker, here and now
+        sent.append(import_id)
+        tasks.run_contact_import(import_id)
+
+    monkeypatch.setattr(tasks.run_contact_import, "delay", run_now)
+    assert tasks.resume_stalled_imports() == 2
+    assert sorted(sent) == sorted([lost_queued, lost_running])
+    states = dict(ContactImport.objects.values_list("pk", "status"))
+    assert states == {
+        lost_queued: "done",
+        lost_running: "done",
+        fresh_queued: "queued",
+        live_running: "running",
+    }
+    assert tasks.resume_stalled_imports() == 0  # done ones are not swept again
 
 
 def test_an_import_into_a_campaign_archived_meanwhile_fails_with_the_reason(small_inline):
