@@ -40,17 +40,16 @@ class TransferStep(StrEnum):
     FINISH = "finish"  # reported (failed or ended) and forgotten
 
 
-_S, _E = TransferState, TransferStep
 TRANSITIONS: Mapping[tuple[TransferState, TransferStep], TransferState] = MappingProxyType(
     {
-        (_S.DIALING, _E.ANSWERED): _S.BRIDGING,
-        (_S.DIALING, _E.GIVE_UP): _S.CANCELLING,
-        (_S.BRIDGING, _E.GIVE_UP): _S.CANCELLING,
-        (_S.BRIDGING, _E.JOINED): _S.BRIDGED,
-        (_S.DIALING, _E.FINISH): _S.DONE,
-        (_S.CANCELLING, _E.FINISH): _S.DONE,
-        (_S.BRIDGING, _E.FINISH): _S.DONE,
-        (_S.BRIDGED, _E.FINISH): _S.DONE,
+        (TransferState.DIALING, TransferStep.ANSWERED): TransferState.BRIDGING,
+        (TransferState.DIALING, TransferStep.GIVE_UP): TransferState.CANCELLING,
+        (TransferState.BRIDGING, TransferStep.GIVE_UP): TransferState.CANCELLING,
+        (TransferState.BRIDGING, TransferStep.JOINED): TransferState.BRIDGED,
+        (TransferState.DIALING, TransferStep.FINISH): TransferState.DONE,
+        (TransferState.CANCELLING, TransferStep.FINISH): TransferState.DONE,
+        (TransferState.BRIDGING, TransferStep.FINISH): TransferState.DONE,
+        (TransferState.BRIDGED, TransferStep.FINISH): TransferState.DONE,
     }
 )
 
