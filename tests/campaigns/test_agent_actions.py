@@ -1,7 +1,7 @@
-"""The media worker's Celery tasks (issue 4 contract §4) and the services behind them: each one's effect, run
-twice (idempotent), for another tenant's call (dropped), with bad arguments (dropped, nothing changed); the
-callback re-scheduling the lead whichever of the task and the call's end comes first; DNC effective at once;
-the SMS console backend."""
+"""The media worker's Celery tasks (``media.*``, sent by name: the media worker has no Django) and the
+services behind them: each one's effect, run twice (idempotent), for another tenant's call (dropped), with bad
+arguments (dropped, nothing changed); the callback re-scheduling the lead whichever of the task and the call's
+end comes first; DNC effective at once; the SMS console backend."""
 
 from __future__ import annotations
 

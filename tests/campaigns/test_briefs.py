@@ -1,6 +1,6 @@
-"""The call brief for the media worker (issue 4 contract §2): its content, built from the rows the originate
-has loaded (no query), and written to Redis with its TTL by both originate paths right before the POST,
-against the PBX simulator. A Redis failure does not lose the call."""
+"""The call brief for the media worker (what it reads from Redis to run the call): its content, built from the
+rows the originate has loaded (no query), and written to Redis with its TTL by both originate paths right
+before the POST, against the PBX simulator. A Redis failure does not lose the call."""
 
 from __future__ import annotations
 
