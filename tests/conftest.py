@@ -83,7 +83,19 @@ def _check_worker_redis_db() -> None:
         client.close()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Here rather than only at unconfigure: an xdist worker reports itself finished right after this hook,
+    # and the controller then gives it 5 s before interrupting it (SIGINT), which on a loaded machine could
+    # leave its Redis running. Every test and session fixture has been torn down by now.
+    _stop_embedded_redis()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    _stop_embedded_redis()  # a session that never finished (e.g. a usage error)
+
+
+def _stop_embedded_redis() -> None:
     while _started_embedded_redis:
         directory = _started_embedded_redis.pop()
         embedded_redis.stop(directory)
