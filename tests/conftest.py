@@ -62,7 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
         server, started = embedded_redis.ensure_running(Path(settings.EMBEDDED_REDIS_DIR))
         if started:
             _started_embedded_redis.append(server.directory)
-    elif BASE_REDIS_URL_ENV in os.environ:
+    elif os.environ.get(BASE_REDIS_URL_ENV):
         _check_worker_redis_db()
 
 

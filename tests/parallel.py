@@ -10,8 +10,11 @@ Each xdist worker is a pytest session of its own. pytest-django gives each one i
   limits) would otherwise collide between workers whose test databases hand out the same ids, and the
   global ones (``media:workers``, ``stasis:apps``) would show one worker's processes as up to another.
   ``REDIS_URL`` itself is rewritten in the worker's environment, so every process a test starts inherits
-  the worker's database. The original URL is kept in :data:`BASE_REDIS_URL_ENV`; a process started by a
-  test sees it set and keeps the REDIS_URL it was given (e.g. the fault suite's own Redis).
+  the worker's database.
+
+Either way the worker records the original REDIS_URL (maybe empty) in :data:`BASE_REDIS_URL_ENV`. A process
+started by a test inherits it and keeps the REDIS_URL it was given (the worker's database, its embedded
+server, or e.g. the fault suite's own Redis) instead of deriving one again.
 """
 
 from __future__ import annotations
@@ -56,10 +59,13 @@ def use_worker_redis_db(environ: MutableMapping[str, str] = os.environ) -> None:
     """In an xdist worker with REDIS_URL set, move REDIS_URL to the worker's own database (see above).
 
     Called by tests/settings.py before the product settings read the environment. Idempotent, and a
-    no-op outside xdist, without REDIS_URL, and in the processes tests start (they inherit the mark)."""
+    no-op outside xdist and in the processes tests start (they inherit the mark)."""
     index = xdist_worker_index(environ)
-    url = environ.get("REDIS_URL", "")
-    if index is None or not url or BASE_REDIS_URL_ENV in environ:
+    if index is None or BASE_REDIS_URL_ENV in environ:
         return
+    url = environ.get("REDIS_URL", "")
+    # Set even when empty (embedded Redis): it marks the processes this session starts, which inherit
+    # PYTEST_XDIST_WORKER too, as given their REDIS_URL (the session's embedded server, on database 0).
     environ[BASE_REDIS_URL_ENV] = url
-    environ["REDIS_URL"] = with_redis_db(url, redis_db(url) + index)
+    if url:
+        environ["REDIS_URL"] = with_redis_db(url, redis_db(url) + index)

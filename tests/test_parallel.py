@@ -69,25 +69,29 @@ def test_a_process_started_by_a_worker_keeps_the_redis_it_was_given() -> None:
     assert environ["REDIS_URL"] == "redis://127.0.0.1:41234/0"
 
 
-@pytest.mark.parametrize(
-    "environ",
-    [
-        {"REDIS_URL": "redis://127.0.0.1:6379/0"},  # not under xdist: the URL as given
-        {"PYTEST_XDIST_WORKER": "gw3"},  # no REDIS_URL: a private embedded Redis per worker instead
-        {"PYTEST_XDIST_WORKER": "gw3", "REDIS_URL": ""},
-    ],
-)
-def test_nothing_changes_outside_xdist_or_without_redis_url(environ: dict[str, str]) -> None:
-    before = dict(environ)
+def test_nothing_changes_outside_xdist() -> None:
+    environ = {"REDIS_URL": "redis://127.0.0.1:6379/0"}
     use_worker_redis_db(environ)
-    assert environ == before
+    assert environ == {"REDIS_URL": "redis://127.0.0.1:6379/0"}
+
+
+@pytest.mark.parametrize(
+    "environ", [{"PYTEST_XDIST_WORKER": "gw3"}, {"PYTEST_XDIST_WORKER": "gw3", "REDIS_URL": ""}]
+)
+def test_a_worker_without_redis_url_marks_its_processes_to_keep_theirs(environ: dict[str, str]) -> None:
+    use_worker_redis_db(environ)  # the worker's own embedded server: nothing to derive
+    assert environ.get("REDIS_URL", "") == "" and environ[BASE_REDIS_URL_ENV] == ""
+    # A process it starts gets the embedded server's URL and the worker's variables: it keeps that URL.
+    child = {**environ, "REDIS_URL": "unix:///tmp/orchestrator-test-redis-1/redis.sock?db=0"}
+    use_worker_redis_db(child)
+    assert child["REDIS_URL"] == "unix:///tmp/orchestrator-test-redis-1/redis.sock?db=0"
 
 
 def test_this_session_has_a_redis_of_its_own() -> None:
     index = xdist_worker_index()
     if settings.REDIS_EMBEDDED:  # a private server, named by this process (each xdist worker is one)
         assert str(os.getpid()) in str(settings.EMBEDDED_REDIS_DIR)
-        assert BASE_REDIS_URL_ENV not in os.environ
+        assert not os.environ.get(BASE_REDIS_URL_ENV)
     elif index is None:  # one session: REDIS_URL as given
         assert settings.REDIS_URL == os.environ["REDIS_URL"]
     else:
