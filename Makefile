@@ -6,6 +6,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
+# The tests run in parallel (pytest-xdist): PYTEST_WORKERS processes, each with its own test database and
+# Redis. Most tests wait on sockets and child processes, so a 2-CPU machine runs more workers than CPUs.
+# PYTEST_WORKERS=0 runs them serially in one process; PYTEST_ARGS adds pytest options to both steps
+# (e.g. PYTEST_ARGS="tests/telephony -x").
+PYTEST_WORKERS ?= 4
+PYTEST_ARGS    ?=
+
 .DEFAULT_GOAL := help
 .PHONY: help run test lint typecheck pytest clean
 
@@ -14,6 +21,8 @@ help:
 	@echo "           Stasis app, media worker (+ the local agent without OPENAI_API_KEY), and a seeded demo"
 	@echo "           tenant with a running 50-contact campaign"
 	@echo "make test   ruff, mypy and pytest (uses DATABASE_URL / REDIS_URL when set)"
+	@echo "make pytest the tests only: in parallel (PYTEST_WORKERS=4), then the fault suite alone;"
+	@echo "           PYTEST_WORKERS=0 runs them serially"
 	@echo "make lint   ruff and mypy only"
 	@echo "make clean  remove .venv and local state (var/)"
 
@@ -45,8 +54,13 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
+# Two steps: everything but the fault suite in parallel, then the fault suite alone. The fault suite kills
+# and restarts processes and servers on a timeline it judges calls against: it runs with the machine to
+# itself (and prints its per-fault summary lines, which xdist workers cannot). Status 5 is "no test
+# selected" (PYTEST_ARGS named tests of one step only).
 pytest: $(VENV)/.installed-test
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal -m "not faults" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/pytest -p no:xdist -m faults $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test: lint pytest
 

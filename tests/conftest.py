@@ -6,6 +6,9 @@
 * With REDIS_URL unset, the tests use an embedded Redis of their own (see tests/settings.py), started here
   before the first test and stopped, with its directory, at the end. With REDIS_URL set, tests use keys of
   their own and never flush the database.
+* Run in parallel (pytest-xdist, ``-n``), each worker is a session of its own, with its own test database
+  and Redis (its own embedded server, or its own database number of REDIS_URL's server: tests/parallel.py).
+  The controlling process runs no test, so it starts no Redis.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
 
 from orchestrator import embedded_redis
+from tests.parallel import BASE_REDIS_URL_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +36,11 @@ def in_ci() -> bool:
 
 def database_is_postgres() -> bool:
     return bool(settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql")
+
+
+def is_xdist_controller(config: pytest.Config) -> bool:
+    """True in the process that hands tests to xdist workers (and runs none itself)."""
+    return not hasattr(config, "workerinput") and config.getoption("dist", "no") != "no"
 
 
 # The embedded Redis directory this session started a server in (and so must stop), if any.
@@ -44,15 +54,48 @@ def pytest_configure(config: pytest.Config) -> None:
             f"(engine: {settings.DATABASES['default']['ENGINE']}). "
             "CI must run the PostgreSQL tests: export DATABASE_URL=postgres://..."
         )
+    if is_xdist_controller(config):
+        return
     # Here rather than in a fixture: this runs before any fixture or test could start the server lazily,
     # so "started" reliably means "this session owns it".
     if settings.REDIS_EMBEDDED:
         server, started = embedded_redis.ensure_running(Path(settings.EMBEDDED_REDIS_DIR))
         if started:
             _started_embedded_redis.append(server.directory)
+    elif os.environ.get(BASE_REDIS_URL_ENV):
+        _check_worker_redis_db()
+
+
+def _check_worker_redis_db() -> None:
+    """An xdist worker's Redis database (tests/parallel.py) must exist on the server: say so clearly."""
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.ResponseError as exc:  # "DB index is out of range"
+        raise pytest.UsageError(
+            f"this xdist worker's Redis database ({settings.REDIS_URL}, derived from REDIS_URL="
+            f"{os.environ[BASE_REDIS_URL_ENV]}) is not available: {exc}. Run fewer workers (-n) or give "
+            "REDIS_URL a lower database number (worker gwN uses that number + N)."
+        ) from exc
+    except redis.ConnectionError:
+        pass  # not this check's business: the tests that need Redis say so
+    finally:
+        client.close()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Here rather than only at unconfigure: an xdist worker reports itself finished right after this hook,
+    # and the controller then gives it 5 s before interrupting it (SIGINT), which on a loaded machine could
+    # leave its Redis running. Every test and session fixture has been torn down by now.
+    _stop_embedded_redis()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    _stop_embedded_redis()  # a session that never finished (e.g. a usage error)
+
+
+def _stop_embedded_redis() -> None:
     while _started_embedded_redis:
         directory = _started_embedded_redis.pop()
         embedded_redis.stop(directory)

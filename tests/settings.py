@@ -1,5 +1,5 @@
-"""Test settings: the product settings, plus test-only SECRET_KEY and FIELD_ENCRYPTION_KEY and a private
-embedded Redis.
+"""Test settings: the product settings, plus test-only SECRET_KEY and FIELD_ENCRYPTION_KEY, a private
+embedded Redis, and in parallel runs a Redis database per xdist worker (tests/parallel.py).
 
 Everything else (DATABASE_URL, REDIS_URL, ...) comes from the environment exactly as in production, so
 `make test` exercises the real configuration. How the product settings react to a missing SECRET_KEY is
@@ -26,6 +26,11 @@ os.environ.setdefault("STATIC_MANIFEST", "0")
 os.environ.setdefault("API_THROTTLE_RATE", "1000000/min")
 os.environ.setdefault("API_IMPORT_THROTTLE_RATE", "1000000/min")
 
+from tests.parallel import use_worker_redis_db  # noqa: E402
+
+# Before the product settings read REDIS_URL: an xdist worker gets a database of its own on that server.
+use_worker_redis_db()
+
 from orchestrator.embedded_redis import EmbeddedRedis  # noqa: E402
 from orchestrator.redis_client import celery_url_for  # noqa: E402
 from orchestrator.settings import *  # noqa: E402, F403
@@ -33,8 +38,9 @@ from orchestrator.settings import REDIS_EMBEDDED  # noqa: E402
 
 if REDIS_EMBEDDED:
     # Same mechanism as the product's embedded default, but in a directory of this test session's own:
-    # a developer's running `make run` and a concurrent test session each keep their own server, so a
-    # session stopping "its" server at the end can never pull Redis away from anyone else.
+    # a developer's running `make run` and a concurrent test session (each xdist worker is one) each keep
+    # their own server, so a session stopping "its" server at the end can never pull Redis away from anyone
+    # else.
     # tests/conftest.py starts it before the first test and removes it at the end. The directory is only
     # named here, not created: mypy's Django plugin loads these settings too.
     EMBEDDED_REDIS_DIR = Path(tempfile.gettempdir()) / f"orchestrator-test-redis-{os.getpid()}"

@@ -1,7 +1,7 @@
 """Placing calls: originate (``POST /channels``) and the callee's side of call set-up, and inbound arrivals.
 
 Every event sequence here reproduces what Asterisk 22.10.1 sent in the recorded traces
-(`reference/asterisk-22.10.1/traces`), per endpoint technology:
+(`tests/data/asterisk-22.10.1/traces`), per endpoint technology:
 
 - `Local/<n>@<ctx>` is a pair of channels. The app originates `;1`; the callee's "dialplan" runs on `;2`.
   Busy and congestion arrive as `Dial BUSY/CONGESTION` with cause 0 on `;1` (the cause is on `;2`), a

@@ -13,7 +13,7 @@
 =================  =====================================================================================
 
 Every event sequence reproduces what Asterisk 22.10.1 sent in the recorded traces
-(`reference/asterisk-22.10.1/traces`). The engine is synchronous except for timed behaviour (callee
+(`tests/data/asterisk-22.10.1/traces`). The engine is synchronous except for timed behaviour (callee
 scripts, playbacks) and the AudioSocket connect, so an HTTP handler's effects and events happen in one step,
 in order.
 """

@@ -1,7 +1,7 @@
-"""The media worker's Celery tasks (the names it sends) and the services behind them: each one's effect, run
-twice (idempotent), for another tenant's call (dropped), with bad arguments (dropped, nothing changed); the
-callback re-scheduling the lead whichever of the task and the call's end comes first; DNC effective at once;
-the SMS console backend."""
+"""The media worker's Celery tasks (``media.*``, sent by name: the media worker has no Django) and the
+services behind them: each one's effect, run twice (idempotent), for another tenant's call (dropped), with bad
+arguments (dropped, nothing changed); the callback re-scheduling the lead whichever of the task and the call's
+end comes first; DNC effective at once; the SMS console backend."""
 
 from __future__ import annotations
 
@@ -16,13 +16,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from campaigns import sms
-from campaigns.lifecycle import AttemptInput, AttemptOutcome
+from campaigns.lifecycle import AttemptEvent, AttemptOutcome
 from campaigns.models import AttemptEvent as AttemptLog
 from campaigns.models import CallAttempt, DncEntry, Lead
 from campaigns.selectors import dnc_contains
 from campaigns.services.agent_actions import attempt_record_report
-from campaigns.services.call_events import attempt_apply
-from campaigns.services.dispatch import dispatch_tenant
+from campaigns.services.dispatch import attempt_apply, dispatch_tenant
 from campaigns.sms import SmsError, SmsMessage
 from campaigns.tasks import (
     media_add_to_dnc,
@@ -65,13 +64,13 @@ REPORT: dict[str, Any] = {
 def answered_attempt(**campaign_overrides: Any) -> CallAttempt:
     """A call in progress: claimed, answered and bridged to the media worker."""
     attempt = claimed_attempt(**campaign_overrides)
-    attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ANSWERED, at=at(10))
-    attempt_apply(attempt_id=attempt.pk, event=AttemptInput.BRIDGED, at=at(11))
+    attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ANSWERED, at=at(10))
+    attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.BRIDGED, at=at(11))
     return CallAttempt.objects.get(pk=attempt.pk)
 
 
 def end(attempt: CallAttempt, outcome: AttemptOutcome = AttemptOutcome.ANSWERED) -> None:
-    result = attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ENDED, at=at(60), outcome=outcome)
+    result = attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ENDED, at=at(60), outcome=outcome)
     assert result.applied
 
 

@@ -4,7 +4,6 @@ nothing changed), CSV import, campaign status changes, stats, why-not-dialed, DN
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -185,9 +184,13 @@ def test_own_object_is_found(api, world, method, template):
     assert api.get(_url(template, world["mine"])).status_code == 200
 
 
+UNKNOWN_UUID = "5f0c2a1e-7b3d-4c59-9a8e-2d6f1b0c4e71"
+
+
 @pytest.mark.parametrize(
     "template",
-    ["agent-profiles/999999", "campaigns/nope", "attempts/not-a-uuid", f"attempts/{uuid.uuid4()}", "leads/0"],
+    # A fixed unknown UUID: a random one would give each xdist worker a different test id (collection error).
+    ["agent-profiles/999999", "campaigns/nope", "attempts/not-a-uuid", f"attempts/{UNKNOWN_UUID}", "leads/0"],
 )
 def test_unknown_or_malformed_ids_are_not_found(api, template):
     assert api.get(f"{API}/{template}").status_code == 404

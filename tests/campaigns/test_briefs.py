@@ -1,6 +1,6 @@
-"""The call brief for the media worker (its contract): its content, built from the rows the originate
-has loaded (no query), and written to Redis with its TTL by both originate paths right before the POST,
-against the PBX simulator. A Redis failure does not lose the call."""
+"""The call brief for the media worker (what it reads from Redis to run the call): its content, built from the
+rows the originate has loaded (no query), and written to Redis with its TTL by both originate paths right
+before the POST, against the PBX simulator. A Redis failure does not lose the call."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
+from campaigns import tasks
 from campaigns.models import AgentProfile, CallAttempt, Lead
 from campaigns.selectors import attempt_for_originate
 from campaigns.services import briefs
@@ -22,7 +23,6 @@ from campaigns.services.briefs import brief_build, brief_key, brief_ttl_s, brief
 from campaigns.services.dispatch import dispatch_tenant
 from campaigns.tasks import dispatch_tenant_task, originate_attempt
 from orchestrator.redis_client import get_redis
-from telephony.ari import AriClient
 from tests.campaigns.factories import make_agent, make_contact
 from tests.campaigns.test_tasks import (
     PASSWORD_ENV,
@@ -200,13 +200,13 @@ def test_brief_write_sets_the_key_with_the_ttl_of_the_longest_call():
 def test_the_originate_task_writes_the_brief_before_placing_the_call(sim, monkeypatch):
     attempt = queued_attempt(base_url=sim.base)
     seen: list[Any] = []
-    real_originate = AriClient.originate
+    real_originate = tasks.AriClient.originate
 
     def originate(self: Any, **kwargs: Any) -> Any:
         seen.append(get_redis().get(brief_key(kwargs["channel_id"])))  # already there when the POST goes
         return real_originate(self, **kwargs)
 
-    monkeypatch.setattr(AriClient, "originate", originate)
+    monkeypatch.setattr(tasks.AriClient, "originate", originate)
     try:
         assert originate_attempt.run(str(attempt.pk)) == "originated"
 
@@ -250,7 +250,7 @@ def test_a_brief_that_cannot_be_written_does_not_stop_the_call(sim, monkeypatch,
     attempt = queued_attempt(base_url=sim.base)
     monkeypatch.setattr(briefs, "get_redis", BrokenRedis)
 
-    with caplog.at_level(logging.WARNING, logger="campaigns.services.originate"):
+    with caplog.at_level(logging.WARNING, logger="campaigns.tasks"):
         assert originate_attempt.run(str(attempt.pk)) == "originated"
 
     assert [call["id"] for call in sim.calls()] == [str(attempt.pk)]

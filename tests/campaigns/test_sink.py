@@ -141,9 +141,40 @@ async def test_answered_bridged_ended_call_finishes_the_lead(sink: AttemptEventS
     assert ended.tenants == [attempt.tenant_id]
 
 
-async def test_events_for_unknown_or_foreign_ids_are_dropped(sink: AttemptEventSink) -> None:
+async def test_events_for_unknown_or_foreign_ids_are_dropped(
+    sink: AttemptEventSink, ended: Ended, caplog: pytest.LogCaptureFixture
+) -> None:
+    attempt = await in_thread(claimed_attempt)  # a real live attempt, which none of these events may touch
+
+    def snapshot() -> tuple[int, list[tuple[Any, ...]]]:
+        rows = CallAttempt.objects.order_by("pk").values_list("pk", "state", "outcome", "ended_at")
+        return CallAttempt.objects.count(), [tuple(row) for row in rows]
+
+    def event_log() -> list[tuple[str, str]]:
+        return list(attempt.events.order_by("pk").values_list("kind", "type"))
+
+    before, log_before = await in_thread(snapshot), await in_thread(event_log)
+    caplog.set_level("INFO", logger=campaigns_sink.logger.name)
+
+    # Not an attempt id at all (an Asterisk uniqueid, e.g. a channel some other app placed) ...
     await sink.handle(CallEnded("1700000000.42", NOW, CallOutcome.ANSWERED, reason="stasis_end"))
-    await sink.handle(CallEnded("8c1d7c52-36a6-4d59-a3a4-4e8f3c1b9a01", NOW, CallOutcome.BUSY))
+    # ... and a well-formed attempt id that no attempt has.
+    unknown = "8c1d7c52-36a6-4d59-a3a4-4e8f3c1b9a01"
+    await sink.handle(CallRinging(unknown, NOW))
+    await sink.handle(CallEnded(unknown, NOW, CallOutcome.BUSY))
+    # Several events of an unknown call handed over together are dropped as well, none of them an error.
+    errors = await sink.handle_many(
+        [CallAnswered(unknown, unknown, NOW), CallEnded(unknown, NOW, CallOutcome.ANSWERED)]
+    )
+
+    assert errors == [None, None]
+    assert await in_thread(snapshot) == before  # no attempt created, none changed
+    assert await in_thread(event_log) == log_before
+    assert ended.tenants == []  # nothing ended, so no dispatch pass was asked for
+    assert "call event for 1700000000.42, which is not an attempt id" in caplog.text
+    assert caplog.text.count(f"call event for unknown attempt {unknown}") == 4
+    refreshed = await in_thread(lambda: CallAttempt.objects.get(pk=attempt.pk))
+    assert refreshed.state == attempt.state and refreshed.outcome == attempt.outcome
 
 
 async def test_live_call_ids_are_the_placed_live_attempts_of_the_pbx() -> None:

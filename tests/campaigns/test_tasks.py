@@ -990,8 +990,8 @@ def _dial_campaign_through(sim: ThreadedSim, queue: str, tenant: Tenant, campaig
     deadline = time.monotonic() + 30
     try:
         while time.monotonic() < deadline:
-            # No Stasis app yet: the test applies each ended call to its attempt, as the Stasis sink
-            # will (ChannelDestroyed → ENDED, with on_ended=trigger_dispatch).
+            # No Stasis app runs here: the test applies each ended call to its attempt itself, as the
+            # Stasis sink does (ChannelDestroyed → ENDED, with on_ended=trigger_dispatch).
             for call in sim.calls("ended"):
                 if call["id"] in applied:
                     continue

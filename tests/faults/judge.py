@@ -23,8 +23,8 @@ not answered, hung up by the product   ``no_answer``; ``unknown`` too in a fault
 no call at all (never dialed)          a non-call outcome (cancelled, error, failed, unknown, ...)
 =====================================  ======================================================================
 
-Outcomes named here that the product does not have yet (``unknown``, ``app_unavailable``, ``media_failed``)
-are the ones DESIGN.md §5.5/§5.9 ask for; until they exist the calls that need them are judged wrong.
+``unknown``, ``app_unavailable`` and ``media_failed`` are the product's own failures DESIGN.md §5.5/§5.9
+ask for: a call whose end nobody saw, placed while nobody listened, or answered without its agent.
 
 Besides outcomes: every simulator call has an attempt and each attempt id was dialed at most once; a lead
 whose callee had a conversation is not dialed again unless the agent scheduled a callback; nothing is live

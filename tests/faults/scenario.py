@@ -50,7 +50,7 @@ TENANTS: list[tuple[int, dict[str, int]]] = [
 RING_TIMEOUT_S = 4
 MAX_ATTEMPTS = 2
 RETRY_DELAY_S = 2
-# Outcomes retried after RETRY_DELAY_S (those the product does not have yet are dropped by the seed).
+# Outcomes retried after RETRY_DELAY_S: the callee's (busy, no answer) and the product's own failures.
 RETRIED = ("busy", "no_answer", "failed", "error", "unknown", "app_unavailable", "media_failed")
 # The hard maximum of a call is the ring timeout plus this (the Stasis app hangs up longer calls).
 MAX_CALL_DURATION_S = 40

@@ -30,10 +30,12 @@ def seed(spec: dict[str, Any]) -> dict[str, Any]:
     from campaigns.windows import WEEKDAYS
     from tests.campaigns.factories import make_agent, make_campaign, make_contact, make_pbx, make_tenant
 
-    outcomes = {outcome.value for outcome in AttemptOutcome}
-    # Retry delays for the outcomes this version of the product has (a fault may produce e.g. "failed";
-    # outcomes added later get the short delay too once they exist).
-    retry_delays = {name: delay for name, delay in spec["retry_delays"].items() if name in outcomes}
+    # Every outcome the scenario retries must be one the product has: a renamed one would otherwise get
+    # the campaign's default delay and the scenario would judge its calls on the wrong timeline.
+    retry_delays = dict(spec["retry_delays"])
+    unknown = set(retry_delays) - {outcome.value for outcome in AttemptOutcome}
+    if unknown:
+        raise ValueError(f"the scenario retries outcomes the product does not have: {sorted(unknown)}")
     made = []
     for tenant_spec in spec["tenants"]:
         tenant = make_tenant(max_concurrent_calls=tenant_spec["cap"], calls_per_second=50)

@@ -36,6 +36,7 @@ def redis_dir() -> Iterator[Path]:
             embedded_redis.stop(directory)
 
 
+@pytest.mark.slow
 def test_start_ping_then_attach_to_the_same_server(redis_dir):
     server, started = embedded_redis.ensure_running(redis_dir)
     assert started is True
@@ -53,12 +54,14 @@ def test_start_ping_then_attach_to_the_same_server(redis_dir):
     assert redis.Redis.from_url(again.url).get("greeting") == b"hello"
 
 
+@pytest.mark.slow
 def test_no_tcp_listener_and_socket_is_private(redis_dir):
     server, _ = embedded_redis.ensure_running(redis_dir)
     assert server.client().config_get("port")["port"] == "0"
     assert oct(server.socket_path.stat().st_mode & 0o777) == oct(0o700)
 
 
+@pytest.mark.slow
 def test_stop_shuts_the_server_down(redis_dir):
     server, _ = embedded_redis.ensure_running(redis_dir)
     pid = server.pid()
@@ -72,6 +75,7 @@ def test_stop_shuts_the_server_down(redis_dir):
     assert embedded_redis.stop(redis_dir) is False
 
 
+@pytest.mark.slow
 def test_a_killed_server_leaves_a_stale_socket_that_the_next_start_replaces(redis_dir):
     server, _ = embedded_redis.ensure_running(redis_dir)
     old_pid = server.pid()
@@ -89,6 +93,7 @@ def test_a_killed_server_leaves_a_stale_socket_that_the_next_start_replaces(redi
     assert restarted.ping()
 
 
+@pytest.mark.slow
 def test_concurrent_starters_share_one_server(redis_dir):
     code = (
         "import json, sys\n"

@@ -6,8 +6,12 @@ import json
 import os
 from typing import Any
 
+import pytest
+
 from orchestrator.redis_client import celery_url_for
 from tests.conftest import PROJECT_ROOT, run_python
+
+pytestmark = pytest.mark.slow  # a Python process per case, importing Django
 
 _LOAD_SETTINGS = """
 import json, os

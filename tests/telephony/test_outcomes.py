@@ -3,15 +3,13 @@ table tests of ``classify`` for PJSIP-style events, and robustness to duplicated
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from telephony.outcomes import CallEndTracker, CallOutcome, classify
-
-TRACES = Path(__file__).resolve().parents[2].parent / "shared/reference/asterisk-22.10.1/traces"
+from tests.asterisk_reference import load_trace, trace_paths
 
 # Every recorded trace and what its originated (or, inbound, dialplan-entered) channel should classify as.
 TRACE_OUTCOMES = {
@@ -26,14 +24,6 @@ TRACE_OUTCOMES = {
     "outbound_answered_bridged_ulaw_app_hangs_up": CallOutcome.ANSWERED,
     "inbound_stasis_from_dialplan": CallOutcome.ANSWERED,
 }
-
-
-def load_trace(name: str) -> dict[str, Any]:
-    path = TRACES / f"{name}.json"
-    if not path.is_file():
-        pytest.skip(f"recorded traces not available ({TRACES})")
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
 
 
 def _id(event: dict[str, Any], key: str) -> str | None:
@@ -55,9 +45,7 @@ def channel_events(trace: dict[str, Any], channel_id: str) -> list[dict[str, Any
 
 
 def test_every_trace_is_covered() -> None:
-    if not TRACES.is_dir():
-        pytest.skip(f"recorded traces not available ({TRACES})")
-    assert {path.stem for path in TRACES.glob("*.json")} == set(TRACE_OUTCOMES)
+    assert {path.stem for path in trace_paths()} == set(TRACE_OUTCOMES)
 
 
 @pytest.mark.parametrize(("name", "expected"), sorted(TRACE_OUTCOMES.items()))

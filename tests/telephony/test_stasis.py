@@ -41,8 +41,9 @@ from telephony.stasis import (
     _ignorable,
     media_owner,
 )
+from tests.asterisk_reference import trace_paths
 
-from .sim.conftest import APP, PASSWORD, TRACES, USER, MediaServer, Sim, start_sim, wait_until
+from .sim.conftest import APP, PASSWORD, USER, MediaServer, Sim, start_sim, wait_until
 
 ANSWER = "+15550001001"
 BUSY = "+15550001002"
@@ -682,12 +683,11 @@ async def test_a_failing_event_of_a_handover_is_logged_and_the_others_go_on(
 
 def _trace_events() -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
-    for trace in sorted(TRACES.glob("*.json")):
+    for trace in trace_paths():
         events.extend(json.loads(trace.read_text())["events"])
     return events
 
 
-@pytest.mark.skipif(not TRACES.exists(), reason="reference traces not available")
 @pytest.mark.parametrize("indent", [None, 2])
 def test_only_events_the_app_does_not_handle_are_skipped_undecoded(indent: int | None) -> None:
     events = _trace_events()

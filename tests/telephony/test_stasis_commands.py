@@ -1,4 +1,5 @@
-"""Call actions (hang up, transfer to a human) reaching the Stasis app over Redis (issue 4 contract §3).
+"""Call actions (hang up, transfer to a human) reaching the Stasis app over Redis: JSON commands on the
+``stasis:commands:<pbx id>`` lists it serves, replies on ``media:call:<call id>`` (telephony/stasis.py).
 
 Against the PBX simulator over real TCP, as in test_stasis.py, with a real Redis (``settings.REDIS_URL``:
 the REDIS_URL of the environment, else the test session's embedded one). Every test uses lists and

@@ -106,6 +106,7 @@ def violation(parser: ClientStreamParser, data: bytes) -> AudioSocketError:
 # ------------------------------------------------------------------------------------------ layering
 
 
+@pytest.mark.slow
 def test_the_codec_imports_only_the_standard_library() -> None:
     code = (
         "import sys; before = set(sys.modules); import wire.audiosocket; "
@@ -117,6 +118,7 @@ def test_the_codec_imports_only_the_standard_library() -> None:
     assert json.loads(out.stdout.replace("'", '"')) == ["wire"]
 
 
+@pytest.mark.slow
 def test_the_simulator_imports_nothing_of_the_project_but_the_codec() -> None:
     code = (
         "import sys; import telephony.sim.__main__, telephony.sim.server, telephony.sim.engine; "

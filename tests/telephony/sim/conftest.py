@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,7 +25,6 @@ from wire import audiosocket
 
 USER, PASSWORD = "asterisk", "s3cret"
 APP = "ai_agent"
-TRACES = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "asterisk-22.10.1" / "traces"
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Two kinds of tests:
 - self-contained ones (always run): the documents load, reference only what they define, declare exactly
   the operations the simulator implements, and aioari/aioswagger11 can build a client from them;
-- comparisons with the real files Asterisk 22.10.1 serves (skipped when the reference folder is absent):
+- comparisons with the real files Asterisk 22.10.1 serves (kept in tests/data, tests/asterisk_reference.py):
   every declared operation, parameter and model must be a faithful subset of the real API.
 """
 
@@ -19,10 +19,9 @@ from typing import Any
 import pytest
 
 from telephony.sim import apidocs
+from tests.asterisk_reference import ARI_API_DOCS
 
-REAL_DOCS_DIR = (
-    Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "asterisk-22.10.1" / "ari-api-docs"
-)
+REAL_DOCS_DIR = ARI_API_DOCS
 
 Doc = dict[str, Any]
 OperationKey = tuple[str, str, str]
@@ -248,8 +247,6 @@ def _load_real(filename: str) -> Doc:
 
 @pytest.fixture
 def real_dir() -> Path:
-    if not REAL_DOCS_DIR.is_dir():
-        pytest.skip(f"reference ari-api-docs not found at {REAL_DOCS_DIR}")
     return REAL_DOCS_DIR
 
 

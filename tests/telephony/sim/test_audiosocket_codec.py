@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.asterisk_reference import TRACES, trace_paths
 from wire.audiosocket import (
     AUDIO_KIND_RATES,
     AUDIO_KINDS,
@@ -33,8 +34,6 @@ from wire.audiosocket import (
     encode_dtmf,
     encode_uuid,
 )
-
-from .conftest import TRACES
 
 DTMF_TRACE = TRACES / "outbound_answered_bridged_slin24_dtmf_callee_hangs_up.json"
 # The UUID of the first frame in DTMF_TRACE, as real Asterisk 22.10.1 sent it.
@@ -85,7 +84,6 @@ def test_uuid_frame_exact_bytes() -> None:
     assert len(encode_uuid(u)) == 19
 
 
-@pytest.mark.skipif(not DTMF_TRACE.exists(), reason="reference traces not available")
 def test_uuid_frame_matches_real_asterisk_trace() -> None:
     trace = json.loads(DTMF_TRACE.read_text())
     first = trace["request"]["audiosocket"]["frames"][0]
@@ -473,10 +471,9 @@ def test_client_round_trip_under_any_split(
     assert parser.uuid == u
 
 
-@pytest.mark.skipif(not TRACES.exists(), reason="reference traces not available")
 def test_client_parses_streams_rebuilt_from_real_traces() -> None:
     checked = 0
-    for path in sorted(TRACES.glob("*.json")):
+    for path in trace_paths():
         audiosocket = json.loads(path.read_text())["request"].get("audiosocket")
         if not audiosocket:
             continue

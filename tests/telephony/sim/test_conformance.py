@@ -2,23 +2,22 @@
 
 Each test drives the scenario the trace recorded (same endpoint, arguments, timeout and app actions) and
 compares the events of the originated channel (types, order, states, cause, cause_txt, dialstatus,
-args, DTMF digits, variables) and the AudioSocket framing with the recording. Skipped when the reference
-folder is absent; CI has it.
+args, DTMF digits, variables) and the AudioSocket framing with the recording. The traces are kept in
+tests/data (tests/asterisk_reference.py); without them this module fails to import.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from .conftest import APP, TRACES, EventStream, MediaServer, Sim, about
+from tests.asterisk_reference import load_trace, trace_paths
 
-pytestmark = pytest.mark.skipif(not TRACES.is_dir(), reason="reference traces not present")
+from .conftest import APP, EventStream, MediaServer, Sim, about
 
 CALLER_ID = '"Acme" <+15550001111>'
 
@@ -43,7 +42,7 @@ def signature(events: list[dict[str, Any]], channel_id: str) -> list[dict[str, A
 
 
 def load(name: str) -> dict[str, Any]:
-    return json.loads((TRACES / f"{name}.json").read_text())
+    return load_trace(name)
 
 
 def recorded_channel(trace: dict[str, Any]) -> str:
@@ -253,7 +252,7 @@ SCENARIOS: dict[str, Driver] = {
 
 
 def test_every_trace_has_a_scenario() -> None:
-    recorded = sorted(p.stem for p in TRACES.glob("*.json"))
+    recorded = [p.stem for p in trace_paths()]
     assert recorded == sorted(SCENARIOS)
 
 
