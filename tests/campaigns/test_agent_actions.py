@@ -16,12 +16,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from campaigns import sms
-from campaigns.lifecycle import AttemptEvent, AttemptOutcome
+from campaigns.lifecycle import AttemptInput, AttemptOutcome
 from campaigns.models import AttemptEvent as AttemptLog
 from campaigns.models import CallAttempt, DncEntry, Lead
 from campaigns.selectors import dnc_contains
 from campaigns.services.agent_actions import attempt_record_report
-from campaigns.services.dispatch import attempt_apply, dispatch_tenant
+from campaigns.services.call_events import attempt_apply
+from campaigns.services.dispatch import dispatch_tenant
 from campaigns.sms import SmsError, SmsMessage
 from campaigns.tasks import (
     media_add_to_dnc,
@@ -64,13 +65,13 @@ REPORT: dict[str, Any] = {
 def answered_attempt(**campaign_overrides: Any) -> CallAttempt:
     """A call in progress: claimed, answered and bridged to the media worker."""
     attempt = claimed_attempt(**campaign_overrides)
-    attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ANSWERED, at=at(10))
-    attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.BRIDGED, at=at(11))
+    attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ANSWERED, at=at(10))
+    attempt_apply(attempt_id=attempt.pk, event=AttemptInput.BRIDGED, at=at(11))
     return CallAttempt.objects.get(pk=attempt.pk)
 
 
 def end(attempt: CallAttempt, outcome: AttemptOutcome = AttemptOutcome.ANSWERED) -> None:
-    result = attempt_apply(attempt_id=attempt.pk, event=AttemptEvent.ENDED, at=at(60), outcome=outcome)
+    result = attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ENDED, at=at(60), outcome=outcome)
     assert result.applied
 
 

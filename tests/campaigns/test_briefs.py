@@ -15,7 +15,6 @@ from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
-from campaigns import tasks
 from campaigns.models import AgentProfile, CallAttempt, Lead
 from campaigns.selectors import attempt_for_originate
 from campaigns.services import briefs
@@ -23,6 +22,7 @@ from campaigns.services.briefs import brief_build, brief_key, brief_ttl_s, brief
 from campaigns.services.dispatch import dispatch_tenant
 from campaigns.tasks import dispatch_tenant_task, originate_attempt
 from orchestrator.redis_client import get_redis
+from telephony.ari import AriClient
 from tests.campaigns.factories import make_agent, make_contact
 from tests.campaigns.test_tasks import (
     PASSWORD_ENV,
@@ -200,13 +200,13 @@ def test_brief_write_sets_the_key_with_the_ttl_of_the_longest_call():
 def test_the_originate_task_writes_the_brief_before_placing_the_call(sim, monkeypatch):
     attempt = queued_attempt(base_url=sim.base)
     seen: list[Any] = []
-    real_originate = tasks.AriClient.originate
+    real_originate = AriClient.originate
 
     def originate(self: Any, **kwargs: Any) -> Any:
         seen.append(get_redis().get(brief_key(kwargs["channel_id"])))  # already there when the POST goes
         return real_originate(self, **kwargs)
 
-    monkeypatch.setattr(tasks.AriClient, "originate", originate)
+    monkeypatch.setattr(AriClient, "originate", originate)
     try:
         assert originate_attempt.run(str(attempt.pk)) == "originated"
 
@@ -250,7 +250,7 @@ def test_a_brief_that_cannot_be_written_does_not_stop_the_call(sim, monkeypatch,
     attempt = queued_attempt(base_url=sim.base)
     monkeypatch.setattr(briefs, "get_redis", BrokenRedis)
 
-    with caplog.at_level(logging.WARNING, logger="campaigns.tasks"):
+    with caplog.at_level(logging.WARNING, logger="campaigns.services.originate"):
         assert originate_attempt.run(str(attempt.pk)) == "originated"
 
     assert [call["id"] for call in sim.calls()] == [str(attempt.pk)]
