@@ -47,3 +47,6 @@ if REDIS_EMBEDDED:
     REDIS_URL = EmbeddedRedis(EMBEDDED_REDIS_DIR).url
     CELERY_BROKER_URL = CELERY_RESULT_BACKEND = celery_url_for(REDIS_URL)
     CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
+
+# The sign-in limiter announces its configuration once per process at INFO; tests start many processes.
+AXES_VERBOSE = False
