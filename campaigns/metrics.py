@@ -47,8 +47,11 @@ LIMITER_WAIT = Histogram(
 DISPATCH_PASSES = Counter("campaigns_dispatch_passes", "Dispatch passes run (one per tenant and pass).")
 DISPATCH_CLAIMED = Counter("campaigns_dispatch_claimed", "Attempts queued by dispatch passes.")
 
-for _result in ORIGINATE_RESULTS:  # every series exists from the start (rates need their zero)
-    ORIGINATES.labels(result=_result)
+def create_worker_series() -> None:
+    """Make every originate series exist at 0 (rates need their zero). Called where the worker starts its
+    endpoint, not at import: the web and Stasis processes import this module too and run no originate."""
+    for result in ORIGINATE_RESULTS:
+        ORIGINATES.labels(result=result)
 
 
 def record_originate(result: str) -> None:

@@ -162,8 +162,10 @@ def _start_worker_metrics(sender: Any = None, **kwargs: Any) -> None:
     """The worker's Prometheus endpoint (settings.WORKER_METRICS_LISTEN; see orchestrator/metrics.py)."""
     from django.conf import settings
 
+    from campaigns.metrics import create_worker_series
     from orchestrator.metrics import start_metrics_server
 
+    create_worker_series()
     start_metrics_server(settings.WORKER_METRICS_LISTEN, name="WORKER_METRICS_LISTEN", what="celery worker")
 
 
