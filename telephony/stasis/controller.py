@@ -131,6 +131,8 @@ class Call:
     transfer: Transfer | None = None  # the transfer to a human pending or done
     media_failed: bool = False  # answered, and its media could not be set up: ends as media_failed
     bridged_at: float | None = None  # when its media leg was put in its bridge (CallBridged)
+    # Adopted after a restart, answered, its media to be set up anew: it ends media_failed unless bridged.
+    resuming_media: bool = False
     setup: MediaSetup | None = None
 
 
@@ -374,7 +376,9 @@ class CallController:
         self.calls.pop(call.channel_id, None)
         tracker = call.tracker
         outcome = tracker.outcome()
-        if call.media_failed:
+        if call.media_failed or (call.resuming_media and call.bridged_at is None):
+            # (An adopted call that ends before its new media leg joins: the callee heard nobody since the
+            # restart, and had not before it, or its old leg would have been in the bridge.)
             outcome = CallOutcome.MEDIA_FAILED
         elif reason == "reconciled" and not tracker.decisive:
             outcome = CallOutcome.UNKNOWN  # never guessed: the end was not seen
@@ -1000,6 +1004,7 @@ class CallController:
                     if args is not None:
                         needs_media, members = self._adopt_answered(call, channels, bridge_members)
                         if needs_media:
+                            call.resuming_media = True
                             resume_media.append((call, members))
             elif args is not None and args[:1] == ["inbound"] and channel_id not in self.calls:
                 call = self.track(channel_id, inbound=True)

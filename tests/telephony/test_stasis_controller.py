@@ -361,3 +361,28 @@ def test_the_transfer_table_refuses_illegal_steps() -> None:
     assert not xfer.move(TransferStep.GIVE_UP)
     assert xfer.move(TransferStep.FINISH) and xfer.done
     assert all(state is not TransferState.DONE for state, _ in TRANSITIONS)  # done is absorbing
+
+
+def in_app(channel_id: str, d: Driver, *args: str) -> dict[str, Any]:
+    """A channel as GET /channels shows it inside the app (dialplan Stasis(app,args...))."""
+    data = ",".join((d.ctl.config.app, *args))
+    return {"id": channel_id, "state": "Up", "dialplan": {"app_name": "Stasis", "app_data": data}}
+
+
+def test_an_answered_call_adopted_after_a_restart_that_ends_before_its_media_joins_is_media_failed() -> None:
+    d = Driver()
+    up = in_app(CALL, d, "outbound", CALL)
+    out = d.ctl.reconcile_live({CALL: up}, {}, {CALL}, d.now)  # answered, no bridge: media set up anew
+    d._keep(out)
+    assert of(out, CreateBridge)
+    ended = of(d.event(destroyed(CALL), after=1), CallEnded)[0]
+    assert ended.outcome is CallOutcome.MEDIA_FAILED and ended.answered and ended.reason == "destroyed"
+
+
+def test_an_adopted_call_whose_old_media_leg_is_in_its_bridge_stays_answered() -> None:
+    d = Driver()
+    leg = f"media-{CALL}~0001"
+    channels = {CALL: in_app(CALL, d, "outbound", CALL), leg: in_app(leg, d)}
+    d._keep(d.ctl.reconcile_live(channels, {f"bridge-{CALL}": {CALL, leg}}, {CALL}, d.now))
+    ended = of(d.event(destroyed(CALL), after=30), CallEnded)[0]
+    assert ended.outcome is CallOutcome.ANSWERED
