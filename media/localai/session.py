@@ -862,9 +862,18 @@ class Session:
     def _context(self, params: Event) -> Context:
         tools: list[Any] = params["tools"] if "tools" in params else self.config["tools"]
         names = frozenset(t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str))
+        if params.get("tool_choice", self.config.get("tool_choice")) == "none":
+            names = frozenset()  # the response may call no tool at all
+        properties = {
+            t["name"]: tuple(sorted((t.get("parameters") or {}).get("properties") or {}))
+            for t in tools
+            if isinstance(t, dict) and t.get("name") in names and isinstance(t.get("parameters"), dict)
+        }
+        instructions = params.get("instructions")
+        history = self._history()
         last = next(reversed(self.items.values()), None)
         if last is None:
-            return Context("none", None, None, params.get("instructions"), names)
+            return Context("none", None, None, instructions, names, properties=properties, history=history)
         data = last.data
         if data["type"] == "function_call_output":
             name = next(
@@ -875,13 +884,46 @@ class Session:
                 ),
                 None,
             )
-            return Context("function_call_output", None, name, params.get("instructions"), names)
+            output = data.get("output")
+            return Context(
+                "function_call_output",
+                None,
+                name,
+                instructions,
+                names,
+                tool_output=output if isinstance(output, str) else None,
+                properties=properties,
+                history=history,
+            )
         if data["type"] == "message" and data.get("role") == "user":
             texts = [p.get("text", "") for p in data["content"] if p.get("type") == "input_text"]
             if texts:
-                return Context("user_text", " ".join(texts), None, params.get("instructions"), names)
-            return Context("user_audio", None, None, params.get("instructions"), names)
-        return Context("other", None, None, params.get("instructions"), names)
+                return Context(
+                    "user_text",
+                    " ".join(texts),
+                    None,
+                    instructions,
+                    names,
+                    properties=properties,
+                    history=history,
+                )
+            return Context(
+                "user_audio", None, None, instructions, names, properties=properties, history=history
+            )
+        return Context("other", None, None, instructions, names, properties=properties, history=history)
+
+    def _history(self) -> tuple[tuple[str, str], ...]:
+        """The conversation so far as (kind, text): ``user`` texts and ``call`` (the functions called)."""
+        out: list[tuple[str, str]] = []
+        for item in self.items.values():
+            data = item.data
+            if data["type"] == "function_call":
+                out.append(("call", str(data.get("name") or "")))
+            elif data["type"] == "message" and data.get("role") == "user":
+                for part in data.get("content") or ():
+                    if part.get("type") == "input_text" and part.get("text"):
+                        out.append(("user", str(part["text"])))
+        return tuple(out)
 
     def _start_response(self, params: Event, now: float) -> list[Event]:
         plan = self.policy.plan(self._context(params))
