@@ -111,7 +111,14 @@ async def h(redis_client: aioredis.Redis) -> AsyncIterator[CommandHarness]:
 
 
 async def inbound(h: CommandHarness, **behaviour: Any) -> str:
-    spec: dict[str, Any] = {"did": DID, "caller_number": CALLER, "caller_name": "Pat", "app": APP}
+    # As the shipped dialplan (deploy/asterisk/extensions.conf): not answered before Stasis, the app does.
+    spec: dict[str, Any] = {
+        "did": DID,
+        "caller_number": CALLER,
+        "caller_name": "Pat",
+        "app": APP,
+        "answered": False,
+    }
     if behaviour:
         spec["behaviour"] = {"behaviour": "answer", "after": 0, **behaviour}
     _, body = await h.sim.request("POST", "/sim/inbound", json=spec, expect=200)
@@ -289,3 +296,26 @@ async def test_a_ringing_page_call_hung_up_by_the_flow_ends_cleanly(h: CommandHa
     assert ended.outcome is CallOutcome.NO_ANSWER and not ended.answered and ended.reason == "destroyed"
     assert not h.sink.of(page, CallAnswered)
     await no_channels_left(h)
+
+
+async def test_an_unanswered_inbound_call_rings_until_the_app_answers_and_its_caller_then_speaks(
+    h: CommandHarness,
+) -> None:
+    """The simulator as the shipped dialplan: the channel enters Stasis in Ring, media needs the answer
+    (412 before it, as Asterisk), and the caller's script starts from the answer."""
+    stream = await h.sim.events(APP)
+    try:
+        await wait_until(lambda: h.sim.pbx.active_app(APP), timeout=2)
+        call_id = await inbound(h, say=[{"at": 0.2, "text": "Hello?"}], hangup_after=1.0)
+        start = await stream.wait_type("StasisStart", call_id, timeout=3)
+        assert start["channel"]["state"] == "Ring"
+        status, _ = await h.sim.request("POST", f"/ari/channels/{call_id}/play", params={"media": "sound:x"})
+        assert status == 412
+        await asyncio.sleep(1.5)
+        assert (await record(h, call_id))["said"] == []  # not answered: the caller waits
+        await h.sim.request("POST", f"/ari/channels/{call_id}/answer", expect=204)
+        await stream.wait_type("StasisEnd", call_id, timeout=3)  # hung up 1 s after the answer
+        said = (await record(h, call_id))["said"]
+        assert [s["text"] for s in said] == ["Hello?"]
+    finally:
+        await stream.close()
