@@ -32,6 +32,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from wire.caption import CaptionReader
+
 from .audio import BYTES_PER_MS, AudioClip
 from .policy import CallTool, Context, Policy
 from .vad import EnergyVad, rms_threshold_for
@@ -216,6 +218,11 @@ class Session:
         self._configure_vad()
         self._buffer_bytes = 0  # input audio since the last commit/clear
         self._appended_bytes = 0  # all input audio: the input timeline
+        # No speech recognition: a simulated caller's words ride inside its audio (wire/caption.py) and
+        # become the text of the user item they were said in.
+        self._caption = CaptionReader()
+        self._captions: dict[str, str] = {}  # user audio item id -> the words said in it
+        self._last_caption: str | None = None
         self._speech_item_id: str | None = None
         self._speech_started_ms: int | None = None
         self._audio_started = False  # voice is fixed once assistant audio exists
@@ -605,6 +612,7 @@ class Session:
             raise ProtocolError(f"Invalid 'audio': not base64 ({exc}).", param="audio") from exc
         self._buffer_bytes += len(pcm)
         self._appended_bytes += len(pcm)
+        self._caption.feed(pcm)  # (the media worker appends one 20 ms frame at a time)
         if self._vad is None:
             return []
         out: list[Event] = []
@@ -649,14 +657,19 @@ class Session:
         }
         self.items[item_id] = _Item(item)
         self._buffer_bytes = 0
+        words = self._caption.text
+        if words is not None and words != self._last_caption:  # (a long phrase spans several turns)
+            self._captions[item_id] = self._last_caption = words
+        self._caption.reset()
         out = [
             self._event("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous),
             self._event("conversation.item.added", previous_item_id=previous, item=copy.deepcopy(item)),
             self._event("conversation.item.done", previous_item_id=previous, item=copy.deepcopy(item)),
         ]
         if self.config["audio"]["input"]["transcription"] is not None:
-            # No speech recognition here: a placeholder lets clients exercise their caller-transcript path.
-            transcript = f"[caller speech, {speech_ms} ms]"
+            # No speech recognition here: the caption, else a placeholder that lets clients exercise their
+            # caller-transcript path.
+            transcript = self._captions.get(item_id) or f"[caller speech, {speech_ms} ms]"
             item["content"][0]["transcript"] = transcript
             out.append(
                 self._event(
@@ -897,6 +910,8 @@ class Session:
             )
         if data["type"] == "message" and data.get("role") == "user":
             texts = [p.get("text", "") for p in data["content"] if p.get("type") == "input_text"]
+            if not texts and data.get("id") in self._captions:
+                texts = [self._captions[data["id"]]]
             if texts:
                 return Context(
                     "user_text",
@@ -923,6 +938,8 @@ class Session:
                 for part in data.get("content") or ():
                     if part.get("type") == "input_text" and part.get("text"):
                         out.append(("user", str(part["text"])))
+                if data.get("id") in self._captions:
+                    out.append(("user", self._captions[data["id"]]))
         return tuple(out)
 
     def _start_response(self, params: Event, now: float) -> list[Event]:

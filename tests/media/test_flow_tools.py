@@ -3,6 +3,7 @@ reply channel, keys kept from the model, and the local agent doing intake and ur
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -245,3 +246,34 @@ def test_the_local_agent_calls_no_tool_when_told_to_say_something() -> None:
     assert [e["transcript"] for e in out if e["type"] == "response.output_audio_transcript.done"] == [
         "One moment."
     ]
+
+
+def test_the_local_agent_reads_a_simulated_callers_words_from_the_caption_in_its_audio() -> None:
+    from telephony.sim.audio import phrase
+    from wire.caption import embed
+
+    session = local_agent()
+    session.handle(
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"input": {"transcription": {}}}},
+        },
+        0.0,
+    )
+    words = "My furnace stopped and it is an emergency"
+    audio = embed(phrase(words, 24000), words, 24000) + bytes(24000 * 2)  # then a second of silence
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(audio), 960):
+        out += session.handle(
+            {"type": "input_audio_buffer.append", "audio": base64.b64encode(audio[i : i + 960]).decode()},
+            i / 48000,
+        )
+        if any(e["type"] == "response.function_call_arguments.done" for e in out):
+            break
+    transcripts = [
+        e["transcript"] for e in out if e["type"] == "conversation.item.input_audio_transcription.completed"
+    ]
+    assert transcripts[0] == words
+    [call] = [e for e in out if e["type"] == "response.function_call_arguments.done"]
+    assert call["name"] == "record_intake"
+    assert json.loads(call["arguments"])["problem"] == words

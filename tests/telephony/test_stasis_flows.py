@@ -30,6 +30,7 @@ from telephony.events import (
 )
 from telephony.outcomes import CallOutcome
 from wire.callids import new_flow_call_id
+from wire.caption import CaptionReader
 
 from .sim.conftest import APP, wait_until
 from .test_stasis import RecordingSink, running_harness
@@ -138,7 +139,9 @@ async def test_agent_route_bridges_the_caller_to_media_and_stasis_end_closes_it(
     h.sink = RoutingSink(InboundRoute(action="agent"))
     await h.start()
     call_id = await inbound(
-        h, say=[{"at": 0.5, "text": "My furnace stopped and it is an emergency"}], hangup_after=3.0
+        h,
+        say=[{"at": 0.5, "text": "My furnace stopped and it is an emergency", "caption": True}],
+        hangup_after=4.0,
     )
     arrived = await h.sink.wait(call_id, CallInbound)
     assert (arrived.did, arrived.caller_number, arrived.caller_name) == (DID, CALLER, "Pat")
@@ -148,7 +151,15 @@ async def test_agent_route_bridges_the_caller_to_media_and_stasis_end_closes_it(
     media_id = await h.media_leg(call_id)
     assert await h.bridge_members(call_id) == sorted([call_id, media_id])
     conn = h.media.by_uuid(bridged.media_uuid)
-    await wait_until(lambda: len(conn.frames) > 5, timeout=5)  # the caller's speech reaches the media leg
+
+    def caption() -> str | None:  # the caller's words ride in its audio, unchanged to the media leg
+        reader = CaptionReader()
+        for _, kind, payload in conn.frames:
+            if kind == 0x13:
+                reader.feed(payload)
+        return reader.text
+
+    await wait_until(lambda: caption() == "My furnace stopped and it is an emergency", timeout=5)
     ended = await h.sink.wait(call_id, CallEnded)
     assert ended.reason == "stasis_end" and ended.answered
     await h.wait_gone(f"/ari/bridges/bridge-{call_id}")

@@ -31,3 +31,28 @@ def test_attempt_inbound_and_other_ids_are_not_flow_ids() -> None:
 
 def test_say_message_is_the_json_the_media_worker_reads() -> None:
     assert json.loads(say_message('Say "hi"')) == {"type": "say", "text": 'Say "hi"'}
+
+
+def test_a_caption_rides_in_the_lsbs_and_any_run_of_frames_gives_it_back() -> None:
+    from telephony.sim.audio import phrase
+    from wire.caption import CaptionReader, embed, read_frame
+
+    text = "My furnace stopped and it is an emergency. Call me back on +1 555 111 2222, I'm Pat Lee."
+    pcm = phrase(text, 24000)
+    captioned = embed(pcm, text, 24000)
+    assert len(captioned) == len(pcm)
+    a = memoryview(pcm).cast("h")
+    b = memoryview(captioned).cast("h")
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 1  # inaudible
+    frames = [captioned[i : i + 960] for i in range(0, len(captioned) - 959, 960)]
+    count = read_frame(frames[0])[1]  # type: ignore[index]
+    assert count > 1
+    for start in (0, 1, 7):  # wherever the listener starts
+        reader = CaptionReader()
+        for frame in frames[start : start + count - 1]:
+            reader.feed(frame)
+        assert reader.text is None
+        reader.feed(frames[start + count - 1])
+        assert reader.text == text
+    assert read_frame(frames[0][2:] + b"\0\0") is None  # misaligned or altered audio: no caption
+    assert read_frame(pcm[:960]) is None  # plain speech carries none
