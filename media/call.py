@@ -44,7 +44,7 @@ from media import speech
 from media.config import peer_allowed
 from media.resample import StreamResampler
 from media.session import FRAME_S, CallSession, Hangup, RealtimeError, ToolCall, Transcript
-from media.tools import run_tool, tool_definitions
+from media.tools import CallState, run_tool, tool_definitions
 from wire import logctx
 from wire.audiosocket import (
     AUDIO_KIND_RATES,
@@ -319,6 +319,8 @@ class Call:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._transfer_pending = False
         self._transfer_settled = asyncio.Event()  # the transfer tool finished, or a human took the call
+        self.tool_state = CallState()  # what this call's tools recorded (the intake so far)
+        self._pending_say: str | None = None  # a "say" that came before the session was up
 
     @property
     def session_metrics(self) -> Metrics | None:
@@ -349,7 +351,7 @@ class Call:
         self.session = CallSession(
             brief,
             now=self.started,
-            tools=tool_definitions(brief.tools),
+            tools=tool_definitions(brief.tools, brief),
             transcribe_model=self.worker.config.transcribe_model,
             max_call_s=self.worker.config.max_call_s,
         )
@@ -394,6 +396,9 @@ class Call:
                 self.session.start(now)
             else:
                 self.session.reseed(now)
+            if self._pending_say is not None:
+                text, self._pending_say = self._pending_say, None
+                self.session.say(text, now)
             self._flush()
             async for message in ws:
                 read_at = time.perf_counter()
@@ -544,6 +549,19 @@ class Call:
             if self.probe is not None:
                 self.probe.add("in_to_out_ms", (time.perf_counter() - self.conn.read_at) * 1000)
 
+    def say(self, text: str) -> None:
+        """The product wants the agent to say ``text`` now (``say`` on the reply channel)."""
+        session = self.session
+        if self.ended:
+            return
+        if session is None or not session.connected:
+            self._pending_say = text  # said once the Realtime session is up
+            return
+        session.say(text, self.loop.time())
+        if session.flushed_at is not None:
+            self._silence_now()
+        self._flush()
+
     def dtmf(self, digit: str) -> None:
         if self.session is not None:
             self.session.dtmf(digit, self.loop.time())
@@ -692,7 +710,13 @@ class Call:
         logger.info("call %s: tool %s %s", self.call_id, call.name, call.arguments)
         self._transfer_pending = call.name == "transfer_to_human"
         try:
-            outcome = await run_tool(call, brief=brief, send_task=self.worker.send_task, control=self.worker)
+            outcome = await run_tool(
+                call,
+                brief=brief,
+                send_task=self.worker.send_task,
+                control=self.worker,
+                state=self.tool_state,
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a failing tool must not end the call; the model is told

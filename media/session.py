@@ -280,12 +280,16 @@ class CallSession:
 
     def dtmf(self, digit: str, now: float) -> None:
         """A key the caller pressed (AudioSocket 0x03): interrupts the agent like a barge-in and becomes user
-        input, answered as soon as the interrupted response is done."""
+        input, answered as soon as the interrupted response is done. A brief with ``dtmf_to_model: false``
+        (the product decides what keys mean, e.g. a page call's "press 1 to accept") keeps keys from the
+        model: they only interrupt, and the product makes the agent speak (:meth:`say`)."""
         self.metrics.dtmf += 1
         self._caller_active(now)
         # Always cancel: the server cancels by itself only on speech it detected (DESIGN.md §6).
         self._interrupt(now, cancel=True)
         self._add_transcript("caller", f"[pressed {digit}]", now)
+        if self.brief.extra.get("dtmf_to_model") is False:
+            return
         if self.connected and not self._hung_up:
             name = {"*": " (star)", "#": " (pound)"}.get(digit, "")
             item = _user_text(f"The caller pressed {digit}{name} on the keypad.")
@@ -294,6 +298,24 @@ class CallSession:
             else:
                 self._after_response.append(item)  # after the cancelled response, in conversation order
             self.request_response()
+
+    def say(self, text: str, now: float) -> None:
+        """The product wants the agent to say ``text`` now (a ``say`` message on the call's reply channel):
+        whatever the agent is saying is cancelled (like a barge-in) and the text is spoken as given, with no
+        tool call."""
+        text = " ".join(text.split())[:2000]
+        if not text or self._hung_up or self._hangup_reason is not None:
+            return
+        self._caller_active(now)  # the conversation goes on: no silence prompt right after it
+        self._interrupt(now, cancel=True, count=False)
+        # (Double quotes would end the quoted sentence early: the instructions quote it.)
+        quoted = text.replace('"', "'")
+        body = {"instructions": f'Say exactly: "{quoted}" Say nothing else.', "tool_choice": "none"}
+        if self._response_id is None and self.connected:
+            self._want_response = None
+            self._send_response_create(body)
+        else:
+            self._want_response = body  # once the cancelled response is done
 
     # ------------------------------------------------------------------------------------- clock out
     def next_frame(self, now: float) -> bytes:

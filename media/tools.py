@@ -6,13 +6,20 @@ named in the brief (``command_key``); the Stasis app answers a transfer on the p
 SMS, the call report) goes through Celery tasks named ``media.*``, sent by name: this package never imports
 Django. Tool arguments come from a language model, so each one is validated here and a bad value becomes an
 error *output* the model can read and correct, never an exception.
+
+Inbound flows add two tools: ``record_intake`` (the fields the flow asks for, named in the brief's
+``extra["intake_fields"]``: its JSON schema is built from them, every field a string) and ``report_urgent``
+(the agent judged the call urgent: the flow opens an incident and pages the on-call; the tool's output tells
+the agent what to tell the caller: ``extra["urgent_reply"]`` or :data:`URGENT_REPLY`). The values recorded
+so far are kept per call and sent with ``report_urgent``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,6 +41,13 @@ DISPOSITIONS = (
 )
 CALLBACK_MAX_AHEAD = timedelta(days=90)
 SMS_MAX_CHARS = 1000
+INTAKE_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+INTAKE_VALUE_MAX_CHARS = 500
+INTAKE_MAX_FIELDS = 40
+URGENT_SUMMARY_MAX_CHARS = 1000
+URGENT_REPLY = (
+    "The on-call technician is being contacted now; you will get a text message when someone has taken it."
+)
 
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "end_call": {
@@ -96,13 +110,93 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
             "required": ["text"],
         },
     },
+    # Its parameters are built per call from the brief's intake fields (intake_schema).
+    "record_intake": {
+        "description": "Record what the caller told you, in the fields asked for. Call it as soon as you "
+        "know some of them, and again when you learn more; fields already recorded are kept.",
+        "parameters": {"type": "object", "properties": {}, "required": []},
+    },
+    "report_urgent": {
+        "description": "The call is urgent (an emergency that cannot wait for opening hours): the on-call "
+        "person is contacted at once. Record the intake first. Then tell the caller what the output says.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "summary": {
+                    "type": "string",
+                    "description": "What is wrong, in one or two sentences, for the on-call person.",
+                }
+            },
+            "required": ["summary"],
+        },
+    },
 }
 TOOL_NAMES = tuple(_SCHEMAS)
 
 
-def tool_definitions(names: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
-    """The ``tools`` of ``session.update`` for the enabled tool names (unknown names are skipped)."""
-    return [{"type": "function", "name": name, **_SCHEMAS[name]} for name in names if name in _SCHEMAS]
+@dataclass(frozen=True)
+class IntakeField:
+    name: str
+    label: str
+    required: bool = False
+
+
+def intake_fields(brief: Brief) -> tuple[IntakeField, ...]:
+    """The intake fields of the brief (``extra["intake_fields"]``); malformed entries are skipped."""
+    raw = brief.extra.get("intake_fields") if isinstance(brief.extra, dict) else None
+    if not isinstance(raw, list):
+        return ()
+    fields: list[IntakeField] = []
+    seen: set[str] = set()
+    for entry in raw[:INTAKE_MAX_FIELDS]:
+        if not isinstance(entry, dict):
+            continue
+        name = entry.get("name")
+        if not isinstance(name, str) or not INTAKE_FIELD_NAME.match(name) or name in seen:
+            logger.warning("call %s: skipping intake field %.100r", brief.call_id, entry)
+            continue
+        seen.add(name)
+        label = entry.get("label")
+        fields.append(
+            IntakeField(
+                name, label if isinstance(label, str) and label else name, entry.get("required") is True
+            )
+        )
+    return tuple(fields)
+
+
+def intake_schema(brief: Brief) -> dict[str, Any]:
+    """The JSON schema of ``record_intake`` for this call: one string property per intake field."""
+    fields = intake_fields(brief)
+    return {
+        "type": "object",
+        "properties": {
+            f.name: {"type": "string", "description": f.label + (" (required)" if f.required else "")}
+            for f in fields
+        },
+        "required": [],  # recorded as they come: the required ones are asked for until known
+    }
+
+
+def tool_definitions(names: tuple[str, ...] | list[str], brief: Brief | None = None) -> list[dict[str, Any]]:
+    """The ``tools`` of ``session.update`` for the enabled tool names (unknown names are skipped).
+    ``record_intake`` gets its parameters from the brief's intake fields."""
+    tools = []
+    for name in names:
+        if name not in _SCHEMAS:
+            continue
+        schema = dict(_SCHEMAS[name])
+        if name == "record_intake" and brief is not None:
+            schema["parameters"] = intake_schema(brief)
+        tools.append({"type": "function", "name": name, **schema})
+    return tools
+
+
+@dataclass
+class CallState:
+    """What the tools of one call remember between calls: the intake values recorded so far."""
+
+    intake: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -128,14 +222,33 @@ class CallControl(Protocol):
 
 
 async def run_tool(
-    call: ToolCall, *, brief: Brief, send_task: SendTask, control: CallControl, now: datetime | None = None
+    call: ToolCall,
+    *,
+    brief: Brief,
+    send_task: SendTask,
+    control: CallControl,
+    now: datetime | None = None,
+    state: CallState | None = None,
 ) -> ToolOutcome:
-    """Run one tool call of the model for the call of ``brief``."""
+    """Run one tool call of the model for the call of ``brief`` (``state``: what earlier tool calls of
+    this call recorded)."""
     name = call.name
     if name not in brief.tools or name not in _SCHEMAS:
         return ToolOutcome({"ok": False, "error": f"the tool {name!r} is not available on this call"})
     args = call.arguments
     base = {"call_id": brief.call_id, "tenant_id": brief.tenant_id}
+    state = state if state is not None else CallState()
+    if name == "record_intake":
+        return await _record_intake(args, brief=brief, base=base, send_task=send_task, state=state)
+    if name == "report_urgent":
+        summary = _text(args.get("summary"))[:URGENT_SUMMARY_MAX_CHARS]
+        if not summary:
+            return ToolOutcome({"ok": False, "error": "summary is required: say what is wrong"})
+        await send_task(media_tasks.FLOW_URGENT, {**base, "summary": summary, "fields": dict(state.intake)})
+        reply = brief.extra.get("urgent_reply") if isinstance(brief.extra, dict) else None
+        return ToolOutcome(
+            {"ok": True, "tell_the_caller": reply if isinstance(reply, str) and reply else URGENT_REPLY}
+        )
     if name == "end_call":
         return ToolOutcome({"ok": True}, respond=False, hang_up="agent_end_call")
     if name == "transfer_to_human":
@@ -172,6 +285,32 @@ async def run_tool(
         return ToolOutcome({"ok": False, "error": f"text is longer than {SMS_MAX_CHARS} characters"})
     await send_task(media_tasks.SEND_SMS, {**base, "to": brief.number, "text": text})
     return ToolOutcome({"ok": True, "sent_to": brief.number})
+
+
+async def _record_intake(
+    args: dict[str, Any], *, brief: Brief, base: dict[str, Any], send_task: SendTask, state: CallState
+) -> ToolOutcome:
+    fields = intake_fields(brief)
+    known = {f.name for f in fields}
+    values: dict[str, str] = {}
+    unknown: list[str] = []
+    for key, value in args.items():
+        if key not in known:
+            unknown.append(str(key)[:40])
+            continue
+        text = (value if isinstance(value, str) else "" if value is None else str(value)).strip()
+        if text:
+            values[key] = text[:INTAKE_VALUE_MAX_CHARS]
+    if not values:
+        error = "nothing to record: give at least one of " + ", ".join(sorted(known)) if known else ""
+        return ToolOutcome({"ok": False, "error": error or "this call has no intake fields"})
+    state.intake.update(values)
+    await send_task(media_tasks.FLOW_INTAKE, {**base, "fields": dict(state.intake)})
+    missing = [f.name for f in fields if f.required and f.name not in state.intake]
+    output: dict[str, Any] = {"ok": True, "recorded": sorted(values), "still_needed": missing}
+    if unknown:
+        output["ignored"] = sorted(unknown)
+    return ToolOutcome(output)
 
 
 def _text(value: Any) -> str:

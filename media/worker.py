@@ -358,6 +358,13 @@ class MediaWorker:
             return
         if not isinstance(data, dict):
             return
+        if data.get("type") == "say":  # the product makes the agent speak (wire.brief.say_message)
+            call = self.calls.get(call_id)
+            text = data.get("text")
+            if call is not None and isinstance(text, str) and text.strip():
+                logger.info("call %s: saying %.80r on request", call_id, text)
+                call.log_context.run(call.say, text)
+            return
         if data.get("event") == "transfer":
             call = self.calls.get(call_id)
             if call is not None and data.get("status") == "answered":

@@ -1,34 +1,39 @@
 """The sink the Stasis app hands its call events to (``settings.TELEPHONY_EVENT_SINK``): it routes each
-call's events to the domain that owns the call. An outbound call's id is its attempt id, a UUID
-(``campaigns.sink.AttemptEventSink``); a call that entered from the dialplan has Asterisk's own channel id,
-never a UUID (``flows.sink.InboundCallSink``). ``telephony`` knows neither (DESIGN.md §3)."""
+call's events to the domain that owns the call, by the call id alone (:mod:`wire.callids`). A campaign
+attempt's id is a UUID of version 4 (``campaigns.sink.AttemptEventSink``); everything else belongs to the
+flows: a flow's outbound leg (a UUID of version 8) and a call that entered from the dialplan (Asterisk's own
+channel id, never a UUID) (``flows.sink``). ``telephony`` knows neither (DESIGN.md §3).
+
+Inbound routing (:meth:`CallEventRouter.route_inbound`) is the flows' decision; a flows sink without it
+leaves inbound calls unrouted (told the configured message, then hung up)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
-from uuid import UUID
 
 from campaigns.sink import AttemptEventSink
-from flows.sink import InboundCallSink
-from telephony.events import CallEvent
+from flows import sink as flows_sink
+from telephony.events import CallEvent, CallInbound, InboundRoute
+from wire.callids import is_attempt_call_id
+
+# The flows' sink: FlowCallSink (inbound calls and flow legs) where the flows provide it, else the older
+# InboundCallSink (inbound calls only).
+FlowsSink: Any = getattr(flows_sink, "FlowCallSink", None) or getattr(flows_sink, "InboundCallSink")  # noqa: B009
 
 
 def _is_attempt(call_id: str) -> bool:
-    try:
-        UUID(call_id)
-    except ValueError:
-        return False
-    return True
+    return is_attempt_call_id(call_id)
 
 
 class CallEventRouter:
-    """A :class:`telephony.events.CallEventBatchSink` in front of the outbound and inbound sinks."""
+    """A :class:`telephony.events.CallEventBatchSink` (and :class:`telephony.events.InboundRouter`) in front
+    of the campaigns' and the flows' sinks."""
 
     def __init__(self, *, pbx_ids: Iterable[int] | None = None, **attempt_options: Any) -> None:
         ids = list(pbx_ids) if pbx_ids is not None else None
         self.attempts = AttemptEventSink(pbx_ids=ids, **attempt_options)
-        self.inbound = InboundCallSink(pbx_ids=ids)
+        self.inbound = FlowsSink(pbx_ids=ids)
 
     async def handle(self, event: CallEvent) -> None:
         if _is_attempt(event.call_id):
@@ -39,10 +44,22 @@ class CallEventRouter:
     async def handle_many(self, events: Sequence[CallEvent]) -> Sequence[BaseException | None]:
         if events and _is_attempt(events[0].call_id):
             return await self.attempts.handle_many(events)
-        return await self.inbound.handle_many(events)
+        result: Sequence[BaseException | None] = await self.inbound.handle_many(events)
+        return result
+
+    async def route_inbound(self, event: CallInbound) -> InboundRoute:
+        """What to do with an inbound call: the flows decide; without a decision of theirs, refuse it with
+        the Stasis app's configured message (an empty ``message``)."""
+        route = getattr(self.inbound, "route_inbound", None)
+        if route is None:
+            return InboundRoute(action="refuse")
+        decided: InboundRoute = await route(event)
+        return decided
 
     async def live_call_ids(self) -> set[str]:
-        return await self.attempts.live_call_ids() | await self.inbound.live_call_ids()
+        attempts: set[str] = await self.attempts.live_call_ids()
+        flows: set[str] = await self.inbound.live_call_ids()
+        return attempts | flows
 
     def close(self) -> None:
         self.attempts.close()

@@ -91,8 +91,9 @@ class CallEnded:
 @dataclass(frozen=True, slots=True)
 class CallInbound:
     """A call entered the app from the dialplan (``Stasis(app,inbound,<DID>)``): who called which number.
-    Until inbound flows route it, the app answers it, plays ``message`` (a sound URI) and hangs up; its end
-    follows as ``CallEnded`` (``stasis_end``)."""
+    The app then asks the sink where it goes (:class:`InboundRouter`); a sink that does not route inbound
+    calls has it answered, told ``message`` (a sound URI) and hung up. Its end follows as ``CallEnded``
+    (``stasis_end``)."""
 
     call_id: str
     did: str
@@ -100,6 +101,31 @@ class CallInbound:
     caller_name: str
     at: datetime
     message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRoute:
+    """Where an inbound call goes: the answer of :meth:`InboundRouter.route_inbound`.
+
+    * ``agent``: the AI agent takes it. The domain has already written the call brief under
+      ``wire.brief.brief_key(<call id>)`` (the call id is the inbound channel id); the app answers and bridges
+      the call to media like an answered outbound call (``CallBridged`` ...).
+    * ``refuse``: answered, told ``message`` (a sound URI; empty: the app's configured message), hung up.
+      Never silent: used over the tenant's cap and for numbers nobody owns.
+    * ``transfer``: ``endpoint`` (an ARI endpoint, e.g. ``PJSIP/+15551230000@trunk``) is dialed with
+      ``caller_id`` for at most ``timeout_s``; answered, the caller and the human are bridged
+      (``CallTransferred``, ``number`` as dialed). Not answered (busy, no answer, failure): the call goes
+      to the agent when ``fallback_to_agent`` (the domain writes the brief in that case too), else it is
+      refused.
+    """
+
+    action: Literal["agent", "refuse", "transfer"]
+    message: str = ""
+    endpoint: str = ""
+    number: str = ""
+    caller_id: str = ""
+    timeout_s: float = 30.0
+    fallback_to_agent: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +176,20 @@ class CallEventSink(Protocol):
     async def handle(self, event: CallEvent) -> None: ...
 
     async def live_call_ids(self) -> set[str]: ...
+
+
+@runtime_checkable
+class InboundRouter(Protocol):
+    """A sink that routes inbound calls (optional: the app checks for ``route_inbound``).
+
+    ``route_inbound`` is awaited once per inbound call, right after its ``CallInbound`` was emitted (the
+    sink's ``handle`` of that event may run before, during or after it: both must be idempotent about the
+    call's record). The app waits a bounded time (``StasisConfig.inbound_route_timeout_s``); an answer that
+    does not come in time, an exception or an unusable answer refuses the call with the configured message.
+    It must not block the event loop.
+    """
+
+    async def route_inbound(self, event: CallInbound) -> InboundRoute: ...
 
 
 @runtime_checkable

@@ -47,6 +47,12 @@ def reply_channel(call_id: str) -> str:
     return f"{REPLY_CHANNEL_PREFIX}{call_id}"
 
 
+def say_message(text: str) -> str:
+    """The JSON to publish on :func:`reply_channel` to make the agent of a live call say ``text`` now: the
+    media worker cancels any response in progress and speaks the text as given."""
+    return json.dumps({"type": "say", "text": text})
+
+
 def media_expect_key(media_uuid: object) -> str:
     """``media:expect:<media uuid>``: the call id a media leg's AudioSocket UUID stands for, taken once.
 

@@ -15,5 +15,9 @@ SCHEDULE_CALLBACK: Final = "media.schedule_callback"  # the agent's schedule_cal
 SET_DISPOSITION: Final = "media.set_disposition"  # the agent's set_disposition tool
 ADD_TO_DNC: Final = "media.add_to_dnc"  # the agent's add_to_dnc tool
 SEND_SMS: Final = "media.send_sms"  # the agent's send_sms tool
+# Inbound flows (defined in flows/tasks.py): the agent's record_intake tool, kwargs {call_id, tenant_id,
+# fields: {name: value}}; and its report_urgent tool, kwargs {call_id, tenant_id, summary, fields}.
+FLOW_INTAKE: Final = "media.flow_intake"
+FLOW_URGENT: Final = "media.flow_urgent"
 
-ALL: Final = (CALL_REPORT, SCHEDULE_CALLBACK, SET_DISPOSITION, ADD_TO_DNC, SEND_SMS)
+ALL: Final = (CALL_REPORT, SCHEDULE_CALLBACK, SET_DISPOSITION, ADD_TO_DNC, SEND_SMS, FLOW_INTAKE, FLOW_URGENT)

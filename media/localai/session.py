@@ -32,6 +32,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from wire.caption import CaptionReader
+
 from .audio import BYTES_PER_MS, AudioClip
 from .policy import CallTool, Context, Policy
 from .vad import EnergyVad, rms_threshold_for
@@ -216,6 +218,11 @@ class Session:
         self._configure_vad()
         self._buffer_bytes = 0  # input audio since the last commit/clear
         self._appended_bytes = 0  # all input audio: the input timeline
+        # No speech recognition: a simulated caller's words ride inside its audio (wire/caption.py) and
+        # become the text of the user item they were said in.
+        self._caption = CaptionReader()
+        self._captions: dict[str, str] = {}  # user audio item id -> the words said in it
+        self._last_caption: str | None = None
         self._speech_item_id: str | None = None
         self._speech_started_ms: int | None = None
         self._audio_started = False  # voice is fixed once assistant audio exists
@@ -605,6 +612,7 @@ class Session:
             raise ProtocolError(f"Invalid 'audio': not base64 ({exc}).", param="audio") from exc
         self._buffer_bytes += len(pcm)
         self._appended_bytes += len(pcm)
+        self._caption.feed(pcm)  # (the media worker appends one 20 ms frame at a time)
         if self._vad is None:
             return []
         out: list[Event] = []
@@ -649,14 +657,19 @@ class Session:
         }
         self.items[item_id] = _Item(item)
         self._buffer_bytes = 0
+        words = self._caption.text
+        if words is not None and words != self._last_caption:  # (a long phrase spans several turns)
+            self._captions[item_id] = self._last_caption = words
+        self._caption.reset()
         out = [
             self._event("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous),
             self._event("conversation.item.added", previous_item_id=previous, item=copy.deepcopy(item)),
             self._event("conversation.item.done", previous_item_id=previous, item=copy.deepcopy(item)),
         ]
         if self.config["audio"]["input"]["transcription"] is not None:
-            # No speech recognition here: a placeholder lets clients exercise their caller-transcript path.
-            transcript = f"[caller speech, {speech_ms} ms]"
+            # No speech recognition here: the caption, else a placeholder that lets clients exercise their
+            # caller-transcript path.
+            transcript = self._captions.get(item_id) or f"[caller speech, {speech_ms} ms]"
             item["content"][0]["transcript"] = transcript
             out.append(
                 self._event(
@@ -862,9 +875,18 @@ class Session:
     def _context(self, params: Event) -> Context:
         tools: list[Any] = params["tools"] if "tools" in params else self.config["tools"]
         names = frozenset(t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str))
+        if params.get("tool_choice", self.config.get("tool_choice")) == "none":
+            names = frozenset()  # the response may call no tool at all
+        properties = {
+            t["name"]: tuple(sorted((t.get("parameters") or {}).get("properties") or {}))
+            for t in tools
+            if isinstance(t, dict) and t.get("name") in names and isinstance(t.get("parameters"), dict)
+        }
+        instructions = params.get("instructions")
+        history = self._history()
         last = next(reversed(self.items.values()), None)
         if last is None:
-            return Context("none", None, None, params.get("instructions"), names)
+            return Context("none", None, None, instructions, names, properties=properties, history=history)
         data = last.data
         if data["type"] == "function_call_output":
             name = next(
@@ -875,13 +897,50 @@ class Session:
                 ),
                 None,
             )
-            return Context("function_call_output", None, name, params.get("instructions"), names)
+            output = data.get("output")
+            return Context(
+                "function_call_output",
+                None,
+                name,
+                instructions,
+                names,
+                tool_output=output if isinstance(output, str) else None,
+                properties=properties,
+                history=history,
+            )
         if data["type"] == "message" and data.get("role") == "user":
             texts = [p.get("text", "") for p in data["content"] if p.get("type") == "input_text"]
+            if not texts and data.get("id") in self._captions:
+                texts = [self._captions[data["id"]]]
             if texts:
-                return Context("user_text", " ".join(texts), None, params.get("instructions"), names)
-            return Context("user_audio", None, None, params.get("instructions"), names)
-        return Context("other", None, None, params.get("instructions"), names)
+                return Context(
+                    "user_text",
+                    " ".join(texts),
+                    None,
+                    instructions,
+                    names,
+                    properties=properties,
+                    history=history,
+                )
+            return Context(
+                "user_audio", None, None, instructions, names, properties=properties, history=history
+            )
+        return Context("other", None, None, instructions, names, properties=properties, history=history)
+
+    def _history(self) -> tuple[tuple[str, str], ...]:
+        """The conversation so far as (kind, text): ``user`` texts and ``call`` (the functions called)."""
+        out: list[tuple[str, str]] = []
+        for item in self.items.values():
+            data = item.data
+            if data["type"] == "function_call":
+                out.append(("call", str(data.get("name") or "")))
+            elif data["type"] == "message" and data.get("role") == "user":
+                for part in data.get("content") or ():
+                    if part.get("type") == "input_text" and part.get("text"):
+                        out.append(("user", str(part["text"])))
+                if data.get("id") in self._captions:
+                    out.append(("user", self._captions[data["id"]]))
+        return tuple(out)
 
     def _start_response(self, params: Event, now: float) -> list[Event]:
         plan = self.policy.plan(self._context(params))

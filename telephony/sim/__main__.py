@@ -24,8 +24,10 @@ Inspection and control for tests and demos live under /sim (same credentials):
   GET  /sim/calls[?state=live|ended&number=N]   live and ended simulated calls, what each callee heard
   GET  /sim/calls/{id}                          one call
   POST /sim/calls/{id}/hangup|dtmf|say          make the simulated party act now
-  POST /sim/inbound {"did", "caller_number", "app"?, "behaviour"?}
-                                                a call arrives into Stasis(<app>,inbound,<did>)
+  POST /sim/inbound {"did", "caller_number", "app"?, "behaviour"?, "answered"?}
+                                                a call arrives into Stasis(<app>,inbound,<did>); the
+                                                caller follows "behaviour" (say, dtmf, hangup_after);
+                                                answered=false: the app answers it (shipped dialplan)
   PUT  /sim/plan                                replace the plan (JSON body)
   GET  /sim/stats                               counters
 """

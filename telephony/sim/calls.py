@@ -271,7 +271,12 @@ class Calls(PbxCore):
         self._enter_stasis(ch, call.app, call.app_args)
 
     def inbound(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """A call arrives from a trunk and the dialplan runs `Stasis(<app>,inbound,<DID>)` (A4)."""
+        """A call arrives from a trunk and the dialplan runs `Stasis(<app>,inbound,<DID>)` (A4).
+
+        ``answered`` (default true, as the dialplan that recorded the reference trace: ``Answer()`` before
+        ``Stasis()``): false is the product's shipped dialplan, which leaves answering to the app; the
+        channel enters Stasis in state ``Ring`` and the caller's script (``say``, ``dtmf``, ``hangup_after``)
+        starts once the app has answered it."""
         did = str(spec.get("did") or "")
         if not did:
             raise AriError(400, "did is required")
@@ -293,6 +298,9 @@ class Calls(PbxCore):
             raise AriError(400, str(exc)) from None
         if not behaviour.answers:
             raise AriError(400, f"behaviour {behaviour.name!r} cannot place an inbound call")
+        answered = spec.get("answered", True)
+        if not isinstance(answered, bool):
+            raise AriError(400, "answered must be true or false")
         trunk = str(spec.get("trunk") or "trunk")
         channel_id = str(spec.get("channel_id") or self._unique_id())
         if channel_id in self.channels:
@@ -301,11 +309,13 @@ class Calls(PbxCore):
             id=channel_id,
             name=f"PJSIP/{trunk}-{self._name_suffix()}",
             kind="inbound",
-            state="Up",
+            state="Up" if answered else "Ring",
             originated=False,
             caller=CallerId(str(spec.get("caller_name") or ""), caller_number),
             connected=CallerId(str(spec.get("caller_name") or ""), caller_number),
-            dialplan=Dialplan(context=str(spec.get("context") or "inbound"), exten=did, priority=3),
+            dialplan=Dialplan(
+                context=str(spec.get("context") or "inbound"), exten=did, priority=3 if answered else 2
+            ),
         )
         call = Call(
             id=channel_id,
@@ -338,4 +348,10 @@ class Calls(PbxCore):
             self._end_call_channels(call, NORMAL_CLEARING, ended_by="stasis_failed")
             return
         self._enter_stasis(call.channel, call.app, call.app_args)
+        if call.channel.state != "Up":
+            while call.channel.state != "Up":  # the app answers it (or it ends first)
+                if not call.live:
+                    return
+                await asyncio.sleep(0.02)
+            call.answered = time.time()
         await self._answered_script(call)

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from wire import caption
+
 from . import audio
 from .causes import NORMAL_CLEARING
 from .core import PbxCore
@@ -65,10 +67,11 @@ class Parties(PbxCore):
         ch = call.channel
         if say.text is not None:
             text = say.text
-            key: tuple[Any, ...] = ("phrase", text)
+            key: tuple[Any, ...] = ("phrase", text, say.caption)
 
             def render(rate: int) -> bytes:
-                return render_phrase(text, rate)
+                pcm = render_phrase(text, rate)
+                return caption.embed(pcm, text, rate) if say.caption else pcm
 
             what: dict[str, Any] = {"text": text}
             self._far_app(call, "Playback", text[:40])

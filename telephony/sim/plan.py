@@ -62,6 +62,7 @@ class Say:
     tone_hz: float | None = None
     seconds: float = 1.0
     repeat: bool = False  # speak the same audio back to back until the call ends (load tests)
+    caption: bool = False  # carry ``text`` inside the audio for the local agent (wire/caption.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,7 @@ def _parse_say(items: Any, where: str) -> tuple[Say, ...]:
                 tone_hz=_number(tone, f"{w}.tone", minimum=1.0) if tone is not None else None,
                 seconds=_number(item.get("seconds", 1.0), f"{w}.seconds"),
                 repeat=_flag(item.get("repeat", False), f"{w}.repeat"),
+                caption=_flag(item.get("caption", False), f"{w}.caption"),
             )
         )
     return tuple(sorted(out, key=lambda s: s.at))

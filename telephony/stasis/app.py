@@ -34,9 +34,13 @@ What it does (PROTOCOLS.md part A, §1.3–1.4, §3, pitfall 9):
   ``media:expect:<uuid> = <call id>`` in Redis for ``MEDIA_EXPECT_TTL_S``; the media worker takes that key
   once (GETDEL) and refuses a UUID it does not find, so a connection presenting a live call's UUID a second
   time cannot take the call over.
-* **Inbound calls** (``StasisStart [inbound, <DID>]``, from the dialplan): until inbound flows route them,
-  the app reports ``CallInbound`` (who called which number), answers, plays ``inbound_message`` (a clear
-  "this number cannot take your call" sound) and hangs up; the end follows on ``StasisEnd`` (A4).
+* **Inbound calls** (``StasisStart [inbound, <DID>]``, from the dialplan): the app reports ``CallInbound``
+  (who called which number) and asks the sink where the call goes (``route_inbound``, optional, at most
+  ``inbound_route_timeout_s``): the agent (answered and bridged to media like an answered outbound call),
+  a human (dialed while the caller hears ringing; bridged on answer; else the agent or a refusal), or a
+  refusal: answered, told the route's message or ``inbound_message`` (a clear "this number cannot take
+  your call" sound), hung up. No answer in time, an error, or a sink without ``route_inbound``: refused,
+  never silent. The end follows on ``StasisEnd`` (A4).
 * **Health** (:mod:`telephony.health`): while its events websocket is connected and reconciled, the app
   refreshes ``stasis:apps`` in Redis for the PBX rows it serves every second; the dispatcher places calls
   on a PBX only while that heartbeat is fresh (DESIGN.md §5 rule 9, A11).
@@ -142,7 +146,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from telephony import health, metrics
-from telephony.events import CallEnded, CallEvent, CallEventSink
+from telephony.events import CallEnded, CallEvent, CallEventSink, InboundRoute
 from telephony.stasis.commands import consume_commands
 from telephony.stasis.config import StasisConfig
 from telephony.stasis.connection import EventsConnection, handle_text
@@ -169,6 +173,8 @@ from telephony.stasis.intents import (
     PublishReply,
     RemoveFromBridge,
     Result,
+    RingChannel,
+    RouteInbound,
     StartTimer,
 )
 from telephony.stasis.lanes import EventLanes
@@ -358,8 +364,12 @@ class StasisApp:
             return Result(await rest.hangup(intent.channel_id, intent.reason))
         if isinstance(intent, DestroyBridge):
             return Result(await rest.destroy_bridge(intent.bridge_id))
+        if isinstance(intent, RouteInbound):
+            return await self._route_inbound(intent)
         if isinstance(intent, AnswerChannel):
             status, body = await rest.request("POST", f"/channels/{seg(intent.channel_id)}/answer")
+        elif isinstance(intent, RingChannel):
+            status, body = await rest.request("POST", f"/channels/{seg(intent.channel_id)}/ring")
         elif isinstance(intent, PlayMedia):
             path = f"/channels/{seg(intent.channel_id)}/play/{seg(intent.playback_id)}"
             status, body = await rest.request("POST", path, {"media": intent.media})
@@ -393,6 +403,27 @@ class StasisApp:
         else:
             return await self._perform_redis(intent)
         return Result(status, body)
+
+    async def _route_inbound(self, intent: RouteInbound) -> Result:
+        """The sink's ``route_inbound``, bounded; a sink without it refuses (the configured message). A
+        timeout or an error answers None: the controller refuses the call."""
+        route = getattr(self.sink, "route_inbound", None)
+        if route is None:
+            return Result(body=InboundRoute(action="refuse"))
+        try:
+            decided = await asyncio.wait_for(route(intent.event), self.config.inbound_route_timeout_s)
+        except TimeoutError:
+            logger.warning(
+                "stasis %s: inbound call %s: no route within %.1fs",
+                self.config.app,
+                intent.call_id,
+                self.config.inbound_route_timeout_s,
+            )
+            return Result()
+        except Exception:  # noqa: BLE001 - the sink's failure must not leave the caller in silence
+            logger.exception("stasis %s: inbound call %s: routing failed", self.config.app, intent.call_id)
+            return Result()
+        return Result(body=decided)
 
     async def _perform_redis(self, intent: Intent) -> Result:
         client = self._redis

@@ -35,6 +35,8 @@ class StasisConfig:
     media_start_timeout_s: float = 5.0
     # What an inbound caller hears while inbound calls are not routed yet (an Asterisk sound URI).
     inbound_message: str = "sound:ss-noservice"
+    # How long the sink may take to say where an inbound call goes (route_inbound); then it is refused.
+    inbound_route_timeout_s: float = 5.0
     # How host names of the PBX are resolved (None: aiohttp's default). A tenant's own PBX gets one that
     # refuses addresses outside the URL policy (the caller provides it: telephony knows no tenants).
     resolver: AbstractResolver | None = field(default=None, repr=False, compare=False)

@@ -30,8 +30,19 @@ The decisions (PROTOCOLS.md part A; see also the package's app module):
   is ``media_failed`` when its agent was never heard (the media worker's mark says so, or, the mark being
   unknown, the leg went within :data:`MEDIA_SHORT_LIFE_S` of joining the bridge).
 * The caller ending → ``CallEnded`` once, then the human leg, the media leg and the bridge go (A9).
-* Inbound (``StasisStart [inbound, DID]``): ``CallInbound``, answer, play ``inbound_message``, hang up once
-  it finished (or after :data:`INBOUND_HANGUP_AFTER_S`).
+* Inbound (``StasisStart [inbound, DID]``): ``CallInbound``, then the sink is asked where it goes
+  (:class:`~telephony.stasis.intents.RouteInbound`, at most ``inbound_route_timeout_s``;
+  :class:`~telephony.events.InboundRoute`):
+
+  - ``agent``: answered (``CallAnswered``) and bridged to media like an answered outbound call;
+  - ``refuse`` (and no answer in time, an error, an unusable answer): answered, the message played, hung up
+    once it finished (or after :data:`INBOUND_HANGUP_AFTER_S`): never silent;
+  - ``transfer``: the caller hears ringing while the human leg (``xfer-<call>``) is dialed; once it answers,
+    the caller is answered and both go into ``bridge-<call>`` (``CallTransferred``). Not answered, busy or
+    failed: the agent takes the call (``fallback_to_agent``) or it is refused.
+
+  After a restart of this process an inbound call found bridged with its media leg (or its human) is
+  adopted; one that is not is refused (its route died with the old process).
 * Call actions: ``hangup`` and ``transfer`` (the transfer's states: :mod:`telephony.stasis.transfer`).
 """
 
@@ -55,6 +66,7 @@ from telephony.events import (
     CallRinging,
     CallTransferred,
     EndReason,
+    InboundRoute,
     MediaGone,
 )
 from telephony.outcomes import CallEndTracker, CallOutcome
@@ -92,6 +104,8 @@ from telephony.stasis.intents import (
     PublishReply,
     RemoveFromBridge,
     Result,
+    RingChannel,
+    RouteInbound,
     StartTimer,
 )
 from telephony.stasis.transfer import Transfer, TransferState, TransferStep
@@ -134,6 +148,9 @@ class Call:
     # Adopted after a restart, answered, its media to be set up anew: it ends media_failed unless bridged.
     resuming_media: bool = False
     setup: MediaSetup | None = None
+    routing: bool = False  # inbound: waiting for the sink to say where it goes
+    route: InboundRoute | None = None  # inbound: where the sink said it goes
+    route_transfer: bool = False  # inbound: its route's human leg is being dialed (failure: fall back)
 
 
 @dataclass
@@ -350,17 +367,16 @@ class CallController:
             dialplan = channel.get("dialplan")
             exten = dialplan.get("exten") if isinstance(dialplan, Mapping) else ""
             did = args[1] if len(args) > 1 and args[1] else str(exten or "")
-            self._out.append(
-                CallInbound(
-                    call_id=call.call_id,
-                    did=did[:64],
-                    caller_number=str(caller.get("number") or "")[:64],
-                    caller_name=str(caller.get("name") or "")[:200],
-                    at=self._at(),
-                    message=self.config.inbound_message,
-                )
+            inbound = CallInbound(
+                call_id=call.call_id,
+                did=did[:64],
+                caller_number=str(caller.get("number") or "")[:64],
+                caller_name=str(caller.get("name") or "")[:200],
+                at=self._at(),
+                message=self.config.inbound_message,
             )
-            self.inbound_unrouted(call)
+            self._out.append(inbound)
+            self._route_inbound(call, inbound)
             return
         self._out.append(CallAnswered(call.call_id, channel_id, self._at()))
         self.setup_media(call)
@@ -371,8 +387,10 @@ class CallController:
         if call.ended:
             return
         call.ended = True
+        call.routing = False
         self._cancel_timer(("max_duration", call.channel_id))
         self._cancel_timer(("end_grace", call.channel_id))
+        self._cancel_timer(("inbound_route", call.channel_id))
         self.calls.pop(call.channel_id, None)
         tracker = call.tracker
         outcome = tracker.outcome()
@@ -651,9 +669,115 @@ class CallController:
             self._send(AskAgentSpoke, call.call_id, then=lambda r: decide(r.value))
 
     # ------------------------------------------------------------------------------------ inbound
-    def inbound_unrouted(self, call: Call) -> None:
-        """Answer, play the message, hang up once it finished; the end follows on StasisEnd."""
+    def _route_inbound(self, call: Call, event: CallInbound) -> None:
+        """Ask the sink where the call goes, for at most ``inbound_route_timeout_s``."""
+        call.routing = True
+        self._start_timer(
+            ("inbound_route", call.call_id),
+            self.config.inbound_route_timeout_s,
+            lambda: self._routed(call, None, "no route in time"),
+        )
+        self._send(
+            RouteInbound, call.call_id, event, then=lambda r: self._routed(call, r.body, "routing failed")
+        )
+
+    def _routed(self, call: Call, route: Any, why: str) -> None:
+        if not call.routing:
+            return  # (decided already: a late answer after the timeout, or the timeout after the answer)
+        call.routing = False
+        self._cancel_timer(("inbound_route", call.call_id))
+        if call.ended:
+            return
+        usable = isinstance(route, InboundRoute) and route.action in ("agent", "refuse", "transfer")
+        if not usable:
+            logger.warning(
+                "stasis %s: inbound call %s: %s (%.200r); refusing it",
+                self.config.app,
+                call.call_id,
+                why,
+                route,
+            )
+            route = InboundRoute(action="refuse")
+        call.route = route
+        logger.info("stasis %s: inbound call %s: %s", self.config.app, call.call_id, route.action)
+        if route.action == "agent":
+            self._inbound_agent(call)
+        elif route.action == "transfer":
+            self._inbound_transfer(call, route)
+        else:
+            self.inbound_unrouted(call, route.message)
+
+    def _inbound_agent(self, call: Call) -> None:
+        """Answer, then bridge to media exactly like an answered outbound call."""
+
+        def answered(result: Result) -> None:
+            if call.ended:
+                return
+            if result.status not in (200, 204):
+                # (404: the caller went meanwhile, its StasisEnd ends it; else media set-up says more)
+                logger.warning(
+                    "stasis %s: answer %s answered %s", self.config.app, call.channel_id, result.status
+                )
+            self._out.append(CallAnswered(call.call_id, call.channel_id, self._at()))
+            self.setup_media(call)
+
+        self._send(AnswerChannel, call.channel_id, then=answered)
+
+    def _inbound_transfer(self, call: Call, route: InboundRoute) -> None:
+        """Ring the caller and dial the human; the rest is the transfer's (see _bridge_transfer)."""
+        timeout_s = route.timeout_s
+        if (
+            not route.endpoint
+            or isinstance(timeout_s, bool)
+            or not isinstance(timeout_s, int | float)
+            or not 0 < timeout_s <= 600
+        ):
+            logger.warning(
+                "stasis %s: inbound call %s: unusable transfer route %r", self.config.app, call.call_id, route
+            )
+            self._inbound_fallback(call, "invalid")
+            return
+        if not self.connected:  # A11: the human leg's StasisStart would never reach us
+            self._inbound_fallback(call, "pbx_unavailable")
+            return
+        call.route_transfer = True
+        self._send(RingChannel, call.channel_id)
+        self._dial_human(
+            call,
+            number=route.number or route.endpoint,
+            endpoint=route.endpoint,
+            caller_id=route.caller_id or None,
+            timeout_s=float(timeout_s),
+        )
+
+    def _inbound_fallback(self, call: Call, reason: str) -> None:
+        """The route's human did not take the call: the agent does (fallback_to_agent), else refuse it."""
+        call.route_transfer = False
+        if call.ended:
+            return
+        route = call.route
+        if route is not None and route.fallback_to_agent:
+            logger.info(
+                "stasis %s: inbound call %s: transfer failed (%s); the agent takes it",
+                self.config.app,
+                call.call_id,
+                reason,
+            )
+            self._inbound_agent(call)
+        else:
+            logger.info(
+                "stasis %s: inbound call %s: transfer failed (%s); refusing it",
+                self.config.app,
+                call.call_id,
+                reason,
+            )
+            self.inbound_unrouted(call, route.message if route is not None else "")
+
+    def inbound_unrouted(self, call: Call, message: str = "") -> None:
+        """Answer, play ``message`` (empty: the configured one), hang up once it finished; the end follows
+        on StasisEnd."""
         playback_id = f"{INBOUND_PLAYBACK_PREFIX}{call.call_id}"
+        message = message or self.config.inbound_message
 
         def answered(result: Result) -> None:
             if result.status not in (200, 204):
@@ -661,7 +785,7 @@ class CallController:
                     "stasis %s: answer %s answered %s", self.config.app, call.channel_id, result.status
                 )
             self._playbacks[playback_id] = playback
-            self._send(PlayMedia, call.channel_id, playback_id, self.config.inbound_message, then=playing)
+            self._send(PlayMedia, call.channel_id, playback_id, message, then=playing)
 
         def playing(result: Result) -> None:
             playback.answered = True
@@ -683,7 +807,7 @@ class CallController:
         del self._playbacks[playback_id]
         self._cancel_timer(("inbound", playback_id))
         if not call.ended:
-            logger.info("stasis %s: inbound call %s is not routed; hung up", self.config.app, call.call_id)
+            logger.info("stasis %s: inbound call %s was refused; hung up", self.config.app, call.call_id)
             self._send(HangUp, call.channel_id)
 
     # ----------------------------------------------------------------------------------- commands
@@ -755,6 +879,14 @@ class CallController:
         if not self.connected:  # A11: the human leg's StasisStart would never reach us
             failed("pbx_unavailable")
             return
+        self._dial_human(
+            call, number=number, endpoint=endpoint, caller_id=caller_id, timeout_s=float(timeout_s)
+        )
+
+    def _dial_human(
+        self, call: Call, *, number: str, endpoint: str, caller_id: str | None, timeout_s: float
+    ) -> None:
+        """Originate the human leg ``xfer-<call>`` into this app; its StasisStart is the answer."""
         channel_id = transfer_leg_of(call.call_id)
         xfer = Transfer(call.call_id, channel_id, number, CallEndTracker(channel_id))
         call.transfer = xfer
@@ -872,12 +1004,78 @@ class CallController:
         call = self.calls.get(xfer.call_id)
         if call is not None and call.transfer is xfer:
             call.transfer = None
+        if call is not None and call.route_transfer:  # an inbound call's route: nobody waits for a reply
+            self._inbound_fallback(call, reason)
+            return
         self._reply(xfer.call_id, {"event": "transfer", "status": "failed", "reason": reason})
+
+    def _bridge_inbound_transfer(self, xfer: Transfer, call: Call) -> None:
+        """The human of an inbound call's route answered: answer the caller (it heard ringing until now),
+        put both in the call's bridge. Any step failing: the human is hung up and the call falls back."""
+        bridge_id = bridge_id_of(call.call_id)
+
+        def fail(why: str) -> None:
+            logger.warning(
+                "stasis %s: inbound call %s: could not bridge %s (%s)",
+                self.config.app,
+                call.call_id,
+                xfer.number,
+                why,
+            )
+            reason = "hung_up" if xfer.gone else "failed"
+            if not xfer.done:
+                xfer.move(TransferStep.GIVE_UP)
+                xfer.fail_reason = reason
+                self._send(HangUp, xfer.channel_id, then=lambda _r: self._transfer_failed(xfer, reason))
+
+        def gone() -> bool:
+            if call.ended:  # its teardown hangs the human up
+                return True
+            if xfer.gone or xfer.done:
+                fail("the human hung up")
+                return True
+            return False
+
+        def answered(result: Result) -> None:
+            if gone():
+                return
+            if result.status not in (200, 204):
+                fail(f"answer answered {result.status}")
+                return
+            self._send(CreateBridge, bridge_id, then=created)
+
+        def created(result: Result) -> None:
+            if result.status in (200, 409):  # (409: left from an earlier try: reused)
+                call.bridge_id = bridge_id
+            if gone():
+                return
+            if result.status not in (200, 409):
+                fail(f"bridge create answered {result.status}")
+                return
+            self._send(AddToBridge, bridge_id, (call.channel_id, xfer.channel_id), then=added)
+
+        def added(result: Result) -> None:
+            if gone():
+                return
+            if result.status not in (200, 204):
+                fail(f"addChannel answered {result.status}")
+                return
+            call.route_transfer = False
+            xfer.move(TransferStep.JOINED)
+            logger.info(
+                "stasis %s: inbound call %s: connected to %s", self.config.app, call.call_id, xfer.number
+            )
+            self._out.append(CallTransferred(call.call_id, xfer.number, self._at()))
+
+        self._send(AnswerChannel, call.channel_id, then=answered)
 
     def _bridge_transfer(self, xfer: Transfer) -> None:
         """A10: the human answered. Media leg out of the bridge, human in, and only then the media leg
         deleted (had the add failed, the agent's leg goes back in: the caller is never left alone)."""
         call = self.calls.get(xfer.call_id)
+        if call is not None and not call.ended and call.route_transfer:
+            self._bridge_inbound_transfer(xfer, call)
+            return
         if call is None or call.ended or call.bridge_id is None:
             self.transfer_done(xfer)
             self._send(HangUp, xfer.channel_id)
@@ -1009,7 +1207,11 @@ class CallController:
             elif args is not None and args[:1] == ["inbound"] and channel_id not in self.calls:
                 call = self.track(channel_id, inbound=True)
                 call.answered = call.tracker.answered = True
-                self.inbound_unrouted(call)  # the message again, then the hang-up
+                # With the agent (or a human) in its bridge: adopted as it is. Otherwise its route died
+                # with the old process: the message, then the hang-up (never left in silence).
+                needs_media, _members = self._adopt_answered(call, channels, bridge_members)
+                if needs_media:
+                    self.inbound_unrouted(call)
         # AudioSocket legs: kept when their call uses them, else hung up (an orphan, or a leg left from a
         # setup that a restart interrupted: the call gets a new one).
         for channel_id in channels:

@@ -12,7 +12,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from telephony.events import CallEvent
+from telephony.events import CallEvent, CallInbound
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,14 @@ class HangUp:
 
 @dataclass(frozen=True)
 class AnswerChannel:
+    op: int
+    channel_id: str
+
+
+@dataclass(frozen=True)
+class RingChannel:
+    """``POST /channels/{id}/ring``: the caller hears ringing while a human is dialed for it."""
+
     op: int
     channel_id: str
 
@@ -146,6 +154,18 @@ class PublishReply:
     payload: Mapping[str, Any] = field(hash=False)
 
 
+# ---------------------------------------------------------------------------------------------- sink
+@dataclass(frozen=True)
+class RouteInbound:
+    """Ask the sink where an inbound call goes (``route_inbound``, bounded by the adapter). ``body``: the
+    :class:`~telephony.events.InboundRoute`, or None (no answer in time, an error). A sink that does not
+    route inbound calls answers a refusal with the configured message."""
+
+    op: int
+    call_id: str
+    event: CallInbound = field(hash=False)
+
+
 # -------------------------------------------------------------------------------------------- timers
 @dataclass(frozen=True)
 class StartTimer:
@@ -163,6 +183,7 @@ class CancelTimer:
 RestIntent = (
     HangUp
     | AnswerChannel
+    | RingChannel
     | PlayMedia
     | CreateBridge
     | GetBridge
@@ -174,7 +195,8 @@ RestIntent = (
     | OriginateTransfer
 )
 RedisIntent = AnnounceMedia | MarkMediaHostDown | AskAgentSpoke | PublishReply
+SinkIntent = RouteInbound
 TimerIntent = StartTimer | CancelTimer
-Intent = RestIntent | RedisIntent | TimerIntent
+Intent = RestIntent | RedisIntent | SinkIntent | TimerIntent
 #: What the controller gives out: call events for the sink, intents for its adapter.
 Effect = CallEvent | Intent

@@ -195,3 +195,18 @@ def test_the_compose_file_runs_every_production_process_from_the_project():
     assert "orchestrator" in packages
     for kept in [*packages, "manage.py", "pyproject.toml", "deploy"]:
         assert kept not in ignored, kept
+
+
+def test_the_dialplan_hands_every_did_to_the_stasis_app_unanswered():
+    """Inbound flows route by the number dialed: the [inbound] context passes ${EXTEN} to the app, which
+    answers once it has decided (a transfer to the office line is answered only when someone picks up)."""
+    text = (DEPLOY / "asterisk" / "extensions.conf").read_text()
+    context = text.split("[inbound]", 1)[1]
+    lines = [line.split(";", 1)[0].strip() for line in context.splitlines()]
+    lines = [line for line in lines if line]
+    stasis = next(i for i, line in enumerate(lines) if "Stasis(${ORCHESTRATOR_APP},inbound,${EXTEN})" in line)
+    assert lines[0].startswith("exten => _[+0-9].,1,")
+    assert not any("Answer()" in line for line in lines[:stasis])
+    failed = next(i for i, line in enumerate(lines) if "(failed)" in line)
+    assert any("Answer()" in line for line in lines[failed:]) and "Playback(ss-noservice)" in context
+    assert "ORCHESTRATOR_APP = ai_agent" in text

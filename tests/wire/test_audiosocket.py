@@ -119,7 +119,7 @@ def test_the_codec_imports_only_the_standard_library() -> None:
 
 
 @pytest.mark.slow
-def test_the_simulator_imports_nothing_of_the_project_but_the_codec() -> None:
+def test_the_simulator_imports_nothing_of_the_project_but_the_codec_and_captions() -> None:
     code = (
         "import sys; import telephony.sim.__main__, telephony.sim.server, telephony.sim.engine; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
@@ -129,7 +129,8 @@ def test_the_simulator_imports_nothing_of_the_project_but_the_codec() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
     )
-    assert json.loads(out.stdout.replace("'", '"')) == ["telephony", "wire", "wire.audiosocket"]
+    imported = json.loads(out.stdout.replace("'", '"'))
+    assert imported == ["telephony", "wire", "wire.audiosocket", "wire.caption"]
 
 
 # ----------------------------------------------------------------------------------------- constants

@@ -185,7 +185,7 @@ def test_agent_policy() -> None:
     ) == Speak("Hi Dana, this is Ava from Acme.")
     assert policy.plan(ctx()) == Speak(AGENT_GREETING)
     assert policy.plan(ctx("user_audio")) == Speak(MENU_SENTENCE)
-    assert policy.plan(ctx("user_text", "The caller pressed 7")) == Speak(MENU_SENTENCE)
+    assert policy.plan(ctx("user_text", "The caller pressed 4")) == Speak(MENU_SENTENCE)  # (7: urgent)
     call = policy.plan(ctx("user_text", "The caller pressed 1"))
     assert isinstance(call, CallTool) and call.name == "transfer_to_human"
     assert policy.plan(ctx("function_call_output", tool="add_to_dnc")) == Speak(
