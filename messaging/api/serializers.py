@@ -71,6 +71,8 @@ class SmsAccountInputSerializer(serializers.Serializer[Any]):
     kind = serializers.ChoiceField(choices=Provider.values)
     username = serializers.CharField(max_length=100, required=False, allow_blank=True)
     secret = serializers.CharField(max_length=500, required=False, write_only=True)
+    # Operator-only (the admin): accepted here only to be refused with a clear message.
+    secret_env = serializers.CharField(max_length=100, required=False, write_only=True)
     public_key = serializers.CharField(max_length=200, required=False, allow_blank=True)
     messaging_profile_id = serializers.CharField(max_length=100, required=False, allow_blank=True)
     api_base = serializers.CharField(max_length=200, required=False, allow_blank=True)
