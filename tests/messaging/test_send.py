@@ -135,6 +135,7 @@ class _Telnyx(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        answer: dict[str, Any]
         type(self).requests.append({"path": self.path, "auth": self.headers["Authorization"], "body": body})
         if body["to"] == "+15550004444":
             status, answer = 403, {"errors": [{"code": "40300", "title": "Blocked due to STOP message"}]}
