@@ -61,7 +61,6 @@ from campaigns.services.passes import (
     dispatch_pass_started,
     dispatch_passes_request,
 )
-from campaigns.sms import SmsError
 from orchestrator.errors import InvalidInput
 from wire import logctx
 from wire import tasks as media_tasks
@@ -243,10 +242,6 @@ MEDIA_UNCHANGED = "unchanged"
 MEDIA_DROPPED = "dropped"
 MEDIA_INVALID = "invalid"
 
-#: Retries of an SMS whose backend failed transiently, and the pause between them.
-SMS_MAX_RETRIES = 5
-SMS_RETRY_S = 30.0
-
 
 def _media_action(task: str, call_id: object, tenant_id: object, action: Callable[[UUID, int], bool]) -> str:
     """Run ``action(attempt_id, tenant_id)`` for a media task; what happened (for logs and tests)."""
@@ -332,26 +327,16 @@ def media_add_to_dnc(call_id: str, tenant_id: int, note: str = "", **_extra: Any
     )
 
 
-@shared_task(bind=True, name=media_tasks.SEND_SMS, ignore_result=True, max_retries=SMS_MAX_RETRIES)
-def media_send_sms(
-    self: Task[Any, Any], call_id: str, tenant_id: int, to: str, text: str, **_extra: Any
-) -> str:
-    """An SMS the agent sends during the call, through ``campaigns.sms`` (recorded on the attempt)."""
-    try:
-        return _media_action(
-            media_tasks.SEND_SMS,
-            call_id,
-            tenant_id,
-            lambda pk, tenant: agent_actions.attempt_send_sms(
-                attempt_id=pk, tenant_id=tenant, to=to, text=text
-            ),
-        )
-    except SmsError as exc:
-        if not exc.retryable:
-            logger.warning("media.send_sms: call %s: not sent (%s); dropped", call_id, exc)
-            return MEDIA_INVALID
-        logger.warning("media.send_sms: call %s: not sent (%s); retry in %.0f s", call_id, exc, SMS_RETRY_S)
-        raise self.retry(countdown=SMS_RETRY_S) from exc
+@shared_task(name=media_tasks.SEND_SMS, ignore_result=True)
+def media_send_sms(call_id: str, tenant_id: int, to: str, text: str, **_extra: Any) -> str:
+    """An SMS the agent sends during the call: queued through messaging (its worker task sends it, with
+    retries) and recorded on the attempt."""
+    return _media_action(
+        media_tasks.SEND_SMS,
+        call_id,
+        tenant_id,
+        lambda pk, tenant: agent_actions.attempt_send_sms(attempt_id=pk, tenant_id=tenant, to=to, text=text),
+    )
 
 
 @shared_task(name="campaigns.tasks.run_contact_import", ignore_result=True)

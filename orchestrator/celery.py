@@ -87,6 +87,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # CSV imports whose task was lost (a worker killed mid-import, a message lost) run again, resuming
     # after their last committed batch.
     "resume-stalled-imports": every(60, "campaigns.tasks.resume_stalled_imports", expires=55),
+    # SMS sends and provider webhooks whose task was lost are enqueued again (messaging/tasks.py).
+    "messaging-sweep": every(10, "messaging.sweep", expires=9),
 }
 
 # The Redis transport with kombu's restore-on-connection-loss crash fixed (a worker survives a broker

@@ -47,6 +47,7 @@ CONSTRAINT_FIELDS: dict[str, tuple[str, str]] = {
         "a tenant's own PBX keeps its password stored (give password), never in an environment variable",
     ),
     "lead_waiting_has_next_due_at": ("next_due_at", "a waiting lead needs a due time"),
+    "smsaccount_one_secret_source": ("secret", "give at most one of secret or secret_env"),
 }
 
 

@@ -17,7 +17,8 @@ a production deployment that forgets it must fail loudly, not run with a key fro
 | FIELD_ENCRYPTION_KEY | required unless DEBUG: checked at start-up (see orchestrator/crypto.py) |
 | PHONE_TEST_PREFIXES  | empty: only numbers valid for their country are accepted |
 | MEDIA_SILENCE_PROMPT_S, MEDIA_SILENCE_END_S, TRANSFER_TIMEOUT_S | 10, 25, 30 (the call brief's limits) |
-| SMS_BACKEND     | campaigns.sms.ConsoleSmsBackend (logs the message) |
+| PUBLIC_BASE_URL | http://127.0.0.1:8000 (links and provider webhook URLs)         |
+| SMS_*, TWILIO_API_BASE, TELNYX_API_BASE, MESSAGING_* | see "messaging" below    |
 | IMPORT_INLINE_MAX_ROWS, IMPORT_BATCH_ROWS | 1000, 1000 (a larger CSV import runs on a worker) |
 | CACHE_KEY_PREFIX | orchestrator:cache (Django's cache, on REDIS_URL) |
 | API_THROTTLE_RATE, API_IMPORT_THROTTLE_RATE | 1200/min, 20/min per tenant (the CSV import: both) |
@@ -82,6 +83,7 @@ INSTALLED_APPS = [
     "tenants.apps.TenantsConfig",
     "campaigns.apps.CampaignsConfig",
     "flows.apps.FlowsConfig",
+    "messaging.apps.MessagingConfig",
 ]
 
 MIDDLEWARE = [
@@ -284,8 +286,30 @@ ATTEMPT_STALL_S: int = env.int("ATTEMPT_STALL_S", default=60)
 MEDIA_SILENCE_PROMPT_S: int = env.int("MEDIA_SILENCE_PROMPT_S", default=10)
 MEDIA_SILENCE_END_S: int = env.int("MEDIA_SILENCE_END_S", default=25)
 TRANSFER_TIMEOUT_S: int = env.int("TRANSFER_TIMEOUT_S", default=30)
-# How the agent's send_sms tool sends (campaigns/sms.py): a dotted path to an SmsBackend class.
-SMS_BACKEND: str = env.str("SMS_BACKEND", default="campaigns.sms.ConsoleSmsBackend")
+
+# ------------------------------------------------------------------------------------------- messaging
+# Where the product is reached from outside (links in messages, the webhook URLs given to SMS providers).
+# Behind a proxy, set it to the public https:// origin: Twilio signs the exact URL it called.
+PUBLIC_BASE_URL: str = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# The SMS providers' APIs (empty: Twilio's own, https://api.twilio.com); point TWILIO_API_BASE at the local
+# stand-in (python -m telephony.sim.sms) for the demo and tests. A tenant without an SMS account: console.
+TWILIO_API_BASE: str = env.str("TWILIO_API_BASE", default="")
+TELNYX_API_BASE: str = env.str("TELNYX_API_BASE", default="https://api.telnyx.com")
+# Every provider request's timeout; send tries of one message (retryable errors), and the backoff between.
+SMS_PROVIDER_TIMEOUT_S: float = env.float("SMS_PROVIDER_TIMEOUT_S", default=10.0)
+SMS_SEND_MAX_TRIES: int = env.int("SMS_SEND_MAX_TRIES", default=5)
+SMS_RETRY_BACKOFF_S: float = env.float("SMS_RETRY_BACKOFF_S", default=5.0)
+SMS_RETRY_BACKOFF_MAX_S: float = env.float("SMS_RETRY_BACKOFF_MAX_S", default=300.0)
+# A Telnyx webhook whose signed timestamp is further than this from now is refused (replay).
+TELNYX_WEBHOOK_TOLERANCE_S: int = env.int("TELNYX_WEBHOOK_TOLERANCE_S", default=300)
+# The answer to HELP ({tenant}: the tenant's name).
+MESSAGING_HELP_TEXT: str = env.str(
+    "MESSAGING_HELP_TEXT",
+    default="{tenant}: automated notifications. Reply STOP to opt out, START to opt back in.",
+)
+# The domain's handlers (dotted paths; messaging/hooks.py): status changes, and inbound replies.
+MESSAGING_STATUS_HANDLERS: list[str] = env.list("MESSAGING_STATUS_HANDLERS", default=[])
+MESSAGING_REPLY_HANDLERS: list[str] = env.list("MESSAGING_REPLY_HANDLERS", default=[])
 
 # ---------------------------------------------------------------------------------------- i18n and time
 LANGUAGE_CODE = "en-us"

@@ -17,6 +17,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("campaigns.api.urls")),
     path("api/v1/", include("tenants.api.urls")),
+    path("api/v1/", include("messaging.api.urls")),
+    path("webhooks/sms/", include("messaging.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -22,6 +22,7 @@ Each action that changes something appends a ``note`` to the attempt's log.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -37,7 +38,7 @@ from campaigns.services.attempts import attempt_event_append
 from campaigns.services.call_events import attempt_reclassify_agent_silent, lead_apply_late_callback
 from campaigns.services.dnc import dnc_add
 from campaigns.services.leads import lead_move
-from campaigns.sms import MAX_SMS_LENGTH, SmsMessage, sms_send
+from messaging.services import MAX_SMS_LENGTH, message_send
 from orchestrator.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ MAX_NOTE_LENGTH = 1000
 MAX_CALLBACK_AHEAD = timedelta(days=366)
 
 _NOTE = AttemptEvent.Kind.NOTE
+#: A caller id messaging takes as the sender (E.164); anything else sends from the SMS account's number.
+E164_SENDER = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 def _locked_attempt(*, attempt_id: UUID, tenant_id: int) -> CallAttempt:
@@ -269,13 +272,11 @@ def _add_to_dnc(*, attempt: CallAttempt, note: str) -> bool:
 
 
 def attempt_send_sms(*, attempt_id: UUID, tenant_id: int, to: str, text: str) -> bool:
-    """Send ``text`` to ``to`` through ``campaigns.sms`` (from the campaign's caller id) and record it on
-    the attempt. The same text to the same number is sent once per attempt (a repeated message is a
-    redelivery, not a new wish). Raises ``campaigns.sms.SmsError`` when the backend did not send it
-    (nothing recorded then).
-
-    The send happens while the attempt is locked, so two copies of the message cannot both send; a backend
-    call must therefore be short (bounded by its own timeout).
+    """Queue ``text`` to ``to`` through ``messaging.services.message_send`` (from the campaign's caller id;
+    the tenant's SMS provider, the console one without an account) and record it on the attempt. The same
+    text to the same number is queued once per attempt (a repeated message is a redelivery, not a new
+    wish). The message row is written in this transaction and sent by messaging's worker task once it
+    commits (retries and the opt-out list are messaging's).
     """
     number = normalize_phone_number(str(to), field="to")
     if not isinstance(text, str) or not text.strip():
@@ -286,19 +287,25 @@ def attempt_send_sms(*, attempt_id: UUID, tenant_id: int, to: str, text: str) ->
         attempt = _locked_attempt(attempt_id=attempt_id, tenant_id=tenant_id)
         if attempt.events.filter(kind=_NOTE, type="sms_sent", data__to=number, data__text=text).exists():
             return False
-        sent = sms_send(
-            SmsMessage(
-                tenant_id=attempt.tenant_id,
-                to=number,
-                text=text,
-                sender=attempt.campaign.caller_id,
-                attempt_id=str(attempt.pk),
-            )
+        caller_id = attempt.campaign.caller_id
+        message = message_send(
+            tenant_id=attempt.tenant_id,
+            to=number,
+            text=text,
+            purpose="agent_sms",
+            ref=f"campaigns.attempt:{attempt.pk}",
+            sender=caller_id if E164_SENDER.fullmatch(caller_id or "") else "",
         )
         attempt_event_append(
             attempt=attempt,
             kind=_NOTE,
             type="sms_sent",
-            data={"to": number, "text": text, "backend": sent.backend, "message_id": sent.message_id},
+            data={
+                "to": number,
+                "text": text,
+                "provider": message.provider,
+                "message_id": message.pk,
+                "status": message.status,
+            },
         )
     return True

@@ -14,6 +14,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from campaigns.models import Campaign
+from messaging.services.accounts import sms_account_create
 from tests.campaigns.factories import make_agent, make_campaign, make_lead, make_pbx, make_tenant
 from tests.campaigns.test_api import API, api_client, snapshot
 
@@ -155,6 +156,7 @@ def world(tenant: Any) -> dict[str, Any]:
         "agent-profiles": campaign.agent_id,
         "contacts": lead.contact_id,
         "pbxs": make_pbx(tenant).pk,
+        "sms-accounts": sms_account_create(tenant=tenant, kind="console").pk,
     }
 
 

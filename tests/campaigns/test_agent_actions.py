@@ -11,11 +11,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from celery.exceptions import Retry
-from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from campaigns import sms
 from campaigns.lifecycle import AttemptInput, AttemptOutcome
 from campaigns.models import AttemptEvent as AttemptLog
 from campaigns.models import CallAttempt, DncEntry, Lead
@@ -23,7 +20,6 @@ from campaigns.selectors import dnc_contains
 from campaigns.services.agent_actions import attempt_record_report
 from campaigns.services.call_events import attempt_apply
 from campaigns.services.dispatch import dispatch_tenant
-from campaigns.sms import SmsError, SmsMessage
 from campaigns.tasks import (
     media_add_to_dnc,
     media_call_report,
@@ -31,6 +27,8 @@ from campaigns.tasks import (
     media_send_sms,
     media_set_disposition,
 )
+from messaging.models import Message, OptOut
+from messaging.tasks import send_message
 from orchestrator.errors import InvalidInput
 from tests.campaigns.factories import make_tenant
 from tests.campaigns.test_dispatch import at, claimed_attempt, running_campaign
@@ -388,16 +386,35 @@ def test_an_unknown_disposition_is_refused():
 # ---------------------------------------------------------------------------------------------- SMS
 
 
-def test_an_sms_goes_through_the_console_backend_once(caplog):
+def test_an_sms_is_queued_through_messaging_once_and_sent_by_the_console_provider(
+    caplog, django_capture_on_commit_callbacks
+):
     attempt = answered_attempt()
-    with caplog.at_level(logging.INFO, logger="campaigns.sms"):
+    with (
+        caplog.at_level(logging.INFO, logger="messaging.providers.console"),
+        django_capture_on_commit_callbacks() as enqueued,
+    ):
         assert media_send_sms.run(**call(attempt), to="+1 212-555-0123", text="Here is the link") == "done"
         assert media_send_sms.run(**call(attempt), to="+12125550123", text="Here is the link") == "unchanged"
 
-    [sent] = notes(attempt, "sms_sent")
+        [sent] = notes(attempt, "sms_sent")
+    assert len(enqueued) == 1  # messaging's send task, on commit
+    with caplog.at_level(logging.INFO, logger="messaging.providers.console"):
+        assert send_message.run(sent["message_id"]) == "sent"
+        assert send_message.run(sent["message_id"]) == "skipped"
+
     assert sent["to"] == "+12125550123" and sent["text"] == "Here is the link"
-    assert sent["backend"] == "campaigns.sms.ConsoleSmsBackend"
-    assert sent["message_id"].startswith("console-")
+    assert sent["provider"] == "console"
+    message = Message.objects.get(pk=sent["message_id"])
+    assert (message.tenant_id, message.to_number, message.body) == (
+        attempt.tenant_id,
+        "+12125550123",
+        "Here is the link",
+    )
+    assert (
+        message.ref == f"campaigns.attempt:{attempt.pk}" and message.from_number == attempt.campaign.caller_id
+    )
+    assert message.status == "sent" and message.provider_message_id.startswith("console-")
     assert caplog.text.count("Here is the link") == 1
     assert "+12125550123" in caplog.text
 
@@ -407,32 +424,13 @@ def test_a_bad_sms_is_refused(to, text):
     attempt = answered_attempt()
     assert media_send_sms.run(**call(attempt), to=to, text=text) == "invalid"
     assert notes(attempt, "sms_sent") == []
+    assert not Message.objects.exists()
 
 
-class FailingBackend:
-    retryable = False
-
-    def send(self, message: SmsMessage) -> str:
-        raise SmsError("provider said no", retryable=self.retryable)
-
-
-class FlakyBackend(FailingBackend):
-    retryable = True
-
-
-def test_an_sms_the_backend_refuses_is_dropped_and_a_transient_failure_retried(settings):
+def test_an_sms_to_a_number_that_opted_out_is_recorded_blocked_and_never_sent():
     attempt = answered_attempt()
-    settings.SMS_BACKEND = f"{__name__}.FailingBackend"
-    assert media_send_sms.run(**call(attempt), to="+12125550123", text="hi") == "invalid"
-    settings.SMS_BACKEND = f"{__name__}.FlakyBackend"
-    with pytest.raises(Retry):
-        media_send_sms.run(**call(attempt), to="+12125550123", text="hi")
-    assert notes(attempt, "sms_sent") == []
-
-
-def test_the_sms_backend_comes_from_settings(settings):
-    settings.SMS_BACKEND = f"{__name__}.FailingBackend"
-    assert isinstance(sms.get_backend(), FailingBackend)
-    settings.SMS_BACKEND = "campaigns.sms.NoSuchBackend"
-    with pytest.raises(ImproperlyConfigured, match="cannot be imported"):
-        sms.get_backend()
+    OptOut.objects.create(tenant_id=attempt.tenant_id, phone_number="+12125550123", source="keyword")
+    assert media_send_sms.run(**call(attempt), to="+12125550123", text="hi") == "done"
+    [sent] = notes(attempt, "sms_sent")
+    assert sent["status"] == "blocked"
+    assert Message.objects.get(pk=sent["message_id"]).status == "blocked"
