@@ -107,6 +107,8 @@ class Stack:
     sim_port: int = 0
     media_port: int = 0
     realtime_port: int = 0
+    sms_port: int = 0
+    web_port: int = 0
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -227,6 +229,44 @@ class Stack:
             name,
             ["-m", "celery", "-A", "orchestrator", "beat", "-s", str(schedule), f"--loglevel={loglevel}"],
         )
+
+    def start_sms_standin(
+        self, *, auth_token: str, inbound_url: str = "", script: dict[str, Any] | None = None,
+        status_delay: float = 0.05, name: str = "sms",
+    ) -> Proc:
+        """The SMS stand-in (``python -m telephony.sim.sms``): the Twilio API the product's SDK calls, signed
+        status callbacks and scripted replies to ``inbound_url``. Its address: :attr:`sms_url`."""
+        script_file = self.directory / f"{name}-script.json"
+        script_file.write_text(json.dumps(script or {}))
+        self.sms_port = free_port()
+        proc = self.spawn(
+            name,
+            ["-m", "telephony.sim.sms", "--port", str(self.sms_port), "--auth-token", auth_token,
+             "--inbound-url", inbound_url, "--script", str(script_file), "--status-delay", str(status_delay),
+             "--log-level", "WARNING"],
+        )  # fmt: skip
+        wait_for(lambda: _port_open(self.sms_port), timeout=20, what="the SMS stand-in")
+        return proc
+
+    @property
+    def sms_url(self) -> str:
+        return f"http://127.0.0.1:{self.sms_port}"
+
+    def start_web(self, *, workers: int = 2, env: dict[str, str] | None = None, name: str = "web") -> Proc:
+        """The web process as production runs it (gunicorn with uvicorn workers, deploy/gunicorn.conf.py) on a
+        free port: :attr:`web_url`."""
+        self.web_port = free_port()
+        proc = self.spawn(
+            name,
+            ["-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"],
+            env={"WEB_BIND": f"127.0.0.1:{self.web_port}", "WEB_CONCURRENCY": str(workers), **(env or {})},
+        )
+        wait_for(lambda: _port_open(self.web_port), timeout=30, what="the web process")
+        return proc
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
 
     def start_stasis(self, pbx_id: int, *, env: dict[str, str] | None = None, name: str = "stasis") -> Proc:
         media = {"MEDIA_WORKER_HOSTS": f"127.0.0.1:{self.media_port}"} if self.media_port else {}
