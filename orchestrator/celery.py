@@ -87,6 +87,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # CSV imports whose task was lost (a worker killed mid-import, a message lost) run again, resuming
     # after their last committed batch.
     "resume-stalled-imports": every(60, "campaigns.tasks.resume_stalled_imports", expires=55),
+    # Durable timers (escalation steps, callbacks): every overdue pending timer fires, whatever countdown
+    # message was lost (timers/tasks.py). The period is settings.TIMERS_SWEEP_S (same variable, same default).
+    "timers-sweep": every(
+        float(os.environ.get("TIMERS_SWEEP_S", "5")),
+        "timers.sweep",
+        expires=float(os.environ.get("TIMERS_SWEEP_S", "5")) * 0.9,
+    ),
 }
 
 # The Redis transport with kombu's restore-on-connection-loss crash fixed (a worker survives a broker
