@@ -602,6 +602,7 @@ class Page(models.Model):
         CALLER = "caller", "Tell the caller"
         FALLBACK = "fallback", "Fallback text"
         CALLBACK = "callback", "Call the caller back"
+        CONNECT = "connect", "Call the acknowledger to connect them to the caller"
 
     Status = PageStatus
 

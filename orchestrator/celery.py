@@ -94,6 +94,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "timers.sweep",
         expires=float(os.environ.get("TIMERS_SWEEP_S", "5")) * 0.9,
     ),
+    # Flow pages (calls, SMS) whose send task was lost are sent again (flows/services/pages.py).
+    "flows-resend-stalled-pages": every(10, "flows.tasks.resend_stalled_pages", expires=9),
 }
 
 # The Redis transport with kombu's restore-on-connection-loss crash fixed (a worker survives a broker
