@@ -62,12 +62,17 @@ def pages_of(incident: Incident, **filters: Any) -> list[Page]:
     return list(Page.objects.filter(incident=incident, **filters).order_by("pk"))
 
 
-def steps_fired(incident: Incident) -> list[tuple[int, int]]:
+def steps_fired(incident: Incident) -> list[tuple[int | None, int | None]]:
     return list(
         IncidentEvent.objects.filter(incident=incident, kind="step_fired")
         .order_by("at", "pk")
         .values_list("round", "step")
     )
+
+
+def cid(page: Page) -> str:
+    assert page.call_id is not None
+    return page.call_id
 
 
 def leg(setup: Any) -> FlowCallSink:
@@ -86,7 +91,7 @@ def test_step_one_calls_and_texts_at_once(setup, outside) -> None:
     (originated,) = outside.ari.originated
     assert originated["channel_id"] == call.call_id and originated["number"] == "+15550000001"
     assert originated["caller_id"] == DID and originated["app_args"] == f"outbound,{call.call_id}"
-    brief = json.loads(get_redis().get(brief_key(call.call_id)))
+    brief = json.loads(get_redis().get(brief_key(call.call_id)) or b"{}")
     assert brief["greeting"] == (
         "Urgent call from Pat Doe (+12125550100) about no heat, pipes freezing. "
         "Press 1 to accept, 2 to decline."
@@ -180,8 +185,8 @@ def test_decline_moves_on_at_once(setup, outside) -> None:
     call, sms = pages_of(incident)
     sink = leg(setup)
     try:
-        sink._apply(CallAnswered(call.call_id, call.call_id, at(5)))
-        sink._apply(CallDtmf(call.call_id, "2", at(8)))
+        sink._apply(CallAnswered(cid(call), cid(call), at(5)))
+        sink._apply(CallDtmf(cid(call), "2", at(8)))
     finally:
         sink.close()
     call.refresh_from_db()
@@ -211,8 +216,8 @@ def test_ack_by_key_stops_every_other_leg_and_connects(setup, outside) -> None:
     alice_call, alice_sms, bob_call, bob_sms = pages_of(incident)
     sink = leg(setup)
     try:
-        sink._apply(CallAnswered(bob_call.call_id, bob_call.call_id, at(130)))
-        sink._apply(CallDtmf(bob_call.call_id, "1", at(135)))
+        sink._apply(CallAnswered(cid(bob_call), cid(bob_call), at(130)))
+        sink._apply(CallDtmf(cid(bob_call), "1", at(135)))
         incident.refresh_from_db()
         assert (incident.status, incident.acknowledged_by, incident.ack_channel) == (
             "acknowledged",
@@ -228,8 +233,8 @@ def test_ack_by_key_stops_every_other_leg_and_connects(setup, outside) -> None:
         assert Timer.objects.get(key=incident_timer_key(incident.pk)).state == "cancelled"
         assert timers_sweep(now=at(10_000)) == 0
         get_redis().delete(command_key(setup.pbx.pk))
-        sink._apply(CallDtmf(bob_call.call_id, "1", at(140)))  # second key: connect now
-        sink._apply(CallDtmf(bob_call.call_id, "2", at(141)))  # a change of mind changes nothing
+        sink._apply(CallDtmf(cid(bob_call), "1", at(140)))  # second key: connect now
+        sink._apply(CallDtmf(cid(bob_call), "2", at(141)))  # a change of mind changes nothing
     finally:
         sink.close()
     incident.refresh_from_db()
@@ -322,8 +327,8 @@ def test_link_get_does_nothing_post_acts(setup, outside) -> None:
     get_redis().delete(command_key(setup.pbx.pk))
     sink = leg(setup)
     try:
-        sink._apply(CallAnswered(connect.call_id, connect.call_id, at(60)))
-        sink._apply(CallEnded(connect.call_id, at(300), CallOutcome.ANSWERED))
+        sink._apply(CallAnswered(cid(connect), cid(connect), at(60)))
+        sink._apply(CallEnded(cid(connect), at(300), CallOutcome.ANSWERED))
     finally:
         sink.close()
     (raw,) = get_redis().lrange(command_key(setup.pbx.pk), 0, -1)
@@ -340,7 +345,7 @@ def test_live_call_ids_include_flow_legs(setup, outside) -> None:
     sink = leg(setup)
     try:
         assert asyncio.run(sink.live_call_ids()) == {"chan.1", call.call_id}
-        sink._apply(CallEnded(call.call_id, at(30), CallOutcome.NO_ANSWER))
+        sink._apply(CallEnded(cid(call), at(30), CallOutcome.NO_ANSWER))
         assert asyncio.run(sink.live_call_ids()) == {"chan.1"}
     finally:
         sink.close()

@@ -15,8 +15,8 @@ NY = ZoneInfo("America/New_York")
 WEEKDAYS_9_TO_5 = [OpenRange(d, time(9), time(17)) for d in range(5)]
 
 
-def ny(*args: int) -> datetime:
-    return datetime(*args, tzinfo=NY)  # type: ignore[misc]
+def ny(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=NY)
 
 
 def test_open_in_local_hours_and_closed_outside_weekends_and_holidays() -> None:
@@ -53,53 +53,45 @@ def test_next_opening_skips_nights_weekends_and_holidays_and_follows_dst() -> No
     assert next_opening(ranges=[], holidays=[], tz=tz, after=friday_night) is None
 
 
-def test_weekly_and_daily_rotations_and_overrides() -> None:
-    members = [1, 2, 3]
-    common = {
-        "handoff_weekday": 0,
-        "handoff_time": time(9),
-        "start_date": date(2026, 1, 5),
-        "tz": "America/New_York",
-    }
-    assert rotation_on_call(members=members, handoff="weekly", at=ny(2026, 1, 5, 9, 0), **common) == 1
-    assert rotation_on_call(members=members, handoff="weekly", at=ny(2026, 1, 12, 8, 59), **common) == 1
-    assert rotation_on_call(members=members, handoff="weekly", at=ny(2026, 1, 12, 9, 0), **common) == 2
-    assert rotation_on_call(members=members, handoff="weekly", at=ny(2026, 1, 19, 10, 0), **common) == 3
-    assert rotation_on_call(members=members, handoff="weekly", at=ny(2026, 1, 26, 10, 0), **common) == 1
-    assert rotation_on_call(members=members, handoff="weekly", at=ny(2026, 1, 5, 8, 0), **common) == 3
-    assert rotation_on_call(members=members, handoff="daily", at=ny(2026, 1, 6, 10, 0), **common) == 2
-    assert rotation_on_call(members=members, handoff="daily", at=ny(2026, 1, 7, 8, 0), **common) == 2
-    # Across the DST change the hand-off stays at 09:00 local.
-    assert rotation_on_call(members=members, handoff="daily", at=ny(2026, 3, 9, 9, 0), **common) == (
-        rotation_on_call(members=members, handoff="daily", at=ny(2026, 3, 9, 8, 59), **common) % 3 + 1
+def on_call(
+    handoff: str, when: datetime, overrides: list[Override] | None = None, members: list[int] | None = None
+) -> int | None:
+    return rotation_on_call(
+        members=[1, 2, 3] if members is None else members,
+        handoff=handoff,
+        handoff_weekday=0,
+        handoff_time=time(9),
+        start_date=date(2026, 1, 5),
+        tz="America/New_York",
+        at=when,
+        overrides=overrides or [],
     )
+
+
+def test_weekly_and_daily_rotations_and_overrides() -> None:
+    assert on_call("weekly", ny(2026, 1, 5, 9, 0)) == 1
+    assert on_call("weekly", ny(2026, 1, 12, 8, 59)) == 1
+    assert on_call("weekly", ny(2026, 1, 12, 9, 0)) == 2
+    assert on_call("weekly", ny(2026, 1, 19, 10, 0)) == 3
+    assert on_call("weekly", ny(2026, 1, 26, 10, 0)) == 1
+    assert on_call("weekly", ny(2026, 1, 5, 8, 0)) == 3  # before the first hand-off: the last turn
+    assert on_call("daily", ny(2026, 1, 6, 10, 0)) == 2
+    assert on_call("daily", ny(2026, 1, 7, 8, 0)) == 2
+    # Across the DST change the hand-off stays at 09:00 local.
+    before = on_call("daily", ny(2026, 3, 9, 8, 59))
+    assert before is not None and on_call("daily", ny(2026, 3, 9, 9, 0)) == before % 3 + 1
     overrides = [
         Override(7, ny(2026, 1, 13, 0, 0), ny(2026, 1, 14, 0, 0), order=1),
         Override(8, ny(2026, 1, 13, 12, 0), ny(2026, 1, 13, 13, 0), order=2),
     ]
-    assert (
-        rotation_on_call(
-            members=members, handoff="weekly", at=ny(2026, 1, 13, 10, 0), overrides=overrides, **common
-        )
-        == 7
-    )
-    assert (
-        rotation_on_call(
-            members=members, handoff="weekly", at=ny(2026, 1, 13, 12, 30), overrides=overrides, **common
-        )
-        == 8
-    )
-    assert (
-        rotation_on_call(
-            members=members, handoff="weekly", at=ny(2026, 1, 14, 0, 0), overrides=overrides, **common
-        )
-        == 2
-    )
-    assert rotation_on_call(members=[], handoff="weekly", at=ny(2026, 1, 14), **common) is None
+    assert on_call("weekly", ny(2026, 1, 13, 10, 0), overrides) == 7
+    assert on_call("weekly", ny(2026, 1, 13, 12, 30), overrides) == 8  # the later override wins
+    assert on_call("weekly", ny(2026, 1, 14, 0, 0), overrides) == 2  # half-open: ended
+    assert on_call("weekly", ny(2026, 1, 14), members=[]) is None
 
 
 @pytest.mark.django_db
-def test_selectors_read_the_rows(setup) -> None:  # type: ignore[no-untyped-def]
+def test_selectors_read_the_rows(setup) -> None:
     flow = setup.flow
     assert flow_is_open(flow=flow, at=ny(2026, 1, 5, 14, 0))
     assert not flow_is_open(flow=flow, at=ny(2026, 1, 5, 22, 0))
