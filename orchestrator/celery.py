@@ -89,6 +89,15 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "resume-stalled-imports": every(60, "campaigns.tasks.resume_stalled_imports", expires=55),
     # SMS sends and provider webhooks whose task was lost are enqueued again (messaging/tasks.py).
     "messaging-sweep": every(10, "messaging.sweep", expires=9),
+    # Durable timers (escalation steps, callbacks): every overdue pending timer fires, whatever countdown
+    # message was lost (timers/tasks.py). The period is settings.TIMERS_SWEEP_S (same variable, same default).
+    "timers-sweep": every(
+        float(os.environ.get("TIMERS_SWEEP_S", "5")),
+        "timers.sweep",
+        expires=float(os.environ.get("TIMERS_SWEEP_S", "5")) * 0.9,
+    ),
+    # Flow pages (calls, SMS) whose send task was lost are sent again (flows/services/pages.py).
+    "flows-resend-stalled-pages": every(10, "flows.tasks.resend_stalled_pages", expires=9),
 }
 
 # The Redis transport with kombu's restore-on-connection-loss crash fixed (a worker survives a broker

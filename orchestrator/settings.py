@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "campaigns.apps.CampaignsConfig",
     "flows.apps.FlowsConfig",
     "messaging.apps.MessagingConfig",
+    "timers.apps.TimersConfig",
 ]
 
 MIDDLEWARE = [
@@ -369,3 +370,23 @@ WORKER_METRICS_LISTEN: str = env.str("WORKER_METRICS_LISTEN", default="127.0.0.1
 STASIS_METRICS_LISTEN: str = env.str("STASIS_METRICS_LISTEN", default="127.0.0.1:9102")
 SENTRY_DSN: str = env.str("SENTRY_DSN", default="")
 init_sentry(SENTRY_DSN, environment=env.str("SENTRY_ENVIRONMENT", default=""))
+
+# ------------------------------------------------------------------------------- timers and inbound flows
+# Durable timers (timers/models.py): the beat sweep fires every overdue pending timer this often; a timer due
+# within TIMERS_COUNTDOWN_MAX_S also gets a Celery countdown task (far below the broker's visibility timeout).
+TIMERS_SWEEP_S: float = env.float("TIMERS_SWEEP_S", default=5.0)
+TIMERS_COUNTDOWN_MAX_S: float = env.float("TIMERS_COUNTDOWN_MAX_S", default=300.0)
+# Timer kind -> handler (dotted path), called as fn(timer=Timer) inside the firing's transaction.
+TIMER_HANDLERS: dict[str, str] = {
+    "flows.escalation_step": "flows.services.escalation.escalation_step_due",
+    "flows.caller_callback": "flows.services.escalation.incident_callback_due",
+    "campaigns.callback": "campaigns.services.agent_actions.callback_timer_due",
+}
+# The shortest wait an escalation step may have (tests lower it).
+FLOWS_MIN_STEP_WAIT_S: int = env.int("FLOWS_MIN_STEP_WAIT_S", default=30)
+# Where links (SMS acknowledgement links) and webhook URLs point.
+PUBLIC_BASE_URL: str = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# How long a signed acknowledgement link stays valid.
+FLOWS_ACK_LINK_MAX_AGE_S: int = env.int("FLOWS_ACK_LINK_MAX_AGE_S", default=86400)
+# Ring time of a page call.
+FLOWS_PAGE_RING_S: int = env.int("FLOWS_PAGE_RING_S", default=30)

@@ -4,8 +4,7 @@ attempt's id is a UUID of version 4 (``campaigns.sink.AttemptEventSink``); every
 flows: a flow's outbound leg (a UUID of version 8) and a call that entered from the dialplan (Asterisk's own
 channel id, never a UUID) (``flows.sink``). ``telephony`` knows neither (DESIGN.md §3).
 
-Inbound routing (:meth:`CallEventRouter.route_inbound`) is the flows' decision; a flows sink without it
-leaves inbound calls unrouted (told the configured message, then hung up)."""
+Inbound routing (:meth:`CallEventRouter.route_inbound`) is the flows' decision."""
 
 from __future__ import annotations
 
@@ -13,13 +12,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from campaigns.sink import AttemptEventSink
-from flows import sink as flows_sink
+from flows.sink import FlowCallSink
 from telephony.events import CallEvent, CallInbound, InboundRoute
 from wire.callids import is_attempt_call_id
-
-# The flows' sink: FlowCallSink (inbound calls and flow legs) where the flows provide it, else the older
-# InboundCallSink (inbound calls only).
-FlowsSink: Any = getattr(flows_sink, "FlowCallSink", None) or getattr(flows_sink, "InboundCallSink")  # noqa: B009
 
 
 def _is_attempt(call_id: str) -> bool:
@@ -33,7 +28,7 @@ class CallEventRouter:
     def __init__(self, *, pbx_ids: Iterable[int] | None = None, **attempt_options: Any) -> None:
         ids = list(pbx_ids) if pbx_ids is not None else None
         self.attempts = AttemptEventSink(pbx_ids=ids, **attempt_options)
-        self.inbound = FlowsSink(pbx_ids=ids)
+        self.inbound = FlowCallSink(pbx_ids=ids)
 
     async def handle(self, event: CallEvent) -> None:
         if _is_attempt(event.call_id):
@@ -48,13 +43,8 @@ class CallEventRouter:
         return result
 
     async def route_inbound(self, event: CallInbound) -> InboundRoute:
-        """What to do with an inbound call: the flows decide; without a decision of theirs, refuse it with
-        the Stasis app's configured message (an empty ``message``)."""
-        route = getattr(self.inbound, "route_inbound", None)
-        if route is None:
-            return InboundRoute(action="refuse")
-        decided: InboundRoute = await route(event)
-        return decided
+        """What to do with a call that entered from the dialplan: the flows decide."""
+        return await self.inbound.route_inbound(event)
 
     async def live_call_ids(self) -> set[str]:
         attempts: set[str] = await self.attempts.live_call_ids()

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from flows.views import ack_link
 from orchestrator.metrics import metrics
 from orchestrator.views import healthz
 
@@ -21,4 +22,6 @@ urlpatterns = [
     path("webhooks/sms/", include("messaging.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Signed acknowledgement links sent in page SMS (flows/views.py).
+    path("ack/<str:token>", ack_link, name="flows-ack"),
 ]

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
@@ -38,8 +39,11 @@ from campaigns.services.attempts import attempt_event_append
 from campaigns.services.call_events import attempt_reclassify_agent_silent, lead_apply_late_callback
 from campaigns.services.dnc import dnc_add
 from campaigns.services.leads import lead_move
+from campaigns.services.passes import dispatch_passes_request
 from messaging.services import MAX_SMS_LENGTH, message_send
 from orchestrator.errors import InvalidInput
+from timers.models import Timer
+from timers.services import timer_set
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,7 @@ __all__ = [
     "attempt_schedule_callback",
     "attempt_send_sms",
     "attempt_set_disposition",
+    "callback_timer_due",
 ]
 
 #: A lead whose callee asked not to be called again (the agent's add_to_dnc): done, with this reason.
@@ -202,7 +207,38 @@ def attempt_schedule_callback(
             data["after_end"] = True
             data["lead_rescheduled"] = lead_apply_late_callback(attempt=attempt, now=now)
         attempt_event_append(attempt=attempt, kind=_NOTE, type="callback_scheduled", data=data)
+        # The lead's next_due_at stays the durable truth (the dispatch sweep dials it when due); the timer
+        # makes the pass start at the callback time rather than whenever the sweep next looks.
+        timer_set(
+            kind=CALLBACK_TIMER_KIND,
+            key=f"{CALLBACK_TIMER_KIND}:lead:{attempt.lead_id}",
+            due_at=when,
+            payload={
+                "tenant_id": attempt.tenant_id,
+                "lead_id": attempt.lead_id,
+                "attempt_id": str(attempt.pk),
+            },
+        )
     return True
+
+
+#: The durable timer kind of a callback (settings.TIMER_HANDLERS).
+CALLBACK_TIMER_KIND = "campaigns.callback"
+
+
+def _send_pass(tenant_ids: list[int]) -> None:
+    # By name: campaigns.tasks imports this module.
+    for tenant_id in tenant_ids:
+        current_app.send_task("campaigns.tasks.dispatch_tenant_task", args=(tenant_id,), expires=10.0)
+
+
+def callback_timer_due(*, timer: Timer) -> None:
+    """A callback's time came (a durable timer, timers/services.py): ask for a dispatch pass of the tenant
+    after the commit, so the lead, due now, is dialed at once (its calling window permitting)."""
+    tenant_id = timer.payload.get("tenant_id")
+    if not isinstance(tenant_id, int):
+        return
+    transaction.on_commit(lambda: dispatch_passes_request(tenant_ids=[tenant_id], send=_send_pass))
 
 
 # ------------------------------------------------------------------------------------ disposition, DNC

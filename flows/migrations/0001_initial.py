@@ -4,33 +4,58 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='InboundCall',
+            name="InboundCall",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('channel_id', models.CharField(help_text="The caller's ARI channel id.", max_length=150, unique=True)),
-                ('did', models.CharField(blank=True, help_text='The number that was called.', max_length=64)),
-                ('caller_number', models.CharField(blank=True, max_length=64)),
-                ('caller_name', models.CharField(blank=True, max_length=200)),
-                ('handling', models.CharField(choices=[('unrouted', 'Not routed: told and hung up')], default='unrouted', max_length=16)),
-                ('message', models.CharField(blank=True, help_text='What the caller was played.', max_length=200)),
-                ('status', models.CharField(choices=[('live', 'Live'), ('ended', 'Ended')], default='live', max_length=8)),
-                ('started_at', models.DateTimeField()),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('end_reason', models.CharField(blank=True, max_length=32)),
-                ('pbx_id', models.IntegerField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "channel_id",
+                    models.CharField(help_text="The caller's ARI channel id.", max_length=150, unique=True),
+                ),
+                ("did", models.CharField(blank=True, help_text="The number that was called.", max_length=64)),
+                ("caller_number", models.CharField(blank=True, max_length=64)),
+                ("caller_name", models.CharField(blank=True, max_length=200)),
+                (
+                    "handling",
+                    models.CharField(
+                        choices=[("unrouted", "Not routed: told and hung up")],
+                        default="unrouted",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "message",
+                    models.CharField(blank=True, help_text="What the caller was played.", max_length=200),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("live", "Live"), ("ended", "Ended")], default="live", max_length=8
+                    ),
+                ),
+                ("started_at", models.DateTimeField()),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                ("end_reason", models.CharField(blank=True, max_length=32)),
+                ("pbx_id", models.IntegerField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-started_at'],
-                'indexes': [models.Index(fields=['status'], name='inboundcall_status')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('status__in', ['live', 'ended'])), name='inboundcall_status_valid')],
+                "ordering": ["-started_at"],
+                "indexes": [models.Index(fields=["status"], name="inboundcall_status")],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("status__in", ["live", "ended"])), name="inboundcall_status_valid"
+                    )
+                ],
             },
         ),
     ]

@@ -1,0 +1,50 @@
+"""Appending to an incident's timeline (append-only; ordered by time, then id)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from flows.models import Incident, IncidentEvent, OnCallPerson, Page
+
+
+def event_add(
+    *,
+    incident: Incident | int,
+    kind: str,
+    at: datetime | None = None,
+    person: OnCallPerson | int | None = None,
+    page: Page | None = None,
+    channel: str = "",
+    round: int | None = None,  # noqa: A002 - the timeline's own vocabulary
+    step: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> IncidentEvent:
+    incident_id = incident if isinstance(incident, int) else incident.pk
+    person_id = person if isinstance(person, int) or person is None else person.pk
+    if person_id is None and page is not None:
+        person_id = page.person_id
+    return IncidentEvent.objects.create(
+        incident_id=incident_id,
+        kind=kind,
+        at=at or timezone.now(),
+        person_id=person_id,
+        page=page,
+        channel=channel or (page.channel if page is not None else ""),
+        round=round if round is not None else (page.round if page is not None else None),
+        step=step if step is not None else (page.step if page is not None else None),
+        detail=detail or {},
+    )
+
+
+def new_flow_call_id() -> str:
+    """A flow leg's call id: a random UUID with version nibble 8 (RFC 9562 custom UUIDs), so the call event
+    router tells it from a campaign attempt's (version 4). The same rule as contract 1's
+    ``wire.callids.new_flow_call_id``."""
+    raw = bytearray(uuid.uuid4().bytes)
+    raw[6] = (raw[6] & 0x0F) | 0x80
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(raw)))

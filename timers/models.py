@@ -1,0 +1,56 @@
+"""Durable timers: deadlines stored in the database, fired exactly once by Celery.
+
+A timer is one row per ``key`` (the owner's name for it, e.g. ``flows.incident:42``). Setting it
+again (:func:`timers.services.timer_set`) moves its deadline and gives it a new ``token``; a firing
+carries the token it was scheduled with, and only the firing whose token still matches moves the row
+from ``pending`` to ``fired`` (one conditional UPDATE), in the same transaction as the handler's
+writes. So a stale firing (the timer was moved or cancelled since), a duplicate (a redelivered Celery
+message, the sweep racing the countdown task) or a firing whose transaction rolled back does nothing,
+and the next one tries again.
+
+Celery countdowns alone are not durable (a restarted worker loses nothing only with ``acks_late``, and ETAs
+beyond the broker's visibility timeout run twice): the beat task ``timers.sweep`` fires every overdue
+pending timer, so a timer fires within ``TIMERS_SWEEP_S`` of its deadline whatever was lost.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class Timer(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        FIRED = "fired", "Fired"
+        CANCELLED = "cancelled", "Cancelled"
+
+    kind = models.CharField(max_length=64, help_text="Names the handler (settings.TIMER_HANDLERS).")
+    key = models.CharField(max_length=200, unique=True, help_text="The owner's name for this timer.")
+    due_at = models.DateTimeField()
+    token = models.UUIDField(default=uuid.uuid4)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    payload = models.JSONField(default=dict, blank=True)
+    fired_at = models.DateTimeField(null=True, blank=True)
+    # Handler failures of the sweep (a handler that raises is retried at the next sweep, with a backoff).
+    failures = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due_at", "pk"]
+        indexes = [
+            # The sweep: overdue pending timers, oldest first; stays as small as the pending timers.
+            models.Index(fields=["due_at"], condition=Q(state="pending"), name="timer_pending_due"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["pending", "fired", "cancelled"]), name="timer_state_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.state}, due {self.due_at:%Y-%m-%d %H:%M:%S})"
