@@ -308,9 +308,14 @@ MESSAGING_HELP_TEXT: str = env.str(
     "MESSAGING_HELP_TEXT",
     default="{tenant}: automated notifications. Reply STOP to opt out, START to opt back in.",
 )
-# The domain's handlers (dotted paths; messaging/hooks.py): status changes, and inbound replies.
-MESSAGING_STATUS_HANDLERS: list[str] = env.list("MESSAGING_STATUS_HANDLERS", default=[])
-MESSAGING_REPLY_HANDLERS: list[str] = env.list("MESSAGING_REPLY_HANDLERS", default=[])
+# The domain's handlers (dotted paths; messaging/hooks.py): status changes, and inbound replies (the
+# on-call people's answers to their pages).
+MESSAGING_STATUS_HANDLERS: list[str] = env.list(
+    "MESSAGING_STATUS_HANDLERS", default=["flows.services.pages.page_sms_status"]
+)
+MESSAGING_REPLY_HANDLERS: list[str] = env.list(
+    "MESSAGING_REPLY_HANDLERS", default=["flows.services.pages.page_sms_reply"]
+)
 
 # ---------------------------------------------------------------------------------------- i18n and time
 LANGUAGE_CODE = "en-us"
@@ -384,8 +389,6 @@ TIMER_HANDLERS: dict[str, str] = {
 }
 # The shortest wait an escalation step may have (tests lower it).
 FLOWS_MIN_STEP_WAIT_S: int = env.int("FLOWS_MIN_STEP_WAIT_S", default=30)
-# Where links (SMS acknowledgement links) and webhook URLs point.
-PUBLIC_BASE_URL: str = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 # How long a signed acknowledgement link stays valid.
 FLOWS_ACK_LINK_MAX_AGE_S: int = env.int("FLOWS_ACK_LINK_MAX_AGE_S", default=86400)
 # Ring time of a page call.

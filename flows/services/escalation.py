@@ -161,7 +161,9 @@ def _people_of(step: dict[str, Any], at: datetime) -> list[OnCallPerson]:
     return [by_id[pk] for pk in ids if pk in by_id]
 
 
-def _fire_step(incident: Incident, round_: int, step_index: int, step: dict[str, Any], at: datetime) -> None:
+def _fire_step(
+    incident: Incident, round_: int, step_index: int, step: dict[str, Any], at: datetime, due_at: datetime
+) -> None:
     people = _people_of(step, at)
     event_add(
         incident=incident,
@@ -175,6 +177,8 @@ def _fire_step(incident: Incident, round_: int, step_index: int, step: dict[str,
             "target_name": step.get("target_name", ""),
             "people": [p.pk for p in people],
             "wait_s": step.get("wait_s"),
+            # The deadline it fired for: the timeline shows how late a step was (bench/escalation.py).
+            "due_at": due_at.isoformat(),
         },
     )
     if not people:
@@ -249,7 +253,7 @@ def escalation_step_due(*, timer: Timer) -> None:
     if step_index == 0 and round_ > 0:
         event_add(incident=incident, kind=Kind.ROUND_STARTED, at=at, round=round_, step=0)
     step = steps[step_index]
-    _fire_step(incident, round_, step_index, step, at)
+    _fire_step(incident, round_, step_index, step, at, timer.due_at)
     incident.round, incident.step = round_, step_index
     incident.save(update_fields=["round", "step", "updated_at"])
     timer_set(

@@ -17,9 +17,8 @@ Routing a call (:func:`inbound_route`), once per call (a repeated question gets 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction

@@ -231,8 +231,13 @@ class Stack:
         )
 
     def start_sms_standin(
-        self, *, auth_token: str, inbound_url: str = "", script: dict[str, Any] | None = None,
-        status_delay: float = 0.05, name: str = "sms",
+        self,
+        *,
+        auth_token: str,
+        inbound_url: str = "",
+        script: dict[str, Any] | None = None,
+        status_delay: float = 0.05,
+        name: str = "sms",
     ) -> Proc:
         """The SMS stand-in (``python -m telephony.sim.sms``): the Twilio API the product's SDK calls, signed
         status callbacks and scripted replies to ``inbound_url``. Its address: :attr:`sms_url`."""
