@@ -363,3 +363,43 @@ def test_a_lost_page_send_is_sent_again_by_the_sweep(setup, outside, monkeypatch
     assert pages_resend_stalled(now=datetime.now(tz=NY) + timedelta(seconds=11)) == [
         p.pk for p in pages_of(incident)
     ]
+
+
+@pytest.mark.postgres
+def test_an_ack_racing_the_next_step_never_deadlocks_and_stops_what_fired(setup, outside) -> None:
+    incident = open_incident(setup)
+    alice_call = pages_of(incident, channel="call")[0]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def run(fn: Any) -> None:
+        try:
+            barrier.wait()
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    sink = leg(setup)
+    try:
+        threads = [
+            threading.Thread(target=run, args=(lambda: timers_sweep(now=at(120)),)),
+            threading.Thread(
+                target=run, args=(lambda: sink._apply(CallDtmf(cid(alice_call), "1", at(120))),)
+            ),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sink.close()
+    assert errors == []
+    incident.refresh_from_db()
+    assert incident.status == "acknowledged" and incident.acknowledged_by == setup.alice
+    # Whatever fired before the acknowledgement was stopped; nothing is left pending.
+    assert not Page.objects.filter(
+        incident=incident, purpose="page", status__in=["to_send", "sent", "answered"]
+    ).exists()
+    assert timers_sweep(now=at(10_000)) == 0
