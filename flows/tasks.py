@@ -16,11 +16,10 @@ from celery import Task, shared_task
 from flows.models import InboundCall
 from flows.services import pages
 from flows.services.inbound import inbound_intake_record, inbound_report_urgent
+from wire.tasks import FLOW_INTAKE, FLOW_URGENT
 
 logger = logging.getLogger(__name__)
 
-FLOW_INTAKE = "media.flow_intake"
-FLOW_URGENT = "media.flow_urgent"
 PAGE_MAX_RETRIES = 8
 
 

@@ -39,11 +39,12 @@ from flows.models import Incident, IncidentEvent, OnCallPerson, Page
 from flows.services import outbox
 from flows.services.briefs import endpoint_for, leg_brief_write
 from flows.services.sms import SmsUnavailable, sms_send
-from flows.services.timeline import event_add, new_flow_call_id
+from flows.services.timeline import event_add
 from orchestrator.redis_client import get_redis
 from telephony.ari import AriRetryableError, AriTerminalError
 from telephony.stasis import command_key
-from wire.brief import reply_channel
+from wire.brief import reply_channel, say_message
+from wire.callids import new_flow_call_id
 
 logger = logging.getLogger(__name__)
 
@@ -362,7 +363,7 @@ def page_hangup(*, page_id: int) -> bool:
 
 def say_on_commit(*, call_id: str, text: str) -> None:
     """Make the agent on a live leg say ``text`` (contract 3: a ``say`` message on its reply channel)."""
-    payload = json.dumps({"type": "say", "text": text})
+    payload = say_message(text)
 
     def publish() -> None:
         try:

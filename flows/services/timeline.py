@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -38,13 +37,3 @@ def event_add(
         step=step if step is not None else (page.step if page is not None else None),
         detail=detail or {},
     )
-
-
-def new_flow_call_id() -> str:
-    """A flow leg's call id: a random UUID with version nibble 8 (RFC 9562 custom UUIDs), so the call event
-    router tells it from a campaign attempt's (version 4). The same rule as contract 1's
-    ``wire.callids.new_flow_call_id``."""
-    raw = bytearray(uuid.uuid4().bytes)
-    raw[6] = (raw[6] & 0x0F) | 0x80
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return str(uuid.UUID(bytes=bytes(raw)))
