@@ -92,9 +92,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Durable timers (escalation steps, callbacks): every overdue pending timer fires, whatever countdown
     # message was lost (timers/tasks.py). The period is settings.TIMERS_SWEEP_S (same variable, same default).
     "timers-sweep": every(
-        float(os.environ.get("TIMERS_SWEEP_S", "5")),
+        float(os.environ.get("TIMERS_SWEEP_S", "1")),
         "timers.sweep",
-        expires=float(os.environ.get("TIMERS_SWEEP_S", "5")) * 0.9,
+        expires=float(os.environ.get("TIMERS_SWEEP_S", "1")) * 0.9,
     ),
     # Flow pages (calls, SMS) whose send task was lost are sent again (flows/services/pages.py).
     "flows-resend-stalled-pages": every(10, "flows.tasks.resend_stalled_pages", expires=9),

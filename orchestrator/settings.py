@@ -377,10 +377,11 @@ SENTRY_DSN: str = env.str("SENTRY_DSN", default="")
 init_sentry(SENTRY_DSN, environment=env.str("SENTRY_ENVIRONMENT", default=""))
 
 # ------------------------------------------------------------------------------- timers and inbound flows
-# Durable timers (timers/models.py): the beat sweep fires every overdue pending timer this often; a timer due
-# within TIMERS_COUNTDOWN_MAX_S also gets a Celery countdown task (far below the broker's visibility timeout).
-TIMERS_SWEEP_S: float = env.float("TIMERS_SWEEP_S", default=5.0)
-TIMERS_COUNTDOWN_MAX_S: float = env.float("TIMERS_COUNTDOWN_MAX_S", default=300.0)
+# Durable timers (timers/models.py): the beat sweep runs this often: it fires every overdue pending timer
+# and sends the fire task of each timer due within TIMERS_LOOKAHEAD_S (more than one period), so no Celery
+# countdown is ever longer than that (a worker killed with -9 loses only those).
+TIMERS_SWEEP_S: float = env.float("TIMERS_SWEEP_S", default=1.0)
+TIMERS_LOOKAHEAD_S: float = env.float("TIMERS_LOOKAHEAD_S", default=3.0)
 # Timer kind -> handler (dotted path), called as fn(timer=Timer) inside the firing's transaction.
 TIMER_HANDLERS: dict[str, str] = {
     "flows.escalation_step": "flows.services.escalation.escalation_step_due",

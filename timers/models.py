@@ -8,9 +8,13 @@ writes. So a stale firing (the timer was moved or cancelled since), a duplicate 
 message, the sweep racing the countdown task) or a firing whose transaction rolled back does nothing,
 and the next one tries again.
 
-Celery countdowns alone are not durable (a restarted worker loses nothing only with ``acks_late``, and ETAs
-beyond the broker's visibility timeout run twice): the beat task ``timers.sweep`` fires every overdue
-pending timer, so a timer fires within ``TIMERS_SWEEP_S`` of its deadline whatever was lost.
+Celery countdowns alone are not durable: a worker holds the messages of its countdowns in memory until they
+are due, so one killed with ``-9`` takes them along (they come back only after the broker's visibility
+timeout), and an ETA beyond that timeout runs twice. So no countdown is ever long: the beat task
+``timers.sweep`` (every ``TIMERS_SWEEP_S``) sends the ``timers.fire`` task of each timer only when its
+deadline is within ``TIMERS_LOOKAHEAD_S`` (``dispatched_at`` records it, once per token), and fires every
+overdue pending timer itself. A lost message therefore costs at most one sweep period, and only the
+timers due within the look-ahead at that moment are exposed to it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class Timer(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     payload = models.JSONField(default=dict, blank=True)
     fired_at = models.DateTimeField(null=True, blank=True)
+    # When the fire task of the current token was sent (None: not yet; the sweep sends it near the deadline).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     # Handler failures of the sweep (a handler that raises is retried at the next sweep, with a backoff).
     failures = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)

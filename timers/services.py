@@ -1,14 +1,16 @@
 """Writes of durable timers (see timers/models.py for the guarantees).
 
 * :func:`timer_set` creates or moves a timer (one upsert; a new token makes every earlier firing stale) and,
-  after the commit, sends the ``timers.fire`` task with a countdown when the deadline is near
-  (``settings.TIMERS_COUNTDOWN_MAX_S``); a farther one is left to the sweep.
+  after the commit, sends the ``timers.fire`` task with a countdown when the deadline is within
+  ``settings.TIMERS_LOOKAHEAD_S``; a farther one is dispatched by the sweep when it comes that close.
 * :func:`timer_cancel` cancels a pending timer.
 * :func:`timer_fire` fires one timer if its token still matches: the conditional UPDATE ``pending → fired``
   and the handler's writes commit together, or not at all (then the sweep tries again).
-* :func:`timers_sweep` (beat, every ``settings.TIMERS_SWEEP_S``) fires every overdue pending timer,
-  claiming each with ``SELECT … FOR UPDATE SKIP LOCKED`` so concurrent sweeps and fire tasks never wait for
-  each other nor fire one timer twice.
+* :func:`timers_sweep` (beat, every ``settings.TIMERS_SWEEP_S``) sends the fire tasks of the timers due
+  within the look-ahead that have none yet (:func:`timers_dispatch`: short countdowns only, spread over the
+  workers), then fires every overdue pending timer itself, claiming each with
+  ``SELECT … FOR UPDATE SKIP LOCKED`` so concurrent sweeps and fire tasks never wait for each other nor fire
+  one timer twice.
 
 Handlers are named per kind in ``settings.TIMER_HANDLERS`` (dotted paths: this app imports no domain app)
 and called as ``handler(timer=timer)`` inside the firing's transaction, with ``timer.fired_at`` = now. A
@@ -57,14 +59,17 @@ def send_fire(timer_id: int, token: str, countdown: float) -> None:
 
 
 def _schedule(timer_id: int, token: str, due_at: datetime) -> None:
-    """After the commit: a countdown task when the deadline is near; the sweep covers the rest anyway."""
-    delay = (due_at - timezone.now()).total_seconds()
-    if delay > settings.TIMERS_COUNTDOWN_MAX_S:
-        return
+    """After the commit: the fire task, with a countdown to the deadline. A send that fails (the broker
+    down) is covered by the sweep, which fires the timer once it is overdue."""
     try:
-        send_fire(timer_id, token, max(0.0, delay))
+        send_fire(timer_id, token, max(0.0, (due_at - timezone.now()).total_seconds()))
     except Exception as exc:  # noqa: BLE001 - the broker being down must not fail the caller: the sweep fires it
         logger.warning("timer %s: fire task not sent (%s); the sweep will fire it", timer_id, exc)
+
+
+def _near(due_at: datetime, now: datetime) -> bool:
+    """Whether a timer due then gets its fire task now (else the sweep sends it when it comes this close)."""
+    return (due_at - now).total_seconds() <= settings.TIMERS_LOOKAHEAD_S
 
 
 def timer_set(*, kind: str, key: str, due_at: datetime, payload: dict[str, Any] | None = None) -> Timer:
@@ -72,16 +77,26 @@ def timer_set(*, kind: str, key: str, due_at: datetime, payload: dict[str, Any] 
     if kind not in settings.TIMER_HANDLERS:
         raise ValueError(f"no handler for timer kind {kind!r} (settings.TIMER_HANDLERS)")
     token = uuid.uuid4()
+    now = timezone.now()
+    near = _near(due_at, now)
     (timer,) = Timer.objects.bulk_create(
-        [Timer(kind=kind, key=key, due_at=due_at, token=token, payload=payload or {})],
+        [
+            Timer(
+                kind=kind, key=key, due_at=due_at, token=token, payload=payload or {},
+                dispatched_at=now if near else None,
+            )
+        ],
         update_conflicts=True,
         unique_fields=["key"],
-        update_fields=["kind", "due_at", "token", "state", "payload", "fired_at", "failures", "last_error"],
-    )
+        update_fields=[
+            "kind", "due_at", "token", "state", "payload", "fired_at", "failures", "last_error", "dispatched_at",
+        ],
+    )  # fmt: skip
     if timer.pk is None:  # not every backend returns the id of an upserted row
         timer = Timer.objects.get(key=key)
-    timer_id, token_text = timer.pk, str(token)
-    transaction.on_commit(lambda: _schedule(timer_id, token_text, due_at))
+    if near:
+        timer_id, token_text = timer.pk, str(token)
+        transaction.on_commit(lambda: _schedule(timer_id, token_text, due_at))
     return timer
 
 
@@ -153,12 +168,36 @@ def timer_fire(*, timer_id: int, token: str | uuid.UUID, now: datetime | None = 
     return FIRED, 0.0
 
 
-def timers_sweep(*, now: datetime | None = None, limit: int = 1000) -> int:
-    """Fire overdue pending timers (oldest first), at most ``limit``; returns how many fired.
+def timers_dispatch(*, now: datetime | None = None, limit: int = 5000) -> int:
+    """Send the fire task of every pending timer due within ``settings.TIMERS_LOOKAHEAD_S`` that has none
+    for its token yet (one ``dispatched_at`` per token); returns how many were sent. The rows are marked in
+    one short transaction (SKIP LOCKED: a timer being fired or moved right now is left alone) and the tasks
+    sent after its commit: a crash in between loses the messages, and the sweep fires those timers once they
+    are overdue."""
+    now = now or timezone.now()
+    horizon = now + timedelta(seconds=settings.TIMERS_LOOKAHEAD_S)
+    with transaction.atomic():
+        rows = list(
+            Timer.objects.select_for_update(skip_locked=True)
+            .filter(state=Timer.State.PENDING, dispatched_at__isnull=True, due_at__lte=horizon)
+            .order_by("due_at", "pk")
+            .values_list("pk", "token", "due_at")[:limit]
+        )
+        if rows:
+            Timer.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(dispatched_at=now)
+    for pk, token, due_at in rows:
+        _schedule(pk, str(token), due_at)
+    return len(rows)
 
-    Each timer is claimed and fired in a transaction of its own, with SKIP LOCKED: a timer being fired by
-    its countdown task or by another sweep right now is left to it.
+
+def timers_sweep(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Dispatch the timers coming due (:func:`timers_dispatch`), then fire overdue pending timers (oldest
+    first), at most ``limit``; returns how many fired.
+
+    Each overdue timer is claimed and fired in a transaction of its own, with SKIP LOCKED: a timer being
+    fired by its fire task or by another sweep right now is left to it.
     """
+    timers_dispatch(now=now)
     fired = 0
     cutoff = now
     for _ in range(limit):

@@ -142,3 +142,31 @@ def test_a_handler_may_rearm_its_own_timer() -> None:
         assert timer_fire(timer_id=timer.pk, token=timer.token, now=NOW)[0] == FIRED
         rearmed = timer_set(kind="test.record", key="again", due_at=NOW + timedelta(seconds=30))
     assert rearmed.pk == timer.pk and Timer.objects.get(pk=timer.pk).state == Timer.State.PENDING
+
+
+@pytest.mark.django_db
+def test_no_countdown_is_ever_long_the_sweep_dispatches_each_token_once(
+    django_capture_on_commit_callbacks: Any, _handlers: Any, settings: Any
+) -> None:
+    """A worker holds its countdown messages in memory until they are due: a far deadline gets no message at
+    set time; the sweep sends it once the deadline is within the look-ahead, once per token."""
+    settings.TIMERS_LOOKAHEAD_S = 3.0
+    due = datetime.now(UTC) + timedelta(seconds=120)
+    with django_capture_on_commit_callbacks(execute=True):
+        timer = timer_set(kind="test.record", key="far", due_at=due)
+    assert _handlers == []
+    assert services.timers_dispatch(now=due - timedelta(seconds=10)) == 0
+    assert services.timers_dispatch(now=due - timedelta(seconds=2)) == 1
+    assert services.timers_dispatch(now=due - timedelta(seconds=1)) == 0  # once per token
+    [(timer_id, token, countdown)] = _handlers
+    assert (timer_id, token) == (timer.pk, str(timer.token)) and 0 < countdown <= 120
+    # Moved: a new token, dispatched again when it comes near; the old message is stale.
+    later = due + timedelta(seconds=60)
+    with django_capture_on_commit_callbacks(execute=True):
+        moved = timer_set(kind="test.record", key="far", due_at=later)
+    assert services.timers_dispatch(now=later - timedelta(seconds=1)) == 1
+    assert _handlers[-1][:2] == (moved.pk, str(moved.token))
+    assert timer_fire(timer_id=timer.pk, token=token, now=later)[0] == STALE
+    # The message of the moved timer lost (a worker killed with -9): the sweep fires it once overdue.
+    assert timers_sweep(now=later + timedelta(seconds=1)) == 1
+    assert [c["key"] for c in CALLS] == ["far"]

@@ -42,6 +42,7 @@ class Migration(migrations.Migration):
                 ),
                 ("payload", models.JSONField(blank=True, default=dict)),
                 ("fired_at", models.DateTimeField(blank=True, null=True)),
+                ("dispatched_at", models.DateTimeField(blank=True, null=True)),
                 ("failures", models.PositiveIntegerField(default=0)),
                 ("last_error", models.TextField(blank=True)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
