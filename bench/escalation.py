@@ -233,10 +233,10 @@ def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     )
     from messaging.models import Message
 
-    # Every page's SMS reaches the stand-in, those whose send task died with the worker included (the
-    # messaging sweep sends them again).
+    # Every page's SMS handed to the provider (the stand-in), those whose send task died with the worker
+    # included (the messaging sweep sends them again).
     wait_for(
-        lambda: not Message.objects.filter(direction="out", status__in=["queued", "sending"]).exists(),
+        lambda: not Message.objects.filter(direction="out", status="queued").exists(),
         timeout=180,
         what="every SMS sent",
         interval=1.0,

@@ -11,9 +11,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from redis.exceptions import RedisError
 
 from campaigns.lifecycle import LIVE_STATES, RETRY_CALLBACK, AttemptOutcome, AttemptState
@@ -233,6 +235,13 @@ def tenant_ids_to_dispatch(*, now: datetime) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------- leads
+
+
+def tenant_live_calls_elsewhere(*, tenant_id: int) -> int:
+    """The tenant's live calls that are not campaign attempts (inbound calls, on-call pages), counted by the
+    apps that own them: ``settings.TENANT_LIVE_CALLS_ELSEWHERE`` names their counters (dotted paths called
+    as ``fn(tenant_id=...)``), so this app never imports them (DESIGN.md §3)."""
+    return sum(int(import_string(path)(tenant_id=tenant_id)) for path in settings.TENANT_LIVE_CALLS_ELSEWHERE)
 
 
 def live_attempts(*, tenant: Tenant) -> QuerySet[CallAttempt]:

@@ -56,8 +56,13 @@ def tenant_live_flow_calls(*, tenant_id: int) -> int:
     inbound = InboundCall.objects.filter(
         tenant_id=tenant_id, status=InboundCall.Status.LIVE, handling__in=SLOT_HANDLINGS
     ).count()
+    # A call page holds a line from its originate's claim (``sent_at``) until it ends; one still waiting for
+    # a free line (flows.services.pages) holds none.
     legs = Page.objects.filter(
-        incident__tenant_id=tenant_id, channel=Page.Channel.CALL, status__in=_LIVE_PAGE_CALL
+        incident__tenant_id=tenant_id,
+        channel=Page.Channel.CALL,
+        status__in=_LIVE_PAGE_CALL,
+        sent_at__isnull=False,
     ).count()
     return inbound + legs
 

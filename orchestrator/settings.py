@@ -388,6 +388,11 @@ TIMER_HANDLERS: dict[str, str] = {
     "flows.caller_callback": "flows.services.escalation.incident_callback_due",
     "campaigns.callback": "campaigns.services.agent_actions.callback_timer_due",
 }
+# Counters of a tenant's live calls that are not campaign attempts (dotted paths, fn(tenant_id=) -> int): the
+# dispatcher adds them to the attempts it counts against the tenant's cap.
+TENANT_LIVE_CALLS_ELSEWHERE: list[str] = env.list(
+    "TENANT_LIVE_CALLS_ELSEWHERE", default=["flows.selectors.tenant_live_flow_calls"]
+)
 # The shortest wait an escalation step may have (tests lower it).
 FLOWS_MIN_STEP_WAIT_S: int = env.int("FLOWS_MIN_STEP_WAIT_S", default=30)
 # How long a signed acknowledgement link stays valid.

@@ -89,7 +89,8 @@ def timer_set(*, kind: str, key: str, due_at: datetime, payload: dict[str, Any] 
         update_conflicts=True,
         unique_fields=["key"],
         update_fields=[
-            "kind", "due_at", "token", "state", "payload", "fired_at", "failures", "last_error", "dispatched_at",
+            "kind", "due_at", "token", "state", "payload", "fired_at", "failures", "last_error",
+            "dispatched_at",
         ],
     )  # fmt: skip
     if timer.pk is None:  # not every backend returns the id of an upserted row

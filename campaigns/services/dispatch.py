@@ -75,6 +75,7 @@ from campaigns.selectors import (
     live_attempts,
     pbx_health,
     pbx_list_with_free_channels,
+    tenant_live_calls_elsewhere,
 )
 from campaigns.services.leads import lead_move, leads_move
 from tenants.models import Tenant
@@ -220,7 +221,9 @@ def dispatch_tenant(
             .annotate(n=Count("pk"))
             .values_list("campaign", "n")
         )
-        tenant_live = sum(campaign_live.values())
+        # Plus the tenant's calls owned by other apps (inbound calls, on-call pages: settings
+        # TENANT_LIVE_CALLS_ELSEWHERE), which count against the same cap (rule 1).
+        tenant_live = sum(campaign_live.values()) + tenant_live_calls_elsewhere(tenant_id=tenant.pk)
         # Enabled PBXs with free channels (rows and live counts in one query), most free first; of those,
         # only where a call can succeed: its Stasis app listening and a media worker up (rule 9).
         pbx_rows = pbx_list_with_free_channels(tenant=tenant)

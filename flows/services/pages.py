@@ -32,10 +32,11 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from campaigns.models import Pbx
-from campaigns.selectors import pbx_list_with_free_channels
+from campaigns.selectors import live_attempts, pbx_list_with_free_channels
 from campaigns.services.pbx import pbx_ari_client
 from flows.lifecycle import PAGE_PENDING, PageInput, PageStatus, page_transition
 from flows.models import Incident, IncidentEvent, OnCallPerson, Page
+from flows.selectors import tenant_live_flow_calls
 from flows.services import outbox
 from flows.services.briefs import endpoint_for, leg_brief_write
 from flows.services.sms import SmsUnavailable, sms_send
@@ -43,6 +44,7 @@ from flows.services.timeline import event_add
 from orchestrator.redis_client import get_redis
 from telephony.ari import AriRetryableError, AriTerminalError
 from telephony.stasis import command_key
+from tenants.models import Tenant
 from wire.brief import reply_channel, say_message
 from wire.callids import new_flow_call_id
 
@@ -217,9 +219,17 @@ def _send_call(page: Page, now: datetime | None) -> str:
         client = pbx_ari_client(pbx=pbx)
     except ImproperlyConfigured as exc:
         return _fail_call(page.pk, f"PBX configuration: {exc}", at)
-    claimed = Page.objects.filter(pk=page.pk, status=PageStatus.TO_SEND, sent_at__isnull=True).update(
-        sent_at=at, pbx_id=pbx.pk
-    )
+    with transaction.atomic():
+        # The tenant's cap holds for page calls too (DESIGN.md §5 rule 1), counted under the tenant's row lock
+        # like a dispatch pass and an inbound call's routing; the inbound reserve keeps lines for them. At the
+        # cap the call waits for a line (retried) while its SMS races on.
+        tenant = Tenant.objects.select_for_update(no_key=True).get(pk=incident.tenant_id)
+        live = live_attempts(tenant=tenant).count() + tenant_live_flow_calls(tenant_id=tenant.pk)
+        if live >= tenant.max_concurrent_calls:
+            raise PageRetry(f"the tenant is at its cap of {tenant.max_concurrent_calls} calls", countdown=2.0)
+        claimed = Page.objects.filter(pk=page.pk, status=PageStatus.TO_SEND, sent_at__isnull=True).update(
+            sent_at=at, pbx_id=pbx.pk
+        )
     if not claimed:
         return NOT_TO_SEND
     page.sent_at, page.pbx_id = at, pbx.pk
