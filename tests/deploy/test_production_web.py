@@ -96,6 +96,17 @@ def _free_port() -> int:
         return port
 
 
+def _web_connections() -> int:
+    """Connections to this test's database other than this process's own."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return int(cursor.fetchone()[0])
+
+
 def _get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - a local test server
     try:
@@ -161,6 +172,13 @@ def test_gunicorn_serves_the_asgi_app_and_whitenoise_the_static_files(subprocess
         status, _, page = _get(f"{base}/admin/login/")
         assert status == 200
         assert f"/static/{css}".encode() in page  # pages link the hashed names
+
+        if database_is_postgres():
+            # Each ASGI request runs in a thread of its own: the web process must not keep one database
+            # connection per request (it did, until PostgreSQL refused new clients under a webhook burst).
+            for _ in range(40):
+                assert _get(f"{base}/healthz")[0] == 200
+            assert _web_connections() <= 2, log.read_text(errors="replace")
     finally:
         server.send_signal(signal.SIGTERM)
         try:
