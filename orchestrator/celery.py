@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import beat_init, setup_logging, task_postrun, task_prerun, worker_init
+from kombu import Queue
 
 from orchestrator import broker
 from orchestrator.tasks import HEARTBEAT_EVERY_S
@@ -106,7 +107,33 @@ broker.install()
 
 app = Celery("orchestrator")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.update(RELIABILITY_DEFAULTS, beat_schedule=BEAT_SCHEDULE)
+app.conf.update(
+    RELIABILITY_DEFAULTS,
+    beat_schedule=BEAT_SCHEDULE,
+    task_routes=(lambda name, *args, **kwargs: _timers_route(name),),
+)
+
+
+def timers_queue() -> str:
+    """Durable timers (escalation steps, callbacks) have a queue of their own that every worker consumes
+    first (the "priority" queue order: BRPOP takes from the first non-empty queue): a step is due at a given
+    second and must not wait behind a backlog of SMS sends and webhook processing. Their sweep is there too,
+    so it runs (and does not expire) under load."""
+    return f"{app.conf.task_default_queue}.timers"
+
+
+def _timers_route(name: str) -> dict[str, str] | None:
+    return {"queue": timers_queue()} if name.startswith("timers.") else None
+
+
+@app.on_after_configure.connect
+def _consume_the_timers_queue_first(sender: Celery, **kwargs: Any) -> None:
+    # Read once the settings are: a worker (started without -Q) consumes every queue of task_queues.
+    sender.conf.task_queues = [Queue(timers_queue()), Queue(sender.conf.task_default_queue)]
+    sender.conf.broker_transport_options = {
+        **sender.conf.broker_transport_options,
+        "queue_order_strategy": "priority",
+    }
 app.autodiscover_tasks()
 
 # Database connections across tasks. Celery's Django fixup closes every connection before and after each task

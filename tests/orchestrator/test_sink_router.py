@@ -61,9 +61,7 @@ async def test_events_go_to_the_domain_of_their_call_id() -> None:
     assert await router.live_call_ids() == {"a", "f"}
 
 
-async def test_inbound_routing_is_the_flows_and_refused_without_it() -> None:
+async def test_inbound_routing_is_the_flows() -> None:
     event = CallInbound("1767650400.17", "15551230000", "+19175551212", "", NOW)
     router, _ = router_with(Routing(set()))
     assert await router.route_inbound(event) == InboundRoute(action="agent")
-    router, _ = router_with(Recorder(set()))
-    assert await router.route_inbound(event) == InboundRoute(action="refuse")
