@@ -22,8 +22,11 @@ What it does (see bench/README.md):
 5. waits until every incident has run out of steps, then reads the timeline (``step_fired`` rows, each with
    the deadline it fired for) and what the stand-in really received, and computes:
    ``step_late_ms_p50/p99/max`` (fired − deadline, steps 2.. only: step 1 has no deadline),
-   ``steps_fired_twice`` (a step with more than one ``step_fired`` row, or a person texted more than once for
-   one step at the stand-in), ``steps_missed`` (a step never fired, or its SMS never reached the stand-in);
+   ``steps_fired_twice`` (a step with more than one ``step_fired`` row), ``steps_missed`` (a step that
+   never fired); and, from what the stand-in really received, ``sms_missing`` (a fired step whose SMS never
+   reached it), ``sms_sent_twice`` (a person texted twice for one step: SMS sends are at least once, so a
+   worker killed during a provider request sends that message again) and the time from a step firing to
+   its SMS being handed to the provider;
 6. posts ``--webhooks`` signed inbound-SMS webhooks (Twilio's signature) to the web process,
    ``--webhook-concurrency`` at a time, and reports ``webhooks_per_s`` (accepted: 200 answered) and
    ``webhooks_processed_per_s`` (until the workers had processed every one).
@@ -332,7 +335,22 @@ def analyse_steps(args: argparse.Namespace, incident_ids: list[int], stack: Stac
             texted[(incident, message.get("to") or "")] += 1
     people = [f"{PERSON_PREFIX}{1000 + k}" for k in range(args.steps)]
     sms_twice = sum(1 for n in texted.values() if n > 1)
-    sms_missed = sum(1 for i in incident_ids for number in people if texted[(i, number)] == 0)
+    sms_missing = sum(1 for i in incident_ids for number in people if texted[(i, number)] == 0)
+    # How long a fired step's SMS took to be handed to the provider (the page's send task, then the
+    # message's): the queue behind the timers.
+    fired_at = {
+        (i, s): at
+        for i, s, at in IncidentEvent.objects.filter(
+            incident_id__in=incident_ids, kind="step_fired"
+        ).values_list("incident_id", "step", "at")
+    }
+    lag_ms = [
+        (at - fired_at[(i, s)]).total_seconds() * 1000
+        for i, s, at in IncidentEvent.objects.filter(incident_id__in=incident_ids, kind="texted").values_list(
+            "incident_id", "step", "at"
+        )
+        if (i, s) in fired_at
+    ]
     return {
         "incidents": len(incident_ids),
         "steps_expected": len(expected),
@@ -341,9 +359,13 @@ def analyse_steps(args: argparse.Namespace, incident_ids: list[int], stack: Stac
         "step_late_ms_p50": _round(percentile(late_ms, 50)),
         "step_late_ms_p99": _round(percentile(late_ms, 99)),
         "step_late_ms_max": _round(max(late_ms) if late_ms else None),
-        "steps_fired_twice": db_twice + sms_twice,
-        "steps_missed": db_missed + sms_missed,
+        "steps_fired_twice": db_twice,
+        "steps_missed": db_missed,
+        "sms_to_provider_lag_ms_p50": _round(percentile(lag_ms, 50)),
+        "sms_to_provider_lag_ms_p99": _round(percentile(lag_ms, 99)),
         "sms_received_by_standin": sum(texted.values()),
+        "sms_sent_twice": sms_twice,
+        "sms_missing": sms_missing,
         "worker_killed": True,
     }
 
@@ -428,8 +450,10 @@ def print_summary(r: dict[str, Any]) -> None:
         f"step lateness (ms) p50 {r['step_late_ms_p50']}  p99 {r['step_late_ms_p99']}"
         f"  max {r['step_late_ms_max']}  (over {r['timer_steps_measured']} timer-driven steps;"
         f" target p99 ≤ {TARGET_LATE_P99_MS:.0f})",
-        f"steps fired twice {r['steps_fired_twice']}, missed {r['steps_missed']}; "
-        f"SMS at the stand-in {r['sms_received_by_standin']}",
+        f"steps fired twice {r['steps_fired_twice']}, missed {r['steps_missed']}",
+        f"page SMS at the stand-in {r['sms_received_by_standin']} (twice {r['sms_sent_twice']}, missing "
+        f"{r['sms_missing']}); step fired -> SMS handed to the provider p50 "
+        f"{r['sms_to_provider_lag_ms_p50']} ms, p99 {r['sms_to_provider_lag_ms_p99']} ms",
         f"webhooks: {r['webhooks_accepted']}/{r['webhooks']} accepted, {r['webhooks_per_s']}/s answered, "
         f"{r['webhooks_processed_per_s']}/s processed",
         "OK" if r["ok"] else "TARGET NOT MET",
