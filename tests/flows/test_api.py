@@ -683,3 +683,11 @@ def test_the_schema_lists_the_flows_routes():
         "/api/v1/inbound-calls",
     ):
         assert path in document["paths"], path
+
+
+def test_an_agent_profile_a_flow_uses_cannot_be_deleted(api, tenant):
+    agent = make_agent(tenant)
+    make_flow(tenant, agent=agent)
+    response = api.delete(f"{API}/agent-profiles/{agent.pk}")
+    assert errors_of(response) == ["agent"]
+    assert "Flow" in str(response.json())
