@@ -58,6 +58,18 @@ class ScopedIdField(serializers.PrimaryKeyRelatedField):
         return queryset
 
 
+@extend_schema_field({"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$", "example": "09:00"})
+class HourMinuteField(serializers.Field):
+    """A time of day, answered as ``HH:MM`` (local time of the flow or rotation)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def to_representation(self, value: Any) -> str:
+        return f"{value:%H:%M}"
+
+
 def _ids(scoped: str, **kwargs: Any) -> Any:
     """A list of ids of the tenant's rows (in the order given)."""
     return ScopedIdField(scoped=scoped, many=True, **kwargs)
@@ -83,8 +95,8 @@ class PhoneNumberInputSerializer(serializers.Serializer[Any]):
 
 
 class BusinessHoursSerializer(serializers.ModelSerializer[BusinessHours]):
-    opens = serializers.TimeField(format="%H:%M", read_only=True)
-    closes = serializers.TimeField(format="%H:%M", read_only=True)
+    opens = HourMinuteField()
+    closes = HourMinuteField()
 
     class Meta:
         model = BusinessHours
@@ -243,7 +255,7 @@ class RotationOverrideSerializer(OutputModelSerializer[RotationOverride]):
 class RotationSerializer(OutputModelSerializer[Rotation]):
     members = serializers.SerializerMethodField(help_text="Ids of the people, in turn order.")
     overrides = RotationOverrideSerializer(many=True, read_only=True)
-    handoff_time = serializers.TimeField(format="%H:%M", read_only=True)
+    handoff_time = HourMinuteField()
 
     class Meta:
         model = Rotation

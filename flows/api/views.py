@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, cast
 
 from django.db.models import Model, QuerySet
@@ -70,9 +71,13 @@ from flows.services.setup_oncall import (
     rotation_update,
 )
 from orchestrator.api import check_json_types
+from orchestrator.errors import InvalidInput
 from tenants.api.authentication import request_tenant
 from tenants.api.permissions import TenantRolePermission
 from tenants.models import Tenant
+
+#: How far from now ``oncall/now?at=`` may look (the turn arithmetic of a rotation stays in range).
+ON_CALL_HORIZON = timedelta(days=3660)
 
 
 def check_nested_json_types(serializer: BaseSerializer[Any], data: Any) -> None:
@@ -337,15 +342,17 @@ class OnCallViewSet(FlowsViewSet):
     @extend_schema(
         parameters=[s.OnCallNowQuerySerializer],
         responses=s.OnCallNowSerializer(many=True),
-        description="Who each rotation (or the one given) puts on call now (or at ``at``), overrides first.",
+        description="Who each rotation (or the one given: a filter, like the lists', so an id the tenant "
+        "does not have lists nothing) puts on call now (or at ``at``), overrides first.",
     )
     @action(detail=False, methods=["get"], pagination_class=None)
     def now(self, request: Request) -> Response:
         query = self.query(s.OnCallNowQuerySerializer)
-        at = query.get("at") or timezone.now()
+        now = timezone.now()
+        at = query.get("at") or now
+        if abs(at - now) > ON_CALL_HORIZON:
+            raise InvalidInput("at", "must be within 10 years of now")
         rows = selectors.on_call_now(tenant=self.tenant, at=at, rotation_id=query.get("rotation"))
-        if query.get("rotation") is not None and not rows:
-            raise Rotation.DoesNotExist
         body = [
             {
                 "rotation": rotation.pk,
