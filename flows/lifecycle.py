@@ -95,6 +95,8 @@ PAGE_TRANSITIONS: Mapping[tuple[PageStatus, PageInput], PageStatus] = MappingPro
         # Call events may beat the originate's answer (as for attempts).
         (PageStatus.TO_SEND, PageInput.ANSWERED): PageStatus.ANSWERED,
         (PageStatus.TO_SEND, PageInput.ENDED): PageStatus.ENDED,
+        (PageStatus.TO_SEND, PageInput.ACCEPTED): PageStatus.ACCEPTED,
+        (PageStatus.TO_SEND, PageInput.DECLINED): PageStatus.DECLINED,
         (PageStatus.SENT, PageInput.ANSWERED): PageStatus.ANSWERED,
         # An SMS reply answers a sent page directly.
         (PageStatus.SENT, PageInput.ACCEPTED): PageStatus.ACCEPTED,

@@ -33,6 +33,7 @@ from flows.services import escalation
 from flows.services.pages import page_apply, page_create, pages_stop, say_on_commit, transfer_on_commit
 from flows.services.timeline import event_add
 from orchestrator.errors import InvalidInput
+from timers.models import Timer
 from timers.services import timer_cancel, timer_fire, timer_set
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,16 @@ def incident_open(
 
 
 def _lock(incident_id: int) -> Incident | None:
+    """Lock the incident for a change, after its timers' rows: a timer firing holds its timer row and then
+    locks the incident, so every other path takes them in that same order (no deadlock)."""
+    list(
+        Timer.objects.select_for_update()
+        .filter(
+            key__in=[escalation.incident_timer_key(incident_id), escalation.callback_timer_key(incident_id)]
+        )
+        .order_by("key")
+        .values_list("pk", flat=True)
+    )
     return (
         Incident.objects.select_for_update(of=("self",))
         .select_related("tenant", "flow", "acknowledged_by", "inbound_call")
@@ -425,5 +436,4 @@ __all__ = [
     "incident_open",
     "incident_resolve",
     "page_decline",
-    "timer_set",
 ]

@@ -144,9 +144,25 @@ def page_send(*, page_id: int, now: datetime | None = None) -> str:
     ).get(pk=page_id)
     if page.status != PageStatus.TO_SEND:
         return NOT_TO_SEND
+    if page.purpose == Page.Purpose.PAGE and page.incident.status != Incident.Status.OPEN:
+        return _stop_unsent(page.pk, now)
     if page.channel == Page.Channel.SMS:
         return _send_sms(page.pk, now)
     return _send_call(page, now)
+
+
+def _stop_unsent(page_id: int, now: datetime | None) -> str:
+    """A page whose incident no longer escalates (taken, exhausted, resolved) is not sent."""
+    at = now or timezone.now()
+    with transaction.atomic():
+        page = Page.objects.select_for_update().select_related("incident").filter(pk=page_id).first()
+        if page is None or page.sent_at is not None:
+            return NOT_TO_SEND
+        if page_apply(page=page, event=PageInput.CANCELLED, at=at):
+            event_add(
+                incident=page.incident, kind=Kind.LEG_STOPPED, at=at, page=page, detail={"reason": "not_sent"}
+            )
+    return NOT_TO_SEND
 
 
 def _send_sms(page_id: int, now: datetime | None) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -149,9 +149,11 @@ def sms_reply(*, message: Any) -> bool:
     if code:
         pages = pages.filter(incident__short_code=code)
     candidates = list(pages.order_by("-created_at", "-pk"))
-    incidents = {p.incident_id: p for p in candidates}  # the latest page per incident
+    incidents: dict[int, Page] = {}
+    for candidate in candidates:  # the latest page per incident
+        incidents.setdefault(candidate.incident_id, candidate)
     if not incidents:
-        return False
+        return _late_reply(sender=sender, tenant_id=tenant_id, code=code, body=body, at=at)
     if len(incidents) > 1:
         latest = candidates[0]
         codes = ", ".join(sorted({p.incident.short_code for p in candidates}))
@@ -183,6 +185,48 @@ def sms_reply(*, message: Any) -> bool:
         )
     else:
         page_decline(page_id=page.pk, at=at, channel="sms")
+    return True
+
+
+def _late_reply(*, sender: str, tenant_id: int | None, code: str | None, body: str, at: datetime) -> bool:
+    """A reply to a page whose incident was taken (or resolved) since, e.g. the same reply delivered twice:
+    recorded, acts on nothing; someone else than the acknowledger is told who took it."""
+    pages = Page.objects.select_related("incident", "incident__acknowledged_by").filter(
+        purpose=Page.Purpose.PAGE,
+        channel=Page.Channel.SMS,
+        to_number=sender,
+        created_at__gte=at - timedelta(days=1),
+    )
+    if tenant_id is not None:
+        pages = pages.filter(incident__tenant_id=tenant_id)
+    if code:
+        pages = pages.filter(incident__short_code=code)
+    page = pages.order_by("-created_at", "-pk").first()
+    if page is None:
+        return False
+    incident = page.incident
+    with transaction.atomic():
+        event_add(
+            incident=incident,
+            kind=Kind.REPLIED,
+            at=at,
+            page=page,
+            channel="sms",
+            detail={"body": body[:160], "late": True, "status": incident.status},
+        )
+        taker = incident.acknowledged_by
+        if taker is not None and taker.pk != page.person_id:
+            page_create(
+                incident=incident,
+                person=page.person,
+                purpose=Page.Purpose.TAKEN,
+                channel=Page.Channel.SMS,
+                to_number=sender,
+                text=f"Incident {incident.short_code} was already taken by {taker.name}.",
+                round=page.round,
+                step=-1,
+                now=at,
+            )
     return True
 
 
