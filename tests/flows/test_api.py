@@ -32,6 +32,7 @@ from tenants.models import Membership, Tenant
 from tenants.services import membership_add
 from tests.campaigns.factories import make_agent, make_tenant, make_user
 from tests.campaigns.test_api import api_client
+from tests.flows.routes import DETAIL_ROUTES
 from tests.flows.setup_factories import (
     make_call,
     make_flow,
@@ -424,23 +425,6 @@ def test_the_minimum_wait_follows_the_setting(api, tenant, settings):
 
 
 # ----------------------------------------------------------------------------------- tenant isolation
-
-DETAIL_ROUTES = [
-    ("phone-numbers/{number}", ("get", "put", "patch", "delete")),
-    ("inbound-flows/{flow}", ("get", "put", "patch", "delete")),
-    ("inbound-flows/{flow}/hours", ("get",)),
-    ("oncall-people/{person}", ("get", "put", "patch", "delete")),
-    ("oncall-groups/{group}", ("get", "put", "patch", "delete")),
-    ("rotations/{rotation}", ("get", "put", "patch", "delete")),
-    ("rotation-overrides/{override}", ("get", "put", "patch", "delete")),
-    ("escalation-policies/{policy}", ("get", "put", "patch", "delete")),
-    ("incidents/{incident}", ("get",)),
-    ("incidents/{incident}/timeline", ("get",)),
-    ("incidents/{incident}/acknowledge", ("post",)),
-    ("incidents/{incident}/resolve", ("post",)),
-    ("incidents/{incident}/escalate", ("post",)),
-    ("inbound-calls/{call}", ("get",)),
-]
 
 
 def test_another_tenants_ids_are_404_on_every_route(api, mine, foreign):
