@@ -48,6 +48,18 @@ CONSTRAINT_FIELDS: dict[str, tuple[str, str]] = {
     ),
     "lead_waiting_has_next_due_at": ("next_due_at", "a waiting lead needs a due time"),
     "smsaccount_one_secret_source": ("secret", "give at most one of secret or secret_env"),
+    # flows (inbound flows, on-call)
+    "businesshours_closes_after_opens": ("closes", "must be after opens (00:00 means midnight)"),
+    "inboundflow_transfer_has_office_number": (
+        "office_number",
+        "an in-hours transfer needs the office number",
+    ),
+    "rotationoverride_ends_after_start": ("ends_at", "must be after starts_at"),
+    "escalationstep_one_target_of_its_kind": (
+        "target_kind",
+        "a step targets exactly one person, rotation or group, of its kind",
+    ),
+    "escalationstep_notifies_somehow": ("notify_call", "a step notifies by call, by SMS or both"),
 }
 
 

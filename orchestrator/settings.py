@@ -233,7 +233,12 @@ SPECTACULAR_SETTINGS = {
     # Attempt.outcome and Lead.last_outcome share one set of choices: one schema enum.
     # The models' choices (value, label) themselves: the enum's own names would not match their labels, and
     # the override would silently not apply (two enums; `check --deploy` warns drf_spectacular.W001).
-    "ENUM_NAME_OVERRIDES": {"AttemptOutcomeEnum": "campaigns.models._OUTCOME_CHOICES"},
+    "ENUM_NAME_OVERRIDES": {
+        "AttemptOutcomeEnum": "campaigns.models._OUTCOME_CHOICES",
+        "IncidentStatusEnum": "flows.models.Incident.Status",
+        "InboundCallStatusEnum": "flows.models.InboundCall.Status",
+        "WeekdayEnum": "flows.models.WEEKDAY_CHOICES",
+    },
     # Every route's error answers (400/401/403/404/413/415) and their schemas: orchestrator/schema.py.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

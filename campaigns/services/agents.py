@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
+from django.db.models import ProtectedError
+
 from campaigns.models import AGENT_TOOLS, AgentProfile, default_tools
 from campaigns.phone import normalize_phone_number
 from orchestrator.errors import InvalidInput, full_clean_or_raise
@@ -113,4 +116,9 @@ def agent_profile_delete(*, agent: AgentProfile) -> None:
     in_use = list(agent.campaigns.values_list("name", flat=True)[:3])
     if in_use:
         raise InvalidInput("agent", f"used by campaign(s) {', '.join(in_use)}; give them another agent first")
-    agent.delete()
+    try:
+        with transaction.atomic():
+            agent.delete()
+    except ProtectedError as exc:  # another app's rows use it too (e.g. an inbound flow)
+        users = sorted({str(obj) for obj in exc.protected_objects})[:3]
+        raise InvalidInput("agent", f"used by {', '.join(users)}; give them another agent first") from exc

@@ -5,6 +5,7 @@ oversized, mistyped or unstorable JSON, bodies and requests Django itself refuse
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,9 +15,19 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from campaigns.models import Campaign
+from flows.services.setup_oncall import rotation_override_create
 from messaging.services.accounts import sms_account_create
 from tests.campaigns.factories import make_agent, make_campaign, make_lead, make_pbx, make_tenant
 from tests.campaigns.test_api import API, api_client, snapshot
+from tests.flows.setup_factories import (
+    make_flow,
+    make_group,
+    make_incident,
+    make_number,
+    make_person,
+    make_policy,
+    make_rotation,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -151,12 +162,28 @@ def _json_routes(world: dict[str, Any]) -> list[tuple[str, str]]:
 def world(tenant: Any) -> dict[str, Any]:
     campaign = make_campaign(tenant)
     lead = make_lead(tenant, campaign)
+    person = make_person(tenant)
+    rotation = make_rotation(tenant, [person])
+    incident = make_incident(tenant, person=person)
     return {
         "campaigns": campaign.pk,
         "agent-profiles": campaign.agent_id,
         "contacts": lead.contact_id,
         "pbxs": make_pbx(tenant).pk,
         "sms-accounts": sms_account_create(tenant=tenant, kind="console").pk,
+        "phone-numbers": make_number(tenant).pk,
+        "inbound-flows": make_flow(tenant).pk,
+        "oncall-people": person.pk,
+        "oncall-groups": make_group(tenant, [person]).pk,
+        "rotations": rotation.pk,
+        "rotation-overrides": rotation_override_create(
+            rotation=rotation,
+            person=person,
+            starts_at=timezone.now(),
+            ends_at=timezone.now() + timedelta(hours=1),
+        ).pk,
+        "escalation-policies": make_policy(tenant, person).pk,
+        "incidents": incident.pk,
     }
 
 

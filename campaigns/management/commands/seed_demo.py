@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from django.apps import apps
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
@@ -31,6 +33,8 @@ DEMO_SLUG = "demo"
 DEMO_TENANT_NAME = "Demo"
 DEMO_TIMEZONE = "America/New_York"
 DEMO_CAP = 5
+# Of the 5, kept free for inbound calls and their on-call page calls (the after-hours demo shares the tenant).
+DEMO_INBOUND_RESERVE = 2
 DEMO_OWNER_EMAIL = "demo@example.com"
 # Local demo only: printed when the user is created, so the admin can be opened at once.
 DEMO_OWNER_PASSWORD = "demo-password"  # noqa: S105
@@ -112,16 +116,18 @@ def pick_demo_zone(now: datetime) -> str | None:
 
 class Command(BaseCommand):
     help = (
-        "Seed the demo (idempotent): tenant 'demo' (cap 5, America/New_York), owner demo@example.com, an API "
-        "key (printed only when created), PBX 'demo-sim' (the local simulator on 127.0.0.1:8088, password "
-        "from $SIM_ARI_PASSWORD), an agent profile and a RUNNING campaign of 50 contacts +15550200001.. "
-        "+15550200050 (the simulator plan's mix of behaviours) due now, with 60 s retry delays. "
-        "The campaign may call every day 09:00-20:00 callee-local time, inside the hard 08:00-21:00 bounds, "
-        "which are never bent. So that the demo dials whenever it is run, the contacts get an explicit "
-        "time zone picked at seed time: America/New_York if it is inside 09:00-20:00 now, otherwise the "
-        "real zone from a fixed list (Honolulu to Kiritimati) with the most of that window left. A later "
-        "run re-picks it only if the stored zone has left the window. The numbers are fictional: "
-        "PHONE_TEST_PREFIXES must include +1555 (make run sets it)."
+        "Seed the demo (idempotent): tenant 'demo' (cap 5, 2 of them kept for inbound calls, "
+        "America/New_York), owner demo@example.com, an API key (printed only when created), PBX "
+        "'demo-sim' (the local simulator on 127.0.0.1:8088, password from $SIM_ARI_PASSWORD), an agent "
+        "profile and a RUNNING campaign of 50 contacts +15550200001.. +15550200050 (the simulator plan's "
+        "mix of behaviours) due now, with 60 s retry delays. The campaign may call every day 09:00-20:00 "
+        "callee-local time, inside the hard 08:00-21:00 bounds, which are never bent. So that the demo "
+        "dials whenever it is run, the contacts get an explicit time zone picked at seed time: "
+        "America/New_York if it is inside 09:00-20:00 now, otherwise the real zone from a fixed list "
+        "(Honolulu to Kiritimati) with the most of that window left. A later run re-picks it only if the "
+        "stored zone has left the window. The numbers are fictional: PHONE_TEST_PREFIXES must include "
+        "+1555 (make run sets it). Then the after-hours answering demo (manage.py seed_after_hours: the "
+        "number +15550170000, its flow, three on-call technicians)."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -162,6 +168,9 @@ class Command(BaseCommand):
                 f"created). Lost it? Get a new one with `manage.py create_api_key --tenant {DEMO_SLUG}`, "
                 "the admin's 'Create an API key' action on the tenant, or POST /api/v1/api-keys"
             )
+        # The after-hours answering demo on the same tenant: by name, since campaigns never imports flows.
+        if apps.is_installed("flows"):
+            call_command("seed_after_hours", stdout=self.stdout, stderr=self.stderr)
 
     # ------------------------------------------------------------------------------------------- parts
     def _tenant_and_key(self) -> tuple[Tenant, str | None]:
@@ -184,6 +193,7 @@ class Command(BaseCommand):
                 default_timezone=DEMO_TIMEZONE,
                 max_concurrent_calls=DEMO_CAP,
                 calls_per_second=DEMO_CAP,
+                inbound_reserve=DEMO_INBOUND_RESERVE,
             )
             self.stdout.write(f"created tenant {tenant.slug!r}")
         raw_key: str | None = None
