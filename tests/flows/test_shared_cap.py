@@ -28,7 +28,10 @@ def test_the_dispatcher_counts_live_inbound_calls_and_page_calls_against_the_cap
         channel_id="in-1", tenant=tenant, handling=InboundCall.Handling.AGENT, started_at=timezone.now()
     )
     InboundCall.objects.create(  # refused: it held no line
-        channel_id="in-2", tenant=tenant, handling=InboundCall.Handling.REFUSED_OVER_CAP, started_at=timezone.now()
+        channel_id="in-2",
+        tenant=tenant,
+        handling=InboundCall.Handling.REFUSED_OVER_CAP,
+        started_at=timezone.now(),
     )
     person = OnCallPerson.objects.create(tenant=tenant, name="Bo", phone="+15550000001")
     incident = _incident(tenant)
