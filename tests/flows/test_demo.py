@@ -256,11 +256,13 @@ def test_place_inbound_call_says_what_went_wrong(simulator, settings, monkeypatc
 
 
 def test_the_request_body_scripts_the_caller_only_when_asked():
-    assert "behaviour" not in inbound_request(did="+1", caller="+2", app="a")
+    plain = inbound_request(did="+1", caller="+2", app="a")
+    assert "behaviour" not in plain
+    assert plain["answered"] is False  # as the shipped dialplan: the flow decides whether to answer
     body = inbound_request(did="+1", caller="+2", app="a", say="Help", say_at=3, hangup_after=30)
     assert body["behaviour"] == {
         "behaviour": "answer",
         "after": 0,
-        "say": [{"at": 3, "text": "Help"}],
+        "say": [{"at": 3, "text": "Help", "caption": True}],
         "hangup_after": 30,
     }

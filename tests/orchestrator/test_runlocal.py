@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from flows.management.commands.seed_after_hours import DEMO_SMS_AUTH_TOKEN, DEMO_SMS_WEBHOOK_ID
 from orchestrator.management.commands.runlocal import SIM_PLAN, process_specs
 from orchestrator.redis_client import get_redis
 from orchestrator.supervisor import ProcessSpec, Supervisor
@@ -160,7 +161,15 @@ def test_process_specs_start_web_the_simulator_worker_beat_and_stasis(tmp_path):
         "--pbx",
         "demo-sim",
     ]
-    assert list(specs) == ["web", "sim", "worker", "beat", "stasis", "agent", "media"]
+    assert list(specs) == ["web", "sim", "sms", "worker", "beat", "stasis", "agent", "media"]
+    # The SMS stand-in posts the demo people's replies to the demo tenant's inbound webhook.
+    sms = list(specs["sms"].argv)
+    assert sms[:3] == ["py", "-m", "telephony.sim.sms"]
+    assert sms[sms.index("--port") + 1] == "8089"
+    assert sms[sms.index("--auth-token") + 1] == DEMO_SMS_AUTH_TOKEN
+    assert sms[sms.index("--inbound-url") + 1] == (
+        f"http://127.0.0.1:8000/webhooks/sms/twilio/{DEMO_SMS_WEBHOOK_ID}/inbound"
+    )
     assert list(specs["media"].argv) == ["py", "-m", "media"]
     assert specs["media"].env["REALTIME_URL"] == "ws://127.0.0.1:8765/v1/realtime"
     assert specs["media"].env["MEDIA_LISTEN"] == "127.0.0.1:9092"

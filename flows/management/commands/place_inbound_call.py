@@ -39,12 +39,16 @@ def inbound_request(
     hangup_after: float = 90,
 ) -> dict[str, Any]:
     """The body of the simulator's ``POST /sim/inbound``."""
-    body: dict[str, Any] = {"did": did, "caller_number": caller, "caller_name": name, "app": app}
+    # Unanswered, as the shipped dialplan hands a DID to the Stasis app (the flow decides whether to answer).
+    body: dict[str, Any] = {
+        "did": did, "caller_number": caller, "caller_name": name, "app": app, "answered": False,
+    }  # fmt: skip
     if say:
         body["behaviour"] = {
             "behaviour": "answer",
             "after": 0,
-            "say": [{"at": say_at, "text": say}],
+            # caption: the words ride in the audio, so the local agent (no speech recognition) hears them.
+            "say": [{"at": say_at, "text": say, "caption": True}],
             "hangup_after": hangup_after,
         }
     return body

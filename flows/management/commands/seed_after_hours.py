@@ -22,6 +22,7 @@ Idempotent: what exists is left as it is (only ``--office-hours`` changes the fl
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from typing import Any
 
@@ -34,6 +35,8 @@ from campaigns.services.agents import agent_profile_create
 from flows.models import EscalationPolicy, InboundFlow, OnCallPerson, PhoneNumber, Rotation
 from flows.services.setup import inbound_flow_create, inbound_flow_update, phone_number_create
 from flows.services.setup_oncall import escalation_policy_create, oncall_person_create, rotation_create
+from messaging.models import SmsAccount
+from messaging.services.accounts import sms_account_create
 from orchestrator.errors import InvalidInput
 from tenants.models import Tenant
 
@@ -68,6 +71,12 @@ INSTRUCTIONS = (
     "on-call technician is being contacted. Otherwise tell them the office will call back in the morning."
 )
 GREETING = "Acme Heating and Cooling, after-hours line. How can I help you?"
+# The demo's SMS goes to the local SMS stand-in that `make run` starts (manage.py runlocal), which speaks the
+# Twilio API: the tenant gets a Twilio account with these throwaway local credentials, and a fixed webhook id
+# so that the stand-in knows where to post the people's replies.
+DEMO_SMS_ACCOUNT_SID = "AC" + "d" * 32
+DEMO_SMS_AUTH_TOKEN = "local-sms-stand-in-token"  # noqa: S105 - a throwaway credential of a local stand-in
+DEMO_SMS_WEBHOOK_ID = uuid.UUID("00000000-0000-4000-8000-00000000d3e0")
 
 
 def _office_hours(text: str) -> list[dict[str, Any]]:
@@ -111,6 +120,7 @@ class Command(BaseCommand):
                 policy = self._policy(tenant, people)
                 flow = self._flow(tenant, policy, hours)
                 number = self._number(tenant, flow)
+                sms = self._sms_account(tenant)
         except InvalidInput as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
@@ -119,11 +129,31 @@ class Command(BaseCommand):
             f"{policy.name!r} ({policy.steps.count()} steps of {STEP_WAIT_S} s)"
         )
         self.stdout.write(
+            f"  SMS: {sms.kind} account (webhook id {sms.webhook_id}); with `make run` the texts go to the"
+            f" local SMS stand-in and the replies come back signed\n"
             f"  place a call: manage.py place_inbound_call --did {DID} --from {CALLER}\n"
             f"  then: GET /api/v1/incidents, /api/v1/incidents/<id>/timeline, /api/v1/inbound-calls"
         )
 
     # ------------------------------------------------------------------------------------------- parts
+    def _sms_account(self, tenant: Tenant) -> SmsAccount:
+        """The tenant's SMS account; a Twilio one pointed (by TWILIO_API_BASE) at the local stand-in unless it
+        has one already (an operator's real account is never replaced)."""
+        account = SmsAccount.objects.filter(tenant=tenant).first()
+        if account is not None:
+            return account
+        account = sms_account_create(
+            tenant=tenant,
+            kind="twilio",
+            username=DEMO_SMS_ACCOUNT_SID,
+            secret=DEMO_SMS_AUTH_TOKEN,
+            from_numbers=[DID],
+            by_tenant=False,
+        )
+        SmsAccount.objects.filter(pk=account.pk).update(webhook_id=DEMO_SMS_WEBHOOK_ID)
+        account.webhook_id = DEMO_SMS_WEBHOOK_ID
+        return account
+
     def _people(self, tenant: Tenant) -> list[OnCallPerson]:
         people = []
         for name, number in (*PEOPLE, MANAGER):

@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from flows.management.commands.seed_after_hours import DEMO_SMS_AUTH_TOKEN, DEMO_SMS_WEBHOOK_ID
 from orchestrator import embedded_redis
 from orchestrator.supervisor import ProcessSpec, Supervisor
 
@@ -32,6 +33,9 @@ DEMO_PBX = "demo-sim"
 # REALTIME_URL, its calls go to the local agent (a Realtime-protocol stand-in) on LOCAL_AGENT_PORT.
 MEDIA_LISTEN = "127.0.0.1:9092"
 LOCAL_AGENT_PORT = 8765
+# The local SMS stand-in (the Twilio API the product's SDK calls; scripted people: deploy/sim-sms.yaml).
+SMS_PORT = 8089
+SMS_SCRIPT = Path("deploy") / "sim-sms.yaml"
 # The media worker's Prometheus endpoint (the worker's and the Stasis app's come from settings).
 MEDIA_METRICS_LISTEN = "127.0.0.1:9103"
 
@@ -59,6 +63,7 @@ def process_specs(
         # --noreload: the autoreloader forks a second server process that outlives a plain SIGTERM.
         ProcessSpec("web", [python, manage, "runserver", web_address, "--noreload"]),
         ProcessSpec("sim", sim),
+        sms_spec(base_dir=base_dir, python=python, web_address=web_address),
         # Threads, not prefork: the tasks mostly wait on ARI and Redis, and a thread pool starts fast and
         # stops cleanly with the process group.
         ProcessSpec(
@@ -69,6 +74,19 @@ def process_specs(
         ProcessSpec("stasis", [python, manage, "run_stasis", "--pbx", pbx]),
         *media_specs(python=python, environ=environ),
     ]
+
+
+def sms_spec(*, base_dir: Path, python: str, web_address: str) -> ProcessSpec:
+    """The SMS stand-in, posting the demo people's signed replies to the demo tenant's inbound webhook."""
+    inbound = f"http://{web_address}/webhooks/sms/twilio/{DEMO_SMS_WEBHOOK_ID}/inbound"
+    argv = [
+        python, "-m", "telephony.sim.sms", "--host", SIM_HOST, "--port", str(SMS_PORT),
+        "--auth-token", DEMO_SMS_AUTH_TOKEN, "--inbound-url", inbound,
+    ]  # fmt: skip
+    script = base_dir / SMS_SCRIPT
+    if script.exists():
+        argv += ["--script", str(script)]
+    return ProcessSpec("sms", argv)
 
 
 def media_specs(*, python: str, environ: dict[str, str]) -> list[ProcessSpec]:
@@ -143,6 +161,11 @@ class Command(BaseCommand):
         env = dict(os.environ)
         # The demo PBX row names this variable; a real PBX row names its own.
         env.setdefault(SIM_ARI_PASSWORD_ENV, SIM_ARI_PASSWORD)
+        # SMS through the local stand-in (a real Twilio account needs neither), links and status callbacks to
+        # this web address.
+        if any(spec.name == "sms" for spec in specs):
+            env.setdefault("TWILIO_API_BASE", f"http://{SIM_HOST}:{SMS_PORT}")
+        env.setdefault("PUBLIC_BASE_URL", f"http://{options['web_address']}")
         started_redis: Path | None = None
         if settings.REDIS_EMBEDDED:
             server, started = embedded_redis.ensure_running(Path(settings.EMBEDDED_REDIS_DIR))
