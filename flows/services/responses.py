@@ -71,19 +71,20 @@ def leg_ended(*, call_id: str, at: datetime, outcome: str = "", reason: str = ""
         return False
     with transaction.atomic():
         locked = Page.objects.select_for_update().get(pk=page.pk)
-        if locked.ended_at is not None and locked.status in (PageStatus.ENDED, PageStatus.CANCELLED):
-            return True
+        if IncidentEvent.objects.filter(page=locked, kind=Kind.CALL_ENDED).exists():
+            return True  # reported already
         if not page_apply(page=locked, event=PageInput.ENDED, at=at) and locked.ended_at is None:
             locked.ended_at = at
             locked.save(update_fields=["ended_at", "updated_at"])
-        if not IncidentEvent.objects.filter(page=locked, kind=Kind.CALL_ENDED).exists():
-            event_add(
-                incident=page.incident_id,
-                kind=Kind.CALL_ENDED,
-                at=at,
-                page=locked,
-                detail={"outcome": outcome, "reason": reason},
-            )
+        # Also for a leg the flow stopped (cancelled when someone acknowledged): the timeline shows when the
+        # PBX really ended it, and how (a ringing call hung up unanswered).
+        event_add(
+            incident=page.incident_id,
+            kind=Kind.CALL_ENDED,
+            at=at,
+            page=locked,
+            detail={"outcome": outcome, "reason": reason},
+        )
     return True
 
 
