@@ -499,7 +499,7 @@ CONNECT_DID, CONNECT_CALLER, CONNECT_CALLBACK = "+15551230001", "+19175550201", 
 DEE_PHONE, DEE_SMS = "+15550002001", "+15550002101"  # answers, presses 1, then 1 again (connect)
 DECLINE_DID, DECLINE_CALLER, DECLINE_CALLBACK = "+15551230002", "+19175550202", "+15557002002"
 DEC_PHONE, DEC_SMS = "+15550002002", "+15550002102"  # answers and presses 2; then texts STOP
-LIN_PHONE, LIN_SMS = "+15550002003", "+15550002103"  # does not answer; accepts by the SMS's link
+LIN_PHONE, LIN_SMS = "+15550002003", "+15550002103"  # answers, no key; accepts and connects by link
 
 ACK_PLAN: dict[str, Any] = {
     "default": {"behaviour": "busy", "after": 0.1},
@@ -517,7 +517,8 @@ ACK_PLAN: dict[str, Any] = {
             "dtmf": [{"at": 3.0, "digits": "2"}],
             "hangup_after": 12,
         },
-        LIN_PHONE: {"behaviour": "no_answer"},
+        LIN_PHONE: {"behaviour": "answer", "after": 1.0, "hangup_after": 25},
+        DECLINE_CALLBACK: {"behaviour": "answer", "after": 0.5, "say": [{"at": 0.5, "text": "Hello?"}]},
     },
 }
 
@@ -610,6 +611,10 @@ def test_acknowledge_by_key_and_connect_by_link_and_a_decline_moves_on_at_once(t
     assert not Message.objects.filter(direction="in", from_number=LIN_SMS).exists()
     assert Incident.objects.get(pk=declined.pk).status == "open"
 
+    # Lin answered her page call, but an answered call is no acknowledgement (voicemail answers too).
+    assert the.call(lin_call["id"])["answered_at"] is not None
+    assert Incident.objects.get(pk=declined.pk).status == "open"
+
     # --- By link: Lin opens the link of the SMS the stand-in received (GET changes nothing), then accepts.
     [lin_text] = the.texts(LIN_SMS)
     link = re.search(r"(http://\S+/ack/\S+)", lin_text["body"])
@@ -626,9 +631,9 @@ def test_acknowledge_by_key_and_connect_by_link_and_a_decline_moves_on_at_once(t
         "link",
     )
 
-    # Lin's ringing call is hung up; the caller is confirmed; the "taken" text to Dec is blocked (STOP).
+    # Lin's page call is hung up; the caller is confirmed; the "taken" text to Dec is blocked (STOP).
     ended = the.wait(partial(the.ended, lin_call["id"]), what="Lin's page call hung up")
-    assert ended["ended_by"] == "app" and ended["answered_at"] is None
+    assert ended["ended_by"] == "app", ended
     [confirm] = the.wait(lambda: the.texts(DECLINE_CALLBACK), what="the caller's confirmation")
     assert "Lin from Acme Heating" in confirm["body"]
     taken = the.wait(
@@ -639,6 +644,25 @@ def test_acknowledge_by_key_and_connect_by_link_and_a_decline_moves_on_at_once(t
     taken.refresh_from_db()
     assert taken.status == "blocked", taken.status
     assert len(the.texts(DEC_SMS)) == dec_texts == 1
+
+    # Then she chooses by link to be connected now: the product calls her, then bridges her with the caller.
+    connect = httpx.post(link.group(1), data={"action": "connect"}, timeout=10)
+    assert connect.status_code == 200 and "Done." in connect.text, connect.text
+    leg = the.wait(
+        lambda: Page.objects.filter(incident=declined, purpose="connect", call_id__isnull=False).first(),
+        what="the call to Lin to connect her",
+    )
+    leg_id = str(leg.call_id)
+    the.wait(
+        lambda: next((b for b in the.bridges() if {leg_id, f"xfer-{leg_id}"} <= set(b["channels"])), None),
+        what="Lin bridged with the caller's callback leg",
+    )
+    assert the.call(leg_id)["number"] == LIN_PHONE
+    assert the.call(f"xfer-{leg_id}")["number"] == DECLINE_CALLBACK
+    the.wait(
+        lambda: IncidentEvent.objects.filter(incident=declined, kind=Kind.CONNECTED).exists(),
+        what="connected on the timeline",
+    )
 
 
 # --------------------------------------------------------------------- 3. business hours and the cap
