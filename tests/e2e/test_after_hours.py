@@ -9,9 +9,11 @@ Outcomes are judged from what really happened: the simulator's record of the cal
 answered, keys, bridged, hung up by whom) and the stand-in's record of the texts it received, as well as
 the incidents' timelines in the database.
 
-The processes that hold no per-test state (stand-in, web, Realtime stand-in, media worker, workers, beat)
-are shared by the module; each test starts its own simulator and Stasis app for its own PBX row (the
-database is emptied after each test). Step waits are shortened by configuration (FLOWS_MIN_STEP_WAIT_S).
+The processes are started once and shared by the module's tests (booting Django in each costs seconds). The
+database is emptied after each test; the Stasis app reads its PBX row only when it starts, so each test
+re-creates that row with the same id for its own tenant, and gives the simulator its plan. Every test uses
+numbers of its own, so the simulator's and the stand-in's records of one test never mix with another's.
+Step waits are shortened by configuration (FLOWS_MIN_STEP_WAIT_S); the sweep runs every SWEEP_S.
 """
 
 from __future__ import annotations
