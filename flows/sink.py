@@ -4,7 +4,8 @@ id, not a UUID) and flow legs (page, connect and callback calls: UUIDs of versio
 * ``route_inbound`` answers what to do with an inbound call (agent, refuse, transfer) and writes its brief.
 * Inbound: ``CallInbound`` records the call, ``CallAnswered`` / ``CallTransferred`` / ``CallBridged`` note
   what happened, ``CallEnded`` closes it.
-* Flow legs: ringing, answered, keys (the product decides: flows.services.responses), transferred, ended.
+* Flow legs: ringing, answered, bridged, keys (the product decides: flows.services.responses), transferred,
+  ended.
 
 Database work runs in a thread of its own (the Stasis app's event loop must never block), one event at a
 time. :meth:`FlowCallSink.close` closes that thread's database connection.
@@ -135,6 +136,8 @@ class FlowCallSink:
             responses.leg_answered(call_id=event.call_id, at=event.at)
         elif isinstance(event, CallRinging):
             responses.leg_ringing(call_id=event.call_id, at=event.at)
+        elif isinstance(event, CallBridged):
+            responses.leg_bridged(call_id=event.call_id, at=event.at)
         elif isinstance(event, CallTransferred):
             responses.leg_transferred(call_id=event.call_id, number=event.number, at=event.at)
         elif isinstance(event, CallEnded):

@@ -2,6 +2,8 @@
 answers only (an answered call is not an acknowledgement: voicemail answers too).
 
 * A page call: key 1 accepts, 2 declines; after accepting, 1 connects to the caller now, 2 is "later".
+* A connect call (the acknowledger called back to be put through) is bridged to the caller once the leg is
+  bridged to its agent (``CallBridged``): before that the Stasis app cannot transfer it.
 * An SMS reply: "1" or "1 <code>" accepts, "2" (or "2 <code>") declines. Several open pages for one number
   and no code: the person is asked to add the code.
 * The signed link: accept / decline, then connect / later (POST only; see flows/views.py).
@@ -49,10 +51,25 @@ def leg_answered(*, call_id: str, at: datetime) -> bool:
             locked.save(update_fields=["answered_at", "updated_at"])
             event_add(incident=locked.incident, kind=Kind.ANSWERED, at=at, page=locked)
         page_apply(page=locked, event=PageInput.ANSWERED, at=at)
-        if locked.purpose == Page.Purpose.CONNECT and locked.status != PageStatus.CANCELLED:
-            incident = locked.incident
-            caller = str((incident.intake or {}).get("callback_number") or "") or incident.caller_number
-            transfer_on_commit(page=locked, number=caller, caller_id=incident.did)
+    return True
+
+
+def leg_bridged(*, call_id: str, at: datetime) -> bool:
+    """The leg is bridged to its agent: from now on the Stasis app can transfer it (it refuses a call whose
+    bridge is not up yet). A connect call (the acknowledger, called because they took the incident by SMS
+    or link) is put through to the caller here, not on its answer."""
+    page = _leg(call_id)
+    if page is None:
+        return False
+    if page.purpose != Page.Purpose.CONNECT:
+        return True
+    with transaction.atomic():
+        locked = Page.objects.select_for_update().select_related("incident").get(pk=page.pk)
+        if locked.status == PageStatus.CANCELLED or locked.ended_at is not None:
+            return True
+        incident = locked.incident
+        caller = str((incident.intake or {}).get("callback_number") or "") or incident.caller_number
+        transfer_on_commit(page=locked, number=caller, caller_id=incident.did)
     return True
 
 
@@ -71,19 +88,20 @@ def leg_ended(*, call_id: str, at: datetime, outcome: str = "", reason: str = ""
         return False
     with transaction.atomic():
         locked = Page.objects.select_for_update().get(pk=page.pk)
-        if locked.ended_at is not None and locked.status in (PageStatus.ENDED, PageStatus.CANCELLED):
-            return True
+        if IncidentEvent.objects.filter(page=locked, kind=Kind.CALL_ENDED).exists():
+            return True  # reported already
         if not page_apply(page=locked, event=PageInput.ENDED, at=at) and locked.ended_at is None:
             locked.ended_at = at
             locked.save(update_fields=["ended_at", "updated_at"])
-        if not IncidentEvent.objects.filter(page=locked, kind=Kind.CALL_ENDED).exists():
-            event_add(
-                incident=page.incident_id,
-                kind=Kind.CALL_ENDED,
-                at=at,
-                page=locked,
-                detail={"outcome": outcome, "reason": reason},
-            )
+        # Also for a leg the flow stopped (cancelled when someone acknowledged): the timeline shows when the
+        # PBX really ended it, and how (a ringing call hung up unanswered).
+        event_add(
+            incident=page.incident_id,
+            kind=Kind.CALL_ENDED,
+            at=at,
+            page=locked,
+            detail={"outcome": outcome, "reason": reason},
+        )
     return True
 
 

@@ -238,12 +238,14 @@ class Stack:
         script: dict[str, Any] | None = None,
         status_delay: float = 0.05,
         name: str = "sms",
+        port: int | None = None,
     ) -> Proc:
         """The SMS stand-in (``python -m telephony.sim.sms``): the Twilio API the product's SDK calls, signed
-        status callbacks and scripted replies to ``inbound_url``. Its address: :attr:`sms_url`."""
+        status callbacks and scripted replies to ``inbound_url``. Its address: :attr:`sms_url`. ``port``: a
+        port chosen beforehand (the other processes' TWILIO_API_BASE names it)."""
         script_file = self.directory / f"{name}-script.json"
         script_file.write_text(json.dumps(script or {}))
-        self.sms_port = free_port()
+        self.sms_port = port or free_port()
         proc = self.spawn(
             name,
             ["-m", "telephony.sim.sms", "--port", str(self.sms_port), "--auth-token", auth_token,
@@ -257,10 +259,17 @@ class Stack:
     def sms_url(self) -> str:
         return f"http://127.0.0.1:{self.sms_port}"
 
-    def start_web(self, *, workers: int = 2, env: dict[str, str] | None = None, name: str = "web") -> Proc:
+    def start_web(
+        self,
+        *,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+        name: str = "web",
+        port: int | None = None,
+    ) -> Proc:
         """The web process as production runs it (gunicorn with uvicorn workers, deploy/gunicorn.conf.py) on a
-        free port: :attr:`web_url`."""
-        self.web_port = free_port()
+        free port (or ``port``, chosen beforehand so that PUBLIC_BASE_URL can name it): :attr:`web_url`."""
+        self.web_port = port or free_port()
         proc = self.spawn(
             name,
             ["-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"],

@@ -23,7 +23,7 @@ from flows.services.links import ack_url
 from flows.services.pages import page_sms_reply, page_sms_status, pages_resend_stalled
 from flows.sink import FlowCallSink
 from orchestrator.redis_client import get_redis
-from telephony.events import CallAnswered, CallDtmf, CallEnded
+from telephony.events import CallAnswered, CallBridged, CallDtmf, CallEnded
 from telephony.outcomes import CallOutcome
 from telephony.stasis import command_key
 from tests.flows.conftest import DID, StubMessage
@@ -320,7 +320,8 @@ def test_link_get_does_nothing_post_acts(setup, outside) -> None:
     assert (incident.status, incident.ack_channel) == ("acknowledged", "link")
     (alice_call,) = pages_of(incident, channel="call", purpose="page")
     assert outside.ari.hung_up == [alice_call.call_id]
-    # Connect now: no live call with Alice, so she is called, and bridged to the caller once she answers.
+    # Connect now: no live call with Alice, so she is called, and put through to the caller once her leg is
+    # bridged (the Stasis app cannot transfer a call before that).
     client.post(url, {"action": "connect"})
     (connect,) = pages_of(incident, purpose="connect")
     assert connect.to_number == "+15550000001" and connect.status == "sent"
@@ -328,6 +329,8 @@ def test_link_get_does_nothing_post_acts(setup, outside) -> None:
     sink = leg(setup)
     try:
         sink._apply(CallAnswered(cid(connect), cid(connect), at(60)))
+        assert get_redis().lrange(command_key(setup.pbx.pk), 0, -1) == []
+        sink._apply(CallBridged(cid(connect), cid(connect), at(61)))
         sink._apply(CallEnded(cid(connect), at(300), CallOutcome.ANSWERED))
     finally:
         sink.close()
