@@ -478,6 +478,10 @@ class InboundCall(models.Model):
     end_reason = models.CharField(max_length=32, blank=True)
     transferred_to = models.CharField(max_length=E164_MAX_LENGTH, blank=True)
     intake = models.JSONField(default=dict, blank=True, help_text="Intake values by field name.")
+    # The media worker's end-of-call report (media.flow_call_report): what was said, for the business's
+    # records.
+    transcript = models.JSONField(default=list, blank=True, help_text="[{role, text, at}]: what was said.")
+    media_metrics = models.JSONField(default=dict, blank=True)
     # The PBX row whose Stasis app took the call (its reconciliation closes it). A plain id: the PBX rows
     # belong to the outbound side, and this record must outlive them.
     pbx_id = models.IntegerField(null=True, blank=True)
@@ -621,6 +625,8 @@ class Page(models.Model):
     pbx_id = models.IntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, default=PageStatus.TO_SEND.value)
     error = models.TextField(blank=True)
+    # A call leg's transcript (media.flow_call_report): what the person heard and said.
+    transcript = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)

@@ -49,6 +49,7 @@ from wire.brief import (
     parse_brief,
     reply_channel,
 )
+from wire.callids import is_attempt_call_id
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -427,9 +428,13 @@ class MediaWorker:
         if call.brief is None:
             return
 
+        # A campaign attempt's report goes to the campaigns, any other call's (inbound, on-call page) to the
+        # flows: the same rule as the Stasis app's call-event router.
+        task = media_tasks.CALL_REPORT if is_attempt_call_id(call.call_id) else media_tasks.FLOW_CALL_REPORT
+
         async def send() -> None:
             try:
-                await self.send_task(media_tasks.CALL_REPORT, report)
+                await self.send_task(task, report)
             except Exception:  # noqa: BLE001 - the broker may be down; the call itself is over anyway
                 logger.exception("call %s: the call report could not be sent", call.call_id)
 

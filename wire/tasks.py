@@ -20,4 +20,17 @@ SEND_SMS: Final = "media.send_sms"  # the agent's send_sms tool
 FLOW_INTAKE: Final = "media.flow_intake"
 FLOW_URGENT: Final = "media.flow_urgent"
 
-ALL: Final = (CALL_REPORT, SCHEDULE_CALLBACK, SET_DISPOSITION, ADD_TO_DNC, SEND_SMS, FLOW_INTAKE, FLOW_URGENT)
+# The end-of-call report of a call that is not a campaign attempt (an inbound call, an on-call page): the
+# same keyword arguments as CALL_REPORT; the media worker picks it by the call id (wire.callids).
+FLOW_CALL_REPORT: Final = "media.flow_call_report"
+
+ALL: Final = (
+    CALL_REPORT,
+    SCHEDULE_CALLBACK,
+    SET_DISPOSITION,
+    ADD_TO_DNC,
+    SEND_SMS,
+    FLOW_INTAKE,
+    FLOW_URGENT,
+    FLOW_CALL_REPORT,
+)

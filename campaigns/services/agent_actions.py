@@ -44,6 +44,7 @@ from messaging.services import MAX_SMS_LENGTH, message_send
 from orchestrator.errors import InvalidInput
 from timers.models import Timer
 from timers.services import timer_set
+from wire.report import clean_transcript
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,6 @@ __all__ = [
 #: A lead whose callee asked not to be called again (the agent's add_to_dnc): done, with this reason.
 DONE_REASON_OPTED_OUT = AttemptOutcome.OPTED_OUT.value
 
-TRANSCRIPT_ROLES = frozenset({"agent", "caller", "system"})
-MAX_TRANSCRIPT_TURNS = 5000
-MAX_TURN_TEXT = 4000
 MAX_ERRORS = 100
 MAX_ERROR_LENGTH = 1000
 MAX_NOTE_LENGTH = 1000
@@ -93,27 +91,10 @@ def _note(value: object) -> str:
 
 def _clean_transcript(transcript: object) -> tuple[list[dict[str, str]], int]:
     """The well-formed turns (``role``, ``text``, ``at``; texts capped) and how many were dropped."""
-    if not isinstance(transcript, list):
-        raise InvalidInput("transcript", "must be a list of turns")
-    kept: list[dict[str, str]] = []
-    dropped = max(0, len(transcript) - MAX_TRANSCRIPT_TURNS)
-    for turn in transcript[:MAX_TRANSCRIPT_TURNS]:
-        if (
-            isinstance(turn, dict)
-            and turn.get("role") in TRANSCRIPT_ROLES
-            and isinstance(turn.get("text"), str)
-        ):
-            at = turn.get("at")
-            kept.append(
-                {
-                    "role": turn["role"],
-                    "text": turn["text"][:MAX_TURN_TEXT],
-                    "at": at if isinstance(at, str) else "",
-                }
-            )
-        else:
-            dropped += 1
-    return kept, dropped
+    try:
+        return clean_transcript(transcript)
+    except ValueError as exc:
+        raise InvalidInput("transcript", str(exc)) from None
 
 
 def _clean_errors(errors: object, *, field: str) -> list[str]:

@@ -510,6 +510,7 @@ class InboundCallSerializer(OutputModelSerializer[InboundCall]):
             "end_reason",
             "transferred_to",
             "intake",
+            "transcript",
             "incident",
         ]
         read_only_fields = fields

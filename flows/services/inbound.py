@@ -27,12 +27,13 @@ from redis.exceptions import RedisError
 
 from campaigns.models import Pbx
 from campaigns.selectors import live_attempts
-from flows.models import INTAKE_NAME_RE, InboundCall, InboundFlow, Incident
+from flows.models import INTAKE_NAME_RE, InboundCall, InboundFlow, Incident, Page
 from flows.selectors import flow_is_open, phone_number_for_did, tenant_live_flow_calls
 from flows.services.briefs import endpoint_for, inbound_brief_write
 from flows.services.incidents import incident_open
 from telephony.events import InboundRoute
 from tenants.models import Tenant
+from wire.report import clean_transcript
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +245,32 @@ def inbound_intake_record(*, call_id: str, tenant_id: int, fields: object) -> bo
         if incident is not None:
             incident.intake = {**incident.intake, **clean}
             incident.save(update_fields=["intake", "updated_at"])
+    return True
+
+
+def flow_call_report_record(*, call_id: str, tenant_id: int, transcript: object, metrics: object) -> bool:
+    """The media worker's end-of-call report of a call the flows own: the transcript (well-formed turns only)
+    and the media metrics land on the inbound call, or the transcript on the page whose leg it was.
+    ``InboundCall.DoesNotExist`` when neither is the tenant's; idempotent (a repeat changes nothing)."""
+    turns, _dropped = clean_transcript(transcript)
+    media_metrics = metrics if isinstance(metrics, dict) else {}
+    with transaction.atomic():
+        call = (
+            InboundCall.objects.select_for_update().filter(channel_id=call_id, tenant_id=tenant_id).first()
+        )
+        if call is not None:
+            if (call.transcript, call.media_metrics) == (turns, media_metrics):
+                return False
+            call.transcript, call.media_metrics = turns, media_metrics
+            call.save(update_fields=["transcript", "media_metrics"])
+            return True
+        page = Page.objects.select_for_update().filter(call_id=call_id, incident__tenant_id=tenant_id).first()
+        if page is None:
+            raise InboundCall.DoesNotExist(f"no inbound call or page call {call_id} of tenant {tenant_id}")
+        if page.transcript == turns:
+            return False
+        page.transcript = turns
+        page.save(update_fields=["transcript"])
     return True
 
 

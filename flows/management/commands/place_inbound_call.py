@@ -10,6 +10,7 @@ This talks HTTP to the simulator only: a real Asterisk has no such endpoint (cal
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import urljoin
 
@@ -22,6 +23,7 @@ from campaigns.phone import normalize_phone_number
 from campaigns.services.pbx import pbx_password
 from flows.selectors import phone_number_for_did
 from orchestrator.errors import InvalidInput
+from orchestrator.management.commands.runlocal import DEMO_PBX, SIM_ARI_PASSWORD, SIM_ARI_PASSWORD_ENV
 
 DEMO_PBX_NAME = "demo-sim"
 HTTP_TIMEOUT_S = 10.0
@@ -85,6 +87,9 @@ class Command(BaseCommand):
         pbx = Pbx.objects.filter(name=options["pbx"]).order_by("owner_id", "pk").first()
         if pbx is None:
             raise CommandError(f"no PBX named {options['pbx']!r}: run `manage.py seed_demo` or give --pbx")
+        if pbx.name == DEMO_PBX and pbx.password_env == SIM_ARI_PASSWORD_ENV:
+            # The demo simulator's local password, as `make run` gives it (another shell lacks the variable).
+            os.environ.setdefault(SIM_ARI_PASSWORD_ENV, SIM_ARI_PASSWORD)
         try:
             password = pbx_password(pbx=pbx)
         except ImproperlyConfigured as exc:
