@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--incidents", type=int, default=1000)
     add("--steps", type=int, default=3, help="SMS steps per policy (one person each)")
-    add("--wait", type=int, default=30, help="seconds each step waits (the minimum allowed is lowered to it)")
-    add("--spread", type=float, default=20.0, help="seconds over which the incidents are opened")
+    add("--wait", type=int, default=60, help="seconds each step waits (the minimum allowed is lowered to it)")
+    add("--spread", type=float, default=60.0, help="seconds over which the incidents are opened")
     add("--open-threads", type=int, default=8, help="threads opening the incidents")
     add("--workers", type=int, default=2)
     add("--concurrency", type=int, default=8, help="threads per worker")

@@ -144,6 +144,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # found broken is replaced (health checks), and one older than this is closed at the end of its task.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A connection pool (psycopg's) instead: set for the web process by orchestrator/asgi.py, where each request
+# runs in a thread of its own and a per-thread persistent connection would be lost with its thread.
+if env.bool("DB_POOL", default=False) and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("DB_POOL_MAX_SIZE", default=8),
+        "timeout": 10,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ------------------------------------------------------------------------------------------------ redis
