@@ -308,14 +308,14 @@ def open_incidents(
 def analyse_steps(args: argparse.Namespace, incident_ids: list[int], stack: Stack) -> dict[str, Any]:
     from flows.models import Incident, IncidentEvent
 
-    fired: Counter[tuple[int, int, int]] = Counter()
+    fired: Counter[tuple[int, int | None, int | None]] = Counter()
     late_ms: list[float] = []
     for incident_id, round_, step, at, detail in IncidentEvent.objects.filter(
         incident_id__in=incident_ids, kind="step_fired"
     ).values_list("incident_id", "round", "step", "at", "detail"):
         fired[(incident_id, round_, step)] += 1
         due = (detail or {}).get("due_at")
-        if step > 0 and due:
+        if step and due:
             late_ms.append((at - datetime.fromisoformat(due)).total_seconds() * 1000)
     expected = {(i, 0, s) for i in incident_ids for s in range(args.steps)}
     db_twice = sum(1 for n in fired.values() if n > 1)

@@ -36,7 +36,7 @@ def test_an_inbound_calls_transcript_and_metrics_land_on_it_once() -> None:
     assert media_flow_call_report(**kwargs) == "unchanged"
     # Another tenant's call id is dropped, and changes nothing.
     other = make_tenant()
-    assert media_flow_call_report(**{**kwargs, "tenant_id": other.pk, "transcript": []}) == "dropped"
+    assert media_flow_call_report(call_id=call.channel_id, tenant_id=other.pk, transcript=[]) == "dropped"
     call.refresh_from_db()
     assert len(call.transcript) == 2
 
@@ -49,7 +49,8 @@ def test_a_page_calls_transcript_lands_on_the_page() -> None:
         incident=incident, person=person, channel="call", to_number=person.phone,
         call_id="00000000-0000-8000-8000-0000000000aa",
     )  # fmt: skip
-    assert media_flow_call_report(call_id=page.call_id, tenant_id=tenant.pk, transcript=TURNS[:1]) == "done"
+    call_id = str(page.call_id)
+    assert media_flow_call_report(call_id=call_id, tenant_id=tenant.pk, transcript=TURNS[:1]) == "done"
     page.refresh_from_db()
     assert page.transcript == [TURNS[0]]
-    assert media_flow_call_report(call_id=page.call_id, tenant_id=tenant.pk, transcript="nope") == "invalid"
+    assert media_flow_call_report(call_id=call_id, tenant_id=tenant.pk, transcript="nope") == "invalid"
