@@ -3,6 +3,8 @@ on an inbound call or an on-call page call is kept with it, for the business's r
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.utils import timezone
 
@@ -23,7 +25,7 @@ TURNS = [
 def test_an_inbound_calls_transcript_and_metrics_land_on_it_once() -> None:
     tenant = make_tenant()
     call = InboundCall.objects.create(channel_id="1767650400.17", tenant=tenant, started_at=timezone.now())
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "call_id": call.channel_id,
         "tenant_id": tenant.pk,
         "transcript": TURNS,
