@@ -10,13 +10,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, parsers, renderers, status, viewsets
+from rest_framework import mixins, parsers, renderers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.negotiation import BaseContentNegotiation
@@ -44,11 +45,9 @@ from campaigns.services.imports import MAX_IMPORT_BYTES, leads_import_submit
 from campaigns.services.pbx import PbxNotAllowed, pbx_create, pbx_delete, pbx_update
 from campaigns.tasks import run_contact_import
 from campaigns.variables import lead_brief_preview
-from orchestrator.api import check_json_types
 from orchestrator.errors import InvalidInput
-from tenants.api.authentication import request_tenant
-from tenants.api.permissions import TenantAdminPermission, TenantRolePermission
-from tenants.models import Tenant
+from orchestrator.viewsets import TenantViewSet as BaseTenantViewSet
+from tenants.api.permissions import TenantAdminPermission
 
 
 class CsvParser(parsers.BaseParser):
@@ -73,47 +72,10 @@ class JsonErrorsNegotiation(BaseContentNegotiation):
         return json_renderer, json_renderer.media_type
 
 
-class TenantViewSet(viewsets.GenericViewSet):
-    """Tenant scoping and the read/write role check for the viewsets below."""
+class TenantViewSet(BaseTenantViewSet):
+    """Tenant scoping and the read/write role check for the viewsets below (orchestrator/viewsets.py)."""
 
-    permission_classes = [TenantRolePermission]
-    selector: str = ""  # the campaigns.selectors function listing the tenant's rows
-    throttle_scope: str = ""  # a route's own per-tenant rate, besides the tenant's (orchestrator/throttling)
-    model: type[Model]
-
-    @property
-    def tenant(self) -> Tenant:
-        return request_tenant(self.request)
-
-    def get_queryset(self) -> QuerySet[Any]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request tenant
-            return self.model._default_manager.none()
-        queryset: QuerySet[Any] = getattr(selectors, self.selector)(tenant=self.tenant)
-        return queryset
-
-    def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
-        context["tenant"] = getattr(self.request, "tenant", None)
-        return context
-
-    def validated(self, serializer_class: type[BaseSerializer[Any]], *, partial: bool = False) -> Any:
-        serializer = serializer_class(
-            data=self.request.data, partial=partial, context=self.get_serializer_context()
-        )
-        check_json_types(serializer, self.request.data)
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
-
-    def query(self, serializer_class: type[BaseSerializer[Any]]) -> Any:
-        # A plain dict, not the QueryDict: DRF reads an empty value in form data as "not given", so
-        # ``?status=`` would silently list everything; here it is a 400 naming the parameter.
-        params = dict(self.request.query_params.items())
-        serializer = serializer_class(data=params, context=self.get_serializer_context())
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
-
-    def output(self, instance: Any, *, code: int = status.HTTP_200_OK) -> Response:
-        return Response(self.get_serializer(instance).data, status=code)
+    selectors: ClassVar[ModuleType | None] = selectors
 
 
 class _UpdateDestroy(TenantViewSet):

@@ -13,17 +13,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, cast
+from types import ModuleType
+from typing import Any, ClassVar
 
 from django.db.models import Model, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import BaseSerializer, ListSerializer, Serializer
+from rest_framework.serializers import BaseSerializer
 
 from campaigns.phone import normalize_phone_number
 from flows import setup_selectors as selectors
@@ -70,74 +70,17 @@ from flows.services.setup_oncall import (
     rotation_override_update,
     rotation_update,
 )
-from orchestrator.api import check_json_types
 from orchestrator.errors import InvalidInput
-from tenants.api.authentication import request_tenant
-from tenants.api.permissions import TenantRolePermission
-from tenants.models import Tenant
+from orchestrator.viewsets import TenantViewSet
 
 #: How far from now ``oncall/now?at=`` may look (the turn arithmetic of a rotation stays in range).
 ON_CALL_HORIZON = timedelta(days=3660)
 
 
-def check_nested_json_types(serializer: BaseSerializer[Any], data: Any) -> None:
-    """:func:`orchestrator.api.check_json_types` on the body and on each item of its nested lists, with
-    the errors under the list's name and the item's position (``{"steps": {"1": {"wait_s": [...]}}}``)."""
-    check_json_types(serializer, data)
-    if not isinstance(data, dict) or not isinstance(serializer, Serializer):
-        return
-    errors: dict[str, Any] = {}
-    for name, field in serializer.fields.items():
-        if not isinstance(field, ListSerializer) or not isinstance(data.get(name), list):
-            continue
-        for index, item in enumerate(data[name]):
-            try:
-                check_json_types(cast(BaseSerializer[Any], field.child), item)
-            except ValidationError as exc:
-                errors.setdefault(name, {})[str(index)] = exc.detail
-    if errors:
-        raise ValidationError(errors)
+class FlowsViewSet(TenantViewSet):
+    """Tenant scoping and the read/write role check for the viewsets below (orchestrator/viewsets.py)."""
 
-
-class FlowsViewSet(viewsets.GenericViewSet):
-    """Tenant scoping and the read/write role check for the viewsets below."""
-
-    permission_classes = [TenantRolePermission]
-    selector: str = ""  # the flows.setup_selectors function listing the tenant's rows
-    model: type[Model]
-
-    @property
-    def tenant(self) -> Tenant:
-        return request_tenant(self.request)
-
-    def get_queryset(self) -> QuerySet[Any]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request tenant
-            return self.model._default_manager.none()
-        queryset: QuerySet[Any] = getattr(selectors, self.selector)(tenant=self.tenant)
-        return queryset
-
-    def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
-        context["tenant"] = getattr(self.request, "tenant", None)
-        return context
-
-    def validated(self, serializer_class: type[BaseSerializer[Any]], *, partial: bool = False) -> Any:
-        serializer = serializer_class(
-            data=self.request.data, partial=partial, context=self.get_serializer_context()
-        )
-        check_nested_json_types(serializer, self.request.data)
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
-
-    def query(self, serializer_class: type[BaseSerializer[Any]]) -> Any:
-        # A plain dict (not the QueryDict): ``?status=`` is a 400 naming it, never "no filter".
-        params = dict(self.request.query_params.items())
-        serializer = serializer_class(data=params, context=self.get_serializer_context())
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
-
-    def output(self, instance: Any, *, code: int = status.HTTP_200_OK) -> Response:
-        return Response(self.get_serializer(instance).data, status=code)
+    selectors: ClassVar[ModuleType | None] = selectors
 
     def fresh(self, instance: Model) -> Any:
         """The row again through the selector (its nested lists prefetched), for the answer."""

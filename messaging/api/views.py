@@ -11,48 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import BaseSerializer
 
 from messaging import selectors
 from messaging.api import serializers as s
 from messaging.models import Message, OptOut, SmsAccount
 from messaging.services.accounts import sms_account_create, sms_account_delete, sms_account_update
 from messaging.services.optouts import opt_out_create, opt_out_remove
-from orchestrator.api import check_json_types
-from tenants.api.authentication import request_tenant
-from tenants.api.permissions import TenantAdminPermission, TenantRolePermission
-from tenants.models import Tenant
+from orchestrator.viewsets import TenantViewSet
+from tenants.api.permissions import TenantAdminPermission
 
-
-class _TenantViewSet(viewsets.GenericViewSet):
-    permission_classes = [TenantRolePermission]
-    model: type[Model]
-
-    @property
-    def tenant(self) -> Tenant:
-        return request_tenant(self.request)
-
-    def tenant_queryset(self) -> QuerySet[Any]:
-        raise NotImplementedError
-
-    def get_queryset(self) -> QuerySet[Any]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request tenant
-            return self.model._default_manager.none()
-        return self.tenant_queryset()
-
-    def validated(self, serializer_class: type[BaseSerializer[Any]], *, partial: bool = False) -> Any:
-        serializer = serializer_class(data=self.request.data, partial=partial)
-        check_json_types(serializer, self.request.data)
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
-
-    def output(self, instance: Any, *, code: int = status.HTTP_200_OK) -> Response:
-        return Response(self.get_serializer(instance).data, status=code)
+_TenantViewSet = TenantViewSet  # orchestrator/viewsets.py; each viewset overrides tenant_queryset
 
 
 @extend_schema_view(list=extend_schema(parameters=[s.MessageFilterSerializer]))

@@ -171,6 +171,8 @@ def test_every_route_with_an_id_is_in_the_isolation_table():
     covered = {re.sub(r"\{\w+\}", "{}", template) for _, template in DETAIL_REQUESTS}
     # The inbound flows' routes are proven tenant-scoped by their own table (tests/flows/test_api.py).
     covered |= {re.sub(r"\{\w+\}", "{}", template) for template, _ in FLOWS_DETAIL_ROUTES}
+    # The messaging routes: each one's foreign-tenant 404 is in tests/messaging/test_api.py.
+    covered |= {"messages/{}", "sms-opt-outs/{}", "sms-accounts/{}"}
     assert routes and routes == covered
 
 
