@@ -247,6 +247,8 @@ SPECTACULAR_SETTINGS = {
         "IncidentStatusEnum": "flows.models.Incident.Status",
         "InboundCallStatusEnum": "flows.models.InboundCall.Status",
         "WeekdayEnum": "flows.models.WEEKDAY_CHOICES",
+        "SmsProviderEnum": "messaging.models.Provider",
+        "TimelineEventKindEnum": "flows.models.IncidentEvent.Kind",
     },
     # Every route's error answers (400/401/403/404/413/415) and their schemas: orchestrator/schema.py.
     "POSTPROCESSING_HOOKS": [

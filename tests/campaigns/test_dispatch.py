@@ -966,6 +966,11 @@ def test_concurrent_passes_and_call_ends_keep_the_cap_and_every_lead_in_one_stat
     assert live_count(tenant=tenant) <= 4
     for lead in Lead.objects.filter(pk__in=[lead.pk for lead in leads]):
         live = CallAttempt.objects.filter(lead=lead, state__in=LIVE).count()
+        if lead.status == "done":
+            # How many attempts a lead gets depends on how the threads interleave: one may run out of them.
+            assert (lead.done_reason, live) == ("max_attempts", 0)
+            assert CallAttempt.objects.filter(lead=lead).count() >= campaign.max_attempts
+            continue
         assert (lead.status, live) in {("waiting", 0), ("in_attempt", 1)}
         assert lead.status != "waiting" or lead.next_due_at is not None
     assert AttemptLog.objects.filter(kind="state", type="created").count() == CallAttempt.objects.count()

@@ -22,8 +22,9 @@ from tests.conftest import PROJECT_ROOT, in_ci
 DEPLOY = PROJECT_ROOT / "deploy"
 UNITS = DEPLOY / "systemd"
 INSTALL_DIR = "/opt/orchestrator"
-# make run's processes that are for development only: the PBX simulator and the offline stand-in agent.
-DEV_ONLY = {"sim", "agent"}
+# make run's processes that are for development only: the PBX simulator, the SMS stand-in and the offline
+# stand-in agent.
+DEV_ONLY = {"sim", "sms", "agent"}
 HARDENING = {
     "NoNewPrivileges": "yes",
     "ProtectSystem": "strict",
