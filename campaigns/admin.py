@@ -10,7 +10,6 @@ policy, as through the API.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -39,20 +38,8 @@ from campaigns.services.pbx import (
     validate_endpoint_template,
     validate_own_ari_url,
 )
+from orchestrator.admin_forms import clean_with
 from orchestrator.errors import InvalidInput
-
-
-def _clean_with(form: forms.ModelForm, field: str, validator: Callable[[Any], Any]) -> None:
-    """Run a service validator on a cleaned field; put its error on the field, store its normalised value."""
-    if field not in form.cleaned_data:
-        return
-    try:
-        result = validator(form.cleaned_data[field])
-    except InvalidInput as exc:
-        form.add_error(field, exc.message)
-    else:
-        if result is not None:
-            form.cleaned_data[field] = result
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -97,10 +84,10 @@ class PbxForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _clean_with(self, "ari_url", validate_ari_url)
+        clean_with(self, "ari_url", validate_ari_url)
         if cleaned.get("owner") is not None:
-            _clean_with(self, "ari_url", validate_own_ari_url)
-        _clean_with(self, "endpoint_template", validate_endpoint_template)
+            clean_with(self, "ari_url", validate_own_ari_url)
+        clean_with(self, "endpoint_template", validate_endpoint_template)
         new_password = cleaned.get("new_password") or ""
         password_env = cleaned.get("password_env") or ""
         if password_env and cleaned.get("owner") is not None:
@@ -159,8 +146,8 @@ class AgentProfileForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _clean_with(self, "tools", validate_tools)
-        _clean_with(self, "transfer_numbers", validate_transfer_numbers)
+        clean_with(self, "tools", validate_tools)
+        clean_with(self, "transfer_numbers", validate_transfer_numbers)
         return cleaned
 
 
@@ -192,9 +179,9 @@ class CampaignForm(forms.ModelForm):
             self.add_error(
                 "max_concurrent_calls", f"Exceeds the tenant's limit of {tenant.max_concurrent_calls}."
             )
-        _clean_with(self, "caller_id", lambda value: normalize_phone_number(value, field="caller_id"))
-        _clean_with(self, "calling_windows", validate_calling_windows)
-        _clean_with(self, "retry_delays", validate_retry_delays)
+        clean_with(self, "caller_id", lambda value: normalize_phone_number(value, field="caller_id"))
+        clean_with(self, "calling_windows", validate_calling_windows)
+        clean_with(self, "retry_delays", validate_retry_delays)
         return cleaned
 
 
@@ -218,8 +205,8 @@ class ContactForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _clean_with(self, "phone_number", normalize_phone_number)
-        _clean_with(self, "variables", validate_variables)
+        clean_with(self, "phone_number", normalize_phone_number)
+        clean_with(self, "variables", validate_variables)
         return cleaned
 
 
@@ -239,7 +226,7 @@ class DncEntryForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _clean_with(self, "phone_number", normalize_phone_number)
+        clean_with(self, "phone_number", normalize_phone_number)
         return cleaned
 
 

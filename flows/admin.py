@@ -54,19 +54,7 @@ from flows.services.setup_text import (
     clean_template,
     clean_text,
 )
-from orchestrator.errors import InvalidInput
-
-
-def _clean_with(form: forms.BaseForm, field: str, validator: Callable[[Any], Any]) -> None:
-    """Run a service validator on a cleaned field; put its error on the field, store its cleaned value."""
-    if field not in form.cleaned_data:
-        return
-    try:
-        result = validator(form.cleaned_data[field])
-    except InvalidInput as exc:
-        form.add_error(field, exc.message)
-    else:
-        form.cleaned_data[field] = result
+from orchestrator.admin_forms import clean_with
 
 
 def _same_tenant(form: forms.BaseForm, tenant_id: int | None, fields: tuple[str, ...]) -> None:
@@ -124,10 +112,10 @@ class OnCallPersonForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _clean_with(self, "name", clean_name)
-        _clean_with(self, "phone", lambda v: clean_phone(v, field="phone"))
-        _clean_with(self, "sms_number", lambda v: clean_phone(v, field="sms_number", blank=True))
-        _clean_with(self, "timezone", clean_timezone)
+        clean_with(self, "name", clean_name)
+        clean_with(self, "phone", lambda v: clean_phone(v, field="phone"))
+        clean_with(self, "sms_number", lambda v: clean_phone(v, field="sms_number", blank=True))
+        clean_with(self, "timezone", clean_timezone)
         return cleaned
 
 
@@ -146,7 +134,7 @@ class OnCallGroupForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _clean_with(self, "name", clean_name)
+        clean_with(self, "name", clean_name)
         tenant = cleaned.get("tenant")
         _same_tenant(self, tenant.pk if tenant else None, ("members",))
         return cleaned
@@ -185,8 +173,8 @@ class RotationForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _clean_with(self, "name", clean_name)
-        _clean_with(self, "timezone", lambda v: clean_timezone(v, blank=False))
+        clean_with(self, "name", clean_name)
+        clean_with(self, "timezone", lambda v: clean_timezone(v, blank=False))
         return cleaned
 
 
@@ -220,7 +208,7 @@ class EscalationStepForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _clean_with(self, "wait_s", _wait_s)
+        clean_with(self, "wait_s", _wait_s)
         return cleaned
 
 
@@ -243,11 +231,11 @@ class EscalationPolicyForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _clean_with(self, "name", clean_name)
+        clean_with(self, "name", clean_name)
         repeat = cleaned.get("repeat")
         if repeat is not None and repeat > MAX_REPEAT:
             self.add_error("repeat", f"at most {MAX_REPEAT}")
-        _clean_with(
+        clean_with(
             self,
             "fallback_sms",
             lambda v: clean_template(
@@ -289,7 +277,7 @@ class IntakeFieldForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _clean_with(self, "label", lambda v: clean_text(v, field="label", max_length=LABEL_MAX))
+        clean_with(self, "label", lambda v: clean_text(v, field="label", max_length=LABEL_MAX))
         return cleaned
 
 
@@ -323,18 +311,18 @@ class InboundFlowForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _clean_with(self, "name", clean_name)
-        _clean_with(
+        clean_with(self, "name", clean_name)
+        clean_with(
             self,
             "instructions",
             lambda v: clean_text(v, field="instructions", max_length=INSTRUCTIONS_MAX, multiline=True),
         )
-        _clean_with(self, "greeting", _spoken("greeting", GREETING_MAX))
-        _clean_with(self, "urgent_reply", _spoken("urgent_reply", SPOKEN_MAX))
-        _clean_with(self, "timezone", clean_timezone)
-        _clean_with(self, "office_number", lambda v: clean_phone(v, field="office_number", blank=True))
-        _clean_with(self, "caller_ack_sms", _template("caller_ack_sms", CALLER_ACK_PLACEHOLDERS))
-        _clean_with(self, "taken_sms", _template("taken_sms", TAKEN_PLACEHOLDERS))
+        clean_with(self, "greeting", _spoken("greeting", GREETING_MAX))
+        clean_with(self, "urgent_reply", _spoken("urgent_reply", SPOKEN_MAX))
+        clean_with(self, "timezone", clean_timezone)
+        clean_with(self, "office_number", lambda v: clean_phone(v, field="office_number", blank=True))
+        clean_with(self, "caller_ack_sms", _template("caller_ack_sms", CALLER_ACK_PLACEHOLDERS))
+        clean_with(self, "taken_sms", _template("taken_sms", TAKEN_PLACEHOLDERS))
         tenant = cleaned.get("tenant")
         _same_tenant(self, tenant.pk if tenant else None, ("agent", "escalation_policy"))
         return cleaned
@@ -356,7 +344,7 @@ class PhoneNumberForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _clean_with(self, "number", lambda v: clean_phone(v, field="number"))
+        clean_with(self, "number", lambda v: clean_phone(v, field="number"))
         tenant = cleaned.get("tenant")
         _same_tenant(self, tenant.pk if tenant else None, ("flow",))
         return cleaned
