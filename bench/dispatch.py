@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -369,14 +370,6 @@ def main(argv: list[str] | None = None) -> int:
         per_tenant_rate = min(args.cap / max(call_s, 0.5), 500 / args.tenants)
         args.leads = min(999, int(1.5 * per_tenant_rate * (args.warmup + args.measure + 30)) + 10)
     budget = args.budget or (600 + args.warmup + args.measure)
-
-    def on_alarm(signum: int, frame: FrameType | None) -> None:
-        raise Deadline(f"the run exceeded its budget of {budget:.0f} s")
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(KeyboardInterrupt()))
-    signal.alarm(int(budget))
-
     db_url = f"{args.pg}/{args.db_name}"
     env = {
         **os.environ,
@@ -390,20 +383,47 @@ def main(argv: list[str] | None = None) -> int:
     env.pop("PYTHONPATH", None)
     os.environ.update({k: env[k] for k in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "DEBUG")})
     os.environ.update(PHONE_TEST_PREFIXES=NUMBER_PREFIX, LOG_LEVEL=args.log_level)
+    return run_in_stack(
+        lambda stack: run(args, stack, db_url),
+        env=env, budget=budget, prefix="bench-dispatch-", keep=args.keep, log=log, log_lines=20,
+    )  # fmt: skip
 
-    directory = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
+
+def run_in_stack(
+    run: Callable[[Stack], dict[str, Any]],
+    *,
+    env: dict[str, str],
+    budget: float,
+    prefix: str,
+    keep: bool,
+    log: Callable[[str], None],
+    log_lines: int,
+) -> int:
+    """Run a benchmark against product processes of its own (a :class:`Stack` in a temporary directory),
+    within ``budget`` seconds: SIGTERM or the deadline interrupt it, the processes are stopped on every
+    path, and an interrupted run prints ``{"ok": false, ...}`` as its last line. The exit code: 0 when the
+    result is ``ok``."""
+
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        raise Deadline(f"the run exceeded its budget of {budget:.0f} s")
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.alarm(int(budget))
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
     stack = Stack(directory=directory, env=env)
+    result: dict[str, Any] | None
     try:
-        result = run(args, stack, db_url)
+        result = run(stack)
     except (KeyboardInterrupt, Deadline) as exc:
         log(f"interrupted: {exc!r}")
-        print(stack.logs(20), file=sys.stderr)
+        print(stack.logs(log_lines), file=sys.stderr)
         result = None
     finally:
         signal.alarm(0)
         log("stopping the processes")
         stack.stop()
-        if not args.keep:
+        if not keep:
             import shutil
 
             shutil.rmtree(directory, ignore_errors=True)

@@ -40,21 +40,18 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.dispatch import migrate, percentile, recreate_database  # noqa: E402
+from bench.dispatch import migrate, percentile, recreate_database, run_in_stack  # noqa: E402
 from tests.e2e.stack import Proc, Stack, _port_open, free_port, wait_for  # noqa: E402
 
 STARTED = time.monotonic()
@@ -63,10 +60,6 @@ AUTH_TOKEN = "bench-escalation-token"  # noqa: S105 - a throwaway credential of 
 PRODUCT_NUMBER = "+15550160000"
 PERSON_PREFIX = "+1555016"  # people +15550161000, +15550161001, ...
 TARGET_LATE_P99_MS = 1000.0
-
-
-class Deadline(Exception):
-    pass
 
 
 def log(message: str) -> None:
@@ -107,14 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.kill_at is None:
         args.kill_at = args.spread + args.wait / 2
     budget = args.budget or (300 + args.spread + args.wait * args.steps * 2)
-
-    def on_alarm(signum: int, frame: FrameType | None) -> None:
-        raise Deadline(f"the run exceeded its budget of {budget:.0f} s")
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(KeyboardInterrupt()))
-    signal.alarm(int(budget))
-
     db_url = f"{args.pg}/{args.db_name}"
     env = {
         **os.environ,
@@ -129,30 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep_s is not None:
         env["TIMERS_SWEEP_S"] = str(args.sweep_s)
     env.pop("PYTHONPATH", None)
-    directory = Path(tempfile.mkdtemp(prefix="bench-escalation-"))
-    stack = Stack(directory=directory, env=env)
-    # This process opens the incidents: same settings and Celery queue as the stack's processes.
-    os.environ.update({k: v for k, v in stack.env.items() if k != "PYTHONPATH"})
-    try:
-        result = run(args, stack)
-    except (KeyboardInterrupt, Deadline) as exc:
-        log(f"interrupted: {exc!r}")
-        print(stack.logs(30), file=sys.stderr)
-        result = None
-    finally:
-        signal.alarm(0)
-        log("stopping the processes")
-        stack.stop()
-        if not args.keep:
-            import shutil
 
-            shutil.rmtree(directory, ignore_errors=True)
-        else:
-            log(f"logs kept in {directory}")
-    if result is None:
-        print(json.dumps({"ok": False, "error": "interrupted"}))
-        return 1
-    return 0 if result["ok"] else 1
+    def in_stack(stack: Stack) -> dict[str, Any]:
+        # This process opens the incidents: same settings and Celery queue as the stack's processes.
+        os.environ.update({k: v for k, v in stack.env.items() if k != "PYTHONPATH"})
+        return run(args, stack)
+
+    return run_in_stack(
+        in_stack, env=env, budget=budget, prefix="bench-escalation-", keep=args.keep, log=log, log_lines=30
+    )
 
 
 def seed(args: argparse.Namespace) -> tuple[Any, Any]:
