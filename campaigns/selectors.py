@@ -7,13 +7,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Avg, Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce, TruncMinute
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from redis.exceptions import RedisError
@@ -557,4 +558,108 @@ def campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
         "attempts_by_state": states,
         "attempts_total": sum(states.values()),
         "live_calls": sum(n for state, n in states.items() if state in LIVE_STATE_VALUES),
+    }
+
+
+#: The dashboard's chart: the last hour in one-minute buckets.
+DASHBOARD_CHART_MINUTES = 60
+
+
+def tenant_call_figures(*, tenant: Tenant, now: datetime | None = None) -> dict[str, Any]:
+    """The live dashboard's figures (portal and ``GET /api/v1/dashboard``), in a handful of queries:
+
+    * ``live``: calls holding a slot now (campaign attempts plus the tenant's other live calls, inbound and
+      pages), against the tenant's cap, and per running or paused campaign against its own cap;
+    * ``today`` (since midnight in the tenant's time zone): calls placed, answered, ended by outcome, the
+      answer rate (answered of placed and ended), average talk time and minutes used (answered time);
+    * ``last_hour``: per minute, calls placed, answered and ended (for the chart; minute starts as Unix
+      seconds).
+    """
+    now = now or timezone.now()
+    zone = ZoneInfo(tenant.default_timezone)
+    midnight = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    attempts = CallAttempt.objects.filter(tenant=tenant)
+
+    live_by_campaign: dict[int, int] = dict(
+        live_attempts(tenant=tenant)
+        .order_by()
+        .values("campaign_id")
+        .annotate(n=Count("pk"))
+        .values_list("campaign_id", "n")
+    )
+    active = Campaign.objects.filter(tenant=tenant).filter(
+        Q(status__in=[Campaign.Status.RUNNING, Campaign.Status.PAUSED]) | Q(pk__in=list(live_by_campaign))
+    )
+    campaigns = [
+        {
+            "id": c.pk,
+            "name": c.name,
+            "status": c.status,
+            "live": live_by_campaign.get(c.pk, 0),
+            "cap": c.max_concurrent_calls,
+        }
+        for c in active.order_by("-priority", "name", "pk").only(
+            "pk", "name", "status", "max_concurrent_calls"
+        )
+    ]
+    live_outbound = sum(live_by_campaign.values())
+    live_elsewhere = tenant_live_calls_elsewhere(tenant_id=tenant.pk)
+
+    today = attempts.filter(originated_at__gte=midnight).aggregate(
+        placed=Count("pk"),
+        answered=Count("pk", filter=Q(answered_at__isnull=False)),
+        ended=Count("pk", filter=Q(state=AttemptState.ENDED)),
+        talk_s=Sum("duration_s", filter=Q(answered_at__isnull=False)),
+        avg_talk_s=Avg("duration_s", filter=Q(answered_at__isnull=False, duration_s__isnull=False)),
+    )
+    outcomes: dict[str, int] = dict(
+        attempts.filter(ended_at__gte=midnight, state=AttemptState.ENDED)
+        .exclude(outcome="")
+        .order_by()
+        .values("outcome")
+        .annotate(n=Count("pk"))
+        .values_list("outcome", "n")
+    )
+    ended_placed = attempts.filter(originated_at__gte=midnight, state=AttemptState.ENDED)
+    ended_answered = ended_placed.filter(answered_at__isnull=False).count() if today["ended"] else 0
+    answer_rate = (ended_answered / today["ended"]) if today["ended"] else None
+
+    start = (now - timedelta(minutes=DASHBOARD_CHART_MINUTES - 1)).replace(second=0, microsecond=0)
+    minutes = [start + timedelta(minutes=i) for i in range(DASHBOARD_CHART_MINUTES)]
+    buckets: dict[str, dict[datetime, int]] = {"placed": {}, "answered": {}, "ended": {}}
+    for name, column in (("placed", "originated_at"), ("answered", "answered_at"), ("ended", "ended_at")):
+        rows = (
+            attempts.filter(**{f"{column}__gte": start})
+            .annotate(minute=TruncMinute(column))
+            .order_by()
+            .values("minute")
+            .annotate(n=Count("pk"))
+            .values_list("minute", "n")
+        )
+        for minute, n in rows:
+            buckets[name][minute.replace(tzinfo=UTC) if minute.tzinfo is None else minute] = n
+    return {
+        "at": now,
+        "live": {
+            "total": live_outbound + live_elsewhere,
+            "outbound": live_outbound,
+            "inbound_and_pages": live_elsewhere,
+            "cap": tenant.max_concurrent_calls,
+            "campaigns": campaigns,
+        },
+        "today": {
+            "since": midnight,
+            "placed": today["placed"],
+            "answered": today["answered"],
+            "by_outcome": dict(sorted(outcomes.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "answer_rate": answer_rate,
+            "avg_talk_s": round(today["avg_talk_s"], 1) if today["avg_talk_s"] is not None else None,
+            "minutes_used": round((today["talk_s"] or 0.0) / 60, 1),
+        },
+        "last_hour": {
+            "minutes": [int(m.timestamp()) for m in minutes],
+            "placed": [buckets["placed"].get(m, 0) for m in minutes],
+            "answered": [buckets["answered"].get(m, 0) for m in minutes],
+            "ended": [buckets["ended"].get(m, 0) for m in minutes],
+        },
     }

@@ -50,6 +50,7 @@ from wire.brief import (
     reply_channel,
 )
 from wire.callids import is_attempt_call_id
+from wire.live import transcript_channel
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -64,7 +65,6 @@ MARK_TIMEOUT_S = 5.0
 HEARTBEAT_EVERY_S = 1.0
 HEARTBEAT_VALID_S = 3.0  # a worker missing three beats no longer counts as accepting calls
 GOODBYE_GRACE_S = 12.0
-TRANSCRIPT_CHANNEL_PREFIX = "transcripts:"
 
 
 class MediaWorker:
@@ -387,7 +387,7 @@ class MediaWorker:
             "text": line.text,
             "at": datetime.fromtimestamp(call.started_wall + line.t_ms / 1000, UTC).isoformat(),
         }
-        self.spawn(self._publish(f"{TRANSCRIPT_CHANNEL_PREFIX}{brief.tenant_id}", json.dumps(payload)))
+        self.spawn(self._publish(transcript_channel(brief.tenant_id), json.dumps(payload)))
 
     async def _publish(self, channel: str, data: str) -> None:
         assert self._redis is not None  # noqa: S101

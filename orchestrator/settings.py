@@ -28,6 +28,8 @@ a production deployment that forgets it must fail loudly, not run with a key fro
 | SESSION_COOKIE_SECURE, CSRF_COOKIE_SECURE, SECURE_SSL_REDIRECT | on unless DEBUG |
 | SECURE_HSTS_SECONDS, SECURE_HSTS_INCLUDE_SUBDOMAINS, SECURE_HSTS_PRELOAD | 1 year, on, off (unless DEBUG) |
 | SECURE_PROXY_SSL_HEADER | empty; e.g. X-Forwarded-Proto behind a proxy that always sets it |
+| SESSION_IDLE_HOURS | 8 (a portal session ends after this long without a request) |
+| EMAIL_URL, DEFAULT_FROM_EMAIL | consolemail:// (printed), no-reply@localhost: resets, invitations |
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ INSTALLED_APPS = [
     "flows.apps.FlowsConfig",
     "messaging.apps.MessagingConfig",
     "timers.apps.TimersConfig",
+    "django_htmx",
+    "portal.apps.PortalConfig",
 ]
 
 MIDDLEWARE = [
@@ -97,6 +101,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",  # request.htmx: the portal answers htmx requests with partials
     # Last, as django-axes requires: turns a locked-out sign-in into its lockout answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -113,6 +118,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "portal.context_processors.portal",
             ],
         },
     },
@@ -357,6 +363,28 @@ STORAGES: dict[str, dict[str, Any]] = {
 
 # -------------------------------------------------------------------------------------------- security
 SESSION_COOKIE_HTTPONLY = True
+# The portal's session: SameSite=Lax cookies (a cross-site POST carries none), signed out after
+# SESSION_IDLE_HOURS without a request (the expiry moves on with each request) and on sign-out.
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = int(env.float("SESSION_IDLE_HOURS", default=8) * 3600)
+SESSION_SAVE_EVERY_REQUEST = True
+LOGIN_URL = "portal:signin"
+LOGIN_REDIRECT_URL = "portal:dashboard"
+LOGOUT_REDIRECT_URL = "portal:signin"
+# Password reset and invitation mails: printed on the console unless EMAIL_URL names an SMTP server
+# (smtp://user:password@host:587, submission with STARTTLS: smtp+tls://...).
+_EMAIL: dict[str, Any] = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND: str = _EMAIL["EMAIL_BACKEND"]
+EMAIL_HOST: str = _EMAIL.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT: int = int(_EMAIL.get("EMAIL_PORT") or 25)
+EMAIL_HOST_USER: str = _EMAIL.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD: str = _EMAIL.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS: bool = bool(_EMAIL.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL: bool = bool(_EMAIL.get("EMAIL_USE_SSL"))
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
+PASSWORD_RESET_TIMEOUT = 3600  # a reset link works for an hour
 X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)

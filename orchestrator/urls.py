@@ -25,4 +25,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # Signed acknowledgement links sent in page SMS (flows/views.py).
     path("ack/<str:token>", ack_link, name="flows-ack"),
+    # The tenant portal (portal/urls.py): the dashboard at /, sign-in, and a page per domain.
+    path("", include("portal.urls")),
 ]

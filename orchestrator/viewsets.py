@@ -9,6 +9,8 @@ from typing import Any, ClassVar, cast
 from django.db.models import Model, QuerySet
 from rest_framework import status, viewsets
 from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer, ListSerializer, Serializer
 
@@ -16,6 +18,7 @@ from orchestrator.api import check_json_types
 from tenants.api.authentication import request_tenant
 from tenants.api.permissions import TenantRolePermission
 from tenants.models import Tenant
+from tenants.services import audit_record
 
 
 def check_nested_json_types(serializer: BaseSerializer[Any], data: Any) -> None:
@@ -37,7 +40,28 @@ def check_nested_json_types(serializer: BaseSerializer[Any], data: Any) -> None:
         raise ValidationError(errors)
 
 
-class TenantViewSet(viewsets.GenericViewSet):
+class AuditedViewSetMixin:
+    """Every successful change made through the API lands in the tenant's audit log (who, when, which
+    route)."""
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        tenant = getattr(request, "tenant", None)
+        if request.method not in SAFE_METHODS and response.status_code < 400 and isinstance(tenant, Tenant):
+            user = request.user
+            api_key = getattr(user, "api_key", None)
+            audit_record(
+                tenant=tenant,
+                actor=None if api_key is not None else user,  # type: ignore[arg-type]
+                actor_label=f"API key {api_key.name}" if api_key is not None else str(user),
+                via="api",
+                action=f"{request.method} {request.path}",
+                target=str(kwargs.get("pk", "")),
+            )
+        return response
+
+
+class TenantViewSet(AuditedViewSetMixin, viewsets.GenericViewSet):
     """Tenant scoping and the read/write role check. A viewset names the selector that lists the tenant's
     rows (``selector`` in the module ``selectors``), or overrides :meth:`tenant_queryset`."""
 

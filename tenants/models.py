@@ -66,6 +66,7 @@ class Membership(models.Model):
     class Role(models.TextChoices):
         OWNER = "owner", "Owner"
         ADMIN = "admin", "Admin"
+        MANAGER = "manager", "Manager"  # runs campaigns, calls, contacts and flows; no tenant settings
         VIEWER = "viewer", "Viewer"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
@@ -78,7 +79,7 @@ class Membership(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_tenant_user"),
             models.CheckConstraint(
-                condition=Q(role__in=["owner", "admin", "viewer"]), name="membership_role_valid"
+                condition=Q(role__in=["owner", "admin", "manager", "viewer"]), name="membership_role_valid"
             ),
         ]
 
@@ -115,3 +116,55 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         state = " (revoked)" if self.revoked_at else ""
         return f"{self.name} vco_{self.prefix}…{state}"
+
+
+class Invitation(models.Model):
+    """An invitation to join a tenant with a role, sent by e-mail as a link carrying a random token. Only the
+    token's SHA-256 is stored (as for API keys); it works once, until ``expires_at``."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Membership.Role.choices, default=Membership.Role.VIEWER)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} invited to {self.tenant.slug} as {self.role}"
+
+
+class AuditEntry(models.Model):
+    """Who changed what in a tenant: one row per successful change made in the portal or the API.
+
+    ``actor_label`` keeps the user name or API key name as it was, so the entry still reads after the user
+    or key is gone."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="audit_entries")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200)
+    via = models.CharField(max_length=16, help_text="portal or api")
+    action = models.CharField(max_length=100, help_text='e.g. "campaign.start" or "POST /api/v1/dnc"')
+    target = models.CharField(max_length=200, blank=True, help_text='e.g. "campaign 12 (Spring promo)"')
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["tenant", "-at"], name="audit_tenant_at")]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target}"

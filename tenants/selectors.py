@@ -10,7 +10,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from tenants.models import ApiKey, Membership, Tenant
+from tenants.models import ApiKey, AuditEntry, Membership, Tenant
 from tenants.services import API_KEY_MARKER, API_KEY_PREFIX_LENGTH, api_key_hash
 
 if TYPE_CHECKING:
@@ -87,3 +87,15 @@ def api_key_list(*, tenant: Tenant) -> QuerySet[ApiKey]:
 def tenant_by_slug(*, slug: str) -> Tenant | None:
     """The tenant with this slug, suspended or not; None when there is none."""
     return Tenant.objects.filter(slug=slug).first()
+
+
+def audit_list(
+    *, tenant: Tenant, actor_label: str | None = None, action: str | None = None
+) -> QuerySet[AuditEntry]:
+    """The tenant's audit log, newest first; optionally one actor's or actions starting with ``action``."""
+    entries = AuditEntry.objects.filter(tenant=tenant)
+    if actor_label:
+        entries = entries.filter(actor_label=actor_label)
+    if action:
+        entries = entries.filter(action__startswith=action)
+    return entries.order_by("-at", "-pk")

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestrator.errors import InvalidInput, full_clean_or_raise
-from tenants.models import ApiKey, Membership, Tenant
+from tenants.models import ApiKey, AuditEntry, Membership, Tenant
 from tenants.validators import is_timezone_name
 
 if TYPE_CHECKING:
@@ -106,3 +106,29 @@ def tenant_set_allow_own_pbx(*, tenant: Tenant, allowed: bool) -> Tenant:
         tenant.allow_own_pbx = allowed
         tenant.save(update_fields=["allow_own_pbx"])
     return tenant
+
+
+AUDIT_TARGET_MAX = 200
+
+
+def audit_record(
+    *,
+    tenant: Tenant,
+    actor: User | None,
+    actor_label: str,
+    via: str,
+    action: str,
+    target: str = "",
+    detail: dict[str, object] | None = None,
+) -> AuditEntry:
+    """Record that ``actor`` (a user, or None for an API key named in ``actor_label``) changed something of
+    ``tenant`` through ``via`` (``portal`` or ``api``). Called after the change succeeded."""
+    return AuditEntry.objects.create(
+        tenant=tenant,
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor_label=actor_label[:200],
+        via=via,
+        action=action[:100],
+        target=target[:AUDIT_TARGET_MAX],
+        detail=detail or {},
+    )

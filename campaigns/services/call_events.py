@@ -58,6 +58,7 @@ from campaigns.selectors import (
 )
 from campaigns.services.dispatch import DONE_REASON_DNC
 from campaigns.services.leads import lead_move
+from orchestrator.live import live_notify
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +231,10 @@ def attempt_apply_many(
                 finished = step
         if changed:
             attempt.save(update_fields=sorted(changed))
+        if "state" in changed:
+            live_notify(
+                tenant_id=attempt.tenant_id, kind="call", call_id=str(attempt.pk), state=attempt.state
+            )
         AttemptEvent.objects.bulk_create(rows)
         if finished is not None:
             assert finished.event is not None and finished.outcome is not None  # noqa: S101

@@ -78,6 +78,7 @@ from campaigns.selectors import (
     tenant_live_calls_elsewhere,
 )
 from campaigns.services.leads import lead_move, leads_move
+from orchestrator.live import live_notify
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,8 @@ class _PassWrites:
     def flush(self, now: datetime) -> None:
         if self.attempts:
             CallAttempt.objects.bulk_create(self.attempts)
+            for tenant_id in {attempt.tenant_id for attempt in self.attempts}:
+                live_notify(tenant_id=tenant_id, kind="call", state="queued")
             AttemptEvent.objects.bulk_create(
                 AttemptEvent(
                     attempt=attempt,

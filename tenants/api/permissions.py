@@ -1,8 +1,10 @@
 """Role permissions of the REST API (see tenants/api/authentication.py for how the role is found).
 
-* ``TenantRolePermission``: every member may read; writing (POST, PUT, PATCH, DELETE) needs admin or owner.
-* ``TenantAdminPermission``: admin or owner for everything, reading included (PBXs: URLs, users).
-API keys act as admin.
+* ``TenantRolePermission``: every member may read; writing (POST, PUT, PATCH, DELETE) needs the ``write``
+  capability (manager, admin, owner).
+* ``TenantAdminPermission``: the ``settings`` capability (admin or owner) for everything, reading included
+  (PBXs: URLs, users).
+API keys act as admin. Which role may do what is decided in tenants/roles.py, for the portal too.
 """
 
 from __future__ import annotations
@@ -13,9 +15,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
 from tenants.api.authentication import NO_TENANT_MESSAGE
-from tenants.models import Membership
-
-WRITER_ROLES = frozenset({Membership.Role.OWNER, Membership.Role.ADMIN})
+from tenants.roles import Capability, role_can
 
 
 class TenantRolePermission(BasePermission):
@@ -29,8 +29,8 @@ class TenantRolePermission(BasePermission):
             return False
         if request.method in SAFE_METHODS:
             return True
-        self.message = "Your role in this tenant is read-only (viewer); changes need admin or owner."
-        return getattr(request, "tenant_role", None) in WRITER_ROLES
+        self.message = "Your role in this tenant is read-only (viewer); changes need manager, admin or owner."
+        return role_can(getattr(request, "tenant_role", None), Capability.WRITE)
 
 
 class TenantAdminPermission(BasePermission):
@@ -43,4 +43,4 @@ class TenantAdminPermission(BasePermission):
             self.message = NO_TENANT_MESSAGE
             return False
         self.message = "Only a tenant admin or owner may do this."
-        return getattr(request, "tenant_role", None) in WRITER_ROLES
+        return role_can(getattr(request, "tenant_role", None), Capability.SETTINGS)

@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from orchestrator.api import check_json_types
+from orchestrator.viewsets import AuditedViewSetMixin
 from tenants.api.authentication import request_tenant
 from tenants.api.permissions import TenantAdminPermission
 from tenants.api.serializers import ApiKeyCreatedSerializer, ApiKeyInputSerializer, ApiKeySerializer
@@ -24,7 +25,9 @@ from tenants.selectors import api_key_list
 from tenants.services import api_key_create, api_key_revoke
 
 
-class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ApiKeyViewSet(
+    AuditedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     permission_classes = [TenantAdminPermission]
     serializer_class = ApiKeySerializer
 

@@ -1,0 +1,24 @@
+"""The portal's routes (namespace ``portal``), mounted at the site's root. Each views module of a domain
+(``portal/views/<domain>.py``) lists its own ``urlpatterns``."""
+
+from django.urls import include, path
+
+from portal import live
+from portal.views import after_hours, agents, auth, calls, campaigns, dashboard, dnc, imports
+from portal.views import settings as tenant_settings
+
+app_name = "portal"
+
+urlpatterns = [
+    *auth.urlpatterns,
+    path("", dashboard.dashboard, name="dashboard"),
+    path("dashboard/figures", dashboard.figures, name="dashboard-figures"),
+    path("live", live.events, name="live"),
+    path("campaigns/", include(campaigns.urlpatterns)),
+    path("agents/", include(agents.urlpatterns)),
+    path("calls/", include(calls.urlpatterns)),
+    path("imports/", include(imports.urlpatterns)),
+    path("dnc/", include(dnc.urlpatterns)),
+    path("after-hours/", include(after_hours.urlpatterns)),
+    path("settings/", include(tenant_settings.urlpatterns)),
+]
