@@ -15,5 +15,6 @@ router.register("attempts", views.AttemptViewSet, basename="attempt")
 router.register("dnc", views.DncViewSet, basename="dnc")
 router.register("pbxs", views.PbxViewSet, basename="pbx")
 router.register("imports", views.ContactImportViewSet, basename="contact-import")
+router.register("dashboard", views.DashboardViewSet, basename="dashboard")
 
 urlpatterns = router.urls

@@ -421,3 +421,23 @@ class PbxViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateDestro
             pbx_delete(pbx=instance, by_tenant=self.tenant)
         except PbxNotAllowed as exc:
             raise PermissionDenied(str(exc)) from exc
+
+
+# ---------------------------------------------------------------------------------------------- dashboard
+
+
+class DashboardViewSet(TenantViewSet):
+    """``GET /api/v1/dashboard``: the figures of the portal's live dashboard (the same selector)."""
+
+    model = CallAttempt
+
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        description=(
+            "Calls in progress against the tenant's cap and per campaign; today's calls placed, answered, "
+            "by outcome, answer rate, average talk time and minutes used (since midnight in the tenant's "
+            "time zone); the last hour per minute (placed, answered, ended)."
+        ),
+    )
+    def list(self, request: Request) -> Response:
+        return Response(selectors.tenant_call_figures(tenant=self.tenant))

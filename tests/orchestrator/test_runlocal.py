@@ -139,12 +139,9 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path)
 def test_process_specs_start_web_the_simulator_worker_beat_and_stasis(tmp_path):
     specs = {spec.name: spec for spec in process_specs(base_dir=tmp_path, python="py", environ={})}
     assert list(specs["web"].argv) == [
-        "py",
-        str(tmp_path / "manage.py"),
-        "runserver",
-        "127.0.0.1:8000",
-        "--noreload",
-    ]
+        "py", "-m", "uvicorn", "orchestrator.asgi:application",
+        "--host", "127.0.0.1", "--port", "8000", "--no-server-header",
+    ]  # fmt: skip
     sim = list(specs["sim"].argv)
     assert sim[:3] == ["py", "-m", "telephony.sim"]
     assert sim[sim.index("--host") + 1] == "127.0.0.1"
@@ -210,7 +207,7 @@ def _runlocal(args: list[str], *, env: dict[str, str], cwd: Path) -> subprocess.
 
 def test_runlocal_serves_healthz_then_stops_cleanly_on_sigterm(subprocess_env, project_root):
     port = _free_port()
-    env = {**subprocess_env, "ALLOWED_HOSTS": "127.0.0.1"}  # runserver refuses to start without, unless DEBUG
+    env = {**subprocess_env, "ALLOWED_HOSTS": "127.0.0.1"}  # Django answers 400 to other hosts unless DEBUG
     # Only the web runs here: /healthz is told beat and a worker are alive by their heartbeats in Redis.
     env["BEAT_LOCK_KEY"] = f"test:runlocal:beat-lock:{port}"
     redis = get_redis()
@@ -233,9 +230,8 @@ def test_runlocal_serves_healthz_then_stops_cleanly_on_sigterm(subprocess_env, p
     assert status == 200, output
     assert runlocal.returncode == 0, output
     # Prefixed child output (the request log line itself may lose the race with SIGTERM).
-    assert re.search(r"^web +\| Starting development server at http://127\.0\.0\.1:", output, re.MULTILINE), (
-        output
-    )
+    assert re.search(r"^web +\| .*Uvicorn running on http://127\.0\.0\.1:", output, re.MULTILINE), output
+    assert f"portal: http://127.0.0.1:{port}/" in output
     assert "runlocal | stopping" in output
 
 

@@ -141,3 +141,13 @@ def test_the_dashboard_reads_in_a_handful_of_queries(tenant, manager, django_ass
 
 def test_live_stream_needs_a_signed_in_member():
     assert Client().get(reverse("portal:live")).status_code == 403
+
+
+def test_the_api_serves_the_dashboards_figures(tenant, client_as):
+    make_campaign(tenant, name="Spring promo")
+    response = client_as("viewer").get("/api/v1/dashboard")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["live"]["cap"] == tenant.max_concurrent_calls
+    assert body["today"]["placed"] == 0
+    assert len(body["last_hour"]["placed"]) == 60

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from flows.management.commands.seed_after_hours import DEMO_SMS_AUTH_TOKEN, DEMO_SMS_WEBHOOK_ID
@@ -60,8 +61,9 @@ def process_specs(
     if plan.exists():
         sim += ["--plan", str(plan)]
     return [
-        # --noreload: the autoreloader forks a second server process that outlives a plain SIGTERM.
-        ProcessSpec("web", [python, manage, "runserver", web_address, "--noreload"]),
+        # The ASGI app under uvicorn, as production serves it (one worker): the portal's live pages hold
+        # server-sent-event streams, which Django's development server (WSGI) would buffer forever.
+        ProcessSpec("web", web_argv(python=python, web_address=web_address)),
         ProcessSpec("sim", sim),
         sms_spec(base_dir=base_dir, python=python, web_address=web_address),
         # Threads, not prefork: the tasks mostly wait on ARI and Redis, and a thread pool starts fast and
@@ -74,6 +76,14 @@ def process_specs(
         ProcessSpec("stasis", [python, manage, "run_stasis", "--pbx", pbx]),
         *media_specs(python=python, environ=environ),
     ]
+
+
+def web_argv(*, python: str, web_address: str) -> list[str]:
+    host, _, port = web_address.rpartition(":")
+    return [
+        python, "-m", "uvicorn", "orchestrator.asgi:application",
+        "--host", host or "127.0.0.1", "--port", port, "--no-server-header",
+    ]  # fmt: skip
 
 
 def sms_spec(*, base_dir: Path, python: str, web_address: str) -> ProcessSpec:
@@ -179,6 +189,8 @@ class Command(BaseCommand):
         for name, url in metrics_urls(web_address=options["web_address"], environ=env).items():
             if name in names:
                 self.stdout.write(f"metrics of {name}: {url}")
+        if "web" in names:  # the portal app's own command says where it is (and, DEBUG, signs in the demo)
+            call_command("portal_link", base_url=f"http://{options['web_address']}", stdout=self.stdout)
         try:
             status = Supervisor(specs, env=env, output=self.stdout).run()
         finally:
