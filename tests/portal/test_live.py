@@ -48,7 +48,9 @@ async def test_a_burst_of_call_hints_is_one_event_and_a_transcript_line_arrives_
             transcript_channel(tenant_id),
             json.dumps({"attempt_id": "a1", "role": "assistant", "text": "Hi <b>there</b>", "at": None}),
         )
-        seen = await read_until(stream, lambda s: "event: calls" in s and "transcript-a1" in s and "call-c19" in s)
+        seen = await read_until(
+            stream, lambda s: "event: calls" in s and "transcript-a1" in s and "call-c19" in s
+        )
         # Coalesced: the first hint at once (leading edge), the other 19 together half a second later.
         assert seen.count("event: calls\n") == 2
         assert "not-mine" not in seen  # another tenant's channel is not heard
