@@ -6,14 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
 import redis.asyncio as aioredis
 from django.conf import settings
 
 from portal.live import _stream, sse_event
 from wire.live import live_channel, transcript_channel
-
-pytestmark = pytest.mark.asyncio
 
 
 async def read_until(stream, predicate, timeout: float = 5.0) -> str:
