@@ -28,7 +28,7 @@ a production deployment that forgets it must fail loudly, not run with a key fro
 | SESSION_COOKIE_SECURE, CSRF_COOKIE_SECURE, SECURE_SSL_REDIRECT | on unless DEBUG |
 | SECURE_HSTS_SECONDS, SECURE_HSTS_INCLUDE_SUBDOMAINS, SECURE_HSTS_PRELOAD | 1 year, on, off (unless DEBUG) |
 | SECURE_PROXY_SSL_HEADER | empty; e.g. X-Forwarded-Proto behind a proxy that always sets it |
-| SESSION_IDLE_HOURS | 8 (a portal session ends after this long without a request) |
+| SESSION_HOURS | 12 (a portal session ends this long after sign-in) |
 | EMAIL_URL, DEFAULT_FROM_EMAIL | consolemail:// (printed), no-reply@localhost: resets, invitations |
 """
 
@@ -363,12 +363,12 @@ STORAGES: dict[str, dict[str, Any]] = {
 
 # -------------------------------------------------------------------------------------------- security
 SESSION_COOKIE_HTTPONLY = True
-# The portal's session: SameSite=Lax cookies (a cross-site POST carries none), signed out after
-# SESSION_IDLE_HOURS without a request (the expiry moves on with each request) and on sign-out.
+# The portal's session: SameSite=Lax cookies (a cross-site POST carries none), ended SESSION_HOURS after
+# sign-in and on sign-out. Not renewed on every request: a page's live stream (portal/live.py) must not
+# write the session, which would hold a database connection for as long as the stream stays open.
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_AGE = int(env.float("SESSION_IDLE_HOURS", default=8) * 3600)
-SESSION_SAVE_EVERY_REQUEST = True
+SESSION_COOKIE_AGE = int(env.float("SESSION_HOURS", default=12) * 3600)
 LOGIN_URL = "portal:signin"
 LOGIN_REDIRECT_URL = "portal:dashboard"
 LOGOUT_REDIRECT_URL = "portal:signin"
