@@ -171,7 +171,10 @@ class Browser:
 
 
 @pytest.fixture
-def playwright() -> Iterator[Any]:
+def playwright(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls (setting up rows,
+    # checking them) are plain synchronous code all the same, so Django is told not to refuse them.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with playwright_sync.sync_playwright() as p:
         yield p
 

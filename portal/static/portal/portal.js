@@ -13,12 +13,13 @@
       if (old) old.destroy();
       var palette = ["#2456d6", "#1e8a4c", "#c22f2f", "#b26b00", "#7a3fc2", "#0f8aa0", "#5d6576"];
       var series = [{}].concat(spec.series.map(function (s, i) {
-        return { label: s.label, stroke: palette[i % palette.length], width: 2,
+        return { label: s.label, stroke: palette[i % palette.length], width: 2, points: { show: false },
                  fill: spec.fill ? palette[i % palette.length] + "22" : undefined };
       }));
       var width = Math.max(260, box.clientWidth || 600);
       var opts = { width: width, height: spec.height || 220, series: series,
-                   scales: { x: { time: true } }, axes: [{}, { size: 50 }],
+                   scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(4, max)]; } } },
+                   axes: [{}, { size: 50 }],
                    legend: { live: false } };
       var data = [spec.x].concat(spec.series.map(function (s) { return s.values; }));
       box.innerHTML = "";
