@@ -151,3 +151,43 @@ def test_the_api_serves_the_dashboards_figures(tenant, client_as):
     assert body["live"]["cap"] == tenant.max_concurrent_calls
     assert body["today"]["placed"] == 0
     assert len(body["last_hour"]["placed"]) == 60
+
+
+def test_sign_in_is_rate_limited(settings, tenant):
+    settings.AXES_FAILURE_LIMIT = 3
+    user = make_user("locked@example.com")
+    user.set_password("the-right-password-1")
+    user.save()
+    membership_add(tenant=tenant, user=user, role="manager")
+    client = Client()
+    url = reverse("portal:signin")
+    for _ in range(2):
+        assert client.post(url, {"username": "locked@example.com", "password": "nope"}).status_code == 200
+    locked = client.post(url, {"username": "locked@example.com", "password": "nope"})
+    assert locked.status_code == 429
+    assert b"Too many sign-in attempts" in locked.content
+    # Even the right password is refused while locked, and nobody is signed in.
+    assert (
+        client.post(url, {"username": "locked@example.com", "password": "the-right-password-1"}).status_code
+        == 429
+    )
+    assert client.get("/").status_code == 302
+
+
+def test_session_cookies_are_same_site_and_http_only(tenant, manager):
+    response = Client().get(reverse("portal:signin"))
+    assert response.status_code == 200
+    cookie = response.cookies["csrftoken"]
+    assert cookie["samesite"] == "Lax"
+    user = make_user("cookie@example.com")
+    user.set_password("cookie-password-1")
+    user.save()
+    membership_add(tenant=tenant, user=user, role="viewer")
+    client = Client()
+    signed_in = client.post(
+        url := reverse("portal:signin"), {"username": "cookie@example.com", "password": "cookie-password-1"}
+    )
+    assert signed_in.status_code == 302, url
+    session = signed_in.cookies["sessionid"]
+    assert session["samesite"] == "Lax" and session["httponly"]
+    assert int(session["max-age"]) == 12 * 3600
