@@ -4,6 +4,7 @@ Views, the API and tasks read through these rather than building querysets thems
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db.models import Avg, Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce, TruncMinute
+from django.db.models.functions import Coalesce, TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from redis.exceptions import RedisError
@@ -700,8 +701,6 @@ def campaign_outcomes_over_time(
     """Ended attempts of the campaign per hour (the last 48) or per day (the last 30), by outcome:
     ``{"bucket", "x": [bucket starts as Unix seconds], "series": {outcome: [counts]}}``; only outcomes that
     occur in the period are listed. Buckets are UTC hours or days. One query."""
-    from django.db.models.functions import TruncDay, TruncHour
-
     step, count = OUTCOME_CHART_BUCKETS[bucket]
     now = now or timezone.now()
     last = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -751,9 +750,19 @@ def agent_brief_preview(
     None; ``campaign``: the campaign's caller id and ring timeout, else the defaults. Reads nothing."""
     from campaigns.services.briefs import brief_build, brief_texts  # lazy: briefs is a write-side module
 
-    contact = contact or Contact(tenant=tenant, **SAMPLE_CONTACT)
-    campaign = campaign or Campaign(tenant=tenant, name="(preview)", caller_id="")
-    campaign.agent = agent  # the profile previewed, whichever agent the campaign has
+    contact = contact or Contact(
+        tenant=tenant,
+        name=str(SAMPLE_CONTACT["name"]),
+        phone_number=str(SAMPLE_CONTACT["phone_number"]),
+        variables={},
+    )
+    # A copy: the profile previewed stands in for the campaign's own agent, and the caller's row is untouched.
+    campaign = (
+        copy.copy(campaign)
+        if campaign is not None
+        else Campaign(tenant=tenant, name="(preview)", caller_id="")
+    )
+    campaign.agent = agent
     lead = Lead(campaign=campaign, contact=contact)
     attempt = CallAttempt(tenant=tenant, campaign=campaign, lead=lead, number=contact.phone_number)
     brief = brief_build(attempt=attempt, endpoint_for=lambda number: "")
