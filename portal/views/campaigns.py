@@ -142,7 +142,7 @@ def _render_form(
             "form": form,
             "campaign": campaign,
             "agents": agents,
-            "zone": request.portal.tenant.default_timezone,
+            "zone": f"In {request.portal.tenant.default_timezone}, the account's time zone.",
         },
         status=status,
     )
