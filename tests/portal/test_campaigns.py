@@ -384,3 +384,39 @@ def test_why_says_when_a_lead_waits_for_a_retry(tenant, manager):
     Lead.objects.filter(pk=lead.pk).update(next_due_at=later, last_outcome="busy", wait_reason="busy")
     part = manager.get(reverse("portal:lead-why", args=[lead.pk]), HTTP_HX_REQUEST="true")
     assert b"Waiting before a retry after busy" in part.content
+
+
+def test_the_export_link_works_with_the_portal_session(tenant, viewer):
+    campaign = make_campaign(tenant)
+    make_lead(tenant, campaign)
+    page = viewer.get(reverse("portal:campaign", args=[campaign.pk]))
+    assert b'id="campaign-export"' in page.content
+    export = viewer.get(f"/api/v1/campaigns/{campaign.pk}/export")
+    assert export.status_code == 200
+    assert b"phone_number" in b"".join(export.streaming_content)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "done",
+        "suppressed",
+        "in_attempt",
+        "dnc",
+        "attempts_exhausted",
+        "campaign_not_running",
+        "callback",
+        "retry_delay",
+        "outside_window",
+        "tenant_at_cap",
+        "campaign_at_cap",
+        "no_pbx_capacity",
+        "pbx_unavailable",
+        "no_media_worker",
+    ],
+)
+def test_every_reason_a_lead_is_not_dialed_is_said_in_words(code):
+    from portal.views.campaigns import reason_text
+
+    text = reason_text({"code": code, "next_opening": timezone.now(), "zones": ("America/New_York",)})
+    assert text != code and text.endswith(".")
