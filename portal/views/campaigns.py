@@ -75,7 +75,8 @@ def _progress(done: int, total: int) -> int:
 @portal_view()
 def index(request: HttpRequest) -> HttpResponse:
     page = paginate(request, campaign_list_with_progress(tenant=_req(request).portal.tenant))
-    rows = [(c, _progress(c.leads_finished, c.leads_total)) for c in page]  # type: ignore[attr-defined]
+    campaigns: list[Any] = list(page.object_list)  # annotated rows (campaign_list_with_progress)
+    rows = [(c, _progress(c.leads_finished, c.leads_total)) for c in campaigns]
     return render(request, "portal/campaigns/list.html", {"page": page, "rows": rows})
 
 
@@ -251,7 +252,8 @@ def _chart(campaign: Campaign, bucket: str) -> dict[str, Any]:
 @portal_view()
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = _campaign(request, pk)
-    bucket = request.GET.get("by") if request.GET.get("by") in OUTCOME_CHART_BUCKETS else "hour"
+    by = request.GET.get("by", "hour")
+    bucket = by if by in OUTCOME_CHART_BUCKETS else "hour"
     chart = _chart(campaign, bucket)
     context = {
         **_live_context(campaign),
