@@ -115,7 +115,7 @@ def _form_values(campaign: Campaign | None, request: PortalRequest) -> dict[str,
 
 
 def _save_form(
-    request: PortalRequest, campaign: Campaign | None, write: Callable[[dict[str, Any]], Campaign]
+    request: PortalRequest, write: Callable[[dict[str, Any]], Campaign]
 ) -> tuple[Bound, Campaign | None]:
     """Validate the POST with the API's serializer (dates read in the tenant's zone), then write it."""
     tenant = request.portal.tenant
@@ -155,7 +155,7 @@ def new(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _render_form(req, initial(_form_values(None, req)), None)
     tenant = req.portal.tenant
-    bound, created = _save_form(req, None, lambda data: campaign_create(tenant=tenant, **data))
+    bound, created = _save_form(req, lambda data: campaign_create(tenant=tenant, **data))
     if created is None:
         return _render_form(req, bound, None, status=400)
     portal_audit(request, "campaign.create", _target(created))
@@ -169,8 +169,9 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = _campaign(request, pk)
     if request.method != "POST":
         return _render_form(req, initial(_form_values(campaign, req)), campaign)
-    bound, saved = _save_form(req, campaign, lambda data: campaign_update(campaign=campaign, **data))
+    bound, saved = _save_form(req, lambda data: campaign_update(campaign=campaign, **data))
     if saved is None:
+        campaign.refresh_from_db()  # a refused update may have set fields on the instance
         return _render_form(req, bound, campaign, status=400)
     portal_audit(request, "campaign.update", _target(saved), fields=sorted(bound.data))
     messages.success(request, "Campaign saved.")
