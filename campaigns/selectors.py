@@ -4,6 +4,7 @@ Views, the API and tasks read through these rather than building querysets thems
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db.models import Avg, Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce, TruncMinute
+from django.db.models.functions import Coalesce, TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from redis.exceptions import RedisError
@@ -662,4 +663,113 @@ def tenant_call_figures(*, tenant: Tenant, now: datetime | None = None) -> dict[
             "answered": [buckets["answered"].get(m, 0) for m in minutes],
             "ended": [buckets["ended"].get(m, 0) for m in minutes],
         },
+    }
+
+
+# --- portal: campaigns and agents
+# Reads of the portal's campaign and agent pages, each in a fixed number of queries however long the list.
+
+#: The outcomes chart of a campaign: the last 48 hours by hour, or the last 30 days by day.
+OUTCOME_CHART_BUCKETS: dict[str, tuple[timedelta, int]] = {
+    "hour": (timedelta(hours=1), 48),
+    "day": (timedelta(days=1), 30),
+}
+#: A lead that no longer needs dialing: finished or suppressed (the campaign's progress).
+LEAD_FINISHED_STATUSES: tuple[str, ...] = (Lead.Status.DONE, Lead.Status.SUPPRESSED)
+
+
+def _count_subquery(queryset: QuerySet[Any], ref: str) -> Coalesce:
+    counted = (
+        queryset.filter(**{ref: OuterRef("pk")}).order_by().values(ref).annotate(n=Count("pk")).values("n")
+    )
+    return Coalesce(Subquery(counted), 0)
+
+
+def campaign_list_with_progress(*, tenant: Tenant) -> QuerySet[Campaign]:
+    """:func:`campaign_list` with, per campaign, ``leads_total``, ``leads_finished`` (done or suppressed)
+    and ``live_calls`` (attempts holding a slot now): one query for any number of campaigns."""
+    return campaign_list(tenant=tenant).annotate(
+        leads_total=_count_subquery(Lead.objects.all(), "campaign"),
+        leads_finished=_count_subquery(Lead.objects.filter(status__in=LEAD_FINISHED_STATUSES), "campaign"),
+        live_calls=_count_subquery(CallAttempt.objects.filter(state__in=LIVE_STATE_VALUES), "campaign"),
+    )
+
+
+def campaign_outcomes_over_time(
+    *, campaign: Campaign, bucket: str = "hour", now: datetime | None = None
+) -> dict[str, Any]:
+    """Ended attempts of the campaign per hour (the last 48) or per day (the last 30), by outcome:
+    ``{"bucket", "x": [bucket starts as Unix seconds], "series": {outcome: [counts]}}``; only outcomes that
+    occur in the period are listed. Buckets are UTC hours or days. One query."""
+    step, count = OUTCOME_CHART_BUCKETS[bucket]
+    now = now or timezone.now()
+    last = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if bucket == "day":
+        last = last.replace(hour=0)
+    starts = [last - step * (count - 1 - i) for i in range(count)]
+    trunc = TruncHour("ended_at", tzinfo=UTC) if bucket == "hour" else TruncDay("ended_at", tzinfo=UTC)
+    rows = (
+        CallAttempt.objects.filter(campaign=campaign, state=AttemptState.ENDED, ended_at__gte=starts[0])
+        .exclude(outcome="")
+        .annotate(at=trunc)
+        .order_by()
+        .values("at", "outcome")
+        .annotate(n=Count("pk"))
+        .values_list("at", "outcome", "n")
+    )
+    counts: dict[str, dict[datetime, int]] = {}
+    for at, outcome, n in rows:
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        counts.setdefault(outcome, {})[at] = counts.get(outcome, {}).get(at, 0) + n
+    return {
+        "bucket": bucket,
+        "x": [int(start.timestamp()) for start in starts],
+        "series": {
+            outcome: [per.get(start, 0) for start in starts] for outcome, per in sorted(counts.items())
+        },
+    }
+
+
+def agent_profile_list_with_usage(*, tenant: Tenant) -> QuerySet[AgentProfile]:
+    """:func:`agent_profile_list` with ``campaigns_count`` (campaigns using the profile): one query."""
+    return agent_profile_list(tenant=tenant).annotate(
+        campaigns_count=_count_subquery(Campaign.objects.all(), "agent")
+    )
+
+
+#: The contact a brief preview is rendered for when none is picked.
+SAMPLE_CONTACT = {"name": "Alex Example", "phone_number": "+14155550123", "variables": {}}
+
+
+def agent_brief_preview(
+    *, tenant: Tenant, agent: AgentProfile, contact: Contact | None = None, campaign: Campaign | None = None
+) -> dict[str, Any]:
+    """The call brief a call of ``agent`` to ``contact`` would carry (``campaigns.services.briefs.
+    brief_build``, the code that writes the real brief, on an unsaved attempt: nothing is written), with the
+    variables its texts use and those the contact lacks (``brief_texts``). ``contact``: a sample contact when
+    None; ``campaign``: the campaign's caller id and ring timeout, else the defaults. Reads nothing."""
+    from campaigns.services.briefs import brief_build, brief_texts  # lazy: briefs is a write-side module
+
+    contact = contact or Contact(
+        tenant=tenant,
+        name=str(SAMPLE_CONTACT["name"]),
+        phone_number=str(SAMPLE_CONTACT["phone_number"]),
+        variables={},
+    )
+    # A copy: the profile previewed stands in for the campaign's own agent, and the caller's row is untouched.
+    campaign = (
+        copy.copy(campaign)
+        if campaign is not None
+        else Campaign(tenant=tenant, name="(preview)", caller_id="")
+    )
+    campaign.agent = agent
+    lead = Lead(campaign=campaign, contact=contact)
+    attempt = CallAttempt(tenant=tenant, campaign=campaign, lead=lead, number=contact.phone_number)
+    brief = brief_build(attempt=attempt, endpoint_for=lambda number: "")
+    texts = brief_texts(agent=agent, contact=contact)
+    return {
+        "brief": brief,
+        "variables_used": texts.used,
+        "variables_missing": texts.missing,
+        "contact": contact,
     }
