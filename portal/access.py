@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
@@ -69,7 +69,7 @@ class PortalRequest(HttpRequest):
     """For type checking: a request that went through :func:`portal_view`."""
 
     portal: PortalContext
-    user: User  # type: ignore[assignment]
+    user: User
 
 
 def resolve_membership(request: HttpRequest) -> tuple[Membership | None, list[Membership]]:
@@ -97,9 +97,7 @@ def portal_view(
             membership, memberships = resolve_membership(request)
             if membership is None:
                 return render(request, "portal/no_tenant.html", status=403)
-            portal = PortalContext(
-                user=cast("User", request.user), membership=membership, memberships=memberships
-            )
+            portal = PortalContext(user=request.user, membership=membership, memberships=memberships)
             request.portal = portal  # type: ignore[attr-defined]
             needed = [capability]
             if request.method not in ("GET", "HEAD", "OPTIONS") and write_methods_need is not None:

@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -106,7 +106,7 @@ def _transcript_event(message: dict[str, Any]) -> str | None:
     return sse_event(f"transcript-{call_id}", html)
 
 
-async def _stream(tenant_id: int) -> AsyncIterator[str]:
+async def _stream(tenant_id: int) -> AsyncGenerator[str, None]:
     client = aioredis.from_url(settings.REDIS_URL, socket_connect_timeout=5, health_check_interval=30)
     pubsub = client.pubsub()
     try:
@@ -148,7 +148,7 @@ async def _stream(tenant_id: int) -> AsyncIterator[str]:
             pass
 
 
-async def events(request: HttpRequest) -> HttpResponse:
+async def events(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     """``GET /live``: the signed-in user's tenant's events (see the module docstring)."""
     tenant_id = await sync_to_async(_tenant_id_for)(request)
     if tenant_id is None:
