@@ -1,4 +1,5 @@
-"""Reads for tenancy: API key authentication, a user's tenants and memberships."""
+"""Reads for tenancy: API key authentication, a user's tenants and memberships, a tenant's members and
+invitations, its audit log."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Q, QuerySet
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from tenants.models import ApiKey, AuditEntry, Membership, Tenant
-from tenants.services import API_KEY_MARKER, API_KEY_PREFIX_LENGTH, api_key_hash
+from tenants.models import ApiKey, AuditEntry, Invitation, Membership, Tenant
+from tenants.services import (
+    API_KEY_MARKER,
+    API_KEY_PREFIX_LENGTH,
+    ROLE_RANK,
+    api_key_hash,
+    invitation_token_hash,
+)
 
 if TYPE_CHECKING:
     # The configured user model: django-stubs resolves AUTH_USER_MODEL to this for type checking.
@@ -99,3 +106,71 @@ def audit_list(
     if action:
         entries = entries.filter(action__startswith=action)
     return entries.order_by("-at", "-pk")
+
+
+def member_list(*, tenant: Tenant) -> QuerySet[Membership]:
+    """The tenant's members with their users: owners first, then admins, managers, viewers; by name."""
+    rank = Case(
+        *(When(role=role, then=Value(index)) for index, role in enumerate(ROLE_RANK)),
+        default=Value(len(ROLE_RANK)),
+        output_field=IntegerField(),
+    )
+    return (
+        Membership.objects.filter(tenant=tenant)
+        .select_related("user")
+        .annotate(role_rank=rank)
+        .order_by("role_rank", "user__username", "pk")
+    )
+
+
+def invitation_list(*, tenant: Tenant, pending_only: bool = True) -> QuerySet[Invitation]:
+    """The tenant's invitations, newest first, with who sent them; by default only those that still work
+    (not accepted, not revoked, not expired)."""
+    invitations = Invitation.objects.filter(tenant=tenant).select_related("invited_by")
+    if pending_only:
+        invitations = invitations.filter(
+            accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        )
+    return invitations.order_by("-created_at", "-pk")
+
+
+# The states an invitation can be in, as invitation_state returns them.
+INVITATION_PENDING = "pending"
+INVITATION_ACCEPTED = "accepted"
+INVITATION_REVOKED = "revoked"
+INVITATION_EXPIRED = "expired"
+
+
+def invitation_state(invitation: Invitation) -> str:
+    """``pending`` (it still works), ``accepted``, ``revoked`` or ``expired``."""
+    if invitation.accepted_at is not None:
+        return INVITATION_ACCEPTED
+    if invitation.revoked_at is not None:
+        return INVITATION_REVOKED
+    if invitation.expires_at <= timezone.now():
+        return INVITATION_EXPIRED
+    return INVITATION_PENDING
+
+
+def invitation_for_token(*, raw_token: str) -> Invitation | None:
+    """The invitation whose link carries ``raw_token`` (in any state, with its tenant), or None."""
+    if not raw_token or len(raw_token) > _MAX_RAW_KEY_LENGTH:
+        return None
+    return (
+        Invitation.objects.select_related("tenant", "invited_by")
+        .filter(token_hash=invitation_token_hash(raw_token))
+        .first()
+    )
+
+
+AUDIT_ACTORS_SHOWN = 200
+
+
+def audit_actor_labels(*, tenant: Tenant) -> list[str]:
+    """Who appears in the tenant's audit log (user names, API key names), for a filter's choices."""
+    return list(
+        AuditEntry.objects.filter(tenant=tenant)
+        .order_by("actor_label")
+        .values_list("actor_label", flat=True)
+        .distinct()[:AUDIT_ACTORS_SHOWN]
+    )

@@ -12,6 +12,8 @@ import base64
 import binascii
 import os
 import re
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -134,6 +136,11 @@ def sms_account_delete(*, account: SmsAccount) -> None:
     account.delete()
 
 
+def sms_account_has_secret(account: SmsAccount) -> bool:
+    """Whether the account has a secret (stored or named by environment variable); never the secret."""
+    return bool(account.secret_encrypted or account.secret_env)
+
+
 def sms_account_secret(account: SmsAccount) -> str:
     """The account's secret from its one source ("" for none)."""
     if account.secret_env:
@@ -191,3 +198,44 @@ def webhook_urls(account: SmsAccount) -> dict[str, str]:
     if account.kind == Provider.TELNYX:
         return {"inbound": telnyx_webhook_url(account), "status": telnyx_webhook_url(account)}
     return {}
+
+
+@dataclass(frozen=True)
+class WebhookStatus:
+    """What a tenant needs to know about its provider webhooks: the URLs to paste at the provider, how
+    their signature is checked, and whether they can be accepted now (``problem`` says why not)."""
+
+    urls: dict[str, str]
+    signature: str
+    problem: str
+    last_received_at: datetime | None
+
+    @property
+    def ready(self) -> bool:
+        return not self.problem
+
+
+def webhook_status(account: SmsAccount) -> WebhookStatus:
+    """The webhook state of ``account`` (messaging/views.py refuses what these checks would refuse)."""
+    last = account.receipts.order_by("-received_at").values_list("received_at", flat=True).first()
+    urls = webhook_urls(account)
+    problem = ""
+    if account.kind == Provider.TWILIO:
+        signature = (
+            "Twilio signs each request (X-Twilio-Signature) with your Auth Token; unsigned or wrongly "
+            "signed requests are refused."
+        )
+        if not sms_account_has_secret(account):
+            problem = "No Auth Token is set: every webhook would be refused."
+    elif account.kind == Provider.TELNYX:
+        signature = (
+            "Telnyx signs each request with Ed25519; it is checked with your webhook public key, and old "
+            "or wrongly signed requests are refused."
+        )
+        if not account.public_key:
+            problem = "No webhook public key is set: every webhook would be refused."
+    else:
+        signature = "The console provider sends nothing and receives no webhooks."
+    if urls and not account.enabled:
+        problem = "The account is disabled: its webhook URLs answer 404 until it is enabled."
+    return WebhookStatus(urls=urls, signature=signature, problem=problem, last_received_at=last)
