@@ -303,4 +303,3 @@ def test_tenant_text_is_escaped(tenant, admin):
     for name in ("api-keys", "audit"):
         html = admin.get(reverse(f"portal:{name}")).content.decode()
         assert "<script>alert(1)" not in html and "<img src=x>" not in html and "<b>x</b>" not in html
-
