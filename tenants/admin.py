@@ -1,7 +1,11 @@
 """Admin for tenancy. API keys are never shown after creation: the admin lists them by name and prefix,
 never displays the hash, and creates them only through the tenant action "Create an API key", which
 shows the new raw key once on a page of its own (not in a flash message, which would be stored in the
-session or a cookie until displayed)."""
+session or a cookie until displayed).
+
+Invitations are made by a tenant's owners and admins in the portal (the link is mailed, only its hash is
+kept): the admin lists them and can revoke them, never shows a hash and adds none. The audit log is
+read-only here: entries are written by the services only, and nobody edits history."""
 
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
-from tenants.models import ApiKey, Membership, Tenant
-from tenants.services import api_key_create, api_key_revoke
+from tenants.models import ApiKey, AuditEntry, Invitation, Membership, Tenant
+from tenants.selectors import invitation_state
+from tenants.services import api_key_create, api_key_revoke, invitation_revoke
 
 
 class MembershipInline(admin.TabularInline):
@@ -97,3 +102,55 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for api_key in keys:
             api_key_revoke(api_key=api_key)
         self.message_user(request, f"Revoked {len(keys)} API key(s).", messages.SUCCESS)
+
+
+_INVITATION_FIELDS = (
+    "tenant", "email", "role", "state", "invited_by", "created_at", "expires_at", "accepted_at",
+    "accepted_by", "revoked_at",
+)  # fmt: skip
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "tenant", "role", "state", "invited_by", "created_at", "expires_at"]
+    list_filter = ["role", "tenant"]
+    search_fields = ["email", "tenant__name", "tenant__slug"]
+    list_select_related = ["tenant", "invited_by"]
+    fields = _INVITATION_FIELDS
+    readonly_fields = _INVITATION_FIELDS
+    actions = ["revoke"]
+
+    @admin.display(description="state")
+    def state(self, obj: Invitation) -> str:
+        return invitation_state(obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # made in the portal, which mails the link (the raw token exists only there)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected invitations")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        pending = list(queryset.filter(accepted_at__isnull=True, revoked_at__isnull=True))
+        for invitation in pending:
+            invitation_revoke(invitation=invitation)
+        self.message_user(request, f"Revoked {len(pending)} invitation(s).", messages.SUCCESS)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ["at", "tenant", "actor_label", "via", "action", "target"]
+    list_filter = ["via", "tenant"]
+    search_fields = ["actor_label", "action", "target", "tenant__name", "tenant__slug"]
+    list_select_related = ["tenant"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -133,7 +133,7 @@ def tenant_set_allow_own_pbx(*, tenant: Tenant, allowed: bool) -> Tenant:
 # --------------------------------------------------------------------------------- members and roles
 _OWNER = Membership.Role.OWNER
 #: Roles from the most to the least powerful (an invitation never lowers an existing member's role).
-ROLE_RANK = [_OWNER, Membership.Role.ADMIN, Membership.Role.MANAGER, Membership.Role.VIEWER]
+ROLE_RANK: list[str] = [_OWNER, Membership.Role.ADMIN, Membership.Role.MANAGER, Membership.Role.VIEWER]
 LAST_OWNER_MESSAGE = "A tenant needs at least one owner: make another member an owner first."
 
 

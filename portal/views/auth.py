@@ -131,7 +131,7 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         try:
             if request.user.is_authenticated:
-                membership = invitation_accept(invitation=invitation, user=request.user)  # type: ignore[arg-type]
+                membership = invitation_accept(invitation=invitation, user=request.user)
                 return _invite_joined(request, invitation, membership)
             password = request.POST.get("password1", "")
             if password != request.POST.get("password2", ""):

@@ -202,7 +202,7 @@ def test_managers_and_viewers_cannot_change_members(role, tenant):
 
 # ------------------------------------------------------------------------------------------- invitations
 def _link_from_mail() -> str:
-    body = mail.outbox[-1].body
+    body = str(mail.outbox[-1].body)
     match = re.search(r"https?://\S+/invite/(\S+)", body)
     assert match, body
     return "/invite/" + match.group(1)
@@ -392,3 +392,22 @@ def test_a_suspended_tenant_takes_no_new_members(tenant):
     response = Client().post(f"/invite/{token}", {"password1": GOOD_PASSWORD, "password2": GOOD_PASSWORD})
     assert response.status_code == 400 and b"suspended" in response.content
     assert not get_user_model().objects.filter(username="s@example.com").exists()
+
+
+def test_the_operators_admin_lists_invitations_and_audit_entries_read_only(tenant, admin_client):
+    invitation, token = invitation_create(
+        tenant=tenant, email="ops@example.com", role="viewer", invited_by=None, by_role="owner"
+    )
+    page = admin_client.get(reverse("admin:tenants_invitation_changelist"))
+    assert page.status_code == 200 and b"ops@example.com" in page.content
+    assert invitation.token_hash.encode() not in page.content and token.encode() not in page.content
+    assert admin_client.get(reverse("admin:tenants_invitation_add")).status_code == 403
+    response = admin_client.post(
+        reverse("admin:tenants_invitation_changelist"),
+        {"action": "revoke", "_selected_action": [invitation.pk]},
+    )
+    assert response.status_code == 302
+    invitation.refresh_from_db()
+    assert invitation.revoked_at is not None
+    assert admin_client.get(reverse("admin:tenants_auditentry_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:tenants_auditentry_add")).status_code == 403
