@@ -4,11 +4,14 @@ kept, invitations mailed, accepted once, refused when used, revoked or expired."
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.db import connections
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -411,3 +414,59 @@ def test_the_operators_admin_lists_invitations_and_audit_entries_read_only(tenan
     assert invitation.revoked_at is not None
     assert admin_client.get(reverse("admin:tenants_auditentry_changelist")).status_code == 200
     assert admin_client.get(reverse("admin:tenants_auditentry_add")).status_code == 403
+
+
+def _race(*calls: Callable[[], object]) -> list[BaseException]:
+    """Run ``calls`` at once, each in its own thread and database connection; their errors."""
+    start = threading.Barrier(len(calls))
+    errors: list[BaseException] = []
+
+    def run(call: Callable[[], object]) -> None:
+        try:
+            start.wait(timeout=10)
+            call()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return errors
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_owners_demoting_each_other_at_once_leave_one_owner():
+    tenant = make_tenant(name="Race Co")
+    first = _owner_of(tenant)
+    second = membership_add(tenant=tenant, user=make_user(), role="owner")
+    errors = _race(
+        lambda: membership_change_role(membership=first, role="viewer", by_role="owner"),
+        lambda: membership_change_role(membership=second, role="viewer", by_role="owner"),
+    )
+    assert len(errors) == 1 and isinstance(errors[0], InvalidInput), errors
+    assert Membership.objects.filter(tenant=tenant, role="owner").count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_invitation_accepted_twice_at_once_makes_one_member():
+    tenant = make_tenant(name="Race Co")
+    invitation, _ = invitation_create(
+        tenant=tenant, email="race@example.com", role="viewer", invited_by=None, by_role="owner"
+    )
+    users = [make_user(), make_user()]
+    errors = _race(
+        *(
+            lambda user=user: invitation_accept(
+                invitation=Invitation.objects.get(pk=invitation.pk), user=user
+            )
+            for user in users
+        )
+    )
+    assert len(errors) == 1 and isinstance(errors[0], InvalidInput), errors
+    assert Membership.objects.filter(tenant=tenant, role="viewer").count() == 1
