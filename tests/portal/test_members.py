@@ -4,13 +4,16 @@ kept, invitations mailed, accepted once, refused when used, revoked or expired."
 from __future__ import annotations
 
 import re
+import smtplib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.core.mail import EmailMessage
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connections
 from django.test import Client
 from django.urls import reverse
@@ -470,3 +473,20 @@ def test_an_invitation_accepted_twice_at_once_makes_one_member():
     )
     assert len(errors) == 1 and isinstance(errors[0], InvalidInput), errors
     assert Membership.objects.filter(tenant=tenant, role="viewer").count() == 1
+
+
+class RefusingMailBackend(BaseEmailBackend):
+    """A mail server that is down."""
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        raise smtplib.SMTPServerDisconnected("connection closed")
+
+
+def test_an_invitation_whose_mail_cannot_be_sent_is_not_kept(tenant, settings):
+    settings.EMAIL_BACKEND = "tests.portal.test_members.RefusingMailBackend"
+    client, _ = _member(tenant, "owner")
+    response = client.post(reverse("portal:invitations"), {"email": "x@example.com", "role": "viewer"})
+    assert response.status_code == 400
+    assert b'data-field="email"' in response.content and b"could not be sent" in response.content
+    assert not Invitation.objects.exists()
+    assert _actions(tenant) == []
