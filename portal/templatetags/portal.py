@@ -76,7 +76,7 @@ def pagination(context: dict[str, Any], page: Any) -> dict[str, Any]:
 
 
 @register.filter
-def seconds(value: float | int | None) -> str:
+def seconds(value: float | int | str | None) -> str:
     """``95.2`` → ``1:35``; empty for None."""
     if value is None or value == "":
         return ""
@@ -96,3 +96,9 @@ def get(mapping: Any, key: Any) -> Any:
         return mapping.get(key)
     except AttributeError:
         return None
+
+
+@register.filter
+def startswith(value: str, prefix: str) -> bool:
+    """``{% if request.path|startswith:"/calls/" %}`` (the nav's current section)."""
+    return str(value).startswith(prefix)
