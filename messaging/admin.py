@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from messaging.models import Message, OptOut, SmsAccount, WebhookReceipt
-from messaging.services.accounts import webhook_urls
+from messaging.services.accounts import sms_account_has_secret, webhook_urls
 from orchestrator import crypto
 
 
@@ -61,7 +61,7 @@ class SmsAccountAdmin(admin.ModelAdmin):
 
     @admin.display(boolean=True, description="secret set")
     def has_secret(self, obj: SmsAccount) -> bool:
-        return bool(obj.secret_encrypted or obj.secret_env)
+        return sms_account_has_secret(obj)
 
     @admin.display(description="webhook URLs to configure at the provider")
     def webhooks(self, obj: SmsAccount) -> str:

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from messaging.lifecycle import MessageStatus
 from messaging.models import Message, OptOut, Provider, SmsAccount
-from messaging.services.accounts import webhook_urls
+from messaging.services.accounts import sms_account_has_secret, webhook_urls
 from orchestrator.api import OutputModelSerializer
 
 
@@ -61,7 +61,7 @@ class SmsAccountSerializer(OutputModelSerializer[SmsAccount]):
         read_only_fields = fields
 
     def get_has_secret(self, obj: SmsAccount) -> bool:
-        return bool(obj.secret_encrypted or obj.secret_env)
+        return sms_account_has_secret(obj)
 
     def get_webhook_urls(self, obj: SmsAccount) -> dict[str, str]:
         return webhook_urls(obj)
