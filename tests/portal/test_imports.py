@@ -219,10 +219,10 @@ def test_the_list_reads_in_a_handful_of_queries(tenant, manager, django_assert_m
             )
 
     add(3)
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(10):
         assert manager.get(reverse("portal:imports")).status_code == 200
     add(40)
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(10):
         page = manager.get(reverse("portal:imports"))
     assert page.content.count(b"data-import=") == 43
 
