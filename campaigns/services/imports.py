@@ -589,7 +589,7 @@ def import_file_preview(*, data: bytes | str, sample_rows: int = 3) -> FilePrevi
 def import_mapping_check(*, mapping: list[tuple[str, str]]) -> dict[int, str]:
     """Errors (column index -> message) of a mapping: one ``(choice, variable name)`` per column of the
     file, exactly one phone_number column, at most one name and timezone, variables named uniquely and not
-    as a contact column. Empty when it can be applied."""
+    as a contact column; an error of the whole mapping has the index -1. Empty when it can be applied."""
     errors: dict[int, str] = {}
     seen: dict[str, int] = {}
     for index, (choice, variable) in enumerate(mapping):
@@ -616,7 +616,7 @@ def import_mapping_check(*, mapping: list[tuple[str, str]]) -> dict[int, str]:
             continue
         seen[key.lower()] = index
     if MAP_PHONE_NUMBER not in seen and not errors:
-        errors[0] = "one column must be the phone number"
+        errors[-1] = "one column must be the phone number"
     return errors
 
 

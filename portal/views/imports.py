@@ -74,7 +74,9 @@ def _percent(done: int, total: int) -> int:
 @portal_view()
 def index(request: HttpRequest) -> HttpResponse:
     req = _portal(request)
-    page = paginate(request, contact_import_log(tenant=req.portal.tenant))
+    campaign = request.GET.get("campaign", "")
+    campaign_id = int(campaign) if campaign.isdigit() and len(campaign) < 10 else None
+    page = paginate(request, contact_import_log(tenant=req.portal.tenant, campaign_id=campaign_id))
     rows = [(imp, _percent(imp.rows_done, imp.rows_total)) for imp in page.object_list]
     running = any(imp.status not in _ENDED for imp, _ in rows)
     context = {"page": page, "rows": rows, "running": running}
@@ -156,6 +158,7 @@ def map_columns(request: HttpRequest, token: str) -> HttpResponse:
             for i in range(len(preview.header))
         ]
         column_errors = import_mapping_check(mapping=mapping)
+        form_error = column_errors.get(-1, "")
         if not column_errors:
             try:
                 submitted = leads_import_submit(

@@ -239,3 +239,17 @@ def test_the_mapping_rewrites_the_file_keeping_row_numbers():
     assert import_mapping_check(mapping=[("variable", "name"), ("phone_number", ""), ("ignore", "")]) == {
         0: "name is a contact field: choose it in the list instead of variable"
     }
+
+
+def test_the_list_filters_by_campaign_and_polls_while_an_import_runs(tenant, manager):
+    spring, autumn = make_campaign(tenant), make_campaign(tenant)
+    for campaign in (spring, autumn):
+        leads_import_submit(
+            campaign=campaign, data="phone_number\n+12125550101\n", enqueue=lambda _: None, inline_max_rows=0
+        )
+    page = manager.get(reverse("portal:imports"), {"campaign": str(spring.pk)}).content.decode()
+    assert page.count("data-import=") == 1
+    assert 'hx-trigger="sse:imports, every 2s"' in page
+    partial = manager.get(reverse("portal:imports"), HTTP_HX_REQUEST="true").content.decode()
+    assert partial.lstrip().startswith('<div id="imports-list"')
+    assert "<html" not in partial and partial.count("data-import=") == 2
