@@ -35,6 +35,7 @@ import csv
 import io
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -552,8 +553,18 @@ class FilePreview:
 
     header: list[str]
     guesses: list[str]
+    variable_names: list[str]  # a name usable in the agent's text ({{name}}) for each column
     sample: list[list[str]]
     rows: int
+
+
+# A variable the agent's instructions can use: ``{{shoe_size}}`` (campaigns/prompts.py's placeholders).
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _variable_name(column: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", column.strip()).strip("_").lower()
+    return f"_{name}" if name[:1].isdigit() else name
 
 
 def _records(text: str) -> tuple[list[str], list[list[str]]]:
@@ -583,7 +594,13 @@ def import_file_preview(*, data: bytes | str, sample_rows: int = 3) -> FilePrevi
         guess = _COLUMN_ALIASES.get(column.lower(), MAP_VARIABLE if column else MAP_IGNORE)
         guesses.append(MAP_VARIABLE if guess != MAP_VARIABLE and guess in guesses else guess)
     rows = [values for values in records if any(value.strip() for value in values)]
-    return FilePreview(header=header, guesses=guesses, sample=rows[:sample_rows], rows=len(rows))
+    return FilePreview(
+        header=header,
+        guesses=guesses,
+        variable_names=[_variable_name(column) for column in header],
+        sample=rows[:sample_rows],
+        rows=len(rows),
+    )
 
 
 def import_mapping_check(*, mapping: list[tuple[str, str]]) -> dict[int, str]:
@@ -605,6 +622,9 @@ def import_mapping_check(*, mapping: list[tuple[str, str]]) -> dict[int, str]:
                 continue
             if key.lower() in _CONTACT_COLUMNS:
                 errors[index] = f"{key} is a contact field: choose it in the list instead of variable"
+                continue
+            if not _VARIABLE_NAME.match(key):
+                errors[index] = "letters, digits and _ only, not starting with a digit (e.g. first_name)"
                 continue
             try:
                 validate_variables({key: ""})

@@ -148,7 +148,7 @@ def map_columns(request: HttpRequest, token: str) -> HttpResponse:
         return redirect("portal:import-new")
     campaign = get_object_or_404(campaign_list(tenant=req.portal.tenant), pk=pending["campaign"])
     preview = import_file_preview(data=pending["data"])
-    mapping = list(zip(preview.guesses, preview.header, strict=True))
+    mapping = list(zip(preview.guesses, preview.variable_names, strict=True))
     column_errors: dict[int, str] = {}
     form_error = ""
     status = 200

@@ -67,9 +67,8 @@ def test_the_mapping_guesses_columns_and_the_import_reports_bad_rows(
     campaign = make_campaign(tenant, name="Spring promo")
     map_url, data = _start(manager, campaign)
     assert data["col-0"] == "phone_number" and data["col-1"] == "name" and data["col-3"] == "timezone"
-    assert data["col-2"] == "variable" and data["var-2"] == "Shoe size"
+    assert data["col-2"] == "variable" and data["var-2"] == "shoe_size"
     data["col-4"] = "ignore"
-    data["var-2"] = "shoe_size"
     with mock.patch("portal.views.imports.run_contact_import") as task:
         with django_capture_on_commit_callbacks(execute=True):
             response = manager.post(map_url, data)
@@ -236,9 +235,11 @@ def test_the_mapping_rewrites_the_file_keeping_row_numbers():
     assert import_mapping_check(mapping=mapping) == {}
     rows = list(csv.reader(io.StringIO(import_file_remap(data=text, mapping=mapping).decode())))
     assert rows == [["phone_number", "b"], ["+12125550101", "x"], [], ["2", "+12125550102", ""]]
-    assert import_mapping_check(mapping=[("variable", "name"), ("phone_number", ""), ("ignore", "")]) == {
-        0: "name is a contact field: choose it in the list instead of variable"
+    assert import_mapping_check(mapping=[("variable", "name"), ("phone_number", ""), ("variable", "2x")]) == {
+        0: "name is a contact field: choose it in the list instead of variable",
+        2: "letters, digits and _ only, not starting with a digit (e.g. first_name)",
     }
+    assert import_file_preview(data="Full Name,2nd,phone\n").variable_names == ["full_name", "_2nd", "phone"]
 
 
 def test_the_list_filters_by_campaign_and_polls_while_an_import_runs(tenant, manager):
