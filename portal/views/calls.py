@@ -96,9 +96,11 @@ def index(request: HttpRequest) -> HttpResponse:
     )
     page = paginate(request, attempts)
     campaigns = list(campaign_list(tenant=tenant).select_related(None).only("pk", "name"))
+    # Page 1 follows the calls as they happen: it re-reads itself (the log only) on each ``calls`` event.
+    template = "portal/calls/_log.html" if request.headers.get("HX-Request") else "portal/calls/index.html"
     return render(
         request,
-        "portal/calls/index.html",
+        template,
         {
             "page": page,
             "values": values,
@@ -123,8 +125,8 @@ def _metrics(attempt: CallAttempt) -> list[tuple[str, str]]:
 
     shown = [
         ("Answer → first audio", ms("answer_to_first_audio_ms")),
-        ("Reply latency (median)", ms("reply_latency_ms_p50")),
-        ("Reply latency (95th percentile)", ms("reply_latency_ms_p95")),
+        ("Reply latency, median", ms("reply_latency_ms_p50")),
+        ("Reply latency, p95", ms("reply_latency_ms_p95")),
         ("Replies", raw.get("replies")),
         ("Caller barge-ins", raw.get("barge_ins")),
         ("Tool calls", raw.get("tool_calls")),

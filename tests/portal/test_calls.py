@@ -161,3 +161,14 @@ def test_the_call_page_reads_in_a_handful_of_queries(tenant, manager, django_ass
         AttemptEvent.objects.create(attempt=call, kind="ari", type=f"Event{n}")
     with django_assert_max_num_queries(10):
         assert manager.get(reverse("portal:call", kwargs={"pk": call.pk})).status_code == 200
+
+
+def test_the_first_page_of_the_log_follows_the_calls(tenant, manager):
+    call = make_call(make_lead(tenant))
+    page = manager.get(reverse("portal:calls"), {"outcome": "answered"}).content.decode()
+    assert 'hx-trigger="sse:calls"' in page and "sse-connect" in page
+    partial = manager.get(
+        reverse("portal:calls"), {"outcome": "answered"}, HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert partial.lstrip().startswith('<div id="calls-log"') and f'data-call="{call.pk}"' in partial
+    assert "<html" not in partial
