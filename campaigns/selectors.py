@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from campaigns.lifecycle import LIVE_STATES, RETRY_CALLBACK, AttemptOutcome, AttemptState
 from campaigns.models import (
+    AGENT_TOOLS,
     AgentProfile,
     AttemptEvent,
     CallAttempt,
@@ -773,3 +774,120 @@ def agent_brief_preview(
         "variables_missing": texts.missing,
         "contact": contact,
     }
+
+
+# --- portal: calls and imports
+
+
+def attempt_log(
+    *,
+    tenant: Tenant,
+    number: str = "",
+    campaign_id: int | None = None,
+    state: str | None = None,
+    outcome: str | None = None,
+    disposition: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[CallAttempt]:
+    """The call log: the tenant's attempts, newest first, with their campaign and contact, without the
+    transcript and media metrics. ``number`` matches the digits anywhere in the number dialed; ``since``
+    and ``until`` bound the time the attempt was queued (``until`` excluded)."""
+    attempts = attempt_list(tenant=tenant, campaign_id=campaign_id, state=state, outcome=outcome)
+    digits = "".join(ch for ch in number if ch.isdigit())
+    if digits:
+        attempts = attempts.filter(number__contains=digits)
+    if disposition:
+        attempts = attempts.filter(disposition=disposition)
+    if since is not None:
+        attempts = attempts.filter(queued_at__gte=since)
+    if until is not None:
+        attempts = attempts.filter(queued_at__lt=until)
+    return attempts.select_related("campaign", "lead__contact").defer("transcript", "media_metrics")
+
+
+def attempt_page(*, tenant: Tenant) -> QuerySet[CallAttempt]:
+    """Attempts with everything a call's page shows: campaign, agent, contact, PBX and the event log."""
+    return attempt_list_with_events(tenant=tenant).select_related("campaign__agent", "lead__contact", "pbx")
+
+
+@dataclass(frozen=True)
+class TranscriptTurn:
+    role: str
+    text: str
+    at: datetime | None
+    interrupted: bool = False
+
+
+def attempt_transcript(*, attempt: CallAttempt) -> list[TranscriptTurn]:
+    """The stored transcript turn by turn (``at`` parsed; a turn the agent was cut off in says so)."""
+    turns = []
+    for line in attempt.transcript if isinstance(attempt.transcript, list) else []:
+        if not isinstance(line, dict):
+            continue
+        at = None
+        if isinstance(line.get("at"), str):
+            try:
+                at = datetime.fromisoformat(line["at"])
+            except ValueError:
+                at = None
+        turns.append(
+            TranscriptTurn(
+                role=str(line.get("role", "")),
+                text=str(line.get("text", "")),
+                at=at,
+                interrupted="interrupted_at_ms" in line,
+            )
+        )
+    return turns
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    tool: str
+    result: str
+    at: datetime | None
+
+
+def attempt_tool_calls(*, turns: Iterable[TranscriptTurn]) -> list[ToolCall]:
+    """The agent's tool calls in the call, as the media worker wrote them into the transcript: a system
+    line ``"<tool>: <result>"`` per call (media/call.py), e.g. ``set_disposition: {"ok":true}``."""
+    known = set(AGENT_TOOLS) | {"record_intake", "report_urgent"}
+    calls = []
+    for turn in turns:
+        if turn.role != "system":
+            continue
+        tool, _, result = turn.text.partition(": ")
+        if tool in known:
+            calls.append(ToolCall(tool=tool, result=result, at=turn.at))
+    return calls
+
+
+def attempt_recording_url(*, attempt: CallAttempt) -> str | None:
+    """Where the call's recording can be played from; None while the product records no calls (no
+    recording is stored yet, so the call page shows no player)."""
+    return None
+
+
+def contact_import_log(*, tenant: Tenant, campaign_id: int | None = None) -> QuerySet[ContactImport]:
+    """The tenant's contact imports with their campaign, newest first, without their files."""
+    imports = contact_import_list(tenant=tenant).select_related("campaign")
+    if campaign_id is not None:
+        imports = imports.filter(campaign_id=campaign_id)
+    return imports
+
+
+def dnc_search(*, tenant: Tenant, number: str = "") -> QuerySet[DncEntry]:
+    """The tenant's DNC list; ``number`` matches the digits anywhere in the number."""
+    digits = "".join(ch for ch in number if ch.isdigit())
+    entries = dnc_list(tenant=tenant)
+    return entries.filter(phone_number__contains=digits) if digits else entries
+
+
+def dnc_numbers_among(*, tenant: Tenant, phone_numbers: list[str]) -> set[str]:
+    """Which of ``phone_numbers`` are on the tenant's DNC list (one query)."""
+    return set(
+        DncEntry.objects.filter(tenant=tenant, phone_number__in=phone_numbers).values_list(
+            "phone_number", flat=True
+        )
+    )

@@ -83,3 +83,19 @@ def receipts_due(*, older_than_s: float, max_tries: int, limit: int = 500) -> li
         .order_by("received_at")
         .values_list("pk", flat=True)[:limit]
     )
+
+
+def opted_out_numbers(*, tenant: Tenant, phone_numbers: list[str]) -> set[str]:
+    """Which of ``phone_numbers`` opted out of the tenant's text messages (one query)."""
+    return set(
+        OptOut.objects.filter(tenant=tenant, phone_number__in=phone_numbers).values_list(
+            "phone_number", flat=True
+        )
+    )
+
+
+def opt_out_search(*, tenant: Tenant, number: str = "") -> QuerySet[OptOut]:
+    """The tenant's SMS opt-outs, newest first; ``number`` matches the digits anywhere in the number."""
+    digits = "".join(ch for ch in number if ch.isdigit())
+    opt_outs = opt_out_list(tenant=tenant)
+    return opt_outs.filter(phone_number__contains=digits) if digits else opt_outs

@@ -35,6 +35,7 @@ import csv
 import io
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,11 +44,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone as django_timezone
 
-from campaigns.models import CONTACT_NAME_MAX_LENGTH, Campaign, Contact, ContactImport, Lead
+from campaigns.models import CONTACT_NAME_MAX_LENGTH, Campaign, Contact, ContactImport, DncEntry, Lead
 from campaigns.phone import normalize_phone_number, timezone_for_number
 from campaigns.prompts import contact_variables, missing_variables, template_variables
 from campaigns.services.contacts import validate_variables
 from orchestrator.errors import InvalidInput
+from orchestrator.live import live_notify
 from tenants.validators import is_timezone_name
 
 logger = logging.getLogger(__name__)
@@ -400,14 +402,17 @@ def leads_import_submit(
     data: bytes | str,
     created_by: str = "",
     enqueue: Callable[[int], object],
+    inline_max_rows: int | None = None,
 ) -> ImportSubmission:
     """Import the CSV ``data`` into ``campaign``: inline when it has at most ``IMPORT_INLINE_MAX_ROWS``
     rows (the report), else as a queued :class:`ContactImport` handed to ``enqueue(import_id)`` once the
     transaction that stores it has committed. A file that cannot be imported at all is refused at once
-    (InvalidInput, as :func:`leads_import_csv`) either way."""
+    (InvalidInput, as :func:`leads_import_csv`) either way. ``inline_max_rows`` overrides the setting (the
+    portal passes 0: every import is queued, so its page shows the progress)."""
     _check_campaign(campaign)
     file = _parse(data)
-    if len(file.records) <= settings.IMPORT_INLINE_MAX_ROWS:
+    limit = settings.IMPORT_INLINE_MAX_ROWS if inline_max_rows is None else inline_max_rows
+    if len(file.records) <= limit:
         return ImportSubmission(report=_import_file(campaign=campaign, file=file))
     raw = data.encode() if isinstance(data, str) else bytes(data)
     with transaction.atomic():
@@ -433,10 +438,11 @@ def leads_import_submit(
 _ENDED = (ContactImport.Status.DONE, ContactImport.Status.FAILED)
 
 
-def _end(import_id: int, **fields: Any) -> None:
+def _end(import_id: int, *, tenant_id: int, **fields: Any) -> None:
     ContactImport.objects.filter(pk=import_id).exclude(status__in=_ENDED).update(
         data=b"", finished_at=django_timezone.now(), **fields
     )
+    live_notify(tenant_id=tenant_id, kind="import", import_id=import_id)
 
 
 def contact_import_run(*, import_id: int) -> ContactImport | None:
@@ -450,6 +456,7 @@ def contact_import_run(*, import_id: int) -> ContactImport | None:
     ContactImport.objects.filter(pk=import_id, status=ContactImport.Status.QUEUED).update(
         status=ContactImport.Status.RUNNING, started_at=django_timezone.now()
     )
+    live_notify(tenant_id=queued.tenant_id, kind="import", import_id=import_id)
     campaign = queued.campaign
     try:
         _check_campaign(campaign)
@@ -470,6 +477,8 @@ def contact_import_run(*, import_id: int) -> ContactImport | None:
                     locked.save(
                         update_fields=["leads_created", "leads_updated", "leads_unchanged", "rows_done"]
                     )
+                    # The portal's import page re-reads its progress bar when the batch has committed.
+                    live_notify(tenant_id=locked.tenant_id, kind="import", import_id=import_id)
                     continue
                 locked.status = ContactImport.Status.DONE
                 locked.rows_done = len(checked.errors) + counts.written
@@ -477,19 +486,238 @@ def contact_import_run(*, import_id: int) -> ContactImport | None:
                 locked.data = b""
                 locked.finished_at = django_timezone.now()
                 locked.save(update_fields=["status", "rows_done", "report", "data", "finished_at"])
+                live_notify(tenant_id=locked.tenant_id, kind="import", import_id=import_id)
                 logger.info("contact import %s done: %d rows written", import_id, counts.written)
                 return locked
     except InvalidInput as exc:
-        _end(import_id, status=ContactImport.Status.FAILED, error=f"{exc.field}: {exc.message}")
+        _end(
+            import_id,
+            tenant_id=queued.tenant_id,
+            status=ContactImport.Status.FAILED,
+            error=f"{exc.field}: {exc.message}",
+        )
         logger.warning("contact import %s failed: %s", import_id, exc)
     except Exception:
         # The batches committed so far stay (importing the file again is safe); the import says so.
         logger.exception("contact import %s failed", import_id)
         _end(
             import_id,
+            tenant_id=queued.tenant_id,
             status=ContactImport.Status.FAILED,
             error="the import stopped on an internal error; the rows before it are imported: "
             "send the file again to import the rest",
         )
         raise
     return ContactImport.objects.defer("data").filter(pk=import_id).first()
+
+
+# ------------------------------------------------------------------------------- column mapping (portal)
+# The portal lets a tenant upload any CSV and say which column is which: the file is read for its header
+# and a few rows (:func:`import_file_preview`), then rewritten with the chosen header, the ignored columns
+# left out (:func:`import_file_remap`), and the result imported by :func:`leads_import_submit` as a file
+# sent to the API would be. Row numbers stay those of the uploaded file.
+
+#: What a column of an uploaded file may become.
+MAP_PHONE_NUMBER, MAP_NAME, MAP_TIMEZONE, MAP_VARIABLE, MAP_IGNORE = (
+    "phone_number",
+    "name",
+    "timezone",
+    "variable",
+    "ignore",
+)
+MAP_CHOICES: tuple[str, ...] = (MAP_PHONE_NUMBER, MAP_NAME, MAP_TIMEZONE, MAP_VARIABLE, MAP_IGNORE)
+_COLUMN_ALIASES = {
+    "phone_number": MAP_PHONE_NUMBER,
+    "phone": MAP_PHONE_NUMBER,
+    "phone number": MAP_PHONE_NUMBER,
+    "number": MAP_PHONE_NUMBER,
+    "mobile": MAP_PHONE_NUMBER,
+    "cell": MAP_PHONE_NUMBER,
+    "tel": MAP_PHONE_NUMBER,
+    "telephone": MAP_PHONE_NUMBER,
+    "name": MAP_NAME,
+    "full name": MAP_NAME,
+    "full_name": MAP_NAME,
+    "contact": MAP_NAME,
+    "timezone": MAP_TIMEZONE,
+    "time zone": MAP_TIMEZONE,
+    "time_zone": MAP_TIMEZONE,
+    "tz": MAP_TIMEZONE,
+}
+
+
+@dataclass(frozen=True)
+class FilePreview:
+    """An uploaded file as the mapping step shows it: its header, a guess of what each column is, the
+    first rows and how many rows it has."""
+
+    header: list[str]
+    guesses: list[str]
+    variable_names: list[str]  # a name usable in the agent's text ({{name}}) for each column
+    sample: list[list[str]]
+    rows: int
+
+
+# A variable the agent's instructions can use: ``{{shoe_size}}`` (campaigns/prompts.py's placeholders).
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _variable_name(column: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", column.strip()).strip("_").lower()
+    return f"_{name}" if name[:1].isdigit() else name
+
+
+def _records(text: str) -> tuple[list[str], list[list[str]]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [column.strip() for column in next(reader)]
+        records = []
+        for index, values in enumerate(reader):
+            if index >= MAX_IMPORT_ROWS:
+                raise InvalidInput("file", f"more than {MAX_IMPORT_ROWS} rows: split it")
+            records.append(values)
+    except StopIteration:
+        raise InvalidInput("file", "is empty: expected a header row") from None
+    except csv.Error as exc:
+        raise InvalidInput("file", f"is not valid CSV ({exc})") from exc
+    if not any(header):
+        raise InvalidInput("file", "the first row (the header) is empty")
+    return header, records
+
+
+def import_file_preview(*, data: bytes | str, sample_rows: int = 3) -> FilePreview:
+    """The header, the guessed role of each column and the first rows of ``data``; InvalidInput (field
+    ``file``) for a file that cannot be read (too big, not UTF-8, not CSV, no header, too many rows)."""
+    header, records = _records(_decode(data))
+    guesses: list[str] = []
+    for column in header:
+        guess = _COLUMN_ALIASES.get(column.lower(), MAP_VARIABLE if column else MAP_IGNORE)
+        guesses.append(MAP_VARIABLE if guess != MAP_VARIABLE and guess in guesses else guess)
+    rows = [values for values in records if any(value.strip() for value in values)]
+    return FilePreview(
+        header=header,
+        guesses=guesses,
+        variable_names=[_variable_name(column) for column in header],
+        sample=rows[:sample_rows],
+        rows=len(rows),
+    )
+
+
+def import_mapping_check(*, mapping: list[tuple[str, str]]) -> dict[int, str]:
+    """Errors (column index -> message) of a mapping: one ``(choice, variable name)`` per column of the
+    file, exactly one phone_number column, at most one name and timezone, variables named uniquely and not
+    as a contact column; an error of the whole mapping has the index -1. Empty when it can be applied."""
+    errors: dict[int, str] = {}
+    seen: dict[str, int] = {}
+    for index, (choice, variable) in enumerate(mapping):
+        if choice not in MAP_CHOICES:
+            errors[index] = f"choose one of {', '.join(MAP_CHOICES)}"
+            continue
+        if choice == MAP_IGNORE:
+            continue
+        key = variable.strip() if choice == MAP_VARIABLE else choice
+        if choice == MAP_VARIABLE:
+            if not key:
+                errors[index] = "give the variable a name"
+                continue
+            if key.lower() in _CONTACT_COLUMNS:
+                errors[index] = f"{key} is a contact field: choose it in the list instead of variable"
+                continue
+            if not _VARIABLE_NAME.match(key):
+                errors[index] = "letters, digits and _ only, not starting with a digit (e.g. first_name)"
+                continue
+            try:
+                validate_variables({key: ""})
+            except InvalidInput as exc:
+                errors[index] = exc.message
+                continue
+        if key.lower() in seen:
+            errors[index] = f"column {seen[key.lower()] + 1} is already {key}"
+            continue
+        seen[key.lower()] = index
+    if MAP_PHONE_NUMBER not in seen and not errors:
+        errors[-1] = "one column must be the phone number"
+    return errors
+
+
+def import_file_remap(*, data: bytes | str, mapping: list[tuple[str, str]]) -> bytes:
+    """``data`` rewritten per ``mapping`` (see :func:`import_mapping_check`, which it must pass): the header
+    names what each kept column is, the ignored columns are left out, every row keeps its place (so the
+    report's row numbers are the uploaded file's). A row whose cell count does not match the header keeps
+    its own cells, so the import still reports it."""
+    header, records = _records(_decode(data))
+    if len(mapping) != len(header) or import_mapping_check(mapping=mapping):
+        raise InvalidInput("mapping", "does not fit the file")
+    kept = [index for index, (choice, _) in enumerate(mapping) if choice != MAP_IGNORE]
+    names = [variable.strip() if choice == MAP_VARIABLE else choice for choice, variable in mapping]
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow([names[index] for index in kept])
+    for values in records:
+        if not any(value.strip() for value in values):
+            writer.writerow([])
+        elif len(values) != len(header):
+            writer.writerow(values if len(values) != len(kept) else [*values, ""])
+        else:
+            writer.writerow([values[index] for index in kept])
+    return out.getvalue().encode()
+
+
+# ------------------------------------------------------------------------------------------ DNC import
+
+
+def dnc_import_csv(*, tenant_id: int, data: bytes | str, note: str = "") -> dict[str, Any]:
+    """Put every number of a CSV on the tenant's DNC list (source ``csv``): the column ``phone_number`` (or
+    ``number``, ``phone``), else the first column; a header row is recognised by such a name. As
+    ``dnc_add``: a number already listed keeps its entry. Report: ``{"added": n, "already": n, "errors":
+    [{"row", "field", "message"}]}``; InvalidInput (field ``file``) for a file that cannot be read."""
+    text = _decode(data)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise InvalidInput("file", f"is not valid CSV ({exc})") from exc
+    if len(rows) > MAX_IMPORT_ROWS + 1:
+        raise InvalidInput("file", f"more than {MAX_IMPORT_ROWS} rows: split it")
+    column, first = 0, 1
+    if rows:
+        names = [cell.strip().lower() for cell in rows[0]]
+        for name in ("phone_number", "number", "phone"):
+            if name in names:
+                column, first = names.index(name), 2
+                break
+    errors: list[dict[str, Any]] = []
+    numbers: dict[str, int] = {}
+    for number, values in enumerate(rows[first - 1 :], start=first):
+        if not any(value.strip() for value in values):
+            continue
+        raw = values[column] if column < len(values) else ""
+        try:
+            e164 = normalize_phone_number(raw, field="phone_number")
+        except InvalidInput as exc:
+            if number == 1:  # a header row of other names: not a number, not an error
+                continue
+            errors.append({"row": number, "field": exc.field, "message": exc.message})
+            continue
+        numbers.setdefault(e164, number)
+    if not numbers and not errors:
+        raise InvalidInput("file", "has no phone number")
+    with transaction.atomic():
+        listed = set(
+            DncEntry.objects.filter(tenant_id=tenant_id, phone_number__in=list(numbers)).values_list(
+                "phone_number", flat=True
+            )
+        )
+        DncEntry.objects.bulk_create(
+            [
+                DncEntry(tenant_id=tenant_id, phone_number=e164, source=DncEntry.Source.CSV, note=note)
+                for e164 in numbers
+                if e164 not in listed
+            ],
+            ignore_conflicts=True,  # a number listed meanwhile keeps its entry (dnc_add's rule)
+        )
+    return {
+        "added": len(numbers) - len(listed),
+        "already": len(listed),
+        "errors": errors[:MAX_REPORTED_ERRORS],
+        "errors_not_shown": max(0, len(errors) - MAX_REPORTED_ERRORS),
+    }
