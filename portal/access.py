@@ -18,10 +18,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 
 from tenants.models import Membership, Tenant
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 SESSION_TENANT_KEY = "portal_tenant"
+_R = TypeVar("_R", bound=HttpResponseBase)
 
 
 @dataclass
@@ -85,13 +87,13 @@ def resolve_membership(request: HttpRequest) -> tuple[Membership | None, list[Me
 
 def portal_view(
     capability: Capability = Capability.READ, *, write_methods_need: Capability | None = Capability.WRITE
-) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+) -> Callable[[Callable[..., _R]], Callable[..., _R | HttpResponse]]:
     """Wrap a portal view: sign-in, tenant, role. ``capability`` is needed for any method; a POST (PUT,
     PATCH, DELETE) also needs ``write_methods_need`` (WRITE unless given)."""
 
-    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    def decorate(view: Callable[..., _R]) -> Callable[..., _R | HttpResponse]:
         @functools.wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> _R | HttpResponse:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             membership, memberships = resolve_membership(request)

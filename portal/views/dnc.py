@@ -138,7 +138,7 @@ def import_numbers(request: HttpRequest) -> HttpResponse:
             portal_audit(
                 request,
                 "dnc.import",
-                f"DNC import of {upload.name[:200]}",
+                f"DNC import of {(upload.name or 'a file')[:200]}",
                 added=report["added"],
                 already=report["already"],
                 refused=len(report["errors"]) + report["errors_not_shown"],

@@ -117,7 +117,7 @@ def new(request: HttpRequest) -> HttpResponse:
             token = secrets.token_urlsafe(18)
             cache.set(
                 _upload_key(req, token),
-                {"data": data, "name": (upload.name if upload else "")[:200], "campaign": campaign.pk},
+                {"data": data, "name": ((upload.name or "") if upload else "")[:200], "campaign": campaign.pk},
                 UPLOAD_TTL_S,
             )
             return redirect("portal:import-map", token=token)
@@ -250,7 +250,7 @@ def progress(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @portal_view()
-def report_csv(request: HttpRequest, pk: int) -> HttpResponse:
+def report_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     req = _portal(request)
     imp = _get_import(req, pk)
     if imp.report is None:
