@@ -117,7 +117,7 @@ def new(request: HttpRequest) -> HttpResponse:
             token = secrets.token_urlsafe(18)
             cache.set(
                 _upload_key(req, token),
-                {"data": data, "name": ((upload.name or "") if upload else "")[:200], "campaign": campaign.pk},
+                {"data": data, "name": (upload and upload.name or "")[:200], "campaign": campaign.pk},
                 UPLOAD_TTL_S,
             )
             return redirect("portal:import-map", token=token)
