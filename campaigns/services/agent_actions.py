@@ -42,6 +42,7 @@ from campaigns.services.leads import lead_move
 from campaigns.services.passes import dispatch_passes_request
 from messaging.services import MAX_SMS_LENGTH, message_send
 from orchestrator.errors import InvalidInput
+from orchestrator.live import live_notify
 from timers.models import Timer
 from timers.services import timer_set
 from wire.report import clean_transcript
@@ -139,6 +140,8 @@ def attempt_record_report(
             return False
         attempt.transcript, attempt.media_metrics = turns, media_metrics
         attempt.save(update_fields=["transcript", "media_metrics"])
+        # An open call page re-reads the call: the whole transcript is stored now.
+        live_notify(tenant_id=attempt.tenant_id, kind="call", call_id=str(attempt.pk), state=attempt.state)
         attempt_event_append(
             attempt=attempt,
             kind=_NOTE,
