@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -102,3 +103,10 @@ def get(mapping: Any, key: Any) -> Any:
 def startswith(value: str, prefix: str) -> bool:
     """``{% if request.path|startswith:"/calls/" %}`` (the nav's current section)."""
     return str(value).startswith(prefix)
+
+
+@register.filter
+def to_json(value: Any) -> str:
+    """``data-chart-spec="{{ chart|to_json }}"``: JSON for an attribute (autoescaping quotes it). Not a
+    ``<script>``: htmx drops script elements from the partials it swaps in."""
+    return json.dumps(value, separators=(",", ":"), default=str)

@@ -1,14 +1,13 @@
-// The portal's small script: charts (uPlot) drawn from JSON the server put in the page, redrawn when htmx
+// The portal's small script: charts (uPlot) drawn from the JSON in their data-chart-spec attribute, redrawn when htmx
 // swaps new figures in; live lists kept scrolled to their end. No build step.
 (function () {
   "use strict";
   var charts = new WeakMap();
 
   function drawCharts(root) {
-    (root || document).querySelectorAll("[data-chart]").forEach(function (box) {
-      var source = document.getElementById(box.getAttribute("data-chart"));
-      if (!source || typeof uPlot === "undefined") return;
-      var spec = JSON.parse(source.textContent);
+    (root || document).querySelectorAll("[data-chart-spec]").forEach(function (box) {
+      if (typeof uPlot === "undefined") return;
+      var spec = JSON.parse(box.getAttribute("data-chart-spec"));
       var old = charts.get(box);
       if (old) old.destroy();
       var palette = ["#2456d6", "#1e8a4c", "#c22f2f", "#b26b00", "#7a3fc2", "#0f8aa0", "#5d6576"];
