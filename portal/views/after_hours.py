@@ -50,7 +50,11 @@ from flows.selectors import (
     rotation_calendar,
     rotation_on_call_person,
 )
-from flows.services.incident_actions import incident_acknowledge_by_api, incident_resolve_by_api
+from flows.services.incident_actions import (
+    incident_acknowledge_by_api,
+    incident_escalate_by_api,
+    incident_resolve_by_api,
+)
 from flows.services.setup import (
     inbound_flow_create,
     inbound_flow_delete,
@@ -417,8 +421,8 @@ def _flow_nested(
             hours_from.append(f"hours_{day}")
     holidays: list[dict[str, Any]] = []
     for line in filter(None, (line.strip() for line in post.get("holidays_text", "").splitlines())):
-        day, _, name = line.partition(" ")
-        holidays.append({"date": day, "name": name.strip()})
+        when, _, name = line.partition(" ")
+        holidays.append({"date": when, "name": name.strip()})
     intake: list[dict[str, Any]] = []
     for line in filter(None, (line.strip() for line in post.get("intake_text", "").splitlines())):
         parts = [p.strip() for p in line.split("|")]
@@ -847,7 +851,7 @@ def _filters(
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The list's filters from the query string, checked by the API's filter serializer (a bad one is
     named and left out)."""
-    query = {k: v for k, v in request.GET.items() if k != "page" and v.strip()}
+    query = {k: str(v) for k, v in request.GET.items() if k != "page" and str(v).strip()}
     serializer = serializer_class(data=query)
     serializer.is_valid()
     errors = {k: [str(m) for m in v] for k, v in serializer.errors.items()}
@@ -920,6 +924,7 @@ def _incident_page(
             "people": list(names.items()),
             "can_ack": obj.status in (Incident.Status.OPEN, Incident.Status.EXHAUSTED),
             "can_resolve": obj.status != Incident.Status.RESOLVED,
+            "can_escalate": obj.status == Incident.Status.OPEN,
             "ack_form": ack_form or initial({}),
             "resolve_form": resolve_form or initial({}),
             "steps": obj.policy_snapshot.get("steps", []) if isinstance(obj.policy_snapshot, dict) else [],
@@ -982,6 +987,22 @@ def incident_resolve(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f"Incident {obj.short_code} resolved.")
             return redirect(reverse("portal:ah-incident", args=[obj.pk]))
     return _incident_page(request, obj, resolve_form=bound, status=400)
+
+
+@require_POST
+@portal_view()
+def incident_escalate(request: HttpRequest, pk: int) -> HttpResponse:
+    """Fire the next step now (the API's ``escalate``)."""
+    obj = _incident(request, pk)
+    try:
+        incident_escalate_by_api(incident=obj)
+    except InvalidInput as exc:
+        bound = Bound(submitted=True)
+        bound.add_invalid(exc)
+        return _incident_page(request, obj, ack_form=bound, status=400)
+    portal_audit(request, "incident.escalate", f"incident {obj.pk} ({obj.short_code})")
+    messages.success(request, f"Incident {obj.short_code}: the next step fired.")
+    return redirect(reverse("portal:ah-incident", args=[obj.pk]))
 
 
 # ------------------------------------------------------------------------------------ inbound calls
@@ -1080,6 +1101,7 @@ urlpatterns = [
     path("incidents/<int:pk>/timeline", incident_timeline, name="ah-incident-timeline"),
     path("incidents/<int:pk>/acknowledge", incident_ack, name="ah-incident-ack"),
     path("incidents/<int:pk>/resolve", incident_resolve, name="ah-incident-resolve"),
+    path("incidents/<int:pk>/escalate", incident_escalate, name="ah-incident-escalate"),
     path("calls/", calls, name="ah-calls"),
     path("calls/<int:pk>/", call, name="ah-call"),
 ]

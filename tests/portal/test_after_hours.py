@@ -30,6 +30,7 @@ from flows.models import (
 )
 from flows.selectors import rotation_calendar, rotation_on_call_person
 from flows.services import timeline
+from flows.services.escalation import incident_timer_key
 from flows.services.setup_oncall import rotation_override_create
 from tenants.models import AuditEntry, Tenant
 from tests.flows.setup_factories import (
@@ -42,6 +43,7 @@ from tests.flows.setup_factories import (
     make_policy,
     make_rotation,
 )
+from timers.models import Timer
 
 pytestmark = pytest.mark.django_db
 
@@ -112,6 +114,7 @@ def world(tenant: Tenant) -> dict[str, Any]:
     number = make_number(tenant, flow, "+12125557000")
     incident = make_incident(tenant, flow=flow, policy=policy, did=number.number, person=alice)
     call = incident.inbound_call
+    assert call is not None
     call.transcript = [
         {"role": "assistant", "text": "Acme, how can I help?", "at": "2026-12-04T22:00:01+00:00"},
         {"role": "user", "text": "<script>alert(1)</script> no heat", "at": "2026-12-04T22:00:05+00:00"},
@@ -464,6 +467,7 @@ def test_the_rotation_calendar_is_what_the_on_call_selector_says(tenant, manager
     for offset in range(28):
         day = today + timedelta(days=offset)
         person = rotation_on_call_person(rotation=fresh, at=datetime.combine(day, time(8, 0), tzinfo=zone))
+        assert person is not None
         assert shown[day.isoformat()] == str(person.pk), day
     # The override shows on its days.
     assert shown[(today + timedelta(days=3)).isoformat()] == str(people[0].pk)
@@ -471,7 +475,9 @@ def test_the_rotation_calendar_is_what_the_on_call_selector_says(tenant, manager
     # The prefetched rows answer the same as the selector reading them, with no query per day.
     prefetched = setup_selectors.rotation_list(tenant=tenant).get(pk=rotation.pk)
     calendar = rotation_calendar(rotation=prefetched, start=today, days=28)
-    assert [p.pk for _, _, p in calendar] == [int(shown[d.isoformat()]) for d, _, _ in calendar]
+    assert [p.pk if p else None for _, _, p in calendar] == [
+        int(shown[d.isoformat()]) for d, _, _ in calendar
+    ]
 
 
 def test_an_override_is_added_in_the_rotations_zone_and_removed(tenant, manager):
@@ -503,6 +509,11 @@ def test_an_override_is_added_in_the_rotations_zone_and_removed(tenant, manager)
 def test_acknowledge_then_resolve_really_change_the_incident(tenant, manager, world):
     incident = world["incident"]
     assert incident.status == Incident.Status.OPEN
+    escalate = manager.post(url("ah-incident-escalate", incident.pk))
+    assert escalate.status_code == 302
+    # The next step's timer is due now (it fires with the timers' sweep, as for the API's escalate).
+    assert Timer.objects.get(key=incident_timer_key(incident.pk), state="pending").due_at <= timezone.now()
+    assert audited(tenant, "incident.escalate")
     ack = manager.post(url("ah-incident-ack", incident.pk), {"person": str(world["bob"].pk)})
     assert ack.status_code == 302
     incident.refresh_from_db()
@@ -575,6 +586,7 @@ def test_a_viewer_sees_no_write_controls_and_a_forged_write_changes_nothing(tena
         (url("ah-flow-delete", world["flow"].pk), {}),
         (url("ah-incident-ack", incident.pk), {}),
         (url("ah-incident-resolve", incident.pk), {}),
+        (url("ah-incident-escalate", incident.pk), {}),
         (url("ah-override-new", world["rotation"].pk), {"person": world["alice"].pk}),
     ]
     for post_url, data in forged:
@@ -593,6 +605,9 @@ def test_a_viewer_sees_no_write_controls_and_a_forged_write_changes_nothing(tena
 def test_another_tenants_ids_are_not_found(tenant, other_tenant, manager):
     theirs = make_incident(other_tenant)
     flow = theirs.flow
+    assert flow is not None
+    their_number = flow.phone_numbers.first()
+    assert their_number is not None
     person = make_person(other_tenant)
     rotation = make_rotation(other_tenant, [person])
     override = rotation_override_create(
@@ -604,7 +619,7 @@ def test_another_tenants_ids_are_not_found(tenant, other_tenant, manager):
     gets = [
         url("ah-flow", flow.pk),
         url("ah-flow-edit", flow.pk),
-        url("ah-number-edit", flow.phone_numbers.first().pk),
+        url("ah-number-edit", their_number.pk),
         url("ah-person-edit", person.pk),
         url("ah-group-edit", make_group(other_tenant).pk),
         url("ah-rotation", rotation.pk),
