@@ -81,7 +81,7 @@ from flows.services.setup_oncall import (
 )
 from orchestrator.errors import InvalidInput
 from portal.access import PortalContext, portal_audit, portal_view
-from portal.forms import Bound, bind, initial
+from portal.forms import FORM_ERRORS, Bound, bind, initial
 from portal.pagination import paginate
 from tenants.models import Tenant
 
@@ -207,8 +207,24 @@ def _save(request: HttpRequest, kind: Kind, obj: Any) -> HttpResponse:
             portal_audit(request, f"{kind.name}.{action}", f"{kind.label} {saved.pk} ({saved})")
             messages.success(request, f"{kind.title} {'created' if obj is None else 'saved'}.")
             return redirect(kind.done_url(saved))
-    bound.errors = remap(bound.errors)
+    bound.errors = _unplaced_to_form(remap(bound.errors), kind)
     return _form(request, kind, obj, bound, status=400)
+
+
+#: Form inputs that are not the serializer's own fields (where list entries' errors are shown).
+_OWN_INPUTS = re.compile(r"^(step_\d+|hours_\d|holidays_text|intake_text|steps|business_hours)$")
+
+
+def _unplaced_to_form(errors: dict[str, list[str]], kind: Kind) -> dict[str, list[str]]:
+    """An error on a name the form has no input for is shown at the top of the form, naming it."""
+    inputs = {name for name, fld in kind.serializer().fields.items() if not fld.read_only}
+    out: dict[str, list[str]] = {}
+    for key, messages_ in errors.items():
+        if key == FORM_ERRORS or key in inputs or _OWN_INPUTS.match(key):
+            out.setdefault(key, []).extend(messages_)
+        else:
+            out.setdefault(FORM_ERRORS, []).extend(f"{key}: {m}" for m in messages_)
+    return out
 
 
 def _create_view(kind: Kind) -> Callable[[HttpRequest], HttpResponse]:
@@ -690,6 +706,12 @@ def override_new(request: HttpRequest, pk: int) -> HttpResponse:
             )
             messages.success(request, f"{override.person.name} is on call for {obj.name} in that time.")
             return redirect(reverse("portal:ah-rotation", args=[obj.pk]))
+    bound.errors = {
+        key if key in ("person", "starts_at", "ends_at") else FORM_ERRORS: (
+            msgs if key in ("person", "starts_at", "ends_at", FORM_ERRORS) else [f"{key}: {m}" for m in msgs]
+        )
+        for key, msgs in bound.errors.items()
+    }
     return _rotation_page(request, obj, override_form=bound, status=400)
 
 
