@@ -492,6 +492,8 @@ def test_an_override_is_added_in_the_rotations_zone_and_removed(tenant, manager)
     assert override.person == ben
     assert override.starts_at == datetime(2026, 12, 24, 23, 0, tzinfo=ZoneInfo("UTC"))
     assert audited(tenant, "rotation_override.create")
+    if override.ends_at > timezone.now():  # the page lists overrides now or ahead, in the rotation's zone
+        assert "2026-12-24 18:00" in manager.get(url("ah-rotation", rotation.pk)).content.decode()
     backwards = manager.post(
         url("ah-override-new", rotation.pk),
         {"person": str(ben.pk), "starts_at": "2026-12-26T08:00", "ends_at": "2026-12-24T18:00"},
