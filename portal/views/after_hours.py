@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from django.contrib import messages
@@ -80,7 +80,7 @@ from flows.services.setup_oncall import (
     rotation_update,
 )
 from orchestrator.errors import InvalidInput
-from portal.access import PortalContext, portal_audit, portal_view
+from portal.access import PortalContext, PortalRequest, portal_audit, portal_view
 from portal.forms import FORM_ERRORS, Bound, bind, initial
 from portal.pagination import paginate
 from tenants.models import Tenant
@@ -94,7 +94,7 @@ BLANK_ROWS = 2
 
 
 def _portal(request: HttpRequest) -> PortalContext:
-    return request.portal  # type: ignore[attr-defined,no-any-return]
+    return cast("PortalRequest", request).portal
 
 
 def _tenant(request: HttpRequest) -> Tenant:
