@@ -967,7 +967,8 @@ def incident_timeline(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "portal/after_hours/_incident_timeline.html",
-        {"incident": obj, "events": list(sel.incident_events(incident=obj))},
+        # ``oob``: the status badge comes along (htmx swaps it in place), so the page follows the state too.
+        {"incident": obj, "events": list(sel.incident_events(incident=obj)), "oob": True},
     )
 
 

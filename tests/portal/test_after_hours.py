@@ -534,6 +534,7 @@ def test_acknowledge_then_resolve_really_change_the_incident(tenant, manager, wo
     assert incident.status == Incident.Status.RESOLVED and incident.resolved_at is not None
     timeline_html = manager.get(url("ah-incident-timeline", incident.pk)).content.decode()
     assert "Resolved" in timeline_html and "Fixed the boiler" in timeline_html
+    assert 'id="incident-status" data-status="resolved" hx-swap-oob="true"' in timeline_html
     assert audited(tenant, "incident.acknowledge") and audited(tenant, "incident.resolve")
 
 
