@@ -4,7 +4,8 @@ whether a flow is open, who is on call, incidents and their timelines (tenant-sc
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django.db.models import Prefetch, QuerySet
 
@@ -111,12 +112,25 @@ def flow_next_opening(*, flow: InboundFlow, after: datetime) -> datetime | None:
 
 
 def rotation_on_call_person(*, rotation: Rotation, at: datetime) -> OnCallPerson | None:
-    """Who the rotation puts on call at ``at`` (overrides first)."""
-    members = list(rotation.members.order_by("position", "pk").values_list("person_id", flat=True))
-    overrides = [
-        Override(o.person_id, o.starts_at, o.ends_at, o.pk)
-        for o in rotation.overrides.filter(starts_at__lte=at, ends_at__gt=at)
-    ]
+    """Who the rotation puts on call at ``at`` (overrides first).
+
+    A rotation read with its members and overrides prefetched (``flows.setup_selectors.rotation_list``:
+    ordered, with their people) is answered from those rows, so a page that asks for many rotations or many
+    days does no query per answer; otherwise the rows are read here."""
+    cache = getattr(rotation, "_prefetched_objects_cache", {})
+    people: dict[int, OnCallPerson] = {}
+    if "members" in cache:
+        rows = sorted(rotation.members.all(), key=lambda m: (m.position, m.pk))
+        members = [m.person_id for m in rows]
+        people.update({m.person_id: m.person for m in rows if "person" in m._state.fields_cache})
+    else:
+        members = list(rotation.members.order_by("position", "pk").values_list("person_id", flat=True))
+    if "overrides" in cache:
+        covering = [o for o in rotation.overrides.all() if o.starts_at <= at < o.ends_at]
+        people.update({o.person_id: o.person for o in covering if "person" in o._state.fields_cache})
+    else:
+        covering = list(rotation.overrides.filter(starts_at__lte=at, ends_at__gt=at))
+    overrides = [Override(o.person_id, o.starts_at, o.ends_at, o.pk) for o in covering]
     person_id = rotation_on_call(
         members=members,
         handoff=rotation.handoff,
@@ -129,7 +143,23 @@ def rotation_on_call_person(*, rotation: Rotation, at: datetime) -> OnCallPerson
     )
     if person_id is None:
         return None
+    if person_id in people:
+        return people[person_id]
     return OnCallPerson.objects.filter(pk=person_id).first()
+
+
+def rotation_calendar(
+    *, rotation: Rotation, start: date, days: int
+) -> list[tuple[date, datetime, OnCallPerson | None]]:
+    """Who the rotation puts on call on each of ``days`` local dates from ``start``: at that day's hand-off
+    time (local to the rotation), as :func:`rotation_on_call_person` decides (overrides first)."""
+    zone = ZoneInfo(rotation.timezone)
+    out: list[tuple[date, datetime, OnCallPerson | None]] = []
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        at = datetime.combine(day, rotation.handoff_time, tzinfo=zone)
+        out.append((day, at, rotation_on_call_person(rotation=rotation, at=at)))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ API reads

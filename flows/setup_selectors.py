@@ -33,7 +33,7 @@ def _did_variants(number: str) -> list[str]:
 
 
 def phone_number_list(*, tenant: Tenant) -> QuerySet[PhoneNumber]:
-    return PhoneNumber.objects.filter(tenant=tenant).order_by("number")
+    return PhoneNumber.objects.filter(tenant=tenant).select_related("flow").order_by("number")
 
 
 def inbound_flow_list(*, tenant: Tenant) -> QuerySet[InboundFlow]:
@@ -56,15 +56,21 @@ def rotation_list(*, tenant: Tenant) -> QuerySet[Rotation]:
     return (
         Rotation.objects.filter(tenant=tenant)
         .prefetch_related(
-            Prefetch("members", queryset=RotationMember.objects.order_by("position", "pk")),
-            Prefetch("overrides", queryset=RotationOverride.objects.order_by("starts_at", "pk")),
+            # With their people: ``flows.selectors.rotation_on_call_person`` answers from these rows.
+            Prefetch(
+                "members", queryset=RotationMember.objects.select_related("person").order_by("position", "pk")
+            ),
+            Prefetch(
+                "overrides",
+                queryset=RotationOverride.objects.select_related("person").order_by("starts_at", "pk"),
+            ),
         )
         .order_by("name", "pk")
     )
 
 
 def rotation_override_list(*, tenant: Tenant, rotation_id: int | None = None) -> QuerySet[RotationOverride]:
-    overrides = RotationOverride.objects.filter(rotation__tenant=tenant).select_related("rotation")
+    overrides = RotationOverride.objects.filter(rotation__tenant=tenant).select_related("rotation", "person")
     if rotation_id is not None:
         overrides = overrides.filter(rotation_id=rotation_id)
     return overrides.order_by("starts_at", "pk")
@@ -74,7 +80,13 @@ def escalation_policy_list(*, tenant: Tenant) -> QuerySet[EscalationPolicy]:
     return (
         EscalationPolicy.objects.filter(tenant=tenant)
         .prefetch_related(
-            Prefetch("steps", queryset=EscalationStep.objects.order_by("position", "pk")), "fallback_people"
+            Prefetch(
+                "steps",
+                queryset=EscalationStep.objects.select_related("person", "rotation", "group").order_by(
+                    "position", "pk"
+                ),
+            ),
+            "fallback_people",
         )
         .order_by("name", "pk")
     )
@@ -98,7 +110,7 @@ def incident_search(
 ) -> QuerySet[Incident]:
     """The tenant's incidents, newest first: by status, flow, the number called (``number``), the caller,
     opened in [since, until), and who acknowledged them."""
-    incidents = Incident.objects.filter(tenant=tenant).select_related("acknowledged_by")
+    incidents = Incident.objects.filter(tenant=tenant).select_related("acknowledged_by", "flow")
     if status:
         incidents = incidents.filter(status=status)
     if flow_id is not None:
@@ -141,7 +153,7 @@ def inbound_call_search(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet[InboundCall]:
-    calls = InboundCall.objects.filter(tenant=tenant).prefetch_related("incidents")
+    calls = InboundCall.objects.filter(tenant=tenant).select_related("flow").prefetch_related("incidents")
     if status:
         calls = calls.filter(status=status)
     if handling:
@@ -163,7 +175,12 @@ def on_call_now(
     *, tenant: Tenant, at: datetime, rotation_id: int | None = None
 ) -> list[tuple[Rotation, OnCallPerson | None]]:
     """Who each of the tenant's rotations (or the one) puts on call at ``at``."""
-    rotations = Rotation.objects.filter(tenant=tenant).order_by("name", "pk")
+    rotations = rotation_list(tenant=tenant)
     if rotation_id is not None:
         rotations = rotations.filter(pk=rotation_id)
     return [(rotation, rotation_on_call_person(rotation=rotation, at=at)) for rotation in rotations]
+
+
+def incident_unresolved_list(*, tenant: Tenant) -> QuerySet[Incident]:
+    """The tenant's incidents still being handled (open, acknowledged or exhausted), newest first."""
+    return incident_search(tenant=tenant).exclude(status=Incident.Status.RESOLVED)
