@@ -38,20 +38,8 @@ from campaigns.services.pbx import (
     validate_endpoint_template,
     validate_own_ari_url,
 )
-from orchestrator.admin_forms import clean_with
+from orchestrator.admin_forms import ReadOnlyAdmin, clean_with
 from orchestrator.errors import InvalidInput
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 # ------------------------------------------------------------------------------------------------- PBX
 

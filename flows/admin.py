@@ -54,7 +54,7 @@ from flows.services.setup_text import (
     clean_template,
     clean_text,
 )
-from orchestrator.admin_forms import clean_with
+from orchestrator.admin_forms import ReadOnlyAdmin, clean_with
 
 
 def _same_tenant(form: forms.BaseForm, tenant_id: int | None, fields: tuple[str, ...]) -> None:
@@ -64,17 +64,6 @@ def _same_tenant(form: forms.BaseForm, tenant_id: int | None, fields: tuple[str,
         for row in rows:
             if row is not None and tenant_id is not None and getattr(row, "tenant_id", None) != tenant_id:
                 form.add_error(field, f"{row} belongs to another tenant.")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ReadOnlyInline(admin.TabularInline):

@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
+from orchestrator.admin_forms import ReadOnlyAdmin
 from tenants.models import ApiKey, AuditEntry, Invitation, Membership, Tenant
 from tenants.selectors import invitation_state
 from tenants.services import api_key_create, api_key_revoke, invitation_revoke
@@ -139,18 +140,9 @@ class InvitationAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ["at", "tenant", "actor_label", "via", "action", "target"]
     list_filter = ["via", "tenant"]
     search_fields = ["actor_label", "action", "target", "tenant__name", "tenant__slug"]
     list_select_related = ["tenant"]
     date_hierarchy = "at"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
