@@ -24,6 +24,7 @@ Files start with a UTF-8 byte order mark so that Excel reads non-ASCII names cor
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -69,3 +70,13 @@ def csv_lines(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[
     yield UTF8_BOM + str(writer.writerow([neutralise_cell(column) for column in header]))
     for row in rows:
         yield str(writer.writerow([neutralise_cell(value) for value in row]))
+
+
+def csv_text_verbatim(rows: Iterable[Sequence[Any]]) -> str:
+    """CSV text that only the product reads back, with every cell exactly as given (nothing neutralised, no
+    byte order mark): the portal's column mapping hands the uploaded file, re-headed, to the importer. Never
+    for a file a person downloads: that is :func:`csv_lines`."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerows([cell_text(cell) for cell in row] for row in rows)
+    return out.getvalue()

@@ -49,6 +49,7 @@ from campaigns.phone import normalize_phone_number, timezone_for_number
 from campaigns.prompts import contact_variables, missing_variables, template_variables
 from campaigns.services.contacts import validate_variables
 from orchestrator.errors import InvalidInput
+from orchestrator.exports import csv_text_verbatim
 from orchestrator.live import live_notify
 from tenants.validators import is_timezone_name
 
@@ -650,17 +651,15 @@ def import_file_remap(*, data: bytes | str, mapping: list[tuple[str, str]]) -> b
         raise InvalidInput("mapping", "does not fit the file")
     kept = [index for index, (choice, _) in enumerate(mapping) if choice != MAP_IGNORE]
     names = [variable.strip() if choice == MAP_VARIABLE else choice for choice, variable in mapping]
-    out = io.StringIO(newline="")
-    writer = csv.writer(out)
-    writer.writerow([names[index] for index in kept])
+    rows: list[list[str]] = [[names[index] for index in kept]]
     for values in records:
         if not any(value.strip() for value in values):
-            writer.writerow([])
+            rows.append([])
         elif len(values) != len(header):
-            writer.writerow(values if len(values) != len(kept) else [*values, ""])
+            rows.append(values if len(values) != len(kept) else [*values, ""])
         else:
-            writer.writerow([values[index] for index in kept])
-    return out.getvalue().encode()
+            rows.append([values[index] for index in kept])
+    return csv_text_verbatim(rows).encode()
 
 
 # ------------------------------------------------------------------------------------------ DNC import
