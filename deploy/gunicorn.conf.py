@@ -13,12 +13,14 @@ Environment (besides the product's own settings):
   are believed (gunicorn's own variable; the uvicorn workers apply it), so the client address (login
   attempt limiting) and HTTPS (secure cookies, the SSL redirect) are the real ones.
 * ``WEB_TIMEOUT`` [60]: seconds a worker may stay silent before it is restarted.
+* ``WEB_SHUTDOWN_GRACE_S`` [5]: on a restart, seconds requests in flight get before the rest (the portal's
+  live streams, which never end on their own) are closed (orchestrator/web_worker.py).
 """
 
 import os
 
 wsgi_app = "orchestrator.asgi:application"
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "orchestrator.web_worker.WebWorker"  # uvicorn's, with a bounded graceful shutdown
 bind = [address.strip() for address in os.environ.get("WEB_BIND", "127.0.0.1:8000").split(",") if address]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "60"))

@@ -140,7 +140,7 @@ def test_process_specs_start_web_the_simulator_worker_beat_and_stasis(tmp_path):
     specs = {spec.name: spec for spec in process_specs(base_dir=tmp_path, python="py", environ={})}
     assert list(specs["web"].argv) == [
         "py", "-m", "uvicorn", "orchestrator.asgi:application",
-        "--host", "127.0.0.1", "--port", "8000", "--no-server-header",
+        "--host", "127.0.0.1", "--port", "8000", "--no-server-header", "--timeout-graceful-shutdown", "3",
     ]  # fmt: skip
     sim = list(specs["sim"].argv)
     assert sim[:3] == ["py", "-m", "telephony.sim"]

@@ -83,6 +83,8 @@ def web_argv(*, python: str, web_address: str) -> list[str]:
     return [
         python, "-m", "uvicorn", "orchestrator.asgi:application",
         "--host", host or "127.0.0.1", "--port", port, "--no-server-header",
+        # Ctrl-C must not wait for the portal's live streams, which never end on their own.
+        "--timeout-graceful-shutdown", "3",
     ]  # fmt: skip
 
 
