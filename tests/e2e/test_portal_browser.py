@@ -47,6 +47,7 @@ BROWSER = os.environ.get("PORTAL_BROWSER") or shutil.which("chromium") or shutil
 SCREENSHOTS = PROJECT_ROOT / "var" / "portal-screenshots"
 PASSWORD = "a-Long-passphrase-42"  # noqa: S105 - the test users' password
 CALL_S = 4.0  # how long each answered test call lasts
+RING_S = 2.0  # how long each rings first (time to open a call's page before it is answered)
 GOOD_ROWS = 24
 BAD_ROWS = {"not-a-number": "phone_number", "+1212555": "phone_number"}
 
@@ -63,6 +64,7 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 def product(
     django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)  # this run's screenshots only
     directory = tmp_path_factory.mktemp("portal")
     static_root = directory / "static"
     env = dict(os.environ)
@@ -86,7 +88,7 @@ def product(
     plan = {
         "default": {
             "behaviour": "answer",
-            "after": 0.5,
+            "after": RING_S,
             "hangup_after": CALL_S,
             "say": [{"at": 0.5, "text": "Hello, who is this?", "caption": True}],
         }
@@ -268,6 +270,23 @@ def test_a_manager_runs_a_campaign_from_the_portal(product: Stack, playwright: A
         page.click("#campaign-start")
         page.wait_for_function("/running/i.test(document.querySelector('#campaign-status').textContent)")
         manager.shot("campaign running")
+
+        # --- a call's page opened while it rings: the conversation scrolls in as it is spoken
+        ringing = wait_until(
+            lambda: CallAttempt.objects.filter(
+                tenant=tenant, state__in=["dialing", "ringing"], answered_at__isnull=True
+            ).first(),
+            timeout=30,
+            what="a call still ringing",
+            interval=0.05,
+        )
+        manager.visit(f"/calls/{ringing.pk}/", "a call while it rings")
+        page.evaluate("window.__portalNoReload = 'still here'")
+        page.wait_for_function(
+            "/Acme Plumbing/.test(document.querySelector('#call-transcript').textContent)", timeout=20_000
+        )
+        manager.shot("its transcript, live")
+        assert page.evaluate("window.__portalNoReload") == "still here"
 
         manager.visit("/", "dashboard")
         page.evaluate("window.__portalNoReload = 'still here'")
