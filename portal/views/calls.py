@@ -144,6 +144,9 @@ def _call_context(attempt: CallAttempt) -> dict[str, Any]:
         "attempt": attempt,
         "contact": attempt.lead.contact,
         "live": attempt.is_live,
+        # A page keeps re-reading the call while it lasts and, once it ended answered, until the media
+        # worker's end-of-call report (the whole transcript and the metrics) is stored.
+        "following": attempt.is_live or (attempt.answered_at is not None and not raw),
         "turns": turns,
         "tool_calls": attempt_tool_calls(turns=turns),
         "metrics": _metrics(attempt),
@@ -165,8 +168,12 @@ def detail(request: HttpRequest, pk: UUID) -> HttpResponse:
 
 @portal_view()
 def state(request: HttpRequest, pk: UUID) -> HttpResponse:
-    """The call's facts, metrics, tool calls and events (re-read on ``sse:call-<id>`` while it is live)."""
-    return render(request, "portal/calls/_state.html", _call_context(_get_call(request, pk)))
+    """The call's facts, metrics, tool calls and events (re-read on ``sse:call-<id>`` while it is followed);
+    once it has ended and its report is in, the stored transcript too (an out-of-band swap: a page opened
+    mid-call has only the lines spoken since)."""
+    context = _call_context(_get_call(request, pk))
+    context["oob"] = not context["following"]  # ended, and the report (if any was due) is in
+    return render(request, "portal/calls/_state.html", context)
 
 
 urlpatterns = [

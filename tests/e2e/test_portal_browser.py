@@ -287,6 +287,11 @@ def test_a_manager_runs_a_campaign_from_the_portal(product: Stack, playwright: A
             "/Acme Plumbing/.test(document.querySelector('#call-transcript').textContent)", timeout=20_000
         )
         manager.shot("its transcript, live")
+        # It ends; the page follows until the media worker's report is in: metrics and the stored transcript.
+        page.wait_for_selector("#call-metrics", timeout=CALL_S * 1000 + 15_000)
+        assert page.locator("#call-state").get_attribute("data-state") == "ended"
+        assert "Acme Plumbing" in page.locator("#call-transcript").inner_text()
+        manager.shot("the same call, ended")
         assert page.evaluate("window.__portalNoReload") == "still here"
 
         manager.visit("/", "dashboard")

@@ -172,3 +172,26 @@ def test_the_first_page_of_the_log_follows_the_calls(tenant, manager):
     ).content.decode()
     assert partial.lstrip().startswith('<div id="calls-log"') and f'data-call="{call.pk}"' in partial
     assert "<html" not in partial
+
+
+def test_a_followed_call_page_gets_the_stored_transcript_once_the_report_is_in(tenant, manager):
+    """A page opened mid-call has only the lines spoken since; when the call has ended and the media
+    worker's report is stored, the state partial brings the whole transcript (out of band)."""
+    lead = make_lead(tenant)
+    now = timezone.now()
+    attempt = CallAttempt.objects.create(
+        tenant=tenant, campaign=lead.campaign, lead=lead, number=lead.contact.phone_number,
+        state="ended", outcome="answered", answered_at=now, ended_at=now,
+    )  # fmt: skip
+    url = reverse("portal:call-state", args=[attempt.pk])
+    waiting = manager.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert 'hx-trigger="sse:call-' in waiting  # still followed: the report is due
+    assert "call-transcript-section" not in waiting  # the live lines shown so far stay
+    CallAttempt.objects.filter(pk=attempt.pk).update(
+        transcript=[{"role": "agent", "text": "Hello from the start of the call", "t_ms": 0}],
+        media_metrics={"first_audio_ms": 120},
+    )
+    done = manager.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert 'hx-trigger="sse:call-' not in done  # nothing more to follow
+    assert 'id="call-transcript-section" hx-swap-oob="outerHTML"' in done
+    assert "Hello from the start of the call" in done
