@@ -47,7 +47,6 @@ LIMITER_WAIT = Histogram(
 DISPATCH_PASSES = Counter("campaigns_dispatch_passes", "Dispatch passes run (one per tenant and pass).")
 DISPATCH_CLAIMED = Counter("campaigns_dispatch_claimed", "Attempts queued by dispatch passes.")
 
-
 def create_worker_series() -> None:
     """Make every originate series exist at 0 (rates need their zero). Called where the worker starts its
     endpoint, not at import: the web and Stasis processes import this module too and run no originate."""

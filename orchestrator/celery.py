@@ -134,8 +134,6 @@ def _consume_the_timers_queue_first(sender: Celery, **kwargs: Any) -> None:
         **sender.conf.broker_transport_options,
         "queue_order_strategy": "priority",
     }
-
-
 app.autodiscover_tasks()
 
 # Database connections across tasks. Celery's Django fixup closes every connection before and after each task

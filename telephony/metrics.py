@@ -92,7 +92,9 @@ class StasisAppCollector(Collector):
         yield live
 
 
-def register_app(app: MeteredApp, *, pbx: str, registry: CollectorRegistry = REGISTRY) -> StasisAppCollector:
+def register_app(
+    app: MeteredApp, *, pbx: str, registry: CollectorRegistry = REGISTRY
+) -> StasisAppCollector:
     collector = StasisAppCollector(app, pbx=pbx)
     registry.register(collector)
     return collector

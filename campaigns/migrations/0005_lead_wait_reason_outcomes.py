@@ -4,68 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("campaigns", "0004_agent_call_results"),
+        ('campaigns', '0004_agent_call_results'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="lead",
-            name="wait_reason",
-            field=models.CharField(
-                blank=True,
-                help_text="Why a waiting lead is due later: the outcome it retries after, callback, outside_window.",
-                max_length=32,
-            ),
+            model_name='lead',
+            name='wait_reason',
+            field=models.CharField(blank=True, help_text='Why a waiting lead is due later: the outcome it retries after, callback, outside_window.', max_length=32),
         ),
         migrations.AlterField(
-            model_name="callattempt",
-            name="outcome",
-            field=models.CharField(
-                blank=True,
-                choices=[
-                    ("answered", "answered"),
-                    ("busy", "busy"),
-                    ("no_answer", "no answer"),
-                    ("rejected", "rejected"),
-                    ("congestion", "congestion"),
-                    ("unreachable", "unreachable"),
-                    ("invalid_number", "invalid number"),
-                    ("failed", "failed"),
-                    ("cancelled", "cancelled"),
-                    ("voicemail", "voicemail"),
-                    ("opted_out", "opted out"),
-                    ("error", "error"),
-                    ("media_failed", "media failed"),
-                    ("app_unavailable", "app unavailable"),
-                    ("unknown", "unknown"),
-                ],
-                max_length=32,
-            ),
+            model_name='callattempt',
+            name='outcome',
+            field=models.CharField(blank=True, choices=[('answered', 'answered'), ('busy', 'busy'), ('no_answer', 'no answer'), ('rejected', 'rejected'), ('congestion', 'congestion'), ('unreachable', 'unreachable'), ('invalid_number', 'invalid number'), ('failed', 'failed'), ('cancelled', 'cancelled'), ('voicemail', 'voicemail'), ('opted_out', 'opted out'), ('error', 'error'), ('media_failed', 'media failed'), ('app_unavailable', 'app unavailable'), ('unknown', 'unknown')], max_length=32),
         ),
         migrations.AlterField(
-            model_name="lead",
-            name="last_outcome",
-            field=models.CharField(
-                blank=True,
-                choices=[
-                    ("answered", "answered"),
-                    ("busy", "busy"),
-                    ("no_answer", "no answer"),
-                    ("rejected", "rejected"),
-                    ("congestion", "congestion"),
-                    ("unreachable", "unreachable"),
-                    ("invalid_number", "invalid number"),
-                    ("failed", "failed"),
-                    ("cancelled", "cancelled"),
-                    ("voicemail", "voicemail"),
-                    ("opted_out", "opted out"),
-                    ("error", "error"),
-                    ("media_failed", "media failed"),
-                    ("app_unavailable", "app unavailable"),
-                    ("unknown", "unknown"),
-                ],
-                max_length=32,
-            ),
+            model_name='lead',
+            name='last_outcome',
+            field=models.CharField(blank=True, choices=[('answered', 'answered'), ('busy', 'busy'), ('no_answer', 'no answer'), ('rejected', 'rejected'), ('congestion', 'congestion'), ('unreachable', 'unreachable'), ('invalid_number', 'invalid number'), ('failed', 'failed'), ('cancelled', 'cancelled'), ('voicemail', 'voicemail'), ('opted_out', 'opted out'), ('error', 'error'), ('media_failed', 'media failed'), ('app_unavailable', 'app unavailable'), ('unknown', 'unknown')], max_length=32),
         ),
     ]

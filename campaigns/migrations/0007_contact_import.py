@@ -5,88 +5,37 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("campaigns", "0006_pbx_pool"),
-        ("tenants", "0002_tenant_allow_own_pbx"),
+        ('campaigns', '0006_pbx_pool'),
+        ('tenants', '0002_tenant_allow_own_pbx'),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="ContactImport",
+            name='ContactImport',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "created_by",
-                    models.CharField(
-                        blank=True, help_text="Who uploaded it (user or API key).", max_length=150
-                    ),
-                ),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("queued", "Queued"),
-                            ("running", "Running"),
-                            ("done", "Done"),
-                            ("failed", "Failed"),
-                        ],
-                        default="queued",
-                        max_length=16,
-                    ),
-                ),
-                ("data", models.BinaryField()),
-                (
-                    "rows_total",
-                    models.PositiveIntegerField(help_text="Rows of the file (blank lines not counted)."),
-                ),
-                (
-                    "rows_done",
-                    models.PositiveIntegerField(default=0, help_text="Rows refused or written so far."),
-                ),
-                ("leads_created", models.PositiveIntegerField(default=0)),
-                ("leads_updated", models.PositiveIntegerField(default=0)),
-                ("leads_unchanged", models.PositiveIntegerField(default=0)),
-                (
-                    "report",
-                    models.JSONField(blank=True, help_text="The import's report, once done.", null=True),
-                ),
-                ("error", models.TextField(blank=True, help_text="Why the import failed.")),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("started_at", models.DateTimeField(blank=True, null=True)),
-                ("finished_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "campaign",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="contact_imports",
-                        to="campaigns.campaign",
-                    ),
-                ),
-                (
-                    "tenant",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="contact_imports",
-                        to="tenants.tenant",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('created_by', models.CharField(blank=True, help_text='Who uploaded it (user or API key).', max_length=150)),
+                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='queued', max_length=16)),
+                ('data', models.BinaryField()),
+                ('rows_total', models.PositiveIntegerField(help_text='Rows of the file (blank lines not counted).')),
+                ('rows_done', models.PositiveIntegerField(default=0, help_text='Rows refused or written so far.')),
+                ('leads_created', models.PositiveIntegerField(default=0)),
+                ('leads_updated', models.PositiveIntegerField(default=0)),
+                ('leads_unchanged', models.PositiveIntegerField(default=0)),
+                ('report', models.JSONField(blank=True, help_text="The import's report, once done.", null=True)),
+                ('error', models.TextField(blank=True, help_text='Why the import failed.')),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('started_at', models.DateTimeField(blank=True, null=True)),
+                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='contact_imports', to='campaigns.campaign')),
+                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='contact_imports', to='tenants.tenant')),
             ],
             options={
-                "ordering": ["-created_at", "-pk"],
-                "indexes": [
-                    models.Index(fields=["tenant", "-created_at"], name="contactimport_tenant_created")
-                ],
-                "constraints": [
-                    models.CheckConstraint(
-                        condition=models.Q(("status__in", ["queued", "running", "done", "failed"])),
-                        name="contactimport_status_valid",
-                    )
-                ],
+                'ordering': ['-created_at', '-pk'],
+                'indexes': [models.Index(fields=['tenant', '-created_at'], name='contactimport_tenant_created')],
+                'constraints': [models.CheckConstraint(condition=models.Q(('status__in', ['queued', 'running', 'done', 'failed'])), name='contactimport_status_valid')],
             },
         ),
     ]

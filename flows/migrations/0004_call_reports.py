@@ -4,24 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("flows", "0003_page_purpose_connect"),
+        ('flows', '0003_page_purpose_connect'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="inboundcall",
-            name="media_metrics",
+            model_name='inboundcall',
+            name='media_metrics',
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name="inboundcall",
-            name="transcript",
-            field=models.JSONField(blank=True, default=list, help_text="[{role, text, at}]: what was said."),
+            model_name='inboundcall',
+            name='transcript',
+            field=models.JSONField(blank=True, default=list, help_text='[{role, text, at}]: what was said.'),
         ),
         migrations.AddField(
-            model_name="page",
-            name="transcript",
+            model_name='page',
+            name='transcript',
             field=models.JSONField(blank=True, default=list),
         ),
     ]

@@ -255,7 +255,9 @@ def flow_call_report_record(*, call_id: str, tenant_id: int, transcript: object,
     turns, _dropped = clean_transcript(transcript)
     media_metrics = metrics if isinstance(metrics, dict) else {}
     with transaction.atomic():
-        call = InboundCall.objects.select_for_update().filter(channel_id=call_id, tenant_id=tenant_id).first()
+        call = (
+            InboundCall.objects.select_for_update().filter(channel_id=call_id, tenant_id=tenant_id).first()
+        )
         if call is not None:
             if (call.transcript, call.media_metrics) == (turns, media_metrics):
                 return False

@@ -4,17 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("tenants", "0001_initial"),
+        ('tenants', '0001_initial'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="tenant",
-            name="allow_own_pbx",
-            field=models.BooleanField(
-                default=False,
-                help_text="The operator lets this tenant bring its own PBX (its ARI URL passes the URL policy; its password is stored encrypted). Otherwise it calls through the platform's PBXs only.",
-            ),
+            model_name='tenant',
+            name='allow_own_pbx',
+            field=models.BooleanField(default=False, help_text="The operator lets this tenant bring its own PBX (its ARI URL passes the URL policy; its password is stored encrypted). Otherwise it calls through the platform's PBXs only."),
         ),
     ]

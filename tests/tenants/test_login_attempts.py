@@ -23,7 +23,9 @@ def staff() -> User:
 
 
 def _login(client: Client, username: str, password: str, *, ip: str = "198.51.100.7"):
-    return client.post(LOGIN, {"username": username, "password": password, "next": "/admin/"}, REMOTE_ADDR=ip)
+    return client.post(
+        LOGIN, {"username": username, "password": password, "next": "/admin/"}, REMOTE_ADDR=ip
+    )
 
 
 def test_the_admin_login_locks_out_after_the_failure_limit(settings, staff):

@@ -182,11 +182,7 @@ def test_an_allowed_own_pbx_is_reached_at_the_checked_address_under_its_own_name
     )
     client = pbx_ari_client(pbx=Pbx.objects.get(pk=pbx.pk))
     client.originate(
-        channel_id="c1",
-        number="+12125550123",
-        app_args="outbound,c1",
-        caller_id="+1",
-        timeout_s=5,
+        channel_id="c1", number="+12125550123", app_args="outbound,c1", caller_id="+1", timeout_s=5,
         variables={},
     )
     assert len(seen) == 1 and seen[0]["host"] == f"pbx.tenant.test:{port}"
