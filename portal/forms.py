@@ -151,3 +151,25 @@ def bind(
     else:
         bound.errors = flatten_errors(serializer.errors)
     return bound
+
+
+def bind_query(
+    serializer_class: type[serializers.Serializer[Any]], query: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """A list page's filters from its query string, checked by the API's filter serializer: the valid
+    filters, and the errors of the others, which are left out (the list shows what the valid ones select)."""
+    data = {name: value for name, value in query.items() if str(value).strip()}
+    serializer = serializer_class(data=data)
+    if serializer.is_valid():
+        return dict(serializer.validated_data), {}
+    errors = flatten_errors(serializer.errors)
+    kept = {name: value for name, value in data.items() if name not in errors}
+    retry = serializer_class(data=kept)
+    if retry.is_valid():
+        return dict(retry.validated_data), errors
+    good: dict[str, Any] = {}  # an error across fields: each remaining filter on its own
+    for name, value in kept.items():
+        one = serializer_class(data={name: value}, partial=True)
+        if one.is_valid():
+            good.update(one.validated_data)
+    return good, errors

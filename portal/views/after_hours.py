@@ -81,7 +81,7 @@ from flows.services.setup_oncall import (
 )
 from orchestrator.errors import InvalidInput
 from portal.access import PortalContext, PortalRequest, portal_audit, portal_view
-from portal.forms import FORM_ERRORS, Bound, bind, initial
+from portal.forms import FORM_ERRORS, Bound, bind, bind_query, initial
 from portal.pagination import paginate
 from tenants.models import Tenant
 
@@ -873,17 +873,7 @@ def _filters(
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The list's filters from the query string, checked by the API's filter serializer (a bad one is
     named and left out)."""
-    query = {k: str(v) for k, v in request.GET.items() if k != "page" and str(v).strip()}
-    serializer = serializer_class(data=query)
-    serializer.is_valid()
-    errors = {k: [str(m) for m in v] for k, v in serializer.errors.items()}
-    data = {k: v for k, v in serializer.validated_data.items()} if not errors else {}
-    if errors:  # keep the good ones
-        for key in query:
-            if key not in errors:
-                one = serializer_class(data={key: query[key]}, partial=True)
-                if one.is_valid():
-                    data.update(one.validated_data)
+    data, errors = bind_query(serializer_class, {k: str(v) for k, v in request.GET.items() if k != "page"})
     for name in phone_fields:
         if data.get(name):
             try:

@@ -32,7 +32,7 @@ from campaigns.selectors import (
     campaign_list,
 )
 from portal.access import PortalRequest, portal_view
-from portal.forms import flatten_errors
+from portal.forms import bind_query
 from portal.pagination import paginate
 
 
@@ -54,17 +54,10 @@ _FILTER_NAMES = ("number", "campaign", "state", "outcome", "disposition", "date_
 
 
 def _filters(request: HttpRequest) -> tuple[dict[str, Any], dict[str, str], dict[str, list[str]]]:
-    """The valid filters, the values to show in the form, and the errors of those that are not valid
-    (those are left out: the log shows what the valid ones select)."""
+    """The valid filters, the values to show in the form, and the errors of those that are not valid."""
     values = {name: request.GET.get(name, "").strip() for name in _FILTER_NAMES}
-    data = {name: value for name, value in values.items() if value}
-    serializer = CallLogFilterSerializer(data=data)
-    if serializer.is_valid():
-        return dict(serializer.validated_data), values, {}
-    errors = flatten_errors(serializer.errors)
-    kept = {name: value for name, value in data.items() if name not in errors}
-    serializer = CallLogFilterSerializer(data=kept)
-    return (dict(serializer.validated_data) if serializer.is_valid() else {}), values, errors
+    data, errors = bind_query(CallLogFilterSerializer, values)
+    return data, values, errors
 
 
 def _day_start(day: Any, zone: ZoneInfo) -> datetime:
