@@ -611,6 +611,7 @@ def tenant_call_figures(*, tenant: Tenant, now: datetime | None = None) -> dict[
         placed=Count("pk"),
         answered=Count("pk", filter=Q(answered_at__isnull=False)),
         ended=Count("pk", filter=Q(state=AttemptState.ENDED)),
+        ended_answered=Count("pk", filter=Q(state=AttemptState.ENDED, answered_at__isnull=False)),
         talk_s=Sum("duration_s", filter=Q(answered_at__isnull=False)),
         avg_talk_s=Avg("duration_s", filter=Q(answered_at__isnull=False, duration_s__isnull=False)),
     )
@@ -622,9 +623,7 @@ def tenant_call_figures(*, tenant: Tenant, now: datetime | None = None) -> dict[
         .annotate(n=Count("pk"))
         .values_list("outcome", "n")
     )
-    ended_placed = attempts.filter(originated_at__gte=midnight, state=AttemptState.ENDED)
-    ended_answered = ended_placed.filter(answered_at__isnull=False).count() if today["ended"] else 0
-    answer_rate = (ended_answered / today["ended"]) if today["ended"] else None
+    answer_rate = (today["ended_answered"] / today["ended"]) if today["ended"] else None
 
     start = (now - timedelta(minutes=DASHBOARD_CHART_MINUTES - 1)).replace(second=0, microsecond=0)
     minutes = [start + timedelta(minutes=i) for i in range(DASHBOARD_CHART_MINUTES)]
