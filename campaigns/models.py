@@ -17,6 +17,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from campaigns.disclosure import DEFAULT_DISCLOSURE
 from campaigns.lifecycle import LIVE_STATES, AttemptOutcome, AttemptState
 from tenants.models import Tenant
 from tenants.validators import validate_timezone
@@ -210,6 +211,13 @@ class AgentProfile(models.Model):
         return self.name
 
 
+class ConsentKind(models.TextChoices):
+    """Prior express consent (TCPA): written consent is the stronger kind and satisfies both."""
+
+    PRIOR_EXPRESS = "prior_express", "Prior express consent"
+    PRIOR_EXPRESS_WRITTEN = "prior_express_written", "Prior express written consent"
+
+
 class Campaign(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -236,6 +244,21 @@ class Campaign(models.Model):
     )
     ring_timeout = models.PositiveIntegerField(default=30, help_text="Seconds to ring before giving up.")
     priority = models.IntegerField(default=0, help_text="Higher runs first.")
+    # Compliance (TCPA): dial only contacts with a valid prior express consent (ContactConsent) of at least
+    # this kind; and what the agent says first (FCC 2024: an AI voice is an "artificial voice").
+    requires_prior_consent = models.BooleanField(
+        default=False, help_text="Dial only contacts with a valid prior express consent."
+    )
+    prior_consent_kind = models.CharField(
+        max_length=32,
+        choices=ConsentKind.choices,
+        default=ConsentKind.PRIOR_EXPRESS,
+        help_text="The least consent that counts (written consent also satisfies plain express consent).",
+    )
+    disclosure = models.TextField(
+        default=DEFAULT_DISCLOSURE,
+        help_text='Said first on every call; "{company}" is the tenant\'s name. Recording notice appended.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -287,6 +310,42 @@ class Contact(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.phone_number}".strip()
+
+
+class ContactConsent(models.Model):
+    """A contact's prior express consent to be called (TCPA), with where and when it was given.
+
+    Valid while not revoked and captured no later than now; a campaign with ``requires_prior_consent`` dials
+    only contacts with a valid one of at least its ``prior_consent_kind`` (campaigns.selectors.consent_*).
+    Revoking keeps the row (the record of what was held when)."""
+
+    Kind = ConsentKind
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contact_consents")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consents")
+    kind = models.CharField(max_length=32, choices=ConsentKind.choices, default=ConsentKind.PRIOR_EXPRESS)
+    source = models.CharField(max_length=200, help_text='Where it was given, e.g. "web form example.com/x".')
+    captured_at = models.DateTimeField(help_text="When the callee gave it.")
+    evidence = models.TextField(blank=True, help_text="e.g. the form's text, an IP address, a recording id.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["contact", "-captured_at", "pk"]
+        indexes = [
+            # The dispatcher's claim asks "has this contact a valid consent" for every lead it reads.
+            models.Index(
+                fields=["contact", "kind"], condition=Q(revoked_at__isnull=True), name="consent_valid_contact"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=["prior_express", "prior_express_written"]), name="consent_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.contact_id} ({self.source})"
 
 
 class Lead(models.Model):
@@ -492,6 +551,12 @@ class CallAttempt(models.Model):
                 name="attempt_live_tenant_campaign",
             ),
             models.Index(fields=["pbx"], condition=Q(state__in=_LIVE_STATE_VALUES), name="attempt_live_pbx"),
+            # The 30-day abandonment rate of a campaign (campaigns.selectors.campaign_abandonment_rates).
+            models.Index(
+                fields=["campaign", "answered_at"],
+                condition=Q(answered_at__isnull=False),
+                name="attempt_campaign_answered",
+            ),
         ]
         constraints = [
             # DESIGN.md §5 rule 2: one live attempt per lead, enforced by a partial unique index.

@@ -14,8 +14,23 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Avg, Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce, TruncDay, TruncHour, TruncMinute
+from django.db.models import (
+    Avg,
+    Count,
+    Exists,
+    F,
+    FloatField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    TextField,
+    Value,
+)
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from redis.exceptions import RedisError
@@ -27,13 +42,16 @@ from campaigns.models import (
     AttemptEvent,
     CallAttempt,
     Campaign,
+    ConsentKind,
     Contact,
+    ContactConsent,
     ContactImport,
     DncEntry,
     Lead,
     Pbx,
 )
 from campaigns.phone import normalize_phone_number
+from campaigns.state_hours import STATE_HOURS, restrict_to_state, state_for_number
 from campaigns.windows import CallingWindows, is_open, next_opening, parse_windows, zones_for_contact
 from orchestrator.errors import InvalidInput
 from orchestrator.redis_client import get_redis
@@ -63,6 +81,9 @@ class CalleeWindow:
 
     windows: CallingWindows
     zones: tuple[str, ...]
+    #: The callee's US state when its calling hours are stricter than 08:00–21:00 (already applied to
+    #: ``windows``: campaigns/state_hours.py), else None.
+    state: str | None = None
 
     def is_open(self, at: datetime) -> bool:
         return is_open(self.windows, self.zones, at)
@@ -90,7 +111,65 @@ def callee_window(*, campaign: Campaign, contact: Contact, tenant: Tenant) -> Ca
     except ValueError:
         logger.exception("calling window of campaign %s for contact %s unusable", campaign.pk, contact.pk)
         return None
-    return CalleeWindow(windows=windows, zones=zones)
+    state = state_for_number(contact.phone_number)
+    restricted = restrict_to_state(windows, state)
+    return CalleeWindow(windows=restricted, zones=zones, state=state if state in STATE_HOURS else None)
+
+
+# ------------------------------------------------------------------------------------- prior consent
+
+
+def consent_kinds_satisfying(kind: str) -> list[str]:
+    """The consent kinds that satisfy a campaign asking for ``kind``: written consent satisfies both."""
+    if kind == ConsentKind.PRIOR_EXPRESS_WRITTEN:
+        return [ConsentKind.PRIOR_EXPRESS_WRITTEN.value]
+    return [ConsentKind.PRIOR_EXPRESS.value, ConsentKind.PRIOR_EXPRESS_WRITTEN.value]
+
+
+def consent_valid(*, now: datetime) -> QuerySet[ContactConsent]:
+    """Consents valid at ``now``: not revoked, captured no later than now (filter by contact and kind)."""
+    return ContactConsent.objects.filter(revoked_at__isnull=True, captured_at__lte=now)
+
+
+def consent_exists_for_campaign(
+    *, campaign: Campaign, now: datetime, contact_ref: str = "contact_id"
+) -> Exists:
+    """``Exists`` a valid consent of the contact ``OuterRef(contact_ref)`` good enough for the campaign: the
+    dispatcher's claim filter (one condition in the claim query, served by ``consent_valid_contact``)."""
+    return Exists(
+        consent_valid(now=now).filter(
+            contact_id=OuterRef(contact_ref), kind__in=consent_kinds_satisfying(campaign.prior_consent_kind)
+        )
+    )
+
+
+def lead_consent_filter(*, now: datetime) -> Q:
+    """On a Lead queryset: the lead's campaign does not require consent, or its contact has a valid one of
+    the campaign's kind (written consent, or the very kind asked for)."""
+    valid = (
+        consent_valid(now=now)
+        .filter(contact_id=OuterRef("contact_id"))
+        .filter(Q(kind=ConsentKind.PRIOR_EXPRESS_WRITTEN) | Q(kind=OuterRef("campaign__prior_consent_kind")))
+    )
+    return Q(campaign__requires_prior_consent=False) | Q(Exists(valid))
+
+
+def contact_has_consent(*, campaign: Campaign, contact_id: int, now: datetime) -> bool:
+    """Whether the campaign may dial the contact as far as consent goes (always, when it requires none)."""
+    if not campaign.requires_prior_consent:
+        return True
+    return (
+        consent_valid(now=now)
+        .filter(contact_id=contact_id, kind__in=consent_kinds_satisfying(campaign.prior_consent_kind))
+        .exists()
+    )
+
+
+def contact_consent_list(*, tenant: Tenant, contact_id: int) -> QuerySet[ContactConsent]:
+    """A contact's consents, newest first (revoked ones included: the record). Another tenant's contact
+    raises ``Contact.DoesNotExist`` (a 404)."""
+    contact = Contact.objects.only("pk").get(pk=contact_id, tenant=tenant)
+    return ContactConsent.objects.filter(tenant=tenant, contact=contact).order_by("-captured_at", "-pk")
 
 
 # ------------------------------------------------------------------------------------------- campaigns
@@ -125,6 +204,7 @@ RECHECK_DNC = "dnc"
 RECHECK_OUTSIDE_WINDOW = "outside_window"
 RECHECK_NOT_QUEUED = "not_queued"
 RECHECK_INVALID_NUMBER = "invalid_number"
+RECHECK_NO_CONSENT = "no_consent"
 
 #: The re-check refuses a window that closes this soon: the POST that follows it (after a Redis and a
 #: database round trip) must still land inside the window.
@@ -175,6 +255,8 @@ def attempt_recheck(
     * ``"campaign_not_running"``: tenant suspended, campaign paused/completed, or outside starts/ends.
     * ``"dnc"``: the number is on the tenant's do-not-call list now.
     * ``"invalid_number"``: the stored number no longer parses (never answered as "not on the DNC list").
+    * ``"no_consent"``: the campaign requires prior express consent and the contact has no valid one now
+      (revoked since the claim).
     * ``"outside_window"``: the callee's calling window is closed now, or closes within
       :data:`WINDOW_CLOSING_MARGIN` (or cannot be evaluated).
 
@@ -196,6 +278,8 @@ def attempt_recheck(
             return RECHECK_DNC
     except InvalidInput:
         return RECHECK_INVALID_NUMBER
+    if not contact_has_consent(campaign=attempt.campaign, contact_id=attempt.lead.contact_id, now=now):
+        return RECHECK_NO_CONSENT
     window = callee_window(campaign=attempt.campaign, contact=attempt.lead.contact, tenant=attempt.tenant)
     if not window_open_for_originate(window, now):
         return RECHECK_OUTSIDE_WINDOW
@@ -221,7 +305,12 @@ def tenant_ids_to_dispatch(*, now: datetime) -> list[int]:
     campaign_live = (
         live.filter(campaign=OuterRef("pk")).values("campaign").annotate(n=Count("pk")).values("n")
     )
-    due = Lead.objects.filter(campaign=OuterRef("pk"), status=Lead.Status.WAITING, next_due_at__lte=now)
+    due = Lead.objects.filter(
+        lead_consent_filter(now=now),
+        campaign=OuterRef("pk"),
+        status=Lead.Status.WAITING,
+        next_due_at__lte=now,
+    )
     campaigns = (
         Campaign.objects.filter(campaign_dialing_filter(now=now))
         .filter(Exists(due))
@@ -304,6 +393,10 @@ def lead_why_not_dialed(*, tenant: Tenant, lead_id: int, now: datetime | None = 
             {"code": "attempts_exhausted", "attempts": lead.attempts, "max": campaign.max_attempts}
         )
         blocked = True
+    if not contact_has_consent(campaign=campaign, contact_id=lead.contact_id, now=now):
+        # Dialed once someone records the contact's consent (API, CSV import, portal).
+        reasons.append({"code": "no_consent", "required_kind": campaign.prior_consent_kind})
+        blocked = True
     if not campaign_is_dialing(campaign=campaign, tenant=tenant, now=now):
         reasons.append(
             {
@@ -338,7 +431,13 @@ def lead_why_not_dialed(*, tenant: Tenant, lead_id: int, now: datetime | None = 
             )
     if window is None or opening is None or opening > due or waiting_for_window:
         reasons.append(
-            {"code": "outside_window", "next_opening": opening, "zones": window.zones if window else ()}
+            {
+                "code": "outside_window",
+                "next_opening": opening,
+                "zones": window.zones if window else (),
+                # The callee's state's own calling hours narrowed the window (campaigns/state_hours.py).
+                "state": window.state if window else None,
+            }
         )
     if opening is None:
         blocked = True
@@ -357,14 +456,20 @@ def lead_why_not_dialed(*, tenant: Tenant, lead_id: int, now: datetime | None = 
                 }
             )
         campaign_live = tenant_attempts.filter(campaign=campaign).count()
-        if campaign_live >= campaign.max_concurrent_calls:
+        abandonment = campaign_abandonment_rates(campaign_ids=[campaign.pk], now=now)[campaign.pk]
+        cap = abandonment.dialing_cap(campaign.max_concurrent_calls)
+        if campaign_live >= cap:
             reasons.append(
                 {
                     "code": "campaign_at_cap",
                     "live": campaign_live,
                     "max_concurrent_calls": campaign.max_concurrent_calls,
+                    "effective_cap": cap,
                 }
             )
+            if abandonment.slowed:
+                # Why the cap is lower than the campaign's own: too many answered calls got no agent in time.
+                reasons.append({"code": "abandonment_slowdown", **abandonment.as_dict()})
         free = pbx_free_channels(tenant=tenant)
         if free == {}:
             reasons.append({"code": "no_pbx_capacity"})
@@ -377,6 +482,143 @@ def lead_why_not_dialed(*, tenant: Tenant, lead_id: int, now: datetime | None = 
 
     result["next_dial_at"] = None if blocked else opening
     result["dialable_now"] = not reasons
+    return result
+
+
+# ------------------------------------------------------------------------------------------ abandonment
+# A call the callee answered (a person: not a machine) that got no agent audio within 2 s of the answer is
+# abandoned (the TCPA's 2-second rule, 47 CFR 64.1200(a)(7)). Its measure is the media worker's
+# ``answer_to_first_audio_ms`` in the attempt's ``media_metrics`` (from when it took the answered call's
+# media leg to the agent's first audio frame; missing or null: the agent never spoke). A machine is told by
+# the attempt's ``answered_by`` (when the model has it), the media worker's ``answered_by`` metric, or a
+# voicemail outcome.
+
+ABANDON_AFTER_MS = 2000
+ABANDONMENT_PERIOD = timedelta(days=30)
+#: Over this rate (with at least ABANDONMENT_MIN_ANSWERED answered calls in the period) a campaign's
+#: concurrency cap is halved (at least 1) until it is back under.
+ABANDONMENT_LIMIT = 0.03
+ABANDONMENT_MIN_ANSWERED = 20
+_MACHINE_OUTCOMES = ("voicemail", "voicemail_left", "machine_detected")
+#: The dispatch pass reads the rates from Redis; a rate older than this is computed again.
+ABANDONMENT_CACHE_S = 60
+ABANDONMENT_CACHE_PREFIX = "campaigns:abandonment"
+
+
+@dataclass(frozen=True)
+class Abandonment:
+    """A campaign's answered (human) calls and abandoned ones over :data:`ABANDONMENT_PERIOD`."""
+
+    answered: int = 0
+    abandoned: int = 0
+
+    @property
+    def rate(self) -> float | None:
+        return self.abandoned / self.answered if self.answered else None
+
+    @property
+    def slowed(self) -> bool:
+        return (
+            self.answered >= ABANDONMENT_MIN_ANSWERED and self.abandoned > ABANDONMENT_LIMIT * self.answered
+        )
+
+    def dialing_cap(self, cap: int) -> int:
+        """The campaign's concurrency cap as the dispatcher applies it: halved (at least 1) while slowed."""
+        return max(1, cap // 2) if self.slowed else cap
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "answered_30d": self.answered,
+            "abandoned_30d": self.abandoned,
+            "abandonment_rate_30d": round(self.rate, 4) if self.rate is not None else None,
+            "slowed": self.slowed,
+        }
+
+
+def _human_answered(*, since: datetime) -> QuerySet[CallAttempt]:
+    """Ended attempts answered since ``since`` by a person (not a machine), each with ``first_audio_ms``."""
+    attempts = (
+        CallAttempt.objects.filter(answered_at__gte=since, state=AttemptState.ENDED)
+        .exclude(outcome__in=_MACHINE_OUTCOMES)
+        .alias(
+            media_answered_by=Coalesce(KT("media_metrics__answered_by"), Value(""), output_field=TextField()),
+            first_audio_ms=Cast(KT("media_metrics__answer_to_first_audio_ms"), FloatField()),
+        )
+        .exclude(media_answered_by="machine")
+    )
+    if any(field.name == "answered_by" for field in CallAttempt._meta.get_fields()):
+        attempts = attempts.exclude(
+            **{"answered_by": "machine"}
+        )  # the AMD verdict, where the model records it
+    return attempts
+
+
+def campaign_abandonment_rates(
+    *, campaign_ids: Iterable[int], now: datetime | None = None
+) -> dict[int, Abandonment]:
+    """Each campaign's answered and abandoned calls over the last 30 days: one aggregate for all of them
+    (served by the ``attempt_campaign_answered`` index). Every id asked for is in the answer."""
+    ids = list(campaign_ids)
+    if not ids:
+        return {}
+    now = now or timezone.now()
+    rows = (
+        _human_answered(since=now - ABANDONMENT_PERIOD)
+        .filter(campaign_id__in=ids)
+        .order_by()
+        .values("campaign_id")
+        .annotate(
+            answered=Count("pk"),
+            abandoned=Count(
+                "pk", filter=Q(first_audio_ms__isnull=True) | Q(first_audio_ms__gt=ABANDON_AFTER_MS)
+            ),
+        )
+        .values_list("campaign_id", "answered", "abandoned")
+    )
+    found = {pk: Abandonment(answered=answered, abandoned=abandoned) for pk, answered, abandoned in rows}
+    return {pk: found.get(pk, Abandonment()) for pk in ids}
+
+
+def campaign_abandonment_cached(
+    *, campaign_ids: Iterable[int], now: datetime | None = None
+) -> dict[int, Abandonment]:
+    """:func:`campaign_abandonment_rates` through a Redis cache of :data:`ABANDONMENT_CACHE_S` seconds: the
+    dispatch pass asks on every pass, which must stay cheap (one MGET; the aggregate only for the
+    campaigns whose figure expired). Without Redis, the database answers."""
+    ids = list(campaign_ids)
+    if not ids:
+        return {}
+    keys = [f"{ABANDONMENT_CACHE_PREFIX}:{pk}" for pk in ids]
+    try:
+        redis = get_redis()
+        cached = redis.mget(keys)
+    except (RedisError, OSError) as exc:
+        logger.warning("abandonment cache unavailable (%s): reading the database", exc)
+        return campaign_abandonment_rates(campaign_ids=ids, now=now)
+    result: dict[int, Abandonment] = {}
+    missing: list[int] = []
+    for pk, raw in zip(ids, cached, strict=True):
+        text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+        try:
+            answered, abandoned = (int(part) for part in text.split(","))
+        except ValueError:  # not cached (or not readable): computed below
+            missing.append(pk)
+            continue
+        result[pk] = Abandonment(answered=answered, abandoned=abandoned)
+    if missing:
+        fresh = campaign_abandonment_rates(campaign_ids=missing, now=now)
+        result.update(fresh)
+        try:
+            pipe = redis.pipeline(transaction=False)
+            for pk, figure in fresh.items():
+                pipe.set(
+                    f"{ABANDONMENT_CACHE_PREFIX}:{pk}",
+                    f"{figure.answered},{figure.abandoned}",
+                    ex=ABANDONMENT_CACHE_S,
+                )
+            pipe.execute()
+        except (RedisError, OSError) as exc:
+            logger.warning("abandonment cache not written (%s)", exc)
     return result
 
 
@@ -551,7 +793,9 @@ def campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
         states[state] = states.get(state, 0) + n
         if state == AttemptState.ENDED and outcome:
             outcomes[outcome] = outcomes.get(outcome, 0) + n
+    abandonment = campaign_abandonment_rates(campaign_ids=[campaign.pk])[campaign.pk]
     return {
+        **abandonment.as_dict(),
         "campaign_id": campaign.pk,
         "status": campaign.status,
         "leads": leads,
@@ -592,6 +836,10 @@ def tenant_call_figures(*, tenant: Tenant, now: datetime | None = None) -> dict[
     active = Campaign.objects.filter(tenant=tenant).filter(
         Q(status__in=[Campaign.Status.RUNNING, Campaign.Status.PAUSED]) | Q(pk__in=list(live_by_campaign))
     )
+    active_rows = list(
+        active.order_by("-priority", "name", "pk").only("pk", "name", "status", "max_concurrent_calls")
+    )
+    abandonment = campaign_abandonment_rates(campaign_ids=[c.pk for c in active_rows], now=now)
     campaigns = [
         {
             "id": c.pk,
@@ -599,10 +847,9 @@ def tenant_call_figures(*, tenant: Tenant, now: datetime | None = None) -> dict[
             "status": c.status,
             "live": live_by_campaign.get(c.pk, 0),
             "cap": c.max_concurrent_calls,
+            **abandonment[c.pk].as_dict(),
         }
-        for c in active.order_by("-priority", "name", "pk").only(
-            "pk", "name", "status", "max_concurrent_calls"
-        )
+        for c in active_rows
     ]
     live_outbound = sum(live_by_campaign.values())
     live_elsewhere = tenant_live_calls_elsewhere(tenant_id=tenant.pk)

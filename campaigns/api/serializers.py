@@ -21,6 +21,7 @@ from campaigns.models import (
     CallAttempt,
     Campaign,
     Contact,
+    ContactConsent,
     ContactImport,
     DncEntry,
     Lead,
@@ -102,6 +103,9 @@ class CampaignSerializer(OutputModelSerializer[Campaign]):
             "retry_delays",
             "ring_timeout",
             "priority",
+            "requires_prior_consent",
+            "prior_consent_kind",
+            "disclosure",
             "created_at",
             "updated_at",
         ]
@@ -120,6 +124,12 @@ class CampaignInputSerializer(serializers.Serializer[Any]):
     retry_delays = serializers.JSONField(required=False)
     ring_timeout = serializers.IntegerField(required=False, min_value=1, max_value=MAX_POSITIVE_INT)
     priority = serializers.IntegerField(required=False, min_value=-1000, max_value=1000)
+    # Compliance: checked by the service (campaigns.services.campaigns.validate_compliance).
+    requires_prior_consent = serializers.BooleanField(required=False)
+    prior_consent_kind = serializers.CharField(required=False, max_length=32)
+    disclosure = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=2000
+    )
 
 
 class CampaignStatsSerializer(serializers.Serializer[Any]):
@@ -131,6 +141,10 @@ class CampaignStatsSerializer(serializers.Serializer[Any]):
     attempts_by_state = serializers.DictField(child=serializers.IntegerField())
     attempts_total = serializers.IntegerField()
     live_calls = serializers.IntegerField()
+    answered_30d = serializers.IntegerField(help_text="Calls answered by a person in the last 30 days.")
+    abandoned_30d = serializers.IntegerField(help_text="Of those, no agent audio within 2 s of the answer.")
+    abandonment_rate_30d = serializers.FloatField(allow_null=True)
+    slowed = serializers.BooleanField(help_text="Over 3% (of at least 20 answered): dialing at half its cap.")
 
 
 class ImportErrorSerializer(serializers.Serializer[Any]):
@@ -191,6 +205,21 @@ class ContactSerializer(OutputModelSerializer[Contact]):
         model = Contact
         fields = ["id", "phone_number", "name", "timezone", "variables", "created_at"]
         read_only_fields = fields
+
+
+class ContactConsentSerializer(OutputModelSerializer[ContactConsent]):
+    class Meta:
+        model = ContactConsent
+        fields = ["id", "contact", "kind", "source", "captured_at", "evidence", "revoked_at", "created_at"]
+        read_only_fields = fields
+
+
+class ContactConsentInputSerializer(serializers.Serializer[Any]):
+    # Types only: the rules (kinds, required source and time, lengths) are campaigns.services.consent's.
+    kind = serializers.CharField(required=False, max_length=32)
+    source = serializers.CharField(required=False, allow_blank=True, max_length=1000)  # type: ignore[assignment]
+    captured_at = serializers.DateTimeField(required=False, allow_null=True)
+    evidence = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
 
 
 class ContactInputSerializer(serializers.Serializer[Any]):

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, parsers, renderers, status
@@ -28,7 +29,17 @@ from rest_framework.serializers import BaseSerializer
 from campaigns import selectors
 from campaigns.api import serializers as s
 from campaigns.exports import campaign_results_csv
-from campaigns.models import AgentProfile, CallAttempt, Campaign, Contact, ContactImport, DncEntry, Lead, Pbx
+from campaigns.models import (
+    AgentProfile,
+    CallAttempt,
+    Campaign,
+    ConsentKind,
+    Contact,
+    ContactImport,
+    DncEntry,
+    Lead,
+    Pbx,
+)
 from campaigns.phone import normalize_phone_number
 from campaigns.services.agents import agent_profile_create, agent_profile_delete, agent_profile_update
 from campaigns.services.campaigns import (
@@ -39,6 +50,7 @@ from campaigns.services.campaigns import (
     campaign_start,
     campaign_update,
 )
+from campaigns.services.consent import consent_create, consent_revoke
 from campaigns.services.contacts import contact_create, contact_delete, contact_update, lead_add
 from campaigns.services.dnc import dnc_add, dnc_remove
 from campaigns.services.imports import MAX_IMPORT_BYTES, leads_import_submit
@@ -273,6 +285,41 @@ class ContactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateDe
 
     def delete_object(self, instance: Contact) -> None:
         contact_delete(contact=instance)
+
+    @extend_schema(
+        methods=["GET"],
+        responses=s.ContactConsentSerializer(many=True),
+        description="The contact's consents.",
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=s.ContactConsentInputSerializer,
+        responses=s.ContactConsentSerializer,
+        description="Record a consent: kind, source (required), captured_at (required), evidence.",
+    )
+    @action(detail=True, methods=["get", "post"])
+    def consents(self, request: Request, pk: str) -> Response:
+        contact = self.get_object()
+        if request.method == "GET":
+            consents = selectors.contact_consent_list(tenant=self.tenant, contact_id=contact.pk)
+            return Response(s.ContactConsentSerializer(consents, many=True).data)
+        data = self.validated(s.ContactConsentInputSerializer)
+        consent = consent_create(
+            contact=contact,
+            kind=data.get("kind", ConsentKind.PRIOR_EXPRESS),
+            source=data.get("source", ""),
+            captured_at=data.get("captured_at"),
+            evidence=data.get("evidence", ""),
+        )
+        return Response(s.ContactConsentSerializer(consent).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=s.ContactConsentSerializer)
+    @action(detail=True, methods=["post"], url_path=r"consents/(?P<consent_id>\d+)/revoke")
+    def revoke_consent(self, request: Request, pk: str, consent_id: str) -> Response:
+        contact = self.get_object()
+        consents = selectors.contact_consent_list(tenant=self.tenant, contact_id=contact.pk)
+        consent = get_object_or_404(consents, pk=int(consent_id))
+        return Response(s.ContactConsentSerializer(consent_revoke(consent=consent)).data)
 
 
 # -------------------------------------------------------------------------------------------------- leads

@@ -20,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 
+from campaigns.disclosure import AI_DISCLOSURE_INSTRUCTION, disclosure_text
 from campaigns.models import AGENT_TOOLS, AgentProfile, CallAttempt, Contact
 from campaigns.prompts import RenderedAgentTexts, contact_variables, render_agent_texts
 from campaigns.windows import zones_for_contact
@@ -94,7 +95,9 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
     is made. ``endpoint_for`` turns a number into the PBX's dial string; the originate passes its ARI
     client's (the very function that builds the originate's endpoint), else one is made from the PBX row.
 
-    The agent's ``instructions`` and ``greeting`` are rendered by :func:`brief_texts`.
+    The agent's ``instructions`` and ``greeting`` are rendered by :func:`brief_texts`; the greeting starts
+    with the campaign's AI disclosure (:func:`brief_disclosure`) and the instructions end with the rule
+    that the agent must not deny being an AI (campaigns/disclosure.py).
     """
     campaign = attempt.campaign
     agent = campaign.agent
@@ -116,8 +119,10 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
         "number": attempt.number,
         "caller_id": campaign.caller_id,
         "timezone": _callee_timezone(attempt),
-        "instructions": texts.instructions,
-        "greeting": texts.greeting,
+        "instructions": f"{texts.instructions}\n\n{AI_DISCLOSURE_INSTRUCTION}",
+        "greeting": " ".join(
+            part for part in (brief_disclosure(attempt=attempt), texts.greeting.strip()) if part
+        ),
         "voice": agent.voice,
         "model": agent.model,
         "language": agent.language,
@@ -134,6 +139,14 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
         },
         "contact": {"name": contact.name, "variables": dict(contact.variables or {})},
     }
+
+
+def brief_disclosure(*, attempt: CallAttempt) -> str:
+    """What every call opens with: the campaign's disclosure for the tenant's name, with the recording
+    notice when the campaign records calls (``recording_mode`` other than ``never``)."""
+    campaign = attempt.campaign
+    recording = str(getattr(campaign, "recording_mode", "never") or "never") != "never"
+    return disclosure_text(campaign.disclosure, company=attempt.tenant.name, recording=recording)
 
 
 def brief_write(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | None = None) -> None:

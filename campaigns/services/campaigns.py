@@ -49,6 +49,28 @@ def validate_retry_delays(data: object) -> dict[str, int]:
     return dict(data)
 
 
+def validate_compliance(fields: dict[str, Any]) -> dict[str, Any]:
+    """The compliance fields among ``fields`` (prior consent, AI disclosure), checked and normalised."""
+    from campaigns.disclosure import validate_disclosure
+    from campaigns.models import ConsentKind
+
+    cleaned: dict[str, Any] = {}
+    if "requires_prior_consent" in fields:
+        if not isinstance(fields["requires_prior_consent"], bool):
+            raise InvalidInput("requires_prior_consent", "must be true or false")
+        cleaned["requires_prior_consent"] = fields["requires_prior_consent"]
+    if "prior_consent_kind" in fields:
+        if fields["prior_consent_kind"] not in ConsentKind.values:
+            raise InvalidInput("prior_consent_kind", f"must be one of {', '.join(ConsentKind.values)}")
+        cleaned["prior_consent_kind"] = fields["prior_consent_kind"]
+    if "disclosure" in fields:
+        try:
+            cleaned["disclosure"] = validate_disclosure(fields["disclosure"])
+        except ValueError as exc:
+            raise InvalidInput("disclosure", str(exc)) from exc
+    return cleaned
+
+
 def _validate(*, tenant: Tenant, fields: dict[str, Any]) -> dict[str, Any]:
     """Checks the fields given (those absent are not checked) and returns them normalised."""
     cleaned = dict(fields)
@@ -82,6 +104,7 @@ def _validate(*, tenant: Tenant, fields: dict[str, Any]) -> dict[str, Any]:
         ring_timeout = fields["ring_timeout"]
         if not isinstance(ring_timeout, int) or not 1 <= ring_timeout <= MAX_RING_TIMEOUT:
             raise InvalidInput("ring_timeout", f"must be between 1 and {MAX_RING_TIMEOUT} seconds")
+    cleaned.update(validate_compliance(fields))
     for field in ("starts_at", "ends_at"):
         value = fields.get(field)
         if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
@@ -103,8 +126,10 @@ def campaign_create(
     retry_delays: dict[str, int] | None = None,
     ring_timeout: int = 30,
     priority: int = 0,
+    **compliance: Any,
 ) -> Campaign:
     """A new draft campaign. ``max_concurrent_calls`` defaults to (and may not exceed) the tenant's cap.
+    ``compliance``: ``requires_prior_consent``, ``prior_consent_kind``, ``disclosure`` (model defaults).
 
     The caps are checked here for a clear error; the dispatcher still enforces both the campaign's and the
     tenant's cap at claim time, so a tenant cap lowered later is honoured too.
@@ -125,6 +150,7 @@ def campaign_create(
             "retry_delays": default_retry_delays() if retry_delays is None else retry_delays,
             "ring_timeout": ring_timeout,
             "priority": priority,
+            **_compliance_fields(compliance),
         },
     )
     campaign = Campaign(tenant=tenant, **fields)
@@ -133,7 +159,17 @@ def campaign_create(
     return campaign
 
 
-_UPDATABLE = frozenset(
+_COMPLIANCE_FIELDS = frozenset({"requires_prior_consent", "prior_consent_kind", "disclosure"})
+
+
+def _compliance_fields(given: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(given) - _COMPLIANCE_FIELDS)
+    if unknown:
+        raise TypeError(f"campaign_create() got an unexpected keyword argument {unknown[0]!r}")
+    return given
+
+
+_UPDATABLE = _COMPLIANCE_FIELDS | frozenset(
     {
         "agent",
         "name",

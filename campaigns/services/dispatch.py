@@ -71,7 +71,9 @@ from campaigns.selectors import (
     NO_OPENING_RETRY,
     WAIT_OUTSIDE_WINDOW,
     callee_window,
+    campaign_abandonment_cached,
     campaign_dialing_filter,
+    consent_exists_for_campaign,
     live_attempts,
     pbx_health,
     pbx_list_with_free_channels,
@@ -116,11 +118,15 @@ class _CampaignQueue:
             # earlier still look due in the database: a fresh query excludes them and so continues where
             # the last one ended. Rows locked by others are skipped. Each lead carries whether its number is
             # on the tenant's DNC list (``on_dnc``), read in the same query.
+            due = Lead.objects.filter(
+                campaign=self.campaign, status=Lead.Status.WAITING, next_due_at__lte=self.now
+            )
+            if self.campaign.requires_prior_consent:
+                # A lead without a valid consent is not claimed (nor scanned): it stays waiting until one is
+                # recorded ("why not dialed" says no_consent). One condition in this query, not a row check.
+                due = due.filter(consent_exists_for_campaign(campaign=self.campaign, now=self.now))
             leads = list(
-                Lead.objects.filter(
-                    campaign=self.campaign, status=Lead.Status.WAITING, next_due_at__lte=self.now
-                )
-                .exclude(pk__in=self.seen)
+                due.exclude(pk__in=self.seen)
                 .select_related("contact")
                 .annotate(
                     on_dnc=Exists(
@@ -240,13 +246,21 @@ def dispatch_tenant(
         if capacity <= 0:
             return []
 
-        campaigns = [
-            campaign
-            # With its agent: the originates of this pass's attempts write the call brief without a read.
-            for campaign in Campaign.objects.filter(campaign_dialing_filter(now=now), tenant=tenant)
+        # With its agent: the originates of this pass's attempts write the call brief without a read.
+        dialing = list(
+            Campaign.objects.filter(campaign_dialing_filter(now=now), tenant=tenant)
             .select_related("agent")
             .order_by("-priority", "pk")
-            if campaign.max_concurrent_calls - campaign_live.get(campaign.pk, 0) > 0
+        )
+        # A campaign abandoning too many answered calls dials at half its cap (selectors.Abandonment): the
+        # figures come from a short Redis cache (one MGET per pass), not an aggregate per pass.
+        abandonment = campaign_abandonment_cached(campaign_ids=[campaign.pk for campaign in dialing], now=now)
+        caps = {
+            campaign.pk: abandonment[campaign.pk].dialing_cap(campaign.max_concurrent_calls)
+            for campaign in dialing
+        }
+        campaigns = [
+            campaign for campaign in dialing if caps[campaign.pk] - campaign_live.get(campaign.pk, 0) > 0
         ]
         scanned = 0
         for priority in sorted({campaign.priority for campaign in campaigns}, reverse=True):
@@ -255,9 +269,7 @@ def dispatch_tenant(
                 key=lambda campaign: (campaign_live.get(campaign.pk, 0), campaign.pk),
             )
             queues = [
-                _CampaignQueue(
-                    campaign, campaign.max_concurrent_calls - campaign_live.get(campaign.pk, 0), now
-                )
+                _CampaignQueue(campaign, caps[campaign.pk] - campaign_live.get(campaign.pk, 0), now)
                 for campaign in group
             ]
             # Round-robin: one lead per campaign per round, until capacity or leads run out.

@@ -23,6 +23,13 @@ Report: ``{"created": <new leads>, "updated": <rows already a lead of this campa
 "unchanged": <rows already a lead whose contact was exactly so already>, "errors": [{"row": 3, "field":
 "phone_number", "message": "..."}], "warnings": [{"column": "first_name", "message": "..."}]}``.
 
+Prior express consent (for campaigns with ``requires_prior_consent``): columns ``consent_source`` (where it
+was given), ``consent_at`` (when: ISO 8601 with a time zone offset, e.g. ``2025-01-10T14:00:00Z``),
+``consent_kind`` (``prior_express``, the default, or ``prior_express_written``) and ``consent_evidence``
+record a consent for the row's contact (campaigns/services/consent.py); a row with any of them must have
+both a source and a time, or it is refused with the column named. The same consent imported again is not
+recorded twice.
+
 Warnings name a variable the campaign's agent uses (``{{first_name}}`` in its instructions or greeting)
 that the file does not give: no such column (nor a built-in one: ``name`` gives ``name`` and
 ``first_name``), or a column left empty in some rows. The rows are imported all the same; the campaign
@@ -38,15 +45,27 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone as django_timezone
+from django.utils.dateparse import parse_datetime
 
-from campaigns.models import CONTACT_NAME_MAX_LENGTH, Campaign, Contact, ContactImport, DncEntry, Lead
+from campaigns.models import (
+    CONTACT_NAME_MAX_LENGTH,
+    Campaign,
+    ConsentKind,
+    Contact,
+    ContactConsent,
+    ContactImport,
+    DncEntry,
+    Lead,
+)
 from campaigns.phone import normalize_phone_number, timezone_for_number
 from campaigns.prompts import contact_variables, missing_variables, template_variables
+from campaigns.services.consent import validate_consent
 from campaigns.services.contacts import validate_variables
 from orchestrator.errors import InvalidInput
 from orchestrator.exports import csv_text_verbatim
@@ -58,7 +77,15 @@ logger = logging.getLogger(__name__)
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 MAX_IMPORT_ROWS = 10_000
 MAX_REPORTED_ERRORS = 1_000  # the rest are counted in "errors_not_shown"
-_CONTACT_COLUMNS = ("phone_number", "name", "timezone")
+_CONSENT_COLUMNS = ("consent_source", "consent_at", "consent_kind", "consent_evidence")
+_CONTACT_COLUMNS = ("phone_number", "name", "timezone", *_CONSENT_COLUMNS)
+# The consent service's field → the import's column (its errors name the column).
+_CONSENT_FIELD_COLUMN = {
+    "source": "consent_source",
+    "captured_at": "consent_at",
+    "kind": "consent_kind",
+    "evidence": "consent_evidence",
+}
 # The contact column each built-in template variable comes from (campaigns.prompts.contact_variables).
 _COLUMN_OF_BUILTIN = {"phone_number": "phone_number", "name": "name", "first_name": "name"}
 _ROWS_SHOWN_IN_A_WARNING = 10
@@ -71,6 +98,34 @@ class _Row:
     name: str
     timezone: str
     variables: dict[str, str] | None
+    consent: tuple[str, str, datetime, str] | None = None  # kind, source, captured_at, evidence
+
+
+def _check_consent(cells: dict[str, str], columns: dict[str, str]) -> tuple[str, str, datetime, str] | None:
+    """The row's consent columns, checked (InvalidInput naming the column); None when they are all empty."""
+    values = {name: cells.get(columns[name], "").strip() for name in _CONSENT_COLUMNS if name in columns}
+    if not any(values.values()):
+        return None
+    raw_at = values.get("consent_at", "")
+    captured_at = None
+    if raw_at:
+        try:
+            captured_at = parse_datetime(raw_at)
+        except ValueError:
+            captured_at = None
+        if captured_at is None:
+            raise InvalidInput("consent_at", f"{raw_at!r} is not an ISO 8601 date and time")
+        if captured_at.tzinfo is None:
+            raise InvalidInput("consent_at", "needs a time zone offset (e.g. 2025-01-10T14:00:00Z)")
+    try:
+        return validate_consent(
+            kind=values.get("consent_kind") or ConsentKind.PRIOR_EXPRESS,
+            source=values.get("consent_source", ""),
+            captured_at=captured_at,
+            evidence=values.get("consent_evidence", ""),
+        )
+    except InvalidInput as exc:
+        raise InvalidInput(_CONSENT_FIELD_COLUMN.get(exc.field, exc.field), exc.message) from exc
 
 
 def _decode(data: bytes | str) -> str:
@@ -101,7 +156,14 @@ def _check_row(
             variables = validate_variables(variables)
         except InvalidInput as exc:
             raise InvalidInput("variables", exc.message) from exc
-    return _Row(number=number, phone_number=phone, name=name, timezone=zone, variables=variables)
+    return _Row(
+        number=number,
+        phone_number=phone,
+        name=name,
+        timezone=zone,
+        variables=variables,
+        consent=_check_consent(cells, columns),
+    )
 
 
 def _variable_warnings(
@@ -339,6 +401,7 @@ def _write_batch(*, campaign: Campaign, rows: list[_Row]) -> _Counts:
     if changed_numbers:
         _update_contacts([contacts[number] for number in changed_numbers])
     contact_ids = [contacts[number].pk for number in numbers]
+    _write_consents(tenant_id=tenant_id, rows=rows, contacts=contacts)
     in_campaign = set(
         Lead.objects.filter(campaign=campaign, contact_id__in=contact_ids)
         .order_by()
@@ -362,6 +425,33 @@ def _write_batch(*, campaign: Campaign, rows: list[_Row]) -> _Counts:
         else:
             counts.unchanged += 1
     return counts
+
+
+def _write_consents(*, tenant_id: int, rows: list[_Row], contacts: dict[str, Contact]) -> None:
+    """The batch's consents, in two queries: those already held (same contact, kind, source and time, not
+    revoked: a re-import) are skipped, the rest inserted."""
+    given = [(contacts[row.phone_number].pk, row.consent) for row in rows if row.consent is not None]
+    if not given:
+        return
+    held = set(
+        ContactConsent.objects.filter(
+            contact_id__in=[contact_id for contact_id, _ in given], revoked_at__isnull=True
+        )
+        .order_by()
+        .values_list("contact_id", "kind", "source", "captured_at")
+    )
+    ContactConsent.objects.bulk_create(
+        ContactConsent(
+            tenant_id=tenant_id,
+            contact_id=contact_id,
+            kind=kind,
+            source=source,
+            captured_at=at,
+            evidence=evidence,
+        )
+        for contact_id, (kind, source, at, evidence) in given
+        if (contact_id, kind, source, at) not in held
+    )
 
 
 def _batch_size() -> int:
@@ -621,7 +711,8 @@ def import_mapping_check(*, mapping: list[tuple[str, str]]) -> dict[int, str]:
             if not key:
                 errors[index] = "give the variable a name"
                 continue
-            if key.lower() in _CONTACT_COLUMNS:
+            # (The consent columns may be mapped as variables of their own name: they then record a consent.)
+            if key.lower() in _CONTACT_COLUMNS[:3]:
                 errors[index] = f"{key} is a contact field: choose it in the list instead of variable"
                 continue
             if not _VARIABLE_NAME.match(key):

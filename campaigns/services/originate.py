@@ -67,6 +67,7 @@ from campaigns.selectors import (
     RECHECK_CAMPAIGN_NOT_RUNNING,
     RECHECK_DNC,
     RECHECK_INVALID_NUMBER,
+    RECHECK_NO_CONSENT,
     RECHECK_NOT_QUEUED,
     RECHECK_OUTSIDE_WINDOW,
     attempt_for_originate,
@@ -74,6 +75,7 @@ from campaigns.selectors import (
     attempts_queued_before,
     callee_window,
     campaign_dialing_filter,
+    consent_exists_for_campaign,
     pbx_health,
     window_open_for_originate,
 )
@@ -139,6 +141,8 @@ _RECHECK_INPUTS: dict[str, tuple[AttemptInput, AttemptOutcome]] = {
     RECHECK_OUTSIDE_WINDOW: (AttemptInput.CANCELLED, AttemptOutcome.CANCELLED),
     RECHECK_DNC: (AttemptInput.CANCELLED, AttemptOutcome.OPTED_OUT),
     RECHECK_INVALID_NUMBER: (AttemptInput.CANCELLED, AttemptOutcome.INVALID_NUMBER),
+    # Consent revoked since the claim: waiting again, and not claimed until a valid one is recorded.
+    RECHECK_NO_CONSENT: (AttemptInput.CANCELLED, AttemptOutcome.CANCELLED),
 }
 
 OnEnded = Callable[[int], None] | None
@@ -267,14 +271,20 @@ def attempt_originate_claimed(*, attempt: CallAttempt, on_ended: OnEnded = None)
     if wait > 0:
         return OriginateResult.hand_off(wait, WAIT_CPS)
     sent_at = timezone.now()
-    claimed = (
-        CallAttempt.objects.filter(pk=pk, state=AttemptState.QUEUED, originate_sent_at__isnull=True)
-        .filter(
-            Exists(Campaign.objects.filter(campaign_dialing_filter(now=sent_at), pk=OuterRef("campaign_id"))),
-            ~Exists(DncEntry.objects.filter(tenant_id=OuterRef("tenant_id"), phone_number=e164)),
-        )
-        .update(originate_sent_at=sent_at)
+    sendable = CallAttempt.objects.filter(
+        pk=pk, state=AttemptState.QUEUED, originate_sent_at__isnull=True
+    ).filter(
+        Exists(Campaign.objects.filter(campaign_dialing_filter(now=sent_at), pk=OuterRef("campaign_id"))),
+        ~Exists(DncEntry.objects.filter(tenant_id=OuterRef("tenant_id"), phone_number=e164)),
     )
+    if attempt.campaign.requires_prior_consent:
+        # The consent too is re-read by the claim to send (revoked since the claim: handed off, cancelled).
+        sendable = sendable.filter(
+            consent_exists_for_campaign(
+                campaign=attempt.campaign, now=sent_at, contact_ref="lead__contact_id"
+            )
+        )
+    claimed = sendable.update(originate_sent_at=sent_at)
     if not claimed:
         return OriginateResult.hand_off()
     try:

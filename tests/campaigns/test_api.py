@@ -22,11 +22,13 @@ from campaigns.models import (
     CallAttempt,
     Campaign,
     Contact,
+    ContactConsent,
     ContactImport,
     DncEntry,
     Lead,
     Pbx,
 )
+from campaigns.services.consent import consent_create
 from campaigns.services.dnc import dnc_add
 from campaigns.services.imports import MAX_IMPORT_BYTES
 from campaigns.services.pbx import pbx_password
@@ -92,6 +94,9 @@ def world(tenant: Tenant) -> dict[str, Any]:
             "agent": agent,
             "campaign": campaign,
             "contact": lead.contact,
+            "consent": consent_create(
+                contact=lead.contact, source="web form", captured_at=timezone.now() - timedelta(days=1)
+            ),
             "lead": lead,
             "attempt": make_attempt(lead),
             "dnc": dnc_add(tenant=owner, phone_number="+12125550199", source="api"),
@@ -105,7 +110,18 @@ def world(tenant: Tenant) -> dict[str, Any]:
 
 
 def snapshot() -> dict[str, list[dict[str, Any]]]:
-    models = [AgentProfile, Campaign, Contact, Lead, CallAttempt, AttemptEvent, DncEntry, Pbx, ContactImport]
+    models = [
+        AgentProfile,
+        Campaign,
+        Contact,
+        ContactConsent,
+        Lead,
+        CallAttempt,
+        AttemptEvent,
+        DncEntry,
+        Pbx,
+        ContactImport,
+    ]
     rows = {model.__name__: list(model._default_manager.order_by("pk").values()) for model in models}
     # A key's last use is bookkeeping of the request itself, not a change it made.
     rows["ApiKey"] = [dict(row) for row in ApiKey.objects.order_by("pk").values("pk", "name", "revoked_at")]
@@ -133,6 +149,9 @@ DETAIL_REQUESTS = [
     ("put", "contacts/{contact}"),
     ("patch", "contacts/{contact}"),
     ("delete", "contacts/{contact}"),
+    ("get", "contacts/{contact}/consents"),
+    ("post", "contacts/{contact}/consents"),
+    ("post", "contacts/{contact}/consents/{consent}/revoke"),
     ("get", "leads/{lead}"),
     ("get", "leads/{lead}/why"),
     ("get", "leads/{lead}/brief"),
@@ -164,7 +183,7 @@ def test_every_route_with_an_id_is_in_the_isolation_table():
                 yield prefix + str(pattern.pattern)
 
     routes = {
-        re.sub(r"\(\?P<pk>[^)]+\)", "{}", route.removeprefix("api/v1/^").removesuffix("$"))
+        re.sub(r"\(\?P<\w+>[^)]+\)", "{}", route.removeprefix("api/v1/^").removesuffix("$"))
         for route in walk(get_resolver().url_patterns)
         if route.startswith("api/v1/") and "<pk>" in route and "<format>" not in route
     }

@@ -15,7 +15,8 @@ from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
-from campaigns.models import AgentProfile, CallAttempt, Lead
+from campaigns.disclosure import AI_DISCLOSURE_INSTRUCTION, RECORDING_NOTICE
+from campaigns.models import AgentProfile, CallAttempt, Campaign, Lead
 from campaigns.selectors import attempt_for_originate
 from campaigns.services import briefs
 from campaigns.services.briefs import brief_build, brief_key, brief_ttl_s, brief_write
@@ -124,8 +125,9 @@ def test_the_brief_has_every_field_of_the_contract():
         "number": "+12125550177",
         "caller_id": attempt.campaign.caller_id,
         "timezone": open_zone(),
-        "instructions": "You call Dana (Dana Smith) about solar panels.",
-        "greeting": "Hi Dana, this is Sam.",
+        # Every call discloses the AI first, and the agent is told never to deny being one.
+        "instructions": f"You call Dana (Dana Smith) about solar panels.\n\n{AI_DISCLOSURE_INSTRUCTION}",
+        "greeting": f"This is an AI assistant calling on behalf of {attempt.tenant.name}. Hi Dana, this is Sam.",
         "voice": "marin",
         "model": "gpt-realtime",
         "language": "en",
@@ -147,8 +149,9 @@ def test_a_contact_variable_named_name_wins_over_the_contact_name():
     loaded = attempt_for_originate(attempt_id=attempt.pk)
     assert loaded is not None
     brief = brief_build(attempt=loaded)
-    assert brief["instructions"] == "Ask for Mr. Smith."
-    assert brief["greeting"] == ""
+    assert brief["instructions"] == f"Ask for Mr. Smith.\n\n{AI_DISCLOSURE_INSTRUCTION}"
+    # No greeting of its own: the disclosure alone.
+    assert brief["greeting"] == f"This is an AI assistant calling on behalf of {attempt.tenant.name}."
 
 
 @pytest.mark.django_db
@@ -160,7 +163,8 @@ def test_first_name_is_the_first_word_of_the_name_when_the_contact_has_no_such_v
     loaded = attempt_for_originate(attempt_id=attempt.pk)
     assert loaded is not None
     brief = brief_build(attempt=loaded)
-    assert (brief["instructions"], brief["greeting"]) == ("Ask for Dana.", "Hi Dana!")
+    assert brief["instructions"].startswith("Ask for Dana.\n\n")
+    assert brief["greeting"].endswith(". Hi Dana!")
 
 
 @pytest.mark.django_db
@@ -255,3 +259,32 @@ def test_a_brief_that_cannot_be_written_does_not_stop_the_call(sim, monkeypatch,
 
     assert [call["id"] for call in sim.calls()] == [str(attempt.pk)]
     assert "call brief not written" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------ AI disclosure
+
+
+@pytest.mark.django_db
+def test_the_greeting_starts_with_the_campaigns_disclosure_for_the_tenants_name():
+    attempt = agent_attempt()
+    Campaign.objects.filter(pk=attempt.campaign_id).update(disclosure="Hi, {company}'s AI assistant here.")
+    type(attempt.tenant).objects.filter(pk=attempt.tenant_id).update(name="Acme\nSolar\x1b[31m")
+    loaded = attempt_for_originate(attempt_id=attempt.pk)
+    assert loaded is not None
+    brief = brief_build(attempt=loaded)
+    # The tenant's name is prompt input: its control characters do not reach the agent.
+    assert brief["greeting"] == "Hi, Acme Solar [31m's AI assistant here. Hi Dana, this is Sam."
+    assert brief["instructions"].endswith(AI_DISCLOSURE_INSTRUCTION)
+
+
+@pytest.mark.django_db
+def test_a_recorded_campaign_says_so_after_the_disclosure():
+    attempt = agent_attempt()
+    loaded = attempt_for_originate(attempt_id=attempt.pk)
+    assert loaded is not None
+    # recording_mode belongs to the recording feature: read with a default of "never" when absent.
+    loaded.campaign.recording_mode = "always"  # type: ignore[attr-defined]
+    greeting = brief_build(attempt=loaded)["greeting"]
+    assert greeting.startswith(f"This is an AI assistant calling on behalf of {loaded.tenant.name}. {RECORDING_NOTICE}")
+    loaded.campaign.recording_mode = "never"  # type: ignore[attr-defined]
+    assert RECORDING_NOTICE not in brief_build(attempt=loaded)["greeting"]
