@@ -375,11 +375,7 @@ def test_pbx_password_is_write_only_and_never_returned(api, tenant):
     assert pbx.password_encrypted and "s3cret-pw" not in pbx.password_encrypted
     for body in (response, api.get(f"{API}/pbxs/{pbx.pk}"), api.get(f"{API}/pbxs")):
         text = body.content.decode()
-        assert (
-            "s3cret-pw" not in text
-            and "password" not in text
-            and pbx.password_encrypted not in text
-        )
+        assert "s3cret-pw" not in text and "password" not in text and pbx.password_encrypted not in text
     assert response.json()["own"]["ari_url"] == GOOD_PBX["ari_url"]
 
     response = api.patch(f"{API}/pbxs/{pbx.pk}", {"password": "n3w", "enabled": False}, format="json")

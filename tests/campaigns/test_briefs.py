@@ -127,7 +127,9 @@ def test_the_brief_has_every_field_of_the_contract():
         "timezone": open_zone(),
         # Every call discloses the AI first, and the agent is told never to deny being one.
         "instructions": f"You call Dana (Dana Smith) about solar panels.\n\n{AI_DISCLOSURE_INSTRUCTION}",
-        "greeting": f"This is an AI assistant calling on behalf of {attempt.tenant.name}. Hi Dana, this is Sam.",
+        "greeting": (
+            f"This is an AI assistant calling on behalf of {attempt.tenant.name}. Hi Dana, this is Sam."
+        ),
         "voice": "marin",
         "model": "gpt-realtime",
         "language": "en",
@@ -285,6 +287,8 @@ def test_a_recorded_campaign_says_so_after_the_disclosure():
     # recording_mode belongs to the recording feature: read with a default of "never" when absent.
     loaded.campaign.recording_mode = "always"  # type: ignore[attr-defined]
     greeting = brief_build(attempt=loaded)["greeting"]
-    assert greeting.startswith(f"This is an AI assistant calling on behalf of {loaded.tenant.name}. {RECORDING_NOTICE}")
+    assert greeting.startswith(
+        f"This is an AI assistant calling on behalf of {loaded.tenant.name}. {RECORDING_NOTICE}"
+    )
     loaded.campaign.recording_mode = "never"  # type: ignore[attr-defined]
     assert RECORDING_NOTICE not in brief_build(attempt=loaded)["greeting"]
