@@ -48,6 +48,7 @@ from orchestrator.errors import InvalidInput
 from portal.access import PortalRequest, portal_audit, portal_view
 from portal.forms import Bound, bind, initial
 from portal.pagination import paginate
+from portal.views.compliance import campaign_form_values as compliance_form_values
 
 JSON_FIELDS = ("calling_windows", "retry_delays")
 DATETIME_FIELDS = ("starts_at", "ends_at")
@@ -97,6 +98,7 @@ def _form_values(campaign: Campaign | None, request: PortalRequest) -> dict[str,
             "priority": 0,
             "calling_windows": json.dumps(default_calling_windows(), indent=1),
             "retry_delays": json.dumps(default_retry_delays(), indent=1),
+            **compliance_form_values(None),
         }
     zone = ZoneInfo(tenant.default_timezone)
     return {
@@ -111,6 +113,7 @@ def _form_values(campaign: Campaign | None, request: PortalRequest) -> dict[str,
         "retry_delays": json.dumps(campaign.retry_delays, indent=1),
         "ring_timeout": campaign.ring_timeout,
         "priority": campaign.priority,
+        **compliance_form_values(campaign),
     }
 
 
@@ -330,6 +333,12 @@ def reason_text(reason: dict[str, Any]) -> str:
                 else "; no opening in sight"
             )
             + (f" ({', '.join(reason.get('zones') or ())})." if reason.get("zones") else ".")
+            + (f" {reason['state']}'s own calling hours apply." if reason.get("state") else "")
+        ),
+        "no_consent": lambda: "The campaign requires prior express consent; the contact holds no valid one.",
+        "abandonment_slowdown": lambda: (
+            f"The campaign dials at half its cap: {reason.get('abandoned_30d')} of "
+            f"{reason.get('answered_30d')} answered calls in 30 days got no agent within 2 s (over 3%)."
         ),
         "tenant_at_cap": lambda: (
             f"The account's calls are at their cap ({reason.get('live')} live of "
