@@ -22,6 +22,7 @@ from campaigns.models import (
     CallAttempt,
     Campaign,
     Contact,
+    ContactConsent,
     DncEntry,
     Lead,
     Pbx,
@@ -29,7 +30,11 @@ from campaigns.models import (
 )
 from campaigns.phone import normalize_phone_number
 from campaigns.services.agents import validate_tools, validate_transfer_numbers
-from campaigns.services.campaigns import validate_calling_windows, validate_retry_delays
+from campaigns.services.campaigns import (
+    validate_calling_windows,
+    validate_compliance,
+    validate_retry_delays,
+)
 from campaigns.services.contacts import validate_variables
 from campaigns.services.pbx import (
     pbx_apply_password,
@@ -170,6 +175,7 @@ class CampaignForm(forms.ModelForm):
         clean_with(self, "caller_id", lambda value: normalize_phone_number(value, field="caller_id"))
         clean_with(self, "calling_windows", validate_calling_windows)
         clean_with(self, "retry_delays", validate_retry_delays)
+        clean_with(self, "disclosure", lambda value: validate_compliance({"disclosure": value})["disclosure"])
         return cleaned
 
 
@@ -198,9 +204,23 @@ class ContactForm(forms.ModelForm):
         return cleaned
 
 
+class ContactConsentInline(admin.TabularInline):
+    """A contact's consents, as a record: recorded and revoked through the API, a CSV import or the portal
+    (campaigns/services/consent.py), never edited or deleted here."""
+
+    model = ContactConsent
+    extra = 0
+    fields = readonly_fields = ("kind", "source", "captured_at", "evidence", "revoked_at", "created_at")
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
     form = ContactForm
+    inlines = [ContactConsentInline]
     list_display = ["phone_number", "name", "tenant", "timezone", "created_at"]
     list_filter = ["tenant"]
     search_fields = ["phone_number", "name"]

@@ -17,6 +17,7 @@ The originate task maps the re-check's answer to :func:`attempt_apply` explicitl
 * ``outside_window`` → CANCELLED, ``cancelled`` → waiting, due at the next opening after that delay.
 * ``dnc`` → CANCELLED, ``opted_out`` → suppressed with ``done_reason="dnc"`` (as when found at claim).
 * ``invalid_number`` → CANCELLED, ``invalid_number`` → done, ``done_reason="never_retry"``.
+* ``no_consent`` → CANCELLED, ``cancelled`` → waiting (the claim skips it until a valid consent exists).
 
 A CANCELLED event never consumes one of the lead's attempts: nothing was dialed.
 """

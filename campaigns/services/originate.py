@@ -248,7 +248,8 @@ def attempt_originate_claimed(*, attempt: CallAttempt, on_ended: OnEnded = None)
     The re-check right before the POST (DESIGN.md §5 rule 4) is cheaper here than in the task: milliseconds
     after the claim, in the same process, the calling window is evaluated at the current time from the rows
     the pass read, and everything that others may have changed since — the attempt's state, the tenant's and
-    the campaign's status, the DNC list — is re-read by the claim to send itself, one conditional UPDATE.
+    the campaign's status, the DNC list, the contact's consent when the campaign requires one — is re-read by
+    the claim to send itself, one conditional UPDATE.
     When any of it says no (or the number does not parse, or the PBX has no CPS slot now), the attempt is
     handed off with nothing sent: :func:`attempt_originate` re-checks in full and ends it with the right
     outcome, waits, or (when someone else has sent) settles it.
