@@ -82,4 +82,6 @@ def disclosure_text(template: str, *, company: str, recording: bool) -> str:
     except ValueError:
         template = DEFAULT_DISCLOSURE
     text = template.replace("{company}", clean_prompt_text(company, max_length=COMPANY_MAX_LENGTH))
+    # The media worker quotes the greeting in the agent's prompt (Say exactly: "..."): no quote may end it.
+    text = text.replace('"', "'")
     return f"{text} {RECORDING_NOTICE}" if recording else text

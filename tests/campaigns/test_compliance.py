@@ -294,6 +294,7 @@ def test_the_disclosure_is_checked_and_filled_in():
         with pytest.raises(ValueError):
             validate_disclosure(bad)
     assert disclosure_text("{company} AI.", company="Acme\r\nCorp", recording=False) == "Acme Corp AI."
+    assert disclosure_text('"{company}" AI.', company='Acme "Best"', recording=False) == "'Acme 'Best'' AI."
     # A stored text that no longer passes (written around the service) falls back to the default.
     assert disclosure_text("{evil}", company="Acme", recording=True) == (
         "This is an AI assistant calling on behalf of Acme. This call may be recorded."

@@ -109,3 +109,36 @@ def test_a_consent_required_campaign_dials_only_consented_contacts(stack: Stack)
         assert lead.next_due_at is not None
         local = lead.next_due_at.astimezone(ZoneInfo(evening))
         assert (local.hour, local.minute) == (8, 0), local
+
+
+def test_the_agent_opens_the_call_with_the_ai_disclosure(stack: Stack) -> None:
+    """The real media worker and the Realtime stand-in: the agent's first words are the disclosure."""
+    from campaigns.models import CallAttempt, Pbx  # noqa: PLC0415
+    from tests.campaigns.factories import make_agent  # noqa: PLC0415
+
+    stack.start_sim({"default": {"behaviour": "answer", "after": 0.1, "hangup_after": 8}})
+    tenant = make_tenant(name="Acme Solar", max_concurrent_calls=1, calls_per_second=10)
+    sim_pbx(stack, tenant)
+    agent = make_agent(tenant, instructions="You are the test agent.", greeting="Hi, this is Sam.")
+    campaign = make_campaign(tenant, agent=agent, calling_windows=ALL_DAY, ring_timeout=5, max_attempts=1)
+    lead_add(campaign=campaign, contact=make_contact(tenant, "+12125550807", timezone=zone_where_it_is(14)))
+    campaign_start(campaign=campaign)
+
+    stack.start_realtime(extra=["--speed", "5"])
+    stack.start_media_worker()
+    stack.start_stasis(Pbx.objects.get(placements__tenant=tenant).pk)
+    stack.wait_stasis_connected()
+    stack.start_worker(concurrency=2)
+    stack.start_beat()
+
+    def reported() -> bool:
+        attempt = CallAttempt.objects.filter(campaign=campaign).first()
+        return attempt is not None and attempt.ended_at is not None and bool(attempt.media_metrics)
+
+    wait_for(reported, timeout=120, what="the call to end with its media report")
+    attempt = CallAttempt.objects.get(campaign=campaign)
+    said = [line["text"] for line in attempt.transcript if line["role"] == "agent"]
+    assert said and said[0].startswith("This is an AI assistant calling on behalf of Acme Solar."), said
+    with stack.sim() as sim:
+        [call] = sim.get("/sim/calls", params={"state": "all"}).json()["calls"]
+    assert call["heard"]["heard_ms"] > 0  # the callee heard it
