@@ -289,7 +289,7 @@ class ContactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateDe
     @extend_schema(
         methods=["GET"],
         responses=s.ContactConsentSerializer(many=True),
-        description="The contact's consents.",
+        description="The contact's consents, newest first (paginated).",
     )
     @extend_schema(
         methods=["POST"],
@@ -302,7 +302,10 @@ class ContactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateDe
         contact = self.get_object()
         if request.method == "GET":
             consents = selectors.contact_consent_list(tenant=self.tenant, contact_id=contact.pk)
-            return Response(s.ContactConsentSerializer(consents, many=True).data)
+            page = self.paginate_queryset(
+                consents
+            )  # paginated like every list (never None: pagination is on)
+            return self.get_paginated_response(s.ContactConsentSerializer(page, many=True).data)
         data = self.validated(s.ContactConsentInputSerializer)
         consent = consent_create(
             contact=contact,

@@ -212,12 +212,12 @@ class TestConsentApi:
             "signed form #42",
             None,
         )
-        assert [c["id"] for c in api.get(url).json()] == [item["id"]]
+        assert [c["id"] for c in api.get(url).json()["results"]] == [item["id"]]
 
         revoked = api.post(f"{url}/{item['id']}/revoke", {}, format="json")
         assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
         # Kept as a record, revoked.
-        assert api.get(url).json()[0]["revoked_at"] == revoked.json()["revoked_at"]
+        assert api.get(url).json()["results"][0]["revoked_at"] == revoked.json()["revoked_at"]
 
     @pytest.mark.parametrize(
         ("body", "field"),
