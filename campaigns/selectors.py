@@ -298,7 +298,9 @@ def tenant_ids_to_dispatch(*, now: datetime) -> list[int]:
     reserve). Ordered by id.
 
     A hint for the periodic sweep, read without locks: the pass itself decides under the tenant lock. A
-    tenant left out has nothing due or no room now; the next sweep asks again (DESIGN.md §5 rule 3).
+    tenant left out has nothing due or no room now; the next sweep asks again (DESIGN.md §5 rule 3). Due
+    leads a campaign may not dial for want of consent do not count; a campaign slowed for abandonment is
+    judged by its full cap here (the pass applies the halved one: at worst a pass that claims nothing).
     """
     live = CallAttempt.objects.filter(state__in=LIVE_STATE_VALUES).order_by()
     tenant_live = live.filter(tenant=OuterRef("tenant")).values("tenant").annotate(n=Count("pk")).values("n")

@@ -121,6 +121,11 @@ class TestConsentAtClaim:
         assert tenant.pk not in tenant_ids_to_dispatch(now=NOW)
         consent(lead)
         assert tenant.pk in tenant_ids_to_dispatch(now=NOW)
+        # A campaign asking for written consent is not woken by plain express consent.
+        Campaign.objects.filter(pk=campaign.pk).update(prior_consent_kind="prior_express_written")
+        assert tenant.pk not in tenant_ids_to_dispatch(now=NOW)
+        consent(lead, kind="prior_express_written")
+        assert tenant.pk in tenant_ids_to_dispatch(now=NOW)
 
 
 @pytest.mark.django_db
@@ -568,3 +573,17 @@ def test_the_rate_is_in_the_campaign_stats_and_the_dashboard(api, tenant):
     [row] = api.get(f"{API}/dashboard").json()["live"]["campaigns"]
     assert (row["id"], row["abandonment_rate_30d"], row["slowed"]) == (campaign.pk, 0.05, True)
     assert tenant_call_figures(tenant=tenant)["live"]["campaigns"][0]["answered_30d"] == 20
+
+
+@pytest.mark.django_db
+def test_the_portals_column_mapping_keeps_the_consent_columns():
+    from campaigns.services.imports import import_file_preview, import_file_remap, import_mapping_check  # noqa: PLC0415
+    from tests.campaigns.factories import make_campaign  # noqa: PLC0415
+
+    tenant = make_tenant()
+    data = "Phone,consent_source,consent_at\n+12125550170,web form,2025-01-10T14:00:00Z\n"
+    preview = import_file_preview(data=data)
+    mapping = list(zip(preview.guesses, preview.variable_names, strict=True))
+    assert import_mapping_check(mapping=mapping) == {}
+    leads_import_csv(campaign=make_campaign(tenant), data=import_file_remap(data=data, mapping=mapping))
+    assert ContactConsent.objects.get(tenant=tenant).source == "web form"
