@@ -35,6 +35,7 @@ from tenants.models import Tenant
 from tenants.services import api_key_create
 from tests.campaigns.factories import make_contact, make_tenant
 from tests.campaigns.test_dispatch import NOW, due_leads, running_campaign, tenant_with_pbx
+from tests.campaigns.test_tasks import handed_off, sim  # noqa: F401 - fixtures
 
 ALL_DAY = {day: [["00:00", "24:00"]] for day in WEEKDAYS}
 API = "/api/v1"
@@ -587,3 +588,24 @@ def test_the_portals_column_mapping_keeps_the_consent_columns():
     assert import_mapping_check(mapping=mapping) == {}
     leads_import_csv(campaign=make_campaign(tenant), data=import_file_remap(data=data, mapping=mapping))
     assert ContactConsent.objects.get(tenant=tenant).source == "web form"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_inline_originate_rereads_the_consent_in_its_claim_to_send(sim, handed_off):  # noqa: F811
+    """The dispatch task's own originate (no re-check of its own): a consent held is dialed at once, one
+    revoked between the claim and the send is handed off with nothing sent."""
+    from campaigns.services import originate  # noqa: PLC0415
+    from tests.campaigns.test_tasks import add_leads, claimed_attempts, dialing_tenant  # noqa: PLC0415
+
+    tenant, campaign, _ = dialing_tenant(base_url=sim.base)
+    Campaign.objects.filter(pk=campaign.pk).update(requires_prior_consent=True)
+    held, revoked = add_leads(campaign, 2)
+    consent(held)
+    given = consent(revoked)
+    attempts = {attempt.lead_id: attempt for attempt in claimed_attempts(tenant)}
+    assert set(attempts) == {held.pk, revoked.pk}
+    consent_revoke(consent=given)
+
+    assert originate.attempt_originate_claimed(attempt=attempts[held.pk]).status == originate.ORIGINATED
+    assert originate.attempt_originate_claimed(attempt=attempts[revoked.pk]).status == originate.HANDED_OFF
+    assert [call["number"] for call in sim.calls()] == [held.contact.phone_number]
