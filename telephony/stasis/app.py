@@ -171,6 +171,7 @@ from telephony.stasis.intents import (
     OriginateTransfer,
     PlayMedia,
     PublishReply,
+    RecordBridge,
     RemoveFromBridge,
     Result,
     RingChannel,
@@ -400,6 +401,10 @@ class StasisApp:
             status, body = await rest.request("POST", path, {"channel": intent.channel_id})
         elif isinstance(intent, OriginateTransfer):
             status, body = await rest.request("POST", "/channels", intent.params)
+        elif isinstance(intent, RecordBridge):
+            path = f"/bridges/{seg(intent.bridge_id)}/record"
+            params = {"name": intent.name, "format": intent.format, "ifExists": "fail"}
+            status, body = await rest.request("POST", path, params)
         else:
             return await self._perform_redis(intent)
         return Result(status, body)

@@ -111,6 +111,16 @@ class RemoveFromBridge:
 
 
 @dataclass(frozen=True)
+class RecordBridge:
+    """``POST /bridges/{id}/record``: the bridge's mixed audio stored as ``name`` (never over another)."""
+
+    op: int
+    bridge_id: str
+    name: str
+    format: str = "wav"
+
+
+@dataclass(frozen=True)
 class OriginateTransfer:
     """``POST /channels`` of a transfer's human leg, with these query parameters."""
 
@@ -193,6 +203,7 @@ RestIntent = (
     | AddToBridge
     | RemoveFromBridge
     | OriginateTransfer
+    | RecordBridge
 )
 RedisIntent = AnnounceMedia | MarkMediaHostDown | AskAgentSpoke | PublishReply
 SinkIntent = RouteInbound
