@@ -16,6 +16,7 @@ from rest_framework import serializers
 from campaigns import selectors
 from campaigns.lifecycle import AttemptOutcome, AttemptState
 from campaigns.models import (
+    MAX_RECORDING_RETENTION_DAYS,
     AgentProfile,
     AttemptEvent,
     CallAttempt,
@@ -102,6 +103,8 @@ class CampaignSerializer(OutputModelSerializer[Campaign]):
             "retry_delays",
             "ring_timeout",
             "priority",
+            "recording_mode",
+            "recording_retention_days",
             "created_at",
             "updated_at",
         ]
@@ -120,6 +123,10 @@ class CampaignInputSerializer(serializers.Serializer[Any]):
     retry_delays = serializers.JSONField(required=False)
     ring_timeout = serializers.IntegerField(required=False, min_value=1, max_value=MAX_POSITIVE_INT)
     priority = serializers.IntegerField(required=False, min_value=-1000, max_value=1000)
+    recording_mode = serializers.ChoiceField(choices=Campaign.RecordingMode.choices, required=False)
+    recording_retention_days = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_RECORDING_RETENTION_DAYS
+    )
 
 
 class CampaignStatsSerializer(serializers.Serializer[Any]):
