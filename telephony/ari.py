@@ -251,7 +251,9 @@ class AriClient:
                     raise self._error_for(resp)
                 declared = resp.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
-                    raise AriTerminalError(f"GET {path}: {declared} bytes, more than {max_bytes}", status=200)
+                    raise AriTerminalError(
+                        f"GET {path}: {declared} bytes: more than {max_bytes} bytes", status=200
+                    )
                 chunks: list[bytes] = []
                 size = 0
                 for chunk in resp.iter_bytes(64 * 1024):

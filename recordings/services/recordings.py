@@ -164,7 +164,7 @@ def recording_fetch(*, recording_id: int) -> Recording | None:
             timeout_s=settings.RECORDINGS_FETCH_TIMEOUT_S,
         )
     except AriTerminalError as exc:
-        return _fail(recording, f"the PBX refused the file: {exc}")
+        return _fail(recording, f"not fetched: {exc}")
     if data is None:
         return _fail(recording, "the PBX has no such recording")
     storage = recordings_storage()
