@@ -176,15 +176,15 @@ def test_a_recording_exists_only_with_consent_and_is_deleted_after_retention(
         for s in consent_call["said"]
         if s.get("text") == CALLEE_WORDS
     ]
-    agent = [(start - started, end - started) for start, end in consent_call["heard"]["spurts"]]
-    assert callee and agent
-    callee_only = [p for span in callee for p in _minus(span, agent) if p[1] - p[0] >= 0.3]
-    agent_only = [p for span in agent for p in _minus(span, callee) if p[1] - p[0] >= 0.3 and p[0] > 0]
-    assert callee_only, (callee, agent)
-    assert agent_only, (callee, agent)
+    spoke = [(start - started, end - started) for start, end in consent_call["heard"]["spurts"]]
+    assert callee and spoke
+    callee_only = [p for span in callee for p in _minus(span, spoke) if p[1] - p[0] >= 0.3]
+    agent_only = [p for span in spoke for p in _minus(span, callee) if p[1] - p[0] >= 0.3 and p[0] > 0]
+    assert callee_only, (callee, spoke)
+    assert agent_only, (callee, spoke)
     assert all(_rms(samples, *p) > 300 for p in callee_only), [_rms(samples, *p) for p in callee_only]
     assert all(_rms(samples, *p) > 300 for p in agent_only), [_rms(samples, *p) for p in agent_only]
-    quiet = [p for p in _minus((0.2, seconds - 0.2), callee + agent, margin=0.3) if p[1] - p[0] >= 0.3]
+    quiet = [p for p in _minus((0.2, seconds - 0.2), callee + spoke, margin=0.3) if p[1] - p[0] >= 0.3]
     assert all(_rms(samples, *p) < 100 for p in quiet), [(p, _rms(samples, *p)) for p in quiet]
 
     # Retention: one day. Not before; with the clock past delete_after the file goes and the row says so.

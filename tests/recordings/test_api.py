@@ -37,6 +37,10 @@ def stored_recording(attempt: CallAttempt, data: bytes, *, state: str = "stored"
     )
 
 
+def streamed(response: Any) -> bytes:
+    return b"".join(response.streaming_content)
+
+
 @pytest.fixture
 def two_tenants(storage_dir: Path) -> tuple[Tenant, Recording, Tenant, Recording]:  # noqa: F811
     mine, theirs = make_tenant(), make_tenant()
@@ -60,7 +64,7 @@ def test_list_filter_detail_and_download_are_the_tenants_own(two_tenants: Any) -
     assert bad.status_code == 400 and "attempt" in bad.json()
     response = api.get(f"{API}/recordings/{mine_rec.pk}/download")
     assert response.status_code == 200 and response["Content-Type"] == "audio/wav"
-    assert response.streaming and b"".join(response.streaming_content) == wav_bytes(1)
+    assert response.streaming and streamed(response) == wav_bytes(1)
     assert "attachment" in response["Content-Disposition"]
     # Another tenant's recording: 404 for the row and the file, as if it did not exist.
     assert api.get(f"{API}/recordings/{theirs_rec.pk}").status_code == 404
@@ -90,7 +94,7 @@ def test_the_portal_plays_and_downloads_the_tenants_own_recordings(two_tenants: 
     assert f"/recordings/{mine_rec.pk}/play" in html and f"/recordings/{mine_rec.pk}/download" in html
     played = client.get(f"/recordings/{mine_rec.pk}/play")
     assert played.status_code == 200 and played["Content-Disposition"].startswith("inline")
-    assert b"".join(played.streaming_content) == wav_bytes(1)
+    assert streamed(played) == wav_bytes(1)
     assert client.get(f"/recordings/{mine_rec.pk}/download")["Content-Disposition"].startswith("attachment")
     assert client.get(f"/recordings/{theirs_rec.pk}/download").status_code == 404
     assert client.get(f"/recordings/{theirs_rec.pk}/play").status_code == 404

@@ -119,7 +119,8 @@ def test_local_directory_by_default_and_s3_when_a_bucket_is_set() -> None:
     )
     assert config["BACKEND"] == S3_BACKEND
     # The backend is built from these settings without touching the network (boto3 connects lazily).
-    storage: Any = StorageHandler({"recordings": config})["recordings"]
+    handler = StorageHandler({"recordings": config})  # type: ignore[dict-item]
+    storage: Any = handler["recordings"]
     assert type(storage).__name__ == "S3Storage"
     assert storage.bucket_name == "calls" and storage.endpoint_url == "https://minio.internal:9000"
     assert storage.region_name == "eu-west-1" and storage.access_key == "AKIATEST"
@@ -199,7 +200,7 @@ def test_a_finished_recording_is_fetched_stored_and_deleted_on_the_pbx(
     recording = Recording.objects.get(name=name)
     assert recording.state == "pending" and recording.tenant_id == attempt.tenant_id
     assert recording.delete_after == NOW + timedelta(days=30)
-    assert tasks.fetch_recording.apply(args=[recording.pk]).get() == "stored"
+    assert tasks.fetch_recording.apply(args=(recording.pk,)).get() == "stored"
     recording.refresh_from_db()
     assert recording.size == len(data) and recording.sha256 == hashlib.sha256(data).hexdigest()
     assert recording.duration == 2.5 and recording.stored_at is not None
@@ -209,7 +210,7 @@ def test_a_finished_recording_is_fetched_stored_and_deleted_on_the_pbx(
     assert fake.files == {} and ("DELETE", f"/ari/recordings/stored/{name}") in fake.requests
     # Run again (a redelivered task): nothing fetched twice.
     asked = len(fake.requests)
-    assert tasks.fetch_recording.apply(args=[recording.pk]).get() == "stored"
+    assert tasks.fetch_recording.apply(args=(recording.pk,)).get() == "stored"
     assert len(fake.requests) == asked
 
 
@@ -219,13 +220,13 @@ def test_a_recording_the_pbx_does_not_have_or_too_large_is_failed(
     pbx_files({})
     recording = service.recording_finished(attempt_id=attempt.pk, name="rec-gone", duration=3, at=NOW)
     assert recording is not None
-    assert tasks.fetch_recording.apply(args=[recording.pk]).get() == "failed"
+    assert tasks.fetch_recording.apply(args=(recording.pk,)).get() == "failed"
     recording.refresh_from_db()
     assert recording.error == "the PBX has no such recording" and not recording.storage_key
     settings.RECORDINGS_MAX_BYTES = 1000
     pbx_files({"rec-big": wav_bytes(1)})
     big = service.recording_finished(attempt_id=attempt.pk, name="rec-big", duration=1, at=NOW)
-    assert big is not None and tasks.fetch_recording.apply(args=[big.pk]).get() == "failed"
+    assert big is not None and tasks.fetch_recording.apply(args=(big.pk,)).get() == "failed"
     big.refresh_from_db()
     assert "more than 1000 bytes" in big.error
     assert not storage_dir.exists() or not any(storage_dir.rglob("*.wav"))
@@ -242,7 +243,7 @@ def test_an_unreachable_pbx_is_retried_then_given_up(
     recording.refresh_from_db()
     assert recording.state == "pending" and recording.fetch_tries == 1
     # the task's retries (eager apply: the retry is raised; after the last delay it gives up)
-    result = tasks.fetch_recording.apply(args=[recording.pk], retries=len(tasks.FETCH_RETRY_DELAYS_S))
+    result = tasks.fetch_recording.apply(args=(recording.pk,), retries=len(tasks.FETCH_RETRY_DELAYS_S))
     assert result.get() == "failed"
     recording.refresh_from_db()
     assert recording.state == "failed" and "could not fetch" in recording.error
