@@ -1,5 +1,6 @@
 """A recording exists only with consent and is deleted after retention, end to end on real processes: the
-PBX simulator, the Stasis app, Celery, the media worker and the Realtime stand-in.
+PBX simulator, the Stasis app, Celery, the media worker and the Realtime stand-in (and a campaign that
+records every call, whose call is recorded without a question).
 
 The campaign records after consent. One callee presses 4 (the stand-in's rule: ``record_consent`` granted),
 then speaks; the other presses 6 (refused). Judged against the simulator's own record: the consenting call
@@ -41,6 +42,7 @@ pytestmark = [
 
 CONSENTS = "+12125559101"
 REFUSES = "+12125559102"
+ALWAYS = "+12125559103"  # a campaign that records every call: no question asked
 CALLEE_WORDS = "Yes, that is fine with me, go ahead please."
 PLAN = {
     "default": {"behaviour": "busy", "after": 0.1},
@@ -56,6 +58,13 @@ PLAN = {
             "behaviour": "answer",
             "after": 0.5,
             "dtmf": [{"at": 3, "digits": "6"}, {"at": 8, "digits": "#"}],
+            "hangup_after": 40,
+        },
+        ALWAYS: {
+            "behaviour": "answer",
+            "after": 0.5,
+            "say": [{"at": 2, "text": "Hello?"}],
+            "dtmf": [{"at": 6, "digits": "#"}],
             "hangup_after": 40,
         },
     },
@@ -121,6 +130,12 @@ def test_a_recording_exists_only_with_consent_and_is_deleted_after_retention(
     for number in (CONSENTS, REFUSES):
         lead_add(campaign=campaign, contact=make_contact(tenant, number, name="Dana", timezone=zone))
     campaign_start(campaign=campaign)
+    every_call = make_campaign(
+        tenant, agent=agent, ring_timeout=10, max_attempts=1, recording_mode="always",
+        calling_windows={day: [["00:00", "24:00"]] for day in WEEKDAYS},
+    )  # fmt: skip
+    lead_add(campaign=every_call, contact=make_contact(tenant, ALWAYS, name="Kim", timezone=zone))
+    campaign_start(campaign=every_call)
 
     rules = stack.directory / "rules.json"
     rules.write_text(json.dumps(RULES))
@@ -132,12 +147,13 @@ def test_a_recording_exists_only_with_consent_and_is_deleted_after_retention(
     stack.start_beat()
 
     def done() -> bool:
-        attempts = CallAttempt.objects.filter(campaign=campaign)
-        ended = attempts.count() == 2 and all(a.ended_at for a in attempts)
-        return ended and Recording.objects.filter(state__in=["stored", "failed"]).exists()
+        attempts = CallAttempt.objects.filter(campaign__in=[campaign, every_call])
+        ended = attempts.count() == 3 and all(a.ended_at for a in attempts)
+        return ended and Recording.objects.filter(state__in=["stored", "failed"]).count() == 2
 
     wait_for(done, timeout=120, what="both calls to end and the recording to be fetched")
     attempts = {a.number: a for a in CallAttempt.objects.filter(campaign=campaign)}
+    always = CallAttempt.objects.get(campaign=every_call)
     with stack.sim() as sim:
         calls = {c["number"]: c for c in sim.get("/sim/calls", params={"state": "all"}).json()["calls"]}
         left_on_pbx = sim.get("/ari/recordings/stored").json()
@@ -147,7 +163,11 @@ def test_a_recording_exists_only_with_consent_and_is_deleted_after_retention(
     # What the simulator saw: a bridge recording of the consenting call only; nothing left on the PBX.
     assert consent_call["recordings"] == [f"rec-{consented.pk}"], consent_call
     assert refuse_call["recordings"] == [], refuse_call
+    assert calls[ALWAYS]["recordings"] == [f"rec-{always.pk}"], calls[ALWAYS]
     assert left_on_pbx == []
+    # The campaign recording every call asked nobody and stored its call too.
+    assert not AttemptEvent.objects.filter(attempt=always, type="recording_consent").exists()
+    assert Recording.objects.get(attempt=always).state == "stored"
     # What the product kept: the callee's answers, and one stored recording, of the consenting call.
     answers = {
         number: [e.data["granted"] for e in AttemptEvent.objects.filter(attempt=a, type="recording_consent")]
@@ -195,4 +215,5 @@ def test_a_recording_exists_only_with_consent_and_is_deleted_after_retention(
     recording.refresh_from_db()
     assert recording.state == "deleted" and recording.deleted_at is not None and not recording.storage_key
     assert not path.exists()
-    assert not any(Path(recordings_dir).rglob("*.wav"))
+    kept = Recording.objects.get(attempt=always)  # its campaign keeps recordings 90 days
+    assert [p.name for p in Path(recordings_dir).rglob("*.wav")] == [Path(kept.storage_key).name]
