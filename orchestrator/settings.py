@@ -261,6 +261,8 @@ SPECTACULAR_SETTINGS = {
         "WeekdayEnum": "flows.models.WEEKDAY_CHOICES",
         "SmsProviderEnum": "messaging.models.Provider",
         "TimelineEventKindEnum": "flows.models.IncidentEvent.Kind",
+        "RecordingStateEnum": "recordings.models.Recording.State",
+        "AttemptStateEnum": "orchestrator.schema.attempt_state_choices",
     },
     # Every route's error answers (400/401/403/404/413/415) and their schemas: orchestrator/schema.py.
     "POSTPROCESSING_HOOKS": [
