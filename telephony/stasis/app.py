@@ -177,6 +177,7 @@ from telephony.stasis.intents import (
     RingChannel,
     RouteInbound,
     StartTimer,
+    StopRecording,
 )
 from telephony.stasis.lanes import EventLanes
 from telephony.stasis.reconcile import reconcile
@@ -405,6 +406,8 @@ class StasisApp:
             path = f"/bridges/{seg(intent.bridge_id)}/record"
             params = {"name": intent.name, "format": intent.format, "ifExists": "fail"}
             status, body = await rest.request("POST", path, params)
+        elif isinstance(intent, StopRecording):
+            status, body = await rest.request("POST", f"/recordings/live/{seg(intent.name)}/stop")
         else:
             return await self._perform_redis(intent)
         return Result(status, body)

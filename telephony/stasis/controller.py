@@ -117,6 +117,7 @@ from telephony.stasis.intents import (
     RingChannel,
     RouteInbound,
     StartTimer,
+    StopRecording,
 )
 from telephony.stasis.transfer import Transfer, TransferState, TransferStep
 
@@ -439,7 +440,9 @@ class CallController:
         self._teardown(call)
 
     def _teardown(self, call: Call) -> None:
-        """The human leg, the media leg, the bridge: hung up and destroyed in that order."""
+        """The human leg, the media leg, the recording, the bridge: hung up, stopped and destroyed in that
+        order. (The recording is stopped while its bridge still exists, so that its RecordingFinished
+        reaches the app subscribed to the bridge, rather than racing the bridge's end.)"""
         call.tearing_down = True
         steps: list[tuple[Callable[..., Intent], tuple[Any, ...]]] = []
         xfer = call.transfer
@@ -453,6 +456,8 @@ class CallController:
         if call.media_id is not None:
             self.media.pop(call.media_id, None)
             steps.append((HangUp, (call.media_id,)))
+        if call.recording is not None and call.bridge_id is not None:
+            steps.append((StopRecording, (call.recording,)))
         if call.bridge_id is not None:
             steps.append((DestroyBridge, (call.bridge_id,)))
         self._sequence(steps)

@@ -121,6 +121,14 @@ class RecordBridge:
 
 
 @dataclass(frozen=True)
+class StopRecording:
+    """``POST /recordings/live/{name}/stop``: 204, or 404 when it had finished already."""
+
+    op: int
+    name: str
+
+
+@dataclass(frozen=True)
 class OriginateTransfer:
     """``POST /channels`` of a transfer's human leg, with these query parameters."""
 
@@ -204,6 +212,7 @@ RestIntent = (
     | RemoveFromBridge
     | OriginateTransfer
     | RecordBridge
+    | StopRecording
 )
 RedisIntent = AnnounceMedia | MarkMediaHostDown | AskAgentSpoke | PublishReply
 SinkIntent = RouteInbound

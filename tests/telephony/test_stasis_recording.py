@@ -6,7 +6,7 @@ from typing import Any
 
 from telephony.events import CallEnded, CallRecording
 from telephony.stasis.connection import _ignorable
-from telephony.stasis.intents import DestroyBridge, HangUp, PublishReply, RecordBridge
+from telephony.stasis.intents import DestroyBridge, HangUp, PublishReply, RecordBridge, StopRecording
 
 from .test_stasis_controller import CALL, Driver, destroyed, of, transfer_command
 
@@ -46,10 +46,13 @@ def test_record_starts_a_mixed_bridge_recording_once_and_reports_its_events() ->
     (started,) = of(out, CallRecording)
     assert (started.call_id, started.name, started.state) == (CALL, NAME, "started")
     assert of(out, PublishReply)[0].payload == {"type": "recording", "state": "started"}
-    # The call ends: the bridge goes, and only then does Asterisk finish the recording.
+    # The call ends: the media leg goes, the recording is stopped (its bridge still there), then the bridge.
     out = d.event(destroyed(CALL), after=20)
     assert of(out, CallEnded)
-    destroy = of(d.answer(of(out, HangUp)[0], 204), DestroyBridge)[0]
+    out = d.answer(of(out, HangUp)[0], 204)
+    stop = of(out, StopRecording)[0]
+    assert stop.name == NAME and not of(out, DestroyBridge)
+    destroy = of(d.answer(stop, 204), DestroyBridge)[0]
     d.answer(destroy, 204)
     out = d.event(recording_event("RecordingFinished", state="done", duration=20))
     (finished,) = of(out, CallRecording)
