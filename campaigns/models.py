@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -32,7 +33,12 @@ AGENT_TOOLS: tuple[str, ...] = (
     "set_disposition",
     "add_to_dnc",
     "send_sms",
+    # Given to the agent by the brief when the campaign records after consent (the profile need not list it).
+    "record_consent",
 )
+
+#: The longest a campaign may keep its call recordings.
+MAX_RECORDING_RETENTION_DAYS = 3650
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -226,6 +232,11 @@ class Campaign(models.Model):
         COMPLETED = "completed", "Completed"
         ARCHIVED = "archived", "Archived"
 
+    class RecordingMode(models.TextChoices):
+        NEVER = "never", "Never"
+        ALWAYS = "always", "Every call"
+        AFTER_CONSENT = "after_consent", "Only after the callee consents"
+
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="campaigns")
     agent = models.ForeignKey(AgentProfile, on_delete=models.PROTECT, related_name="campaigns")
     name = models.CharField(max_length=200)
@@ -258,6 +269,17 @@ class Campaign(models.Model):
     disclosure = models.TextField(
         default=DEFAULT_DISCLOSURE,
         help_text='Said first on every call; "{company}" is the tenant\'s name. Recording notice appended.',
+    )
+    recording_mode = models.CharField(
+        max_length=16,
+        choices=RecordingMode.choices,
+        default=RecordingMode.NEVER,
+        help_text="Record calls (both sides, mixed): never, always, or only once the callee consents.",
+    )
+    recording_retention_days = models.PositiveIntegerField(
+        default=90,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_RECORDING_RETENTION_DAYS)],
+        help_text="Days a call recording is kept; it is deleted after that.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

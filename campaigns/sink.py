@@ -40,7 +40,12 @@ Mapping:
   decided from the evidence when the attempt is locked (``campaigns.lifecycle.unseen_end_outcome``);
 * ``CallDtmf`` and ``MediaGone`` → a ``note`` in the attempt's log;
 * ``CallTransferred`` → a ``transferred`` note, and ``transferred_to`` set on the attempt (no state
-  change: the caller is still on the line, now with a human, and the call ends as any other).
+  change: the caller is still on the line, now with a human, and the call ends as any other);
+* ``CallRecording`` → a ``recording`` note (started, finished, failed).
+
+After an event's step was applied, the hooks named in ``settings.TELEPHONY_EVENT_HOOKS`` (dotted paths of
+``hook(*, attempt_id, event)``) run in the same savepoint: apps that sit above campaigns react to call
+events without campaigns importing them (the recordings app starts and fetches recordings this way).
 
 Events for a call id that is not an attempt (a dialplan-entered call's channel id, a transfer leg) are
 logged and dropped: inbound calls get their own records later.
@@ -50,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -58,7 +64,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 from uuid import UUID
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections, transaction
+from django.utils.module_loading import import_string
 
 from campaigns import lifecycle
 from campaigns.lifecycle import AttemptInput, AttemptOutcome
@@ -71,6 +79,7 @@ from telephony.events import (
     CallDtmf,
     CallEnded,
     CallEvent,
+    CallRecording,
     CallRinging,
     CallTransferred,
     MediaGone,
@@ -325,13 +334,17 @@ class AttemptEventSink:
             self._on_ended_many_safe(ended)
 
     def _apply_many(self, attempt_id: UUID, events: list[CallEvent]) -> None:
-        """A call's events in one ``attempt_apply_many`` (a savepoint in the batch)."""
+        """A call's events in one ``attempt_apply_many`` (a savepoint in the batch), then the hooks."""
         steps = [_with_evidence(attempt_id, event, _step(event)) for event in events]
         try:
             attempt_apply_many(attempt_id=attempt_id, steps=steps, on_ended=self._collect_ended)
         except CallAttempt.DoesNotExist:
             for event in events:
                 logger.warning("call event for unknown attempt %s: %r", attempt_id, event)
+            return
+        for hook in event_hooks():
+            for event in events:
+                hook(attempt_id=attempt_id, event=event)
 
     def _apply(self, attempt_id: UUID, event: CallEvent) -> None:
         """One event alone (in its own savepoint)."""
@@ -340,6 +353,12 @@ class AttemptEventSink:
     def _collect_ended(self, tenant_id: int) -> None:
         # Runs on commit of the batch's transaction, in the thread that applied it (see _apply_all).
         self._local.ended.append(tenant_id)
+
+
+@functools.cache
+def event_hooks() -> tuple[Callable[..., None], ...]:
+    """The call-event hooks of ``settings.TELEPHONY_EVENT_HOOKS``, imported once."""
+    return tuple(import_string(path) for path in getattr(settings, "TELEPHONY_EVENT_HOOKS", ()))
 
 
 def _with_evidence(attempt_id: UUID, event: CallEvent, step: AttemptStep) -> AttemptStep:
@@ -381,6 +400,11 @@ def _step(event: CallEvent) -> AttemptStep:
         return AttemptStep(event=None, note="dtmf", at=event.at, data={"digit": event.digit})
     if isinstance(event, MediaGone):
         return AttemptStep(event=None, note="media_gone", at=event.at, data={})
+    if isinstance(event, CallRecording):
+        data: dict[str, Any] = {"name": event.name, "state": event.state, "duration": event.duration}
+        if event.cause:
+            data["cause"] = event.cause
+        return AttemptStep(event=None, note="recording", at=event.at, data=data)
     if isinstance(event, CallTransferred):
         # Not a life-cycle change: the call goes on with the human and ends as usual (its outcome is what
         # the end classifies, e.g. answered).

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from media import recording
 from media.session import ToolCall
 from wire import tasks as media_tasks
 from wire.brief import Brief
@@ -130,6 +131,8 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
             "required": ["summary"],
         },
     },
+    # Given by the brief when the campaign records only after consent (media/recording.py).
+    recording.TOOL: recording.SCHEMA,
 }
 TOOL_NAMES = tuple(_SCHEMAS)
 
@@ -251,6 +254,10 @@ async def run_tool(
         )
     if name == "end_call":
         return ToolOutcome({"ok": True}, respond=False, hang_up="agent_end_call")
+    if name == recording.TOOL:
+        return ToolOutcome(
+            await recording.record_consent(args, brief=brief, command=control.command, send_task=send_task)
+        )
     if name == "transfer_to_human":
         return await _transfer(args, brief=brief, control=control)
     if name == "schedule_callback":

@@ -99,6 +99,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     ),
     # Flow pages (calls, SMS) whose send task was lost are sent again (flows/services/pages.py).
     "flows-resend-stalled-pages": every(10, "flows.tasks.resend_stalled_pages", expires=9),
+    # Recordings past their campaign's retention are deleted (file, and the row marked deleted).
+    "recordings-sweep": every(300, "recordings.tasks.sweep", expires=290),
 }
 
 # The Redis transport with kombu's restore-on-connection-loss crash fixed (a worker survives a broker

@@ -101,3 +101,11 @@ def add_error_responses(
                     response["headers"] = {"Retry-After": _RETRY_AFTER}
                 responses.setdefault(code, response)
     return result
+
+
+def attempt_state_choices() -> list[tuple[str, str]]:
+    """The attempt states as the attempt's ``state`` field lists them (value, value): named
+    ``AttemptStateEnum`` in ``ENUM_NAME_OVERRIDES``, apart from the other ``state`` enums (recordings)."""
+    from campaigns.lifecycle import AttemptState  # settings load this module before the apps
+
+    return [(state.value, state.value) for state in AttemptState]

@@ -30,10 +30,12 @@ a production deployment that forgets it must fail loudly, not run with a key fro
 | SECURE_PROXY_SSL_HEADER | empty; e.g. X-Forwarded-Proto behind a proxy that always sets it |
 | SESSION_HOURS | 12 (a portal session ends this long after sign-in) |
 | EMAIL_URL, DEFAULT_FROM_EMAIL | consolemail:// (printed), no-reply@localhost: resets, invitations |
+| RECORDINGS_DIR, RECORDINGS_S3_* | var/recordings; S3-compatible storage when RECORDINGS_S3_BUCKET is set |
 """
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ from orchestrator.embedded_redis import EmbeddedRedis
 from orchestrator.logconfig import logging_config
 from orchestrator.redis_client import celery_url_for
 from orchestrator.sentry import init_sentry
+from recordings.storage import storage_settings as recordings_storage_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Local state of the product on embedded defaults: SQLite file, embedded Redis, beat schedule.
@@ -87,6 +90,7 @@ INSTALLED_APPS = [
     "flows.apps.FlowsConfig",
     "messaging.apps.MessagingConfig",
     "timers.apps.TimersConfig",
+    "recordings.apps.RecordingsConfig",
     "django_htmx",
     "portal.apps.PortalConfig",
 ]
@@ -257,6 +261,8 @@ SPECTACULAR_SETTINGS = {
         "WeekdayEnum": "flows.models.WEEKDAY_CHOICES",
         "SmsProviderEnum": "messaging.models.Provider",
         "TimelineEventKindEnum": "flows.models.IncidentEvent.Kind",
+        "RecordingStateEnum": "recordings.models.Recording.State",
+        "AttemptStateEnum": "orchestrator.schema.attempt_state_choices",
     },
     # Every route's error answers (400/401/403/404/413/415) and their schemas: orchestrator/schema.py.
     "POSTPROCESSING_HOOKS": [
@@ -301,6 +307,17 @@ INBOUND_UNROUTED_MESSAGE: str = env.str("INBOUND_UNROUTED_MESSAGE", default="sou
 MEDIA_WORKER_HOSTS: list[str] = env.list("MEDIA_WORKER_HOSTS", default=["127.0.0.1:9092"])
 # Hard maximum duration of one call, enforced by the Stasis app (DESIGN.md §5 rule 5).
 MAX_CALL_DURATION_S: int = env.int("MAX_CALL_DURATION_S", default=3600)
+# Apps above campaigns that react to an attempt's call events, in the transaction applying each one
+# (campaigns/sink.py): dotted paths of hook(*, attempt_id, event).
+TELEPHONY_EVENT_HOOKS: list[str] = ["recordings.services.recordings.recording_on_call_event"]
+
+# ------------------------------------------------------------------------------------------ recordings
+# Call recordings (recordings/): fetched from the PBX after the call into STORAGES["recordings"], a local
+# directory (RECORDINGS_DIR) or, with RECORDINGS_S3_BUCKET, S3-compatible storage (README "Call recordings").
+RECORDINGS_DIR: str = env.str("RECORDINGS_DIR", default=str(VAR_DIR / "recordings"))
+# The largest recording file fetched from a PBX, and how long one fetch may take.
+RECORDINGS_MAX_BYTES: int = env.int("RECORDINGS_MAX_BYTES", default=200 * 1024 * 1024)
+RECORDINGS_FETCH_TIMEOUT_S: float = env.float("RECORDINGS_FETCH_TIMEOUT_S", default=120.0)
 # A queued attempt with no originate task expected for this long (its worker was killed, its message lost)
 # is handed a new originate task by the stalled-attempt sweep (campaigns.tasks.resume_stalled_attempts).
 ATTEMPT_STALL_S: int = env.int("ATTEMPT_STALL_S", default=60)
@@ -356,6 +373,7 @@ if STATIC_ROOT == VAR_DIR / "static":
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns about a missing one at every start
 STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "recordings": recordings_storage_settings(os.environ, default_dir=RECORDINGS_DIR),
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if env.bool("STATIC_MANIFEST", default=not DEBUG)

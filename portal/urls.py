@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from portal import live
 from portal.views import after_hours, agents, auth, calls, campaigns, compliance, dashboard, dnc, imports
+from portal.views import recordings as recording_views
 from portal.views import settings as tenant_settings
 
 app_name = "portal"
@@ -22,4 +23,5 @@ urlpatterns = [
     path("after-hours/", include(after_hours.urlpatterns)),
     path("settings/", include(tenant_settings.urlpatterns)),
     path("compliance/", include(compliance.urlpatterns)),
+    path("recordings/", include(recording_views.urlpatterns)),
 ]

@@ -46,6 +46,7 @@ Logging names the channel id (the attempt id) on every call-affecting request; c
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -232,6 +233,50 @@ class AriClient:
             logger.info("ARI hangup channel=%s: already gone", channel_id)
             return False
         raise self._error_for(resp, channel_id=channel_id)
+
+    # ------------------------------------------------------------------------------------ recordings
+    def download_stored_recording(self, name: str, *, max_bytes: int, timeout_s: float) -> bytes | None:
+        """The file of the stored recording ``name`` (``GET /recordings/stored/{name}/file``), None when
+        the PBX has no such recording (404). Read in chunks, at most ``max_bytes`` (more raises
+        `AriTerminalError`: it would not fit however often asked) and within ``timeout_s`` overall
+        (`AriRetryableError` after that: a slow link may do better later)."""
+        path = f"/ari/recordings/stored/{_seg(name)}/file"
+        deadline = time.monotonic() + timeout_s
+        try:
+            with self._client.stream("GET", path, headers={"Accept": "*/*"}) as resp:
+                if resp.status_code == 404:
+                    return None
+                if resp.status_code != 200:
+                    resp.read()
+                    raise self._error_for(resp)
+                declared = resp.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise AriTerminalError(
+                        f"GET {path}: {declared} bytes: more than {max_bytes} bytes", status=200
+                    )
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in resp.iter_bytes(64 * 1024):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise AriTerminalError(f"GET {path}: more than {max_bytes} bytes", status=200)
+                    if time.monotonic() > deadline:
+                        raise AriRetryableError(f"GET {path}: not read within {timeout_s:.0f}s")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.TimeoutException as exc:
+            raise AriRetryableError(f"GET {path}: timed out ({type(exc).__name__})") from exc
+        except httpx.RequestError as exc:
+            raise AriRetryableError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+
+    def delete_stored_recording(self, name: str) -> bool:
+        """``DELETE /recordings/stored/{name}``: False when it was gone already (404)."""
+        resp = self._request("DELETE", f"/ari/recordings/stored/{_seg(name)}")
+        if resp.status_code in (200, 204):
+            return True
+        if resp.status_code == 404:
+            return False
+        raise self._error_for(resp)
 
     def ping(self) -> bool:
         """True if the PBX answers ``GET /ari/asterisk/ping``; False if it is unreachable, slow or failing.

@@ -147,6 +147,20 @@ class CallTransferred:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class CallRecording:
+    """The call's mixed bridge recording (``POST /bridges/{id}/record``) ``started``, ``finished`` (stored on
+    the PBX under ``name``, ``duration`` seconds as Asterisk counts them) or ``failed`` (``cause``, when
+    Asterisk gives one, or the REST status that refused it)."""
+
+    call_id: str
+    name: str
+    state: Literal["started", "finished", "failed"]
+    at: datetime
+    duration: int = 0
+    cause: str = ""
+
+
 CallEvent = (
     CallRinging
     | CallAnswered
@@ -156,6 +170,7 @@ CallEvent = (
     | MediaGone
     | CallTransferred
     | CallInbound
+    | CallRecording
 )
 
 

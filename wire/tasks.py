@@ -24,6 +24,9 @@ FLOW_URGENT: Final = "media.flow_urgent"
 # same keyword arguments as CALL_REPORT; the media worker picks it by the call id (wire.callids).
 FLOW_CALL_REPORT: Final = "media.flow_call_report"
 
+# The agent's record_consent tool: kwargs {call_id, tenant_id, granted: bool, at: epoch s} (recordings app).
+RECORDING_CONSENT: Final = "media.recording_consent"
+
 ALL: Final = (
     CALL_REPORT,
     SCHEDULE_CALLBACK,
@@ -33,4 +36,5 @@ ALL: Final = (
     FLOW_INTAKE,
     FLOW_URGENT,
     FLOW_CALL_REPORT,
+    RECORDING_CONSENT,
 )

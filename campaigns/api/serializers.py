@@ -16,6 +16,7 @@ from rest_framework import serializers
 from campaigns import selectors
 from campaigns.lifecycle import AttemptOutcome, AttemptState
 from campaigns.models import (
+    MAX_RECORDING_RETENTION_DAYS,
     AgentProfile,
     AttemptEvent,
     CallAttempt,
@@ -106,6 +107,8 @@ class CampaignSerializer(OutputModelSerializer[Campaign]):
             "requires_prior_consent",
             "prior_consent_kind",
             "disclosure",
+            "recording_mode",
+            "recording_retention_days",
             "created_at",
             "updated_at",
         ]
@@ -129,6 +132,10 @@ class CampaignInputSerializer(serializers.Serializer[Any]):
     prior_consent_kind = serializers.CharField(required=False, max_length=32)
     disclosure = serializers.CharField(
         required=False, allow_blank=True, trim_whitespace=False, max_length=2000
+    )
+    recording_mode = serializers.ChoiceField(choices=Campaign.RecordingMode.choices, required=False)
+    recording_retention_days = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_RECORDING_RETENTION_DAYS
     )
 
 

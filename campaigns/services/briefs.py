@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 
 from campaigns.disclosure import AI_DISCLOSURE_INSTRUCTION, disclosure_text
-from campaigns.models import AGENT_TOOLS, AgentProfile, CallAttempt, Contact
+from campaigns.models import AGENT_TOOLS, AgentProfile, CallAttempt, Campaign, Contact
 from campaigns.prompts import RenderedAgentTexts, contact_variables, render_agent_texts
 from campaigns.windows import zones_for_contact
 from orchestrator.redis_client import get_redis
@@ -40,6 +40,14 @@ __all__ = [
 ]
 
 BRIEF_VERSION = 1
+RECORD_CONSENT_TOOL = "record_consent"
+#: What the agent is told when the campaign records only after consent.
+RECORD_CONSENT_INSTRUCTION = (
+    "Early in the call, ask the callee whether they agree to this call being recorded. If they clearly "
+    "agree, call record_consent with granted=true; if they decline or do not answer clearly, call "
+    "record_consent with granted=false and carry on without recording. Never say the call is being "
+    "recorded unless they agreed."
+)
 #: How long the brief outlives the longest the call can last.
 BRIEF_TTL_MARGIN_S = 300
 
@@ -105,7 +113,14 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
     call_id = str(attempt.pk)
     texts = brief_texts(agent=agent, contact=contact)
     endpoint = endpoint_for or _endpoint_for_pbx(attempt)
-    tools = [tool for tool in agent.tools if tool in AGENT_TOOLS]
+    tools = [tool for tool in agent.tools if tool in AGENT_TOOLS and tool != RECORD_CONSENT_TOOL]
+    instructions = texts.instructions
+    if campaign.recording_mode == Campaign.RecordingMode.AFTER_CONSENT:
+        # The agent asks; the tool starts the recording only on a yes (never before the callee agreed).
+        tools.append(RECORD_CONSENT_TOOL)
+        instructions = (
+            f"{instructions}\n\n{RECORD_CONSENT_INSTRUCTION}" if instructions else RECORD_CONSENT_INSTRUCTION
+        )
     return {
         "v": BRIEF_VERSION,
         "call_id": call_id,
@@ -119,7 +134,7 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
         "number": attempt.number,
         "caller_id": campaign.caller_id,
         "timezone": _callee_timezone(attempt),
-        "instructions": f"{texts.instructions}\n\n{AI_DISCLOSURE_INSTRUCTION}",
+        "instructions": f"{instructions}\n\n{AI_DISCLOSURE_INSTRUCTION}",
         "greeting": " ".join(
             part for part in (brief_disclosure(attempt=attempt), texts.greeting.strip()) if part
         ),
@@ -138,6 +153,8 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
             "transfer_timeout_s": settings.TRANSFER_TIMEOUT_S,
         },
         "contact": {"name": contact.name, "variables": dict(contact.variables or {})},
+        # never | always | after_consent: the media worker reads it from the brief's extra keys.
+        "recording": {"mode": campaign.recording_mode},
     }
 
 

@@ -9,7 +9,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns.lifecycle import LIVE_STATES, AttemptOutcome
-from campaigns.models import AgentProfile, Campaign, default_calling_windows, default_retry_delays
+from campaigns.models import (
+    MAX_RECORDING_RETENTION_DAYS,
+    AgentProfile,
+    Campaign,
+    default_calling_windows,
+    default_retry_delays,
+)
 from campaigns.phone import normalize_phone_number
 from campaigns.variables import campaign_missing_variables
 from orchestrator.errors import InvalidInput, full_clean_or_raise
@@ -105,6 +111,15 @@ def _validate(*, tenant: Tenant, fields: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(ring_timeout, int) or not 1 <= ring_timeout <= MAX_RING_TIMEOUT:
             raise InvalidInput("ring_timeout", f"must be between 1 and {MAX_RING_TIMEOUT} seconds")
     cleaned.update(validate_compliance(fields))
+    if "recording_mode" in fields and fields["recording_mode"] not in Campaign.RecordingMode.values:
+        raise InvalidInput("recording_mode", f"must be one of {', '.join(Campaign.RecordingMode.values)}")
+    if "recording_retention_days" in fields:
+        days = fields["recording_retention_days"]
+        whole = isinstance(days, int) and not isinstance(days, bool)
+        if not whole or not 1 <= days <= MAX_RECORDING_RETENTION_DAYS:
+            raise InvalidInput(
+                "recording_retention_days", f"must be whole days between 1 and {MAX_RECORDING_RETENTION_DAYS}"
+            )
     for field in ("starts_at", "ends_at"):
         value = fields.get(field)
         if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
@@ -126,6 +141,8 @@ def campaign_create(
     retry_delays: dict[str, int] | None = None,
     ring_timeout: int = 30,
     priority: int = 0,
+    recording_mode: str = Campaign.RecordingMode.NEVER,
+    recording_retention_days: int = 90,
     **compliance: Any,
 ) -> Campaign:
     """A new draft campaign. ``max_concurrent_calls`` defaults to (and may not exceed) the tenant's cap.
@@ -151,6 +168,8 @@ def campaign_create(
             "ring_timeout": ring_timeout,
             "priority": priority,
             **_compliance_fields(compliance),
+            "recording_mode": recording_mode,
+            "recording_retention_days": recording_retention_days,
         },
     )
     campaign = Campaign(tenant=tenant, **fields)
@@ -182,6 +201,8 @@ _UPDATABLE = _COMPLIANCE_FIELDS | frozenset(
         "retry_delays",
         "ring_timeout",
         "priority",
+        "recording_mode",
+        "recording_retention_days",
     }
 )
 

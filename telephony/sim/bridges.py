@@ -80,6 +80,7 @@ class Bridges(PbxCore):
             call = member.call
             if call is not None and member is call.channel:
                 call.legs.extend(leg for leg in legs if leg not in call.legs)
+                call.recordings.extend(r.name for r in br.recordings if r.name not in call.recordings)
 
     def remove_from_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
         br = self.bridge(bridge_id)
@@ -109,7 +110,8 @@ class Bridges(PbxCore):
         br = self.bridge(bridge_id)
         for ch in list(br.channels):
             self._leave_bridge(ch)
+        # (its recordings finish first: RecordingFinished still reaches the bridge's apps)
+        self._end_media_operations(f"bridge:{br.id}")
         br.destroyed = True
         self.bridges.pop(br.id, None)
-        self._end_media_operations(f"bridge:{br.id}")
         self.emit("BridgeDestroyed", bridge=br)

@@ -14,6 +14,8 @@ import time
 import uuid as uuid_mod
 from typing import Any
 
+from wire.audiosocket import AUDIO_KIND_RATES
+
 from . import audio
 from .causes import NORMAL_CLEARING
 from .core import PbxCore
@@ -126,6 +128,11 @@ class ExternalMedia(PbxCore):
             call = member.call
             if call is not None and member is call.channel:
                 call.heard.add(kind, payload, now)
+        rate = AUDIO_KIND_RATES.get(kind)
+        if rate is not None:
+            for rec in ch.bridge.recordings:
+                if rec.mix is not None:
+                    rec.mix.add_stream(leg, payload, rate, now)
 
     def _leg_ended(self, leg: AudioSocketLeg, reason: str, error: str | None) -> None:
         """The media server hung up (0x00 or close) or broke the protocol: only that leg goes (A9)."""

@@ -33,7 +33,7 @@ from . import audio
 from .audio import MediaFormat
 
 if TYPE_CHECKING:
-    from .model import Bridge, Channel
+    from .model import Bridge, Channel, Recording
 
 log = logging.getLogger("telephony.sim.media")
 
@@ -223,6 +223,19 @@ class Speaker:
             self.duration = len(msgs) * FRAME_SECONDS
         return msgs
 
+    def pcm_frames(self, rate: int) -> list[bytes]:
+        """The audio as 20 ms frames of 16-bit PCM at ``rate`` (what a bridge recording mixes)."""
+        cache_key = (self.key, "pcm", rate)
+        chunks = _MESSAGE_CACHE.get(cache_key)
+        if chunks is None:
+            pcm = self.render(rate)
+            step = rate * 2 // 50
+            chunks = [pcm[i : i + step] for i in range(0, len(pcm), step)] or [b""]
+            if len(_MESSAGE_CACHE) >= _MESSAGE_CACHE_SIZE:
+                _MESSAGE_CACHE.pop(next(iter(_MESSAGE_CACHE)))
+            _MESSAGE_CACHE[cache_key] = chunks
+        return chunks
+
     def outlets(self) -> list[Bridge]:
         if self.bridge is not None:
             return [self.bridge]
@@ -295,6 +308,9 @@ class MediaClock:
                 continue
             finished = True
             for bridge in speaker.outlets():
+                for rec in bridge.recordings:
+                    if not self._record(speaker, rec, due):
+                        finished = False
                 for member in bridge.channels:
                     leg = member.leg
                     if leg is None or leg.ended or member is owner:
@@ -317,6 +333,25 @@ class MediaClock:
                         finished = False
             if finished and not speaker.repeat and due * FRAME_SECONDS >= speaker.duration:
                 self.remove(speaker)
+
+    def _record(self, speaker: Speaker, rec: Recording, due: int) -> bool:
+        """Mix the speaker's due frames into a bridge recording, each at its place on the clock's grid.
+        True when the speaker has nothing more for it."""
+        mix = rec.mix
+        if mix is None or speaker.start_index is None:
+            return True
+        chunks = speaker.pcm_frames(mix.rate)
+        total = len(chunks)
+        key = id(rec)
+        sent = speaker._sent.get(key)
+        if sent is None:  # recording started mid-utterance: from what is playing now
+            sent = max(due - 1, 0)
+        target = due if speaker.repeat else min(due, total)
+        for i in range(sent, target):
+            moment = self.epoch + (speaker.start_index + i) * FRAME_SECONDS
+            mix.add_at(chunks[i % total], mix.rate, moment)
+        speaker._sent[key] = target
+        return not speaker.repeat and target >= total
 
     def stats(self) -> dict[str, Any]:
         return {

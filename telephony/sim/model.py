@@ -17,6 +17,7 @@ from .audio import HeardMeter
 if TYPE_CHECKING:
     from .media import AudioSocketLeg, Speaker
     from .plan import Behaviour
+    from .recorder import Mixdown
 
 
 def ari_timestamp(epoch: float | None = None) -> str:
@@ -128,6 +129,7 @@ class Bridge:
     channels: list[Channel] = field(default_factory=list)
     apps: set[str] = field(default_factory=set)
     destroyed: bool = False
+    recordings: list[Recording] = field(default_factory=list)  # live recordings of the bridge's mix
 
     @property
     def bridge_type(self) -> str:
@@ -184,20 +186,23 @@ class Recording:
     ended: float | None = None
     max_duration: int = 0
     task: asyncio.Task[None] | None = None
+    mix: Mixdown | None = None  # a bridge recording's audio (None: a channel recording, not simulated)
+    data: bytes = b""  # the stored file, once finished
 
     @property
     def duration(self) -> int:
         return int((self.ended or time.time()) - self.started)
 
     def json(self) -> dict[str, Any]:
+        talking = int(self.mix.voiced_samples / self.mix.rate) if self.mix is not None else 0
         return {
             "name": self.name,
             "format": self.format,
             "target_uri": self.target_uri,
             "state": self.state,
             "duration": self.duration,
-            "talking_duration": 0,
-            "silence_duration": self.duration,
+            "talking_duration": min(talking, self.duration),
+            "silence_duration": max(self.duration - talking, 0),
         }
 
 
@@ -233,6 +238,7 @@ class Call:
     legs: list[AudioSocketLeg] = field(default_factory=list)  # media legs it was bridged with
     task: asyncio.Task[None] | None = None
     speakers: list[Speaker] = field(default_factory=list)
+    recordings: list[str] = field(default_factory=list)  # bridge recordings started while it was bridged
 
     @property
     def live(self) -> bool:
@@ -270,4 +276,5 @@ class Call:
             "playbacks": list(self.playbacks),
             "media": [leg.stats() for leg in self.legs],
             "variables": dict(self.variables),
+            "recordings": list(self.recordings),
         }

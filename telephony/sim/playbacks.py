@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid as uuid_mod
+from array import array
 from functools import partial
 from typing import Any
 
@@ -16,6 +17,7 @@ from .core import PbxCore
 from .errors import AriError, int_param
 from .media import Speaker
 from .model import Bridge, Channel, Playback, Recording
+from .recorder import Mixdown
 from .sounds import playback_seconds, render_playback
 
 RECORDING_FORMATS = {"wav", "gsm", "ulaw", "alaw", "sln", "sln16", "g722", "wav16"}
@@ -125,6 +127,14 @@ class Playbacks(PbxCore):
             max_duration=int_param(params, "maxDurationSeconds", 0),
         )
         self.live_recordings[name] = rec
+        if isinstance(target, Bridge):
+            # The bridge's mix from now on (recorder.py); the parties bridged now (or later) list it.
+            rec.mix = Mixdown(fmt, rec.started)
+            target.recordings.append(rec)
+            for member in target.channels:
+                call = member.call
+                if call is not None and member is call.channel and name not in call.recordings:
+                    call.recordings.append(name)
         apps = self._target_apps(target)
         self.emit("RecordingStarted", fields={"recording": rec.json()}, apps=apps)
         rec.task = self._spawn(self._run_recording(rec, apps))
@@ -143,11 +153,18 @@ class Playbacks(PbxCore):
             raise AriError(404, "Recording not found")
         rec.ended = time.time()
         rec.state = "canceled" if cancel else "done"
+        target_id = rec.target_uri.split(":", 1)[1]
+        bridge = self.bridges.get(target_id) if rec.target_uri.startswith("bridge:") else None
+        if bridge is not None and rec in bridge.recordings:
+            bridge.recordings.remove(rec)
+        if rec.mix is not None:
+            rec.mix.pad_to(rec.ended)
+            rec.data = rec.mix.file_bytes()
+            rec.mix.samples = array("h")  # the stored file is all that is kept
         if not cancel:
             self.stored_recordings[name] = rec
         if rec.task is not None and rec.task is not asyncio.current_task():
             rec.task.cancel()
-        target_id = rec.target_uri.split(":", 1)[1]
         obj: Channel | Bridge | None = self.channels.get(target_id) or self.bridges.get(target_id)
         targets = apps if apps is not None else (self._target_apps(obj) if obj is not None else set())
         self.emit("RecordingFinished", fields={"recording": rec.json()}, apps=targets)

@@ -24,8 +24,11 @@ from .core import ASTERISK_VERSION
 from .engine import Pbx
 from .errors import AriError, ast_true
 from .events import MAX_APP_NAME
-from .model import Bridge, ari_timestamp
+from .model import Bridge, Recording, ari_timestamp
 from .plan import PlanError, parse_plan
+
+#: Content types of stored recording files (Asterisk answers with the format's MIME type).
+STORED_MIME = {"wav": "audio/wav", "wav16": "audio/wav", "ulaw": "audio/basic", "alaw": "audio/x-alaw-basic"}
 
 log = logging.getLogger("telephony.sim.server")
 
@@ -445,6 +448,29 @@ def make_app(pbx: Pbx, *, user: str, password: str, ws_write_timeout: float = 0.
     @route("GET", "/ari/recordings/stored")
     async def recording_list(request: web.Request) -> web.StreamResponse:
         return ari_json([{"name": r.name, "format": r.format} for r in pbx.stored_recordings.values()])
+
+    def stored(request: web.Request) -> Recording:
+        rec = pbx.stored_recordings.get(request.match_info["recordingName"])
+        if rec is None:
+            raise AriError(404, "Recording not found")
+        return rec
+
+    @route("GET", "/ari/recordings/stored/{recordingName}")
+    async def recording_stored(request: web.Request) -> web.StreamResponse:
+        rec = stored(request)
+        return ari_json({"name": rec.name, "format": rec.format})
+
+    @route("GET", "/ari/recordings/stored/{recordingName}/file")
+    async def recording_stored_file(request: web.Request) -> web.StreamResponse:
+        rec = stored(request)
+        mime = STORED_MIME.get(rec.format, "application/octet-stream")
+        return web.Response(body=rec.data, content_type=mime)
+
+    @route("DELETE", "/ari/recordings/stored/{recordingName}")
+    async def recording_stored_delete(request: web.Request) -> web.StreamResponse:
+        rec = stored(request)
+        pbx.stored_recordings.pop(rec.name, None)
+        return no_content()
 
     # ---------------------------------------------------------------------------------- /sim inspection
     @route("GET", "/sim/calls")

@@ -171,11 +171,13 @@ from telephony.stasis.intents import (
     OriginateTransfer,
     PlayMedia,
     PublishReply,
+    RecordBridge,
     RemoveFromBridge,
     Result,
     RingChannel,
     RouteInbound,
     StartTimer,
+    StopRecording,
 )
 from telephony.stasis.lanes import EventLanes
 from telephony.stasis.reconcile import reconcile
@@ -400,6 +402,12 @@ class StasisApp:
             status, body = await rest.request("POST", path, {"channel": intent.channel_id})
         elif isinstance(intent, OriginateTransfer):
             status, body = await rest.request("POST", "/channels", intent.params)
+        elif isinstance(intent, RecordBridge):
+            path = f"/bridges/{seg(intent.bridge_id)}/record"
+            params = {"name": intent.name, "format": intent.format, "ifExists": "fail"}
+            status, body = await rest.request("POST", path, params)
+        elif isinstance(intent, StopRecording):
+            status, body = await rest.request("POST", f"/recordings/live/{seg(intent.name)}/stop")
         else:
             return await self._perform_redis(intent)
         return Result(status, body)

@@ -37,6 +37,9 @@ HANDLED_EVENTS = frozenset(
         "ChannelStateChange",
         "Dial",
         "PlaybackFinished",
+        "RecordingFailed",
+        "RecordingFinished",
+        "RecordingStarted",
         "StasisEnd",
         "StasisStart",
     }

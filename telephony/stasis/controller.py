@@ -43,7 +43,13 @@ The decisions (PROTOCOLS.md part A; see also the package's app module):
 
   After a restart of this process an inbound call found bridged with its media leg (or its human) is
   adopted; one that is not is refused (its route died with the old process).
-* Call actions: ``hangup`` and ``transfer`` (the transfer's states: :mod:`telephony.stasis.transfer`).
+* Call actions: ``hangup``, ``transfer`` (the transfer's states: :mod:`telephony.stasis.transfer`) and
+  ``record``: a mixed recording of the call's bridge (``rec-<call>``, wav, never over an existing one), only
+  once the callee is bridged with the agent (refused before: the media worker is told). The orchestrator
+  sends it when the campaign records every call (on ``CallBridged``) and when the callee consented (the
+  agent's ``record_consent`` tool). ``RecordingStarted/Finished/Failed`` of our names become
+  ``CallRecording``; they may come after the call's end (the recording finishes when the bridge goes). The
+  recording is of the bridge, which stays the call's through a transfer: it goes on with the human.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ import uuid
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from telephony.events import (
     CallAnswered,
@@ -63,6 +69,7 @@ from telephony.events import (
     CallDtmf,
     CallEnded,
     CallInbound,
+    CallRecording,
     CallRinging,
     CallTransferred,
     EndReason,
@@ -81,6 +88,8 @@ from telephony.stasis.ids import (
     channel_of,
     is_originated,
     media_owner,
+    recording_of,
+    recording_owner,
     stasis_args,
     transfer_leg_of,
 )
@@ -102,11 +111,13 @@ from telephony.stasis.intents import (
     OriginateTransfer,
     PlayMedia,
     PublishReply,
+    RecordBridge,
     RemoveFromBridge,
     Result,
     RingChannel,
     RouteInbound,
     StartTimer,
+    StopRecording,
 )
 from telephony.stasis.transfer import Transfer, TransferState, TransferStep
 
@@ -117,6 +128,13 @@ MEDIA_SHORT_LIFE_S = 3.0  # a media leg gone this soon after joining its bridge 
 INBOUND_HANGUP_AFTER_S = 20.0  # hang up an unrouted inbound call after this long, message finished or not
 
 Then = Callable[[Result], None]
+
+#: ARI recording events -> the state of ``CallRecording`` they report.
+RECORDING_EVENTS: dict[str, Literal["started", "finished", "failed"]] = {
+    "RecordingStarted": "started",
+    "RecordingFinished": "finished",
+    "RecordingFailed": "failed",
+}
 
 
 @dataclass
@@ -151,6 +169,7 @@ class Call:
     routing: bool = False  # inbound: waiting for the sink to say where it goes
     route: InboundRoute | None = None  # inbound: where the sink said it goes
     route_transfer: bool = False  # inbound: its route's human leg is being dialed (failure: fall back)
+    recording: str | None = None  # the name of its bridge recording, once asked for
 
 
 @dataclass
@@ -286,6 +305,9 @@ class CallController:
 
     def _on_event(self, event: Mapping[str, Any]) -> None:
         kind = event.get("type")
+        if kind in RECORDING_EVENTS:
+            self._on_recording_event(str(kind), event)
+            return
         if kind == "PlaybackFinished":
             playback = event.get("playback")
             playback_id = playback.get("id") if isinstance(playback, dict) else None
@@ -418,7 +440,9 @@ class CallController:
         self._teardown(call)
 
     def _teardown(self, call: Call) -> None:
-        """The human leg, the media leg, the bridge: hung up and destroyed in that order."""
+        """The human leg, the media leg, the recording, the bridge: hung up, stopped and destroyed in that
+        order. (The recording is stopped while its bridge still exists, so that its RecordingFinished
+        reaches the app subscribed to the bridge, rather than racing the bridge's end.)"""
         call.tearing_down = True
         steps: list[tuple[Callable[..., Intent], tuple[Any, ...]]] = []
         xfer = call.transfer
@@ -432,6 +456,8 @@ class CallController:
         if call.media_id is not None:
             self.media.pop(call.media_id, None)
             steps.append((HangUp, (call.media_id,)))
+        if call.recording is not None and call.bridge_id is not None:
+            steps.append((StopRecording, (call.recording,)))
         if call.bridge_id is not None:
             steps.append((DestroyBridge, (call.bridge_id,)))
         self._sequence(steps)
@@ -813,7 +839,7 @@ class CallController:
     # ----------------------------------------------------------------------------------- commands
     def _on_command(self, command: Mapping[str, Any]) -> None:
         action, call_id = command.get("action"), command.get("call_id")
-        if action not in ("hangup", "transfer") or not isinstance(call_id, str) or not call_id:
+        if action not in ("hangup", "transfer", "record") or not isinstance(call_id, str) or not call_id:
             logger.warning("stasis %s: dropping unknown command %.200r", self.config.app, command)
             return
         call = self.calls.get(call_id)
@@ -842,8 +868,66 @@ class CallController:
                     )
 
             self._send(HangUp, call.channel_id, then=hung_up)
+        elif action == "record":
+            self._on_record_command(call)
         else:
             self._on_transfer_command(call, command)
+
+    # --------------------------------------------------------------------------------- recordings
+    def _on_record_command(self, call: Call) -> None:
+        """Record the call's bridge (its mix: callee, agent, a human after a transfer). Refused unless the
+        callee is bridged with the agent; asked once per call."""
+
+        def refused(reason: str) -> None:
+            logger.info("stasis %s: call %s: not recording (%s)", self.config.app, call.call_id, reason)
+            self._reply(call.call_id, {"type": "recording", "state": "refused", "reason": reason})
+
+        if call.recording is not None:
+            refused("already_recording")
+            return
+        if call.bridge_id is None or call.bridged_at is None or call.media_id is None:
+            refused("not_bridged")
+            return
+        name = recording_of(call.call_id)
+        call.recording = name
+
+        def answered(result: Result) -> None:
+            if result.status in (200, 201):
+                return  # RecordingStarted follows
+            logger.warning(
+                "stasis %s: call %s: recording refused: %s %s",
+                self.config.app,
+                call.call_id,
+                result.status,
+                result.body,
+            )
+            cause = f"http_{result.status}" if result.status is not None else "no_answer"
+            self._out.append(CallRecording(call.call_id, name, "failed", self._at(), cause=cause))
+            self._reply(call.call_id, {"type": "recording", "state": "failed", "reason": cause})
+
+        logger.info("stasis %s: call %s: recording as %s", self.config.app, call.call_id, name)
+        self._send(RecordBridge, call.bridge_id, name, "wav", then=answered)
+
+    def _on_recording_event(self, kind: str, event: Mapping[str, Any]) -> None:
+        recording = event.get("recording")
+        name = recording.get("name") if isinstance(recording, Mapping) else None
+        call_id = recording_owner(name) if isinstance(name, str) else None
+        if call_id is None or not isinstance(recording, Mapping) or not isinstance(name, str):
+            return  # not one of ours
+        state = RECORDING_EVENTS[kind]
+        duration = recording.get("duration")
+        self._out.append(
+            CallRecording(
+                call_id=call_id,
+                name=name,
+                state=state,
+                at=self._at(),
+                duration=duration if isinstance(duration, int) and not isinstance(duration, bool) else 0,
+                cause=str(recording.get("cause") or "")[:200],
+            )
+        )
+        if state == "started" and call_id in self.calls:
+            self._reply(call_id, {"type": "recording", "state": "started"})
 
     # ---------------------------------------------------------------------------------- transfers
     def _on_transfer_command(self, call: Call, command: Mapping[str, Any]) -> None:

@@ -17,6 +17,7 @@ MEDIA_PREFIX = "media-"  # an AudioSocket leg: media-<call id>~<try>
 MEDIA_TRY_SEP = "~"  # in neither a UUID nor an Asterisk uniqueid
 TRANSFER_PREFIX = "xfer-"  # the human leg of a transfer: xfer-<call id>
 INBOUND_PLAYBACK_PREFIX = "inbound-"  # the playback of the message an unrouted inbound caller hears
+RECORDING_PREFIX = "rec-"  # a call's bridge recording (its stored name on the PBX): rec-<call id>
 
 
 def command_key(pbx_id: int | str) -> str:
@@ -34,6 +35,17 @@ def media_owner(channel_id: str) -> str | None:
 
 def bridge_id_of(call_id: str) -> str:
     return f"{BRIDGE_PREFIX}{call_id}"
+
+
+def recording_of(call_id: str) -> str:
+    return f"{RECORDING_PREFIX}{call_id}"
+
+
+def recording_owner(name: str) -> str | None:
+    """The call id of a call's recording name, None for a name that is not one of ours."""
+    if not name.startswith(RECORDING_PREFIX):
+        return None
+    return name.removeprefix(RECORDING_PREFIX) or None
 
 
 def transfer_leg_of(call_id: str) -> str:

@@ -111,6 +111,24 @@ class RemoveFromBridge:
 
 
 @dataclass(frozen=True)
+class RecordBridge:
+    """``POST /bridges/{id}/record``: the bridge's mixed audio stored as ``name`` (never over another)."""
+
+    op: int
+    bridge_id: str
+    name: str
+    format: str = "wav"
+
+
+@dataclass(frozen=True)
+class StopRecording:
+    """``POST /recordings/live/{name}/stop``: 204, or 404 when it had finished already."""
+
+    op: int
+    name: str
+
+
+@dataclass(frozen=True)
 class OriginateTransfer:
     """``POST /channels`` of a transfer's human leg, with these query parameters."""
 
@@ -193,6 +211,8 @@ RestIntent = (
     | AddToBridge
     | RemoveFromBridge
     | OriginateTransfer
+    | RecordBridge
+    | StopRecording
 )
 RedisIntent = AnnounceMedia | MarkMediaHostDown | AskAgentSpoke | PublishReply
 SinkIntent = RouteInbound

@@ -192,6 +192,8 @@ def test_every_route_with_an_id_is_in_the_isolation_table():
     covered |= {re.sub(r"\{\w+\}", "{}", template) for template, _ in FLOWS_DETAIL_ROUTES}
     # The messaging routes: each one's foreign-tenant 404 is in tests/messaging/test_api.py.
     covered |= {"messages/{}", "sms-opt-outs/{}", "sms-accounts/{}"}
+    # The recordings routes: each one's foreign-tenant 404 is in tests/recordings/test_api.py.
+    covered |= {"recordings/{}", "recordings/{}/download"}
     assert routes and routes == covered
 
 
