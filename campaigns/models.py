@@ -31,6 +31,7 @@ AGENT_TOOLS: tuple[str, ...] = (
     "set_disposition",
     "add_to_dnc",
     "send_sms",
+    "transfer_decision",
 )
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -535,3 +536,12 @@ class AttemptEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.type}"
+
+
+# Transfers live in their own module of this app; imported here so Django registers their models.
+from campaigns.models_transfers import (  # noqa: E402, F401
+    CallTransfer,
+    CampaignTransferTarget,
+    TransferTarget,
+    TransferTargetMember,
+)

@@ -317,6 +317,24 @@ class CallSession:
         else:
             self._want_response = body  # once the cancelled response is done
 
+    def instruct(self, context: str, instructions: str, now: float) -> None:
+        """The call changed under the agent (a warm transfer's human joined, or left): ``context`` becomes a
+        system item of the conversation (later turns know it) and the agent speaks now as ``instructions``
+        say, cancelling whatever it was saying; tools stay available (``transfer_decision``)."""
+        if self._hung_up or self._hangup_reason is not None:
+            return
+        self._caller_active(now)
+        self._interrupt(now, cancel=True, count=False)
+        self._add_transcript("system", context, now)
+        if self.connected:
+            item = _user_text(context, role="system")
+            if self._response_id is None:
+                self.outbox.append(item)
+            else:
+                self._after_response.append(item)
+        self._want_response = None
+        self.request_response(instructions=instructions)
+
     # ------------------------------------------------------------------------------------- clock out
     def next_frame(self, now: float) -> bytes:
         """The frame the clock writes now: the next 20 ms of agent audio, or silence."""

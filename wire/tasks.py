@@ -24,6 +24,11 @@ FLOW_URGENT: Final = "media.flow_urgent"
 # same keyword arguments as CALL_REPORT; the media worker picks it by the call id (wire.callids).
 FLOW_CALL_REPORT: Final = "media.flow_call_report"
 
+# The agent's transfer_to_human on a campaign with transfer targets (campaigns/tasks.py): kwargs {call_id,
+# tenant_id, target_id: int | None (None: the campaign's first), mode: "warm"|"cold"|None (None: the
+# target's), reason}. The orchestrator picks the human and sends the Stasis app the transfer command.
+TRANSFER_REQUEST: Final = "media.transfer_request"
+
 ALL: Final = (
     CALL_REPORT,
     SCHEDULE_CALLBACK,
@@ -33,4 +38,5 @@ ALL: Final = (
     FLOW_INTAKE,
     FLOW_URGENT,
     FLOW_CALL_REPORT,
+    TRANSFER_REQUEST,
 )

@@ -64,6 +64,30 @@ def _endpoint_for_pbx(attempt: CallAttempt) -> Callable[[str], str]:
     return config.endpoint_for
 
 
+#: The dial string function for a number on the attempt's PBX (a transfer's human leg uses it too).
+endpoint_for_attempt = _endpoint_for_pbx
+
+
+def _transfer_brief(attempt: CallAttempt) -> dict[str, Any]:
+    """``"transfer"``: the campaign's transfer targets, in order, as the agent may choose among them (id,
+    name, kind, mode); the pick and the numbers stay on the orchestrator's side (media.transfer_request).
+    An unsaved attempt (the brief preview) has none. One query."""
+    if attempt.campaign_id is None or attempt.campaign.pk is None:
+        return {"targets": []}
+    links = attempt.campaign.transfer_target_links.select_related("target").order_by("position", "pk")
+    return {
+        "targets": [
+            {
+                "id": link.target.pk,
+                "name": link.target.name,
+                "kind": link.target.kind,
+                "mode": link.target.mode,
+            }
+            for link in links
+        ]
+    }
+
+
 def _callee_timezone(attempt: CallAttempt) -> str:
     """The callee's IANA zone (the contact's own, else the number's first, else the tenant's default): the
     agent reads times the callee says (a callback "at 3 pm") in it."""
@@ -103,6 +127,9 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
     texts = brief_texts(agent=agent, contact=contact)
     endpoint = endpoint_for or _endpoint_for_pbx(attempt)
     tools = [tool for tool in agent.tools if tool in AGENT_TOOLS]
+    transfer = _transfer_brief(attempt)
+    if transfer["targets"] and "transfer_to_human" in tools and "transfer_decision" not in tools:
+        tools.append("transfer_decision")  # the briefed human's "yes" / "no" in a warm transfer
     return {
         "v": BRIEF_VERSION,
         "call_id": call_id,
@@ -133,6 +160,7 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
             "transfer_timeout_s": settings.TRANSFER_TIMEOUT_S,
         },
         "contact": {"name": contact.name, "variables": dict(contact.variables or {})},
+        "transfer": transfer,
     }
 
 

@@ -175,7 +175,9 @@ from telephony.stasis.intents import (
     Result,
     RingChannel,
     RouteInbound,
+    StartMoh,
     StartTimer,
+    StopMoh,
 )
 from telephony.stasis.lanes import EventLanes
 from telephony.stasis.reconcile import reconcile
@@ -400,6 +402,10 @@ class StasisApp:
             status, body = await rest.request("POST", path, {"channel": intent.channel_id})
         elif isinstance(intent, OriginateTransfer):
             status, body = await rest.request("POST", "/channels", intent.params)
+        elif isinstance(intent, StartMoh):
+            status, body = await rest.request("POST", f"/channels/{seg(intent.channel_id)}/moh")
+        elif isinstance(intent, StopMoh):
+            status, body = await rest.request("DELETE", f"/channels/{seg(intent.channel_id)}/moh")
         else:
             return await self._perform_redis(intent)
         return Result(status, body)
