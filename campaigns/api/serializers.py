@@ -102,10 +102,18 @@ class CampaignSerializer(OutputModelSerializer[Campaign]):
             "retry_delays",
             "ring_timeout",
             "priority",
+            "transfer_targets",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
+
+    transfer_targets = serializers.SerializerMethodField(
+        help_text="The ids of its transfer targets, in order (the first is the agent's default)."
+    )
+
+    def get_transfer_targets(self, campaign: Campaign) -> list[int]:
+        return [link.target_id for link in campaign.transfer_target_links.all()]
 
 
 class CampaignInputSerializer(serializers.Serializer[Any]):
@@ -120,6 +128,9 @@ class CampaignInputSerializer(serializers.Serializer[Any]):
     retry_delays = serializers.JSONField(required=False)
     ring_timeout = serializers.IntegerField(required=False, min_value=1, max_value=MAX_POSITIVE_INT)
     priority = serializers.IntegerField(required=False, min_value=-1000, max_value=1000)
+    transfer_targets = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, max_length=20
+    )
 
 
 class CampaignStatsSerializer(serializers.Serializer[Any]):

@@ -71,10 +71,11 @@ endpoint_for_attempt = _endpoint_for_pbx
 def _transfer_brief(attempt: CallAttempt) -> dict[str, Any]:
     """``"transfer"``: the campaign's transfer targets, in order, as the agent may choose among them (id,
     name, kind, mode); the pick and the numbers stay on the orchestrator's side (media.transfer_request).
-    An unsaved attempt (the brief preview) has none. One query."""
+    An unsaved attempt (the brief preview) has none."""
     if attempt.campaign_id is None or attempt.campaign.pk is None:
         return {"targets": []}
-    links = attempt.campaign.transfer_target_links.select_related("target").order_by("position", "pk")
+    # Loaded with the attempt (campaign_transfer_links_prefetch) on both originate paths: no query here.
+    links = sorted(attempt.campaign.transfer_target_links.all(), key=lambda link: (link.position, link.pk))
     return {
         "targets": [
             {

@@ -78,6 +78,7 @@ from campaigns.selectors import (
     tenant_live_calls_elsewhere,
 )
 from campaigns.services.leads import lead_move, leads_move
+from campaigns.transfer_selectors import campaign_transfer_links_prefetch
 from orchestrator.live import live_notify
 from tenants.models import Tenant
 
@@ -245,6 +246,7 @@ def dispatch_tenant(
             # With its agent: the originates of this pass's attempts write the call brief without a read.
             for campaign in Campaign.objects.filter(campaign_dialing_filter(now=now), tenant=tenant)
             .select_related("agent")
+            .prefetch_related(campaign_transfer_links_prefetch())
             .order_by("-priority", "pk")
             if campaign.max_concurrent_calls - campaign_live.get(campaign.pk, 0) > 0
         ]

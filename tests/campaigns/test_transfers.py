@@ -181,6 +181,7 @@ def test_concurrent_picks_never_exceed_a_reps_cap() -> None:
 def test_a_request_picks_and_sends_the_stasis_app_the_command(django_capture_on_commit_callbacks) -> None:
     attempt = live_attempts(1)[0]
     pbx = attempt.pbx
+    assert pbx is not None
     target = transfer_target_create(tenant=attempt.tenant, name="Desk", number=REPS[1], mode="warm")
     campaign_set_transfer_targets(campaign=attempt.campaign, target_ids=[target.pk])
     redis = get_redis()
@@ -194,7 +195,7 @@ def test_a_request_picks_and_sends_the_stasis_app_the_command(django_capture_on_
             attempt_id=attempt.pk, tenant_id=attempt.tenant_id, reason="wants pricing"
         )
     assert transfer is not None and transfer.summary == "wants pricing"
-    command = json.loads(redis.lpop(command_key(pbx.pk)))
+    command = json.loads(str(redis.lpop(command_key(pbx.pk))))
     assert command == {
         "action": "transfer",
         "call_id": str(attempt.pk),
