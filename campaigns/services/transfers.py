@@ -232,6 +232,8 @@ def campaign_set_transfer_targets(*, campaign: Campaign, target_ids: Iterable[ob
     for index, pk in enumerate(ids):
         if pk not in found:
             raise InvalidInput(f"transfer_targets[{index}]", "no such transfer target")
+    # (A campaign read with its targets prefetched, e.g. by the API's list, shows the new ones.)
+    getattr(campaign, "_prefetched_objects_cache", {}).pop("transfer_target_links", None)
     CampaignTransferTarget.objects.filter(campaign=campaign).delete()
     CampaignTransferTarget.objects.bulk_create(
         CampaignTransferTarget(campaign=campaign, target_id=pk, position=i) for i, pk in enumerate(ids)

@@ -40,6 +40,7 @@ from tests.campaigns.factories import (
     make_pbx,
     make_tenant,
 )
+from tests.campaigns.test_transfer_api import TRANSFER_ROUTES
 from tests.flows.routes import DETAIL_ROUTES as FLOWS_DETAIL_ROUTES
 
 pytestmark = pytest.mark.django_db
@@ -173,6 +174,7 @@ def test_every_route_with_an_id_is_in_the_isolation_table():
     covered |= {re.sub(r"\{\w+\}", "{}", template) for template, _ in FLOWS_DETAIL_ROUTES}
     # The messaging routes: each one's foreign-tenant 404 is in tests/messaging/test_api.py.
     covered |= {"messages/{}", "sms-opt-outs/{}", "sms-accounts/{}"}
+    covered |= TRANSFER_ROUTES  # each one's foreign-tenant 404: tests/campaigns/test_transfer_api.py
     assert routes and routes == covered
 
 
