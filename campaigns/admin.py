@@ -311,3 +311,7 @@ class AttemptEventAdmin(ReadOnlyAdmin):
     list_filter = ["kind"]
     search_fields = ["attempt__id", "type"]
     list_select_related = ["attempt"]
+
+
+# Transfers have their own admin module (same app); imported here so it registers.
+from campaigns import admin_transfers  # noqa: E402, F401

@@ -4,7 +4,7 @@
 from django.urls import include, path
 
 from portal import live
-from portal.views import after_hours, agents, auth, calls, campaigns, dashboard, dnc, imports
+from portal.views import after_hours, agents, auth, calls, campaigns, dashboard, dnc, imports, transfers
 from portal.views import settings as tenant_settings
 
 app_name = "portal"
@@ -21,4 +21,5 @@ urlpatterns = [
     path("dnc/", include(dnc.urlpatterns)),
     path("after-hours/", include(after_hours.urlpatterns)),
     path("settings/", include(tenant_settings.urlpatterns)),
+    path("transfer-targets/", include(transfers.urlpatterns)),
 ]
