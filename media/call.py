@@ -579,6 +579,8 @@ class Call:
         else:
             self._briefing = False
             self.tool_state.warm_transfer = False
+            if session is not None:
+                session.on_hold = False
         if session is None or self.ended or state == "cancelled":
             return
         if state == "human_joined":
@@ -771,6 +773,8 @@ class Call:
         self._transfer_pending = False
         self._transfer_settled.set()
         now = self.loop.time()
+        if self.tool_state.warm_transfer:
+            session.on_hold = True  # until the transfer is settled (transfer_update)
         if outcome.transferred:
             self.transferred(outcome.transferred)
         else:

@@ -184,6 +184,9 @@ class CallSession:
         self._max_duration_hit = False
         #: when a barge-in dropped queued agent audio and no frame has been written since (for the probe)
         self.flushed_at: float | None = None
+        #: a warm transfer is under way (the callee on hold, then a human being briefed): their silence is
+        #: not the callee's, so no silence prompt and no hang-up for silence until it is settled.
+        self.on_hold = False
 
     # --------------------------------------------------------------------------------- connection
     def start(self, now: float) -> None:
@@ -400,6 +403,7 @@ class CallSession:
             or not self.playout.idle
             or self._want_response is not None
             or self._tools_pending > 0
+            or self.on_hold
         )
         if busy:
             self._agent_busy_until = now

@@ -116,3 +116,35 @@ def test_the_human_is_briefed_from_the_call_so_far() -> None:
     assert "Press 1 or say yes" in instructions
     _, back = back_with_caller("declined")
     assert "can't take your call" in back
+
+
+def test_a_callee_on_hold_is_not_prompted_or_hung_up_for_silence() -> None:
+    from tests.media.test_session import make_session, sent, started
+
+    session = make_session(silence_prompt_s=5.0, silence_end_s=12.0)
+    started(session)
+    session.on_server_event({"type": "response.done", "response": {"id": "r1", "status": "completed"}}, 1.0)
+    session.take()
+    session.on_hold = True
+    session.tick(40.0)
+    assert sent(session) == [] and session.take()[1] == []
+    # The transfer settled (the callee is back): the silence is counted from now.
+    session.on_hold = False
+    session.tick(44.0)
+    assert sent(session) == []
+    session.tick(46.1)
+    assert "still there" in sent(session)[0]["response"]["instructions"]
+
+
+def test_instruct_tells_the_model_the_situation_and_asks_for_speech() -> None:
+    from tests.media.test_session import make_session, sent, started
+
+    session = make_session()
+    started(session)
+    session.on_server_event({"type": "response.done", "response": {"id": "r1", "status": "completed"}}, 1.0)
+    session.take()
+    session.instruct("A colleague joined.", 'Brief them. For example: "Hello."', 2.0)
+    out = sent(session)
+    assert out[0]["type"] == "conversation.item.create" and out[0]["item"]["role"] == "system"
+    assert out[-1]["type"] == "response.create" and "Brief them" in out[-1]["response"]["instructions"]
+    assert session.transcript[-1] == {"role": "system", "text": "A colleague joined.", "t_ms": 2000}
