@@ -4,7 +4,8 @@ and the Realtime-protocol stand-in (the local agent), on this test's PostgreSQL 
 Each callee presses 1 (the stand-in's rule: ``transfer_to_human``); the agent's request goes media →
 Celery (the pick among the campaign's targets) → the Stasis app, which puts the callee on hold (music) and
 dials the human. The human joins the agent, is briefed, and presses 1 (accept: the callee is connected with
-them) or 2 (decline: the human leg is hung up and the callee is back with the agent, who says so). Judged
+them) or 2 (decline: the human leg is hung up and the callee is back with the agent, who says so), or never
+answers (the same after the transfer's timeout). Judged
 against the simulator's record of the calls: music on hold, who was in the bridge with whom, who hung up.
 """
 
@@ -31,14 +32,19 @@ pytestmark = [
 
 CALLEE_A = "+12125559011"  # wants a person; their transfer is accepted
 CALLEE_B = "+12125559012"  # wants a person; their transfer is declined
+CALLEE_C = "+12125559013"  # wants a person; nobody answers
 REP = "+12125559091"  # the sales rep of the group: answers, listens to the brief, presses 1, talks, hangs up
 DECLINER = "+12125559092"  # answers, listens to the brief, presses 2
+NOBODY = "+12125559093"  # never answers
+TRANSFER_TIMEOUT_S = 8  # how long the human leg may ring (the worker's setting, in the command)
 CALLEE = {"behaviour": "answer", "after": 0.5, "dtmf": [{"at": 4, "digits": "1"}], "hangup_after": 30}
 PLAN = {
     "default": {"behaviour": "busy", "after": 0.1},
     "numbers": {
         CALLEE_A: CALLEE,
         CALLEE_B: CALLEE,
+        CALLEE_C: CALLEE,
+        NOBODY: {"behaviour": "no_answer"},
         REP: {"behaviour": "answer", "after": 1.0, "dtmf": [{"at": 7, "digits": "1"}], "hangup_after": 12},
         DECLINER: {
             "behaviour": "answer",
@@ -68,10 +74,11 @@ def test_warm_transfer_accepted_and_declined(stack: Stack) -> None:
         members=[{"name": "Sam", "number": REP, "max_concurrent": 1}],
     )  # fmt: skip
     decliner = transfer_target_create(tenant=tenant, name="Busy desk", kind="number", number=DECLINER)
+    nobody = transfer_target_create(tenant=tenant, name="Empty desk", kind="number", number=NOBODY)
     windows = {day: [["00:00", "24:00"]] for day in WEEKDAYS}
     zone = zone_where_it_is(14)
     campaigns = {}
-    for callee, target in ((CALLEE_A, group), (CALLEE_B, decliner)):
+    for callee, target in ((CALLEE_A, group), (CALLEE_B, decliner), (CALLEE_C, nobody)):
         campaign = make_campaign(
             tenant, agent=agent, ring_timeout=10, max_attempts=1, calling_windows=windows
         )
@@ -84,14 +91,14 @@ def test_warm_transfer_accepted_and_declined(stack: Stack) -> None:
     stack.start_media_worker()
     stack.start_stasis(Pbx.objects.get(placements__tenant=tenant).pk)
     stack.wait_stasis_connected()
-    stack.start_worker(concurrency=4)
+    stack.start_worker(concurrency=4, env={"TRANSFER_TIMEOUT_S": str(TRANSFER_TIMEOUT_S)})
     stack.start_beat()
 
     def reported() -> bool:
         attempts = CallAttempt.objects.filter(tenant=tenant)
-        return attempts.count() == 2 and all(a.ended_at and a.media_metrics for a in attempts)
+        return attempts.count() == 3 and all(a.ended_at and a.media_metrics for a in attempts)
 
-    wait_for(reported, timeout=150, what="both calls to end with their media report")
+    wait_for(reported, timeout=150, what="the calls to end with their media report")
     attempts = {a.number: a for a in CallAttempt.objects.filter(tenant=tenant)}
     with stack.sim() as sim:
         calls = {c["number"]: c for c in sim.get("/sim/calls", params={"state": "all"}).json()["calls"]}
@@ -137,6 +144,20 @@ def test_warm_transfer_accepted_and_declined(stack: Stack) -> None:
     agent_lines = [line["text"] for line in b.transcript if line["role"] == "agent"]
     assert any("can't take your call" in text for text in agent_lines), b.transcript
     assert b_call["ended_by"] == "callee", "the callee stayed with the agent until they hung up"
+
+    # Nobody answered: the human leg rang until the transfer's timeout and was hung up by us, the callee
+    # heard music on hold all that time and was put back with the agent, who said so.
+    c, c_call, nobody_call = attempts[CALLEE_C], calls[CALLEE_C], calls[NOBODY]
+    assert nobody_call["answered_at"] is None and nobody_call["ended_by"] == "app", nobody_call
+    spans = c_call["moh"]
+    assert len(spans) == 1 and spans[0]["stopped_at"] - spans[0]["started_at"] >= TRANSFER_TIMEOUT_S - 1, (
+        spans
+    )
+    assert _has_media(c_call["bridged"][-1] if c_call["bridged"][-1]["bridge"] else c_call["bridged"][-2])
+    transfer = CallTransfer.objects.get(attempt=c)
+    assert (transfer.state, transfer.reason) == ("no_answer", "timeout"), transfer
+    assert any("nobody could answer" in line["text"] for line in c.transcript if line["role"] == "agent")
+    assert c_call["ended_by"] == "callee"
 
 
 def _has_media(entry: dict[str, Any]) -> bool:
