@@ -271,7 +271,10 @@ def transfer_pick(
         transfer.number = locked.number
         transfer.endpoint = endpoint_for_attempt(attempt)(locked.number)
     elif locked.kind == TransferKind.QUEUE:
-        transfer.endpoint = locked.endpoint
+        try:  # checked again when used: the operator may have withdrawn the context since
+            transfer.endpoint = validate_queue_endpoint(locked.endpoint)
+        except InvalidInput:
+            transfer.endpoint = ""
     else:
         members = list(locked.members.filter(enabled=True).order_by("position", "pk"))
         live = _live_counts([m.pk for m in members])

@@ -8,7 +8,7 @@ from typing import Any
 
 from django import template
 
-from campaigns.transfer_selectors import transfer_target_list
+from campaigns.transfer_selectors import call_transfer_list, transfer_target_list
 
 register = template.Library()
 
@@ -32,3 +32,15 @@ def campaign_transfer_targets(context: template.Context) -> dict[str, Any]:
     ]
     targets = transfer_target_list(tenant=request.portal.tenant)
     return {"targets": [(t, str(t.pk) in chosen) for t in targets], "errors": errors, "request": request}
+
+
+@register.inclusion_tag("portal/transfers/_call_transfers_table.html", takes_context=True)
+def call_transfers(context: template.Context) -> dict[str, Any]:
+    """The transfers of the call page's attempt (``attempt`` in the context), oldest first."""
+    request, attempt = context["request"], context.get("attempt")
+    rows = []
+    if attempt is not None:
+        rows = list(
+            call_transfer_list(tenant=request.portal.tenant, attempt_id=attempt.pk).order_by("created_at")
+        )
+    return {"transfers": rows}

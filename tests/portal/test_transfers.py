@@ -106,3 +106,24 @@ def test_the_campaign_form_picks_transfer_targets(tenant, other_tenant, manager)
     assert [t.pk for t in campaign.transfer_targets.all()] == [desk.pk]
     edit = manager.get(reverse("portal:campaign-edit", args=[campaign.pk]))
     assert f'value="{desk.pk}" checked'.encode() in edit.content
+
+
+def test_the_call_page_lists_its_transfers(tenant, manager):
+    from django.db import transaction
+
+    from campaigns.services.transfers import transfer_pick
+    from tests.campaigns.factories import make_campaign, make_lead, make_pbx
+    from tests.portal.test_calls import make_call
+
+    make_pbx(tenant)
+    call = make_call(make_lead(tenant, make_campaign(tenant)))
+    target = transfer_target_create(
+        tenant=tenant, name="Team", kind="group", members=[{"name": "Sam", "number": "+14155550111"}]
+    )
+    page = manager.get(reverse("portal:call", kwargs={"pk": call.pk}))
+    assert page.status_code == 200 and b"call-transfers" not in page.content
+    with transaction.atomic():
+        transfer_pick(attempt=call, target=target, summary="<b>wants</b> a quote")
+    page = manager.get(reverse("portal:call", kwargs={"pk": call.pk}))
+    assert b'id="call-transfers"' in page.content and b"Sam +14155550111" in page.content
+    assert b"&lt;b&gt;wants&lt;/b&gt; a quote" in page.content
