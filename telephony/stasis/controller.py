@@ -1479,6 +1479,8 @@ class CallController:
                 self.config.app,
                 call.call_id,
             )
+            # It may be a warm transfer's callee, on hold when the old process went: music off first.
+            self._send(StopMoh, call.channel_id)
             self.setup_media(call, members)
         # Human legs: kept while their call lives (adopted after a restart of this process), else hung up.
         for channel_id, args in human_legs:

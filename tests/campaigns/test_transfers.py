@@ -240,3 +240,17 @@ def test_reports_follow_the_transfer_table() -> None:
     assert not transfer_apply_update(attempt_id=attempt.pk, transfer_id="x", state="failed", at=now)
     transfer.refresh_from_db()
     assert transfer.state == "connected" and transfer.answered_at == now and transfer.ended_at is None
+
+
+def test_a_queue_whose_context_the_operator_withdrew_is_not_dialed(settings) -> None:
+    attempt = live_attempts(1)[0]
+    target = transfer_target_create(
+        tenant=attempt.tenant, name="Q", kind="queue", endpoint="Local/sales@ai-queues"
+    )
+    with transaction.atomic():
+        allowed = transfer_pick(attempt=attempt, target=target)
+    assert (allowed.state, allowed.endpoint) == ("dialing", "Local/sales@ai-queues")
+    settings.TRANSFER_QUEUE_CONTEXTS = ["other-queues"]
+    with transaction.atomic():
+        withdrawn = transfer_pick(attempt=attempt, target=target)
+    assert (withdrawn.state, withdrawn.reason, withdrawn.endpoint) == ("failed", "no_endpoint", "")

@@ -196,3 +196,14 @@ def test_decisions_outside_a_briefing_and_bad_commands_are_dropped() -> None:
     # A key before the human joined the bridge decides nothing.
     assert not of(d.event(dtmf(HUMAN, "1")), RemoveFromBridge)
     assert not d.command({"action": "transfer_decision", "call_id": CALL, "accept": "yes"})
+
+
+def test_a_callee_found_on_hold_after_a_restart_gets_the_music_stopped_and_the_agent_back() -> None:
+    from tests.telephony.test_stasis_controller import in_app
+
+    d = Driver()
+    media_id = f"media-{CALL}~0000abcd"
+    channels = {CALL: in_app(CALL, d, "outbound", CALL), media_id: in_app(media_id, d)}
+    out = d.ctl.reconcile_live(channels, {BRIDGE: {media_id}}, {CALL}, d.now)
+    assert of(out, StopMoh)[0].channel_id == CALL
+    assert of(out, HangUp)[0].channel_id == media_id  # the old leg goes; a new one is set up
