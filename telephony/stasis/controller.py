@@ -877,6 +877,21 @@ class CallController:
     def _on_transfer_command(self, call: Call, command: Mapping[str, Any]) -> None:
         def failed(reason: str) -> None:
             self._reply(call.call_id, {"event": "transfer", "status": "failed", "reason": reason})
+            # Refused before anything was dialed: the domain's row and a warm transfer's agent (which did not
+            # wait for this answer) are told too; never for a second request while one is under way.
+            transfer_id = command.get("transfer_id")
+            if reason in ("already_transferred", "transfer_in_progress"):
+                return
+            if isinstance(transfer_id, str) and transfer_id and len(transfer_id) <= 64:
+                self._out.append(TransferUpdated(call.call_id, transfer_id, "failed", self._at(), reason))
+            if command.get("mode") == "warm":
+                payload = {
+                    "type": "transfer",
+                    "state": "failed",
+                    "reason": reason,
+                    "transfer_id": transfer_id or "",
+                }
+                self._reply(call.call_id, payload)
 
         if call.transfer is not None and not call.transfer.done:
             state = call.transfer.state

@@ -207,3 +207,17 @@ def test_a_callee_found_on_hold_after_a_restart_gets_the_music_stopped_and_the_a
     out = d.ctl.reconcile_live(channels, {BRIDGE: {media_id}}, {CALL}, d.now)
     assert of(out, StopMoh)[0].channel_id == CALL
     assert of(out, HangUp)[0].channel_id == media_id  # the old leg goes; a new one is set up
+
+
+def test_a_warm_transfer_refused_before_dialing_tells_the_agent_and_the_domain() -> None:
+    d = Driver()
+    d.bridged()  # not connected: the human leg's StasisStart would never reach us
+    out = d.command(warm_command())
+    assert not of(out, OriginateTransfer) and not of(out, RemoveFromBridge)
+    assert [dict(r.payload) for r in of(out, PublishReply)] == [
+        {"event": "transfer", "status": "failed", "reason": "pbx_unavailable"},
+        {"type": "transfer", "state": "failed", "reason": "pbx_unavailable", "transfer_id": "42"},
+    ]
+    assert [(u.transfer_id, u.state, u.reason) for u in of(out, TransferUpdated)] == [
+        ("42", "failed", "pbx_unavailable")
+    ]
