@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from campaigns.lifecycle import AttemptState
 from campaigns.models import E164_MAX_LENGTH, CallAttempt, Campaign
 from tenants.models import Tenant
 
@@ -39,6 +40,10 @@ class TransferState(models.TextChoices):
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
 
+
+#: The attempts' ``state`` choices as the model has them: the API schema names their enum (settings'
+#: ENUM_NAME_OVERRIDES) now that a transfer's ``state`` is a second enum of that field name.
+ATTEMPT_STATE_CHOICES = [(state.value, state.value) for state in AttemptState]
 
 #: A transfer in these states holds a slot of its rep (while its attempt lives).
 LIVE_TRANSFER_STATES = (TransferState.DIALING, TransferState.BRIEFING, TransferState.CONNECTED)

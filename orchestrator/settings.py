@@ -257,6 +257,10 @@ SPECTACULAR_SETTINGS = {
         "WeekdayEnum": "flows.models.WEEKDAY_CHOICES",
         "SmsProviderEnum": "messaging.models.Provider",
         "TimelineEventKindEnum": "flows.models.IncidentEvent.Kind",
+        "AttemptStateEnum": "campaigns.models_transfers.ATTEMPT_STATE_CHOICES",
+        "TransferKindEnum": "campaigns.models_transfers.TransferKind",
+        "TransferModeEnum": "campaigns.models_transfers.TransferMode",
+        "TransferStateEnum": "campaigns.models_transfers.TransferState",
     },
     # Every route's error answers (400/401/403/404/413/415) and their schemas: orchestrator/schema.py.
     "POSTPROCESSING_HOOKS": [
