@@ -16,6 +16,8 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+# Transfers have their own admin module (same app): its admins register on import.
+from campaigns.admin_transfers import CampaignTransferTargetInline
 from campaigns.models import (
     AgentProfile,
     AttemptEvent,
@@ -181,6 +183,7 @@ class CampaignAdmin(admin.ModelAdmin):
     search_fields = ["name", "caller_id", "tenant__name", "tenant__slug"]
     readonly_fields = ["created_at", "updated_at"]
     autocomplete_fields = ["agent"]
+    inlines = [CampaignTransferTargetInline]
 
 
 # ------------------------------------------------------------------------------------ contacts and DNC
@@ -312,6 +315,3 @@ class AttemptEventAdmin(ReadOnlyAdmin):
     search_fields = ["attempt__id", "type"]
     list_select_related = ["attempt"]
 
-
-# Transfers have their own admin module (same app); imported here so it registers.
-from campaigns import admin_transfers  # noqa: E402, F401

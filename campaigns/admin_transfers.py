@@ -8,7 +8,13 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 
-from campaigns.models_transfers import CallTransfer, TransferKind, TransferTarget, TransferTargetMember
+from campaigns.models_transfers import (
+    CallTransfer,
+    CampaignTransferTarget,
+    TransferKind,
+    TransferTarget,
+    TransferTargetMember,
+)
 from campaigns.phone import normalize_phone_number
 from campaigns.services.transfers import validate_queue_endpoint
 from orchestrator.admin_forms import ReadOnlyAdmin, clean_with
@@ -47,6 +53,25 @@ class TransferTargetMemberForm(forms.ModelForm):
 class TransferTargetMemberInline(admin.TabularInline):
     model = TransferTargetMember
     form = TransferTargetMemberForm
+    extra = 0
+
+
+class CampaignTransferTargetFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        tenant_id = getattr(self.instance, "tenant_id", None)
+        for form in self.forms:
+            target = form.cleaned_data.get("target") if hasattr(form, "cleaned_data") else None
+            if target is not None and tenant_id is not None and target.tenant_id != tenant_id:
+                form.add_error("target", "This transfer target belongs to another tenant.")
+
+
+class CampaignTransferTargetInline(admin.TabularInline):
+    """A campaign's transfer targets, in order (the first is the agent's default); on the campaign admin."""
+
+    model = CampaignTransferTarget
+    formset = CampaignTransferTargetFormSet
+    fields = ["target", "position"]
     extra = 0
 
 
