@@ -314,4 +314,3 @@ class AttemptEventAdmin(ReadOnlyAdmin):
     list_filter = ["kind"]
     search_fields = ["attempt__id", "type"]
     list_select_related = ["attempt"]
-

@@ -318,10 +318,12 @@ def media_transfer_request(
         media_tasks.TRANSFER_REQUEST,
         call_id,
         tenant_id,
-        lambda pk, tenant: transfers.transfer_request(
-            attempt_id=pk, tenant_id=tenant, target_id=target, mode=mode, reason=str(reason or "")[:1000]
-        )
-        is not None,
+        lambda pk, tenant: (
+            transfers.transfer_request(
+                attempt_id=pk, tenant_id=tenant, target_id=target, mode=mode, reason=str(reason or "")[:1000]
+            )
+            is not None
+        ),
     )
 
 
