@@ -254,3 +254,31 @@ def test_a_queue_whose_context_the_operator_withdrew_is_not_dialed(settings) -> 
     with transaction.atomic():
         withdrawn = transfer_pick(attempt=attempt, target=target)
     assert (withdrawn.state, withdrawn.reason, withdrawn.endpoint) == ("failed", "no_endpoint", "")
+
+
+def test_the_media_task_runs_the_request_and_drops_what_is_not_an_attempt(
+    django_capture_on_commit_callbacks,
+) -> None:
+    from campaigns.tasks import (
+        MEDIA_DONE,
+        MEDIA_DROPPED,
+        MEDIA_INVALID,
+        MEDIA_UNCHANGED,
+        media_transfer_request,
+    )
+
+    attempt = live_attempts(1)[0]
+    target = transfer_target_create(tenant=attempt.tenant, name="Desk", number=REPS[0])
+    campaign_set_transfer_targets(campaign=attempt.campaign, target_ids=[target.pk])
+    assert media_transfer_request(call_id="1767650400.17", tenant_id=attempt.tenant_id) == MEDIA_DROPPED
+    assert (
+        media_transfer_request(call_id=str(attempt.pk), tenant_id=attempt.tenant_id, mode="hot")
+        == MEDIA_INVALID
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        done = media_transfer_request(call_id=str(attempt.pk), tenant_id=attempt.tenant_id, target_id=True)
+    assert done == MEDIA_DONE and CallTransfer.objects.get(attempt=attempt).target == target
+    assert media_transfer_request(call_id=str(attempt.pk), tenant_id=attempt.tenant_id, target_id=999) == (
+        MEDIA_UNCHANGED
+    )
+    get_redis().delete(command_key(attempt.pbx_id))
