@@ -281,4 +281,4 @@ def test_the_media_task_runs_the_request_and_drops_what_is_not_an_attempt(
     assert media_transfer_request(call_id=str(attempt.pk), tenant_id=attempt.tenant_id, target_id=999) == (
         MEDIA_UNCHANGED
     )
-    get_redis().delete(command_key(attempt.pbx_id))
+    get_redis().delete(command_key(str(attempt.pbx_id)))
