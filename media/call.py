@@ -589,7 +589,7 @@ class Call:
             context, instructions = human_brief(
                 session.transcript,
                 contact_name=name if isinstance(name, str) else "",
-                reason=self.tool_state.transfer_reason,
+                reason=self.tool_state.transfer_reason or str(data.get("summary_hint") or "")[:500],
             )
         else:
             context, instructions = back_with_caller(str(state))

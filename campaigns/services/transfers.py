@@ -342,6 +342,7 @@ def transfer_request(
             "endpoint": transfer.endpoint,
             "caller_id": attempt.campaign.caller_id,
             "timeout_s": settings.TRANSFER_TIMEOUT_S,
+            "summary": transfer.summary,
         }
         key = command_key(attempt.pbx_id)
         transaction.on_commit(lambda: _send_command(key, command))

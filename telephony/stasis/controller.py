@@ -935,6 +935,8 @@ class CallController:
             mode=mode,
             transfer_id=transfer_id,
         )
+        summary = command.get("summary")
+        xfer.summary = summary[:1000] if isinstance(summary, str) else ""
         self._transfer_update(xfer, "dialing")
         if xfer.warm:
             self._hold_callee(call, xfer)
@@ -1082,7 +1084,7 @@ class CallController:
                     "state": "human_joined",
                     "transfer_id": xfer.transfer_id,
                     "number": xfer.number,
-                    "summary_hint": "",
+                    "summary_hint": xfer.summary,
                 },
             )
             self._start_timer(

@@ -85,6 +85,7 @@ class Transfer:
     mode: str = "cold"  # cold: the human replaces the agent at once; warm: briefed first (module docstring)
     transfer_id: str = ""  # the domain's id of the transfer (TransferUpdated), "" when it gave none
     held: bool = False  # warm: the callee was taken out of the bridge and hears music on hold
+    summary: str = ""  # warm: why the agent asked for a person (the domain's words, for the brief)
 
     def move(self, step: TransferStep) -> bool:
         """Apply ``step`` if :data:`TRANSITIONS` allows it from the current state; False (logged) if not."""

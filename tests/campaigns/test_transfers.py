@@ -205,6 +205,7 @@ def test_a_request_picks_and_sends_the_stasis_app_the_command(django_capture_on_
         "endpoint": f"PJSIP/{REPS[1]}@trunk",
         "caller_id": attempt.campaign.caller_id,
         "timeout_s": 30,
+        "summary": "wants pricing",
     }
     # Another campaign's target is not this call's to use.
     other = transfer_target_create(tenant=attempt.tenant, name="Other", number=REPS[2])

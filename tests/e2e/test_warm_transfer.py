@@ -118,6 +118,8 @@ def test_warm_transfer_accepted_and_declined(stack: Stack) -> None:
     assert any(_has_media(b) for b in rep_call["bridged"]), rep_call["bridged"]
     assert rep_call["heard"]["heard_ms"] > 0, rep_call["heard"]
     assert rep_call["dtmf_sent"] and rep_call["dtmf_sent"][0]["digit"] == "1"
+    briefs = [line["text"] for line in a.transcript if line["role"] == "agent" and "on hold" in line["text"]]
+    assert briefs and "I have Dana on hold" in briefs[0] and "Press 1" in briefs[0], a.transcript
     assert a.transferred_to == REP
     transfer = CallTransfer.objects.get(attempt=a)
     assert transfer.member is not None and transfer.member.name == "Sam"

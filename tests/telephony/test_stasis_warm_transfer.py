@@ -33,6 +33,7 @@ def warm_command(**extra: Any) -> dict[str, Any]:
         "number": "+15550009999",
         "endpoint": "PJSIP/+15550009999@trunk",
         "timeout_s": 20,
+        "summary": "wants a quote",
         **extra,
     }
 
@@ -76,7 +77,7 @@ def on_hold_and_briefing(d: Driver) -> str:
         "state": "human_joined",
         "transfer_id": "42",
         "number": "+15550009999",
-        "summary_hint": "",
+        "summary_hint": "wants a quote",
     }
     assert updates(d)[-1] == ("briefing", "")
     xfer = d.ctl.calls[CALL].transfer
