@@ -16,6 +16,8 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+# Transfers have their own admin module (same app): its admins register on import.
+from campaigns.admin_transfers import CampaignTransferTargetInline
 from campaigns.models import (
     AgentProfile,
     AttemptEvent,
@@ -187,6 +189,7 @@ class CampaignAdmin(admin.ModelAdmin):
     search_fields = ["name", "caller_id", "tenant__name", "tenant__slug"]
     readonly_fields = ["created_at", "updated_at"]
     autocomplete_fields = ["agent"]
+    inlines = [CampaignTransferTargetInline]
 
 
 # ------------------------------------------------------------------------------------ contacts and DNC

@@ -35,6 +35,7 @@ AGENT_TOOLS: tuple[str, ...] = (
     "send_sms",
     # Given to the agent by the brief when the campaign records after consent (the profile need not list it).
     "record_consent",
+    "transfer_decision",
 )
 
 #: The longest a campaign may keep its call recordings.
@@ -622,3 +623,12 @@ class AttemptEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.type}"
+
+
+# Transfers live in their own module of this app; imported here so Django registers their models.
+from campaigns.models_transfers import (  # noqa: E402, F401
+    CallTransfer,
+    CampaignTransferTarget,
+    TransferTarget,
+    TransferTargetMember,
+)

@@ -52,6 +52,7 @@ from campaigns.models import (
 )
 from campaigns.phone import normalize_phone_number
 from campaigns.state_hours import STATE_HOURS, restrict_to_state, state_for_number
+from campaigns.transfer_selectors import campaign_transfer_links_prefetch
 from campaigns.windows import CallingWindows, is_open, next_opening, parse_windows, zones_for_contact
 from orchestrator.errors import InvalidInput
 from orchestrator.redis_client import get_redis
@@ -216,6 +217,7 @@ def attempt_for_originate(*, attempt_id: UUID) -> CallAttempt | None:
     and its agent, PBX, lead and contact) in one query; None if there is no such attempt."""
     return (
         CallAttempt.objects.select_related("tenant", "campaign__agent", "pbx", "lead__contact")
+        .prefetch_related(campaign_transfer_links_prefetch("campaign__"))
         .filter(pk=attempt_id)
         .first()
     )
@@ -709,7 +711,12 @@ def agent_profile_list(*, tenant: Tenant) -> QuerySet[AgentProfile]:
 
 
 def campaign_list(*, tenant: Tenant) -> QuerySet[Campaign]:
-    return Campaign.objects.filter(tenant=tenant).select_related("agent").order_by("-priority", "name", "pk")
+    return (
+        Campaign.objects.filter(tenant=tenant)
+        .select_related("agent")
+        .prefetch_related("transfer_target_links")
+        .order_by("-priority", "name", "pk")
+    )
 
 
 def contact_list(*, tenant: Tenant, phone_number: str | None = None) -> QuerySet[Contact]:

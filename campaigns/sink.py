@@ -39,6 +39,8 @@ Mapping:
   ``reconciled`` end was not seen: the media worker's marks of the call are read (Redis) and the outcome is
   decided from the evidence when the attempt is locked (``campaigns.lifecycle.unseen_end_outcome``);
 * ``CallDtmf`` and ``MediaGone`` → a ``note`` in the attempt's log;
+* ``TransferUpdated`` → the transfer's ``CallTransfer`` row (``campaigns.services.transfers``) and a
+  ``transfer_<state>`` note;
 * ``CallTransferred`` → a ``transferred`` note, and ``transferred_to`` set on the attempt (no state
   change: the caller is still on the line, now with a human, and the call ends as any other);
 * ``CallRecording`` → a ``recording`` note (started, finished, failed).
@@ -73,6 +75,7 @@ from campaigns.lifecycle import AttemptInput, AttemptOutcome
 from campaigns.models import E164_MAX_LENGTH, CallAttempt, Pbx
 from campaigns.selectors import attempt_media_marks
 from campaigns.services.call_events import AttemptStep, UnseenEnd, attempt_apply_many
+from campaigns.services.transfers import transfer_apply_update
 from telephony.events import (
     CallAnswered,
     CallBridged,
@@ -83,6 +86,7 @@ from telephony.events import (
     CallRinging,
     CallTransferred,
     MediaGone,
+    TransferUpdated,
 )
 
 logger = logging.getLogger(__name__)
@@ -335,6 +339,15 @@ class AttemptEventSink:
 
     def _apply_many(self, attempt_id: UUID, events: list[CallEvent]) -> None:
         """A call's events in one ``attempt_apply_many`` (a savepoint in the batch), then the hooks."""
+        for event in events:
+            if isinstance(event, TransferUpdated):  # its CallTransfer row too (the note below is the log's)
+                transfer_apply_update(
+                    attempt_id=attempt_id,
+                    transfer_id=event.transfer_id,
+                    state=event.state,
+                    at=event.at,
+                    reason=event.reason,
+                )
         steps = [_with_evidence(attempt_id, event, _step(event)) for event in events]
         try:
             attempt_apply_many(attempt_id=attempt_id, steps=steps, on_ended=self._collect_ended)
@@ -414,6 +427,13 @@ def _step(event: CallEvent) -> AttemptStep:
             at=event.at,
             data={"number": event.number},
             transferred_to=event.number[:E164_MAX_LENGTH],
+        )
+    if isinstance(event, TransferUpdated):
+        return AttemptStep(
+            event=None,
+            note=f"transfer_{event.state}",
+            at=event.at,
+            data={"transfer_id": event.transfer_id, **({"reason": event.reason} if event.reason else {})},
         )
     raise TypeError(f"not a call event: {event!r}")
 

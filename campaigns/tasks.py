@@ -39,7 +39,7 @@ from django.utils import timezone
 from campaigns import metrics
 from campaigns.models import CallAttempt
 from campaigns.selectors import contact_imports_stalled, tenant_ids_to_dispatch
-from campaigns.services import agent_actions
+from campaigns.services import agent_actions, transfers
 from campaigns.services.call_events import attempts_end_overdue
 from campaigns.services.dispatch import dispatch_tenant
 from campaigns.services.imports import contact_import_run
@@ -297,6 +297,32 @@ def media_schedule_callback(call_id: str, tenant_id: int, at: str, note: str = "
         tenant_id,
         lambda pk, tenant: agent_actions.attempt_schedule_callback(
             attempt_id=pk, tenant_id=tenant, at=at, note=note
+        ),
+    )
+
+
+@shared_task(name=media_tasks.TRANSFER_REQUEST, ignore_result=True)
+def media_transfer_request(
+    call_id: str,
+    tenant_id: int,
+    target_id: int | None = None,
+    mode: str | None = None,
+    reason: str = "",
+    **_extra: Any,
+) -> str:
+    """The agent asks for a human: pick one among the campaign's targets and send the Stasis app the
+    transfer command (campaigns.services.transfers.transfer_request). Not retried: a second run would dial
+    a second human; the agent is told when nothing happens."""
+    target = target_id if isinstance(target_id, int) and not isinstance(target_id, bool) else None
+    return _media_action(
+        media_tasks.TRANSFER_REQUEST,
+        call_id,
+        tenant_id,
+        lambda pk, tenant: (
+            transfers.transfer_request(
+                attempt_id=pk, tenant_id=tenant, target_id=target, mode=mode, reason=str(reason or "")[:1000]
+            )
+            is not None
         ),
     )
 

@@ -45,6 +45,7 @@ from media.config import peer_allowed
 from media.resample import StreamResampler
 from media.session import FRAME_S, CallSession, Hangup, RealtimeError, ToolCall, Transcript
 from media.tools import CallState, run_tool, tool_definitions
+from media.transfer import back_with_caller, human_brief
 from wire import logctx
 from wire.audiosocket import (
     AUDIO_KIND_RATES,
@@ -321,6 +322,7 @@ class Call:
         self._transfer_settled = asyncio.Event()  # the transfer tool finished, or a human took the call
         self.tool_state = CallState()  # what this call's tools recorded (the intake so far)
         self._pending_say: str | None = None  # a "say" that came before the session was up
+        self._briefing = False  # a warm transfer's human is on the line with the agent (media.transfer)
 
     @property
     def session_metrics(self) -> Metrics | None:
@@ -562,7 +564,46 @@ class Call:
             self._silence_now()
         self._flush()
 
+    def transfer_update(self, data: dict[str, Any]) -> None:
+        """A warm transfer's state from the Stasis app (``{"type": "transfer", "state"}``; media.transfer)."""
+        state, session = data.get("state"), self.session
+        if state == "connected":
+            self._briefing = False
+            self.tool_state.warm_transfer = False
+            self.transferred(str(data.get("number") or "unknown"))
+            return
+        if state not in ("human_joined", "declined", "no_answer", "failed", "cancelled"):
+            return
+        if state == "human_joined":
+            self._briefing = True
+        else:
+            self._briefing = False
+            self.tool_state.warm_transfer = False
+            if session is not None:
+                session.on_hold = False
+        if session is None or self.ended or state == "cancelled":
+            return
+        if state == "human_joined":
+            contact = self.brief.extra.get("contact") if self.brief is not None else None
+            name = contact.get("name") if isinstance(contact, dict) else ""
+            context, instructions = human_brief(
+                session.transcript,
+                contact_name=name if isinstance(name, str) else "",
+                reason=self.tool_state.transfer_reason or str(data.get("summary_hint") or "")[:500],
+            )
+        else:
+            context, instructions = back_with_caller(str(state))
+        session.instruct(context, instructions, self.loop.time())
+        if session.flushed_at is not None:
+            self._silence_now()
+        self._flush()
+
     def dtmf(self, digit: str) -> None:
+        if self._briefing:
+            # The briefed human's key: the Stasis app reads it (1 accept, 2 decline); the model must not
+            # take it for the callee's.
+            logger.info("call %s: key %s of the transfer's human left to the Stasis app", self.call_id, digit)
+            return
         if self.session is not None:
             self.session.dtmf(digit, self.loop.time())
             if self.session.flushed_at is not None:
@@ -732,6 +773,8 @@ class Call:
         self._transfer_pending = False
         self._transfer_settled.set()
         now = self.loop.time()
+        if self.tool_state.warm_transfer:
+            session.on_hold = True  # until the transfer is settled (transfer_update)
         if outcome.transferred:
             self.transferred(outcome.transferred)
         else:

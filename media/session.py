@@ -184,6 +184,9 @@ class CallSession:
         self._max_duration_hit = False
         #: when a barge-in dropped queued agent audio and no frame has been written since (for the probe)
         self.flushed_at: float | None = None
+        #: a warm transfer is under way (the callee on hold, then a human being briefed): their silence is
+        #: not the callee's, so no silence prompt and no hang-up for silence until it is settled.
+        self.on_hold = False
 
     # --------------------------------------------------------------------------------- connection
     def start(self, now: float) -> None:
@@ -317,6 +320,24 @@ class CallSession:
         else:
             self._want_response = body  # once the cancelled response is done
 
+    def instruct(self, context: str, instructions: str, now: float) -> None:
+        """The call changed under the agent (a warm transfer's human joined, or left): ``context`` becomes a
+        system item of the conversation (later turns know it) and the agent speaks now as ``instructions``
+        say, cancelling whatever it was saying; tools stay available (``transfer_decision``)."""
+        if self._hung_up or self._hangup_reason is not None:
+            return
+        self._caller_active(now)
+        self._interrupt(now, cancel=True, count=False)
+        self._add_transcript("system", context, now)
+        if self.connected:
+            item = _user_text(context, role="system")
+            if self._response_id is None:
+                self.outbox.append(item)
+            else:
+                self._after_response.append(item)
+        self._want_response = None
+        self.request_response(instructions=instructions)
+
     # ------------------------------------------------------------------------------------- clock out
     def next_frame(self, now: float) -> bytes:
         """The frame the clock writes now: the next 20 ms of agent audio, or silence."""
@@ -382,6 +403,7 @@ class CallSession:
             or not self.playout.idle
             or self._want_response is not None
             or self._tools_pending > 0
+            or self.on_hold
         )
         if busy:
             self._agent_busy_until = now

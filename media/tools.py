@@ -7,6 +7,10 @@ SMS, the call report) goes through Celery tasks named ``media.*``, sent by name:
 Django. Tool arguments come from a language model, so each one is validated here and a bad value becomes an
 error *output* the model can read and correct, never an exception.
 
+Transfers: with the campaign's transfer targets in the brief (``extra["transfer"]``, :mod:`media.transfer`),
+``transfer_to_human`` asks the orchestrator (``media.transfer_request``) and may name a target and a mode;
+``transfer_decision(accept)`` is the briefed human's answer in a warm transfer (the Stasis app acts on it).
+
 Inbound flows add two tools: ``record_intake`` (the fields the flow asks for, named in the brief's
 ``extra["intake_fields"]``: its JSON schema is built from them, every field a string) and ``report_urgent``
 (the agent judged the call urgent: the flow opens an incident and pages the on-call; the tool's output tells
@@ -26,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from media import recording
 from media.session import ToolCall
+from media.transfer import MODES, choose_target, transfer_targets
 from wire import tasks as media_tasks
 from wire.brief import Brief
 
@@ -61,7 +66,9 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "transfer_to_human": {
         "description": "Transfer the caller to a human colleague. Tell the caller you are transferring them "
-        "first. If nobody answers, you stay on the call and are told so.",
+        "first. Warm (the default where configured): the caller waits on hold while you brief the colleague, "
+        "who accepts or declines; cold: the caller goes straight to them. If nobody takes the call, you are "
+        "back with the caller and told so.",
         "parameters": {
             "type": "object",
             "properties": {
@@ -70,8 +77,23 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
                     "type": "string",
                     "description": "One of the configured transfer numbers (optional).",
                 },
+                "target": {
+                    "type": "string",
+                    "description": "The name of one of the campaign's transfer targets (optional).",
+                },
+                "mode": {"type": "string", "enum": ["warm", "cold"], "description": "Optional."},
             },
             "required": [],
+        },
+    },
+    "transfer_decision": {
+        "description": "During a warm transfer, the colleague you briefed accepted (accept true: they are "
+        "connected with the caller and you leave the call) or declined (accept false: you go back to the "
+        "caller).",
+        "parameters": {
+            "type": "object",
+            "properties": {"accept": {"type": "boolean"}},
+            "required": ["accept"],
         },
     },
     "schedule_callback": {
@@ -200,6 +222,9 @@ class CallState:
     """What the tools of one call remember between calls: the intake values recorded so far."""
 
     intake: dict[str, str] = field(default_factory=dict)
+    # A warm transfer asked for and not settled yet (the reason given, for the human's brief).
+    transfer_reason: str = ""
+    warm_transfer: bool = False
 
 
 @dataclass(frozen=True)
@@ -259,7 +284,21 @@ async def run_tool(
             await recording.record_consent(args, brief=brief, command=control.command, send_task=send_task)
         )
     if name == "transfer_to_human":
+        if transfer_targets(brief.extra):
+            return await _transfer_request(
+                args, brief=brief, base=base, send_task=send_task, control=control, state=state
+            )
         return await _transfer(args, brief=brief, control=control)
+    if name == "transfer_decision":
+        accept = args.get("accept")
+        if not isinstance(accept, bool):
+            return ToolOutcome({"ok": False, "error": "accept must be true or false"})
+        if not state.warm_transfer or not brief.command_key:
+            return ToolOutcome({"ok": False, "error": "no warm transfer is waiting for a decision"})
+        await control.command(
+            brief.command_key, {"action": "transfer_decision", "call_id": brief.call_id, "accept": accept}
+        )
+        return ToolOutcome({"ok": True, "accepted": accept}, respond=False)
     if name == "schedule_callback":
         when = _callback_time(args.get("local_time"), brief.timezone, now or datetime.now(UTC))
         if isinstance(when, str):
@@ -347,6 +386,45 @@ def _callback_time(value: Any, zone_name: str, now: datetime) -> datetime | str:
     if when > now + CALLBACK_MAX_AHEAD:
         return "that time is too far ahead (at most 90 days)"
     return when
+
+
+async def _transfer_request(
+    args: dict[str, Any],
+    *,
+    brief: Brief,
+    base: dict[str, Any],
+    send_task: SendTask,
+    control: CallControl,
+    state: CallState,
+) -> ToolOutcome:
+    """A campaign with transfer targets: the orchestrator picks the human (media.transfer_request) and the
+    Stasis app reports back. Warm: the tool returns at once (the caller hears music on hold; the agent
+    hears of the human joining on the reply channel); cold: it waits for the outcome like ``_transfer``."""
+    if state.warm_transfer:
+        return ToolOutcome({"ok": False, "error": "a transfer is already in progress"})
+    target = choose_target(transfer_targets(brief.extra), args.get("target"))
+    if target is None:
+        return ToolOutcome({"ok": False, "error": "no transfer target is configured for this call"})
+    mode = args.get("mode") if args.get("mode") in MODES else target.mode
+    reason = _text(args.get("reason"))[:500]
+    await send_task(
+        media_tasks.TRANSFER_REQUEST, {**base, "target_id": target.id, "mode": mode, "reason": reason}
+    )
+    if mode == "warm":
+        state.warm_transfer, state.transfer_reason = True, reason
+        return ToolOutcome(
+            {"ok": True, "status": "calling", "note": "the caller is on hold; you will be told who joins"},
+            respond=False,
+        )
+    reply = await control.await_transfer(brief.call_id, brief.transfer_timeout_s + 5.0)
+    if reply is None:
+        return ToolOutcome({"ok": False, "error": "the transfer got no answer; nobody could be reached"})
+    if reply.get("status") == "answered":
+        number = str(reply.get("number") or target.name)
+        return ToolOutcome({"ok": True, "status": "connected"}, respond=False, transferred=number)
+    return ToolOutcome(
+        {"ok": False, "status": "not_connected", "reason": str(reply.get("reason") or "failed")}
+    )
 
 
 async def _transfer(args: dict[str, Any], *, brief: Brief, control: CallControl) -> ToolOutcome:

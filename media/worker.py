@@ -366,6 +366,14 @@ class MediaWorker:
                 logger.info("call %s: saying %.80r on request", call_id, text)
                 call.log_context.run(call.say, text)
             return
+        if data.get("type") == "transfer":  # a warm transfer's state, or a request nobody could take
+            call = self.calls.get(call_id)
+            if call is not None:
+                call.log_context.run(call.transfer_update, data)
+            waiter = self._waiters.get(call_id)
+            if waiter is not None and not waiter.done() and data.get("state") in ("failed", "no_answer"):
+                waiter.set_result({"status": "failed", "reason": data.get("reason") or data.get("state")})
+            return
         if data.get("event") == "transfer":
             call = self.calls.get(call_id)
             if call is not None and data.get("status") == "answered":

@@ -263,6 +263,9 @@ SPECTACULAR_SETTINGS = {
         "TimelineEventKindEnum": "flows.models.IncidentEvent.Kind",
         "RecordingStateEnum": "recordings.models.Recording.State",
         "AttemptStateEnum": "orchestrator.schema.attempt_state_choices",
+        "TransferKindEnum": "campaigns.models_transfers.TransferKind",
+        "TransferModeEnum": "campaigns.models_transfers.TransferMode",
+        "TransferStateEnum": "campaigns.models_transfers.TransferState",
     },
     # Every route's error answers (400/401/403/404/413/415) and their schemas: orchestrator/schema.py.
     "POSTPROCESSING_HOOKS": [
@@ -328,6 +331,8 @@ ATTEMPT_STALL_S: int = env.int("ATTEMPT_STALL_S", default=60)
 MEDIA_SILENCE_PROMPT_S: int = env.int("MEDIA_SILENCE_PROMPT_S", default=10)
 MEDIA_SILENCE_END_S: int = env.int("MEDIA_SILENCE_END_S", default=25)
 TRANSFER_TIMEOUT_S: int = env.int("TRANSFER_TIMEOUT_S", default=30)
+# The dialplan contexts a "queue" transfer target may dial (as Local/<queue>@<context>): the operator's list.
+TRANSFER_QUEUE_CONTEXTS: list[str] = env.list("TRANSFER_QUEUE_CONTEXTS", default=["ai-queues"])
 
 # ------------------------------------------------------------------------------------------- messaging
 # Where the product is reached from outside (links in messages, the webhook URLs given to SMS providers).

@@ -4,7 +4,18 @@
 from django.urls import include, path
 
 from portal import live
-from portal.views import after_hours, agents, auth, calls, campaigns, compliance, dashboard, dnc, imports
+from portal.views import (
+    after_hours,
+    agents,
+    auth,
+    calls,
+    campaigns,
+    compliance,
+    dashboard,
+    dnc,
+    imports,
+    transfers,
+)
 from portal.views import recordings as recording_views
 from portal.views import settings as tenant_settings
 
@@ -24,4 +35,5 @@ urlpatterns = [
     path("settings/", include(tenant_settings.urlpatterns)),
     path("compliance/", include(compliance.urlpatterns)),
     path("recordings/", include(recording_views.urlpatterns)),
+    path("transfer-targets/", include(transfers.urlpatterns)),
 ]

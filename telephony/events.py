@@ -161,6 +161,20 @@ class CallRecording:
     cause: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class TransferUpdated:
+    """A transfer the domain asked for (its ``transfer_id``) changed state: ``dialing`` (the human leg is
+    being dialed; warm: the callee hears music on hold), ``briefing`` (warm: the human is with the agent),
+    ``connected`` (the callee is with the human), ``declined`` / ``no_answer`` / ``failed`` (the callee is
+    back with the agent) or ``cancelled`` (the callee hung up first). ``reason``: why it did not happen."""
+
+    call_id: str
+    transfer_id: str
+    state: str  # one of the states above
+    at: datetime
+    reason: str = ""
+
+
 CallEvent = (
     CallRinging
     | CallAnswered
@@ -171,6 +185,7 @@ CallEvent = (
     | CallTransferred
     | CallInbound
     | CallRecording
+    | TransferUpdated
 )
 
 

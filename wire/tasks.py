@@ -26,6 +26,10 @@ FLOW_CALL_REPORT: Final = "media.flow_call_report"
 
 # The agent's record_consent tool: kwargs {call_id, tenant_id, granted: bool, at: epoch s} (recordings app).
 RECORDING_CONSENT: Final = "media.recording_consent"
+# The agent's transfer_to_human on a campaign with transfer targets (campaigns/tasks.py): kwargs {call_id,
+# tenant_id, target_id: int | None (None: the campaign's first), mode: "warm"|"cold"|None (None: the
+# target's), reason}. The orchestrator picks the human and sends the Stasis app the transfer command.
+TRANSFER_REQUEST: Final = "media.transfer_request"
 
 ALL: Final = (
     CALL_REPORT,
@@ -37,4 +41,5 @@ ALL: Final = (
     FLOW_URGENT,
     FLOW_CALL_REPORT,
     RECORDING_CONSENT,
+    TRANSFER_REQUEST,
 )

@@ -109,10 +109,18 @@ class CampaignSerializer(OutputModelSerializer[Campaign]):
             "disclosure",
             "recording_mode",
             "recording_retention_days",
+            "transfer_targets",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
+
+    transfer_targets = serializers.SerializerMethodField(
+        help_text="The ids of its transfer targets, in order (the first is the agent's default)."
+    )
+
+    def get_transfer_targets(self, campaign: Campaign) -> list[int]:
+        return [link.target_id for link in campaign.transfer_target_links.all()]
 
 
 class CampaignInputSerializer(serializers.Serializer[Any]):
@@ -136,6 +144,9 @@ class CampaignInputSerializer(serializers.Serializer[Any]):
     recording_mode = serializers.ChoiceField(choices=Campaign.RecordingMode.choices, required=False)
     recording_retention_days = serializers.IntegerField(
         required=False, min_value=1, max_value=MAX_RECORDING_RETENTION_DAYS
+    )
+    transfer_targets = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, max_length=20
     )
 
 

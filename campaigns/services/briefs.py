@@ -73,6 +73,31 @@ def _endpoint_for_pbx(attempt: CallAttempt) -> Callable[[str], str]:
     return config.endpoint_for
 
 
+#: The dial string function for a number on the attempt's PBX (a transfer's human leg uses it too).
+endpoint_for_attempt = _endpoint_for_pbx
+
+
+def _transfer_brief(attempt: CallAttempt) -> dict[str, Any]:
+    """``"transfer"``: the campaign's transfer targets, in order, as the agent may choose among them (id,
+    name, kind, mode); the pick and the numbers stay on the orchestrator's side (media.transfer_request).
+    An unsaved attempt (the brief preview) has none."""
+    if attempt.campaign_id is None or attempt.campaign.pk is None:
+        return {"targets": []}
+    # Loaded with the attempt (campaign_transfer_links_prefetch) on both originate paths: no query here.
+    links = sorted(attempt.campaign.transfer_target_links.all(), key=lambda link: (link.position, link.pk))
+    return {
+        "targets": [
+            {
+                "id": link.target.pk,
+                "name": link.target.name,
+                "kind": link.target.kind,
+                "mode": link.target.mode,
+            }
+            for link in links
+        ]
+    }
+
+
 def _callee_timezone(attempt: CallAttempt) -> str:
     """The callee's IANA zone (the contact's own, else the number's first, else the tenant's default): the
     agent reads times the callee says (a callback "at 3 pm") in it."""
@@ -121,6 +146,9 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
         instructions = (
             f"{instructions}\n\n{RECORD_CONSENT_INSTRUCTION}" if instructions else RECORD_CONSENT_INSTRUCTION
         )
+    transfer = _transfer_brief(attempt)
+    if transfer["targets"] and "transfer_to_human" in tools and "transfer_decision" not in tools:
+        tools.append("transfer_decision")  # the briefed human's "yes" / "no" in a warm transfer
     return {
         "v": BRIEF_VERSION,
         "call_id": call_id,
@@ -155,6 +183,7 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
         "contact": {"name": contact.name, "variables": dict(contact.variables or {})},
         # never | always | after_consent: the media worker reads it from the brief's extra keys.
         "recording": {"mode": campaign.recording_mode},
+        "transfer": transfer,
     }
 
 
@@ -162,7 +191,7 @@ def brief_disclosure(*, attempt: CallAttempt) -> str:
     """What every call opens with: the campaign's disclosure for the tenant's name, with the recording
     notice when the campaign records calls (``recording_mode`` other than ``never``)."""
     campaign = attempt.campaign
-    recording = str(getattr(campaign, "recording_mode", "never") or "never") != "never"
+    recording = campaign.recording_mode != Campaign.RecordingMode.NEVER
     return disclosure_text(campaign.disclosure, company=attempt.tenant.name, recording=recording)
 
 

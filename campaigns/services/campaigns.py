@@ -17,6 +17,7 @@ from campaigns.models import (
     default_retry_delays,
 )
 from campaigns.phone import normalize_phone_number
+from campaigns.services.transfers import campaign_set_transfer_targets
 from campaigns.variables import campaign_missing_variables
 from orchestrator.errors import InvalidInput, full_clean_or_raise
 from tenants.models import Tenant
@@ -143,6 +144,7 @@ def campaign_create(
     priority: int = 0,
     recording_mode: str = Campaign.RecordingMode.NEVER,
     recording_retention_days: int = 90,
+    transfer_targets: list[int] | None = None,
     **compliance: Any,
 ) -> Campaign:
     """A new draft campaign. ``max_concurrent_calls`` defaults to (and may not exceed) the tenant's cap.
@@ -174,7 +176,10 @@ def campaign_create(
     )
     campaign = Campaign(tenant=tenant, **fields)
     full_clean_or_raise(campaign)
-    campaign.save()
+    with transaction.atomic():
+        campaign.save()
+        if transfer_targets:
+            campaign_set_transfer_targets(campaign=campaign, target_ids=transfer_targets)
     return campaign
 
 
@@ -209,6 +214,7 @@ _UPDATABLE = _COMPLIANCE_FIELDS | frozenset(
 
 def campaign_update(*, campaign: Campaign, **changes: Any) -> Campaign:
     """Change campaign settings (not its status: that has services of its own), validated as on create."""
+    targets = changes.pop("transfer_targets", None)
     unknown = sorted(set(changes) - _UPDATABLE)
     if unknown:
         raise InvalidInput(unknown[0], "cannot be changed here")
@@ -216,7 +222,10 @@ def campaign_update(*, campaign: Campaign, **changes: Any) -> Campaign:
     for field, value in cleaned.items():
         setattr(campaign, field, value)
     full_clean_or_raise(campaign)
-    campaign.save(update_fields=[*cleaned, "updated_at"])
+    with transaction.atomic():
+        campaign.save(update_fields=[*cleaned, "updated_at"])
+        if targets is not None:
+            campaign_set_transfer_targets(campaign=campaign, target_ids=targets)
     return campaign
 
 

@@ -80,6 +80,7 @@ from campaigns.selectors import (
     tenant_live_calls_elsewhere,
 )
 from campaigns.services.leads import lead_move, leads_move
+from campaigns.transfer_selectors import campaign_transfer_links_prefetch
 from orchestrator.live import live_notify
 from tenants.models import Tenant
 
@@ -250,6 +251,7 @@ def dispatch_tenant(
         dialing = list(
             Campaign.objects.filter(campaign_dialing_filter(now=now), tenant=tenant)
             .select_related("agent")
+            .prefetch_related(campaign_transfer_links_prefetch())
             .order_by("-priority", "pk")
         )
         # A campaign abandoning too many answered calls dials at half its cap (selectors.Abandonment): the

@@ -58,6 +58,7 @@ class Bridges(PbxCore):
             self.emit("ChannelEnteredBridge", channel=ch, bridge=br)
         if not added:
             return
+        self._record_members(br)
         if len(br.channels) >= 2:
             for member in br.channels:
                 others = [c.name for c in br.channels if c is not member]
@@ -104,7 +105,24 @@ class Bridges(PbxCore):
         self._varset(ch, "BRIDGEPEER", "")
         br.channels.remove(ch)
         ch.bridge = None
+        self._record_members(br, left=ch)
         self.emit("ChannelLeftBridge", channel=ch, bridge=br)
+
+    @staticmethod
+    def _record_members(br: Bridge, left: Channel | None = None) -> None:
+        """Each party's record gets the bridge's members as they are now (who it could hear)."""
+        members = sorted(c.id for c in br.channels)
+        for ch in [*br.channels, *([left] if left is not None else [])]:
+            call = ch.call
+            if call is not None and ch is call.channel:
+                inside = ch is not left
+                call.bridged.append(
+                    {
+                        "at": call.since_answer(),
+                        "bridge": br.id if inside else None,
+                        "members": members if inside else [],
+                    }
+                )
 
     def destroy_bridge(self, bridge_id: str) -> None:
         br = self.bridge(bridge_id)

@@ -54,6 +54,7 @@ class Channels(PbxCore):
             return
         ch.destroyed = True
         ch.hangup_cause = cause
+        self._moh_stopped(ch)
         if ch.bridge is not None:
             self._leave_bridge(ch)
         fields: dict[str, Any] = {"cause": cause, "cause_txt": cause_text(cause)}
@@ -133,6 +134,26 @@ class Channels(PbxCore):
                 self._destroy(far, NORMAL_CLEARING)
             return
         self._destroy(ch, cause)
+
+    def start_moh(self, channel_id: str, moh_class: str | None) -> None:
+        """``POST /channels/{id}/moh``: 204, recorded in the party's call record (Asterisk sends no event)."""
+        ch = self.stasis_channel(channel_id)
+        call = ch.call
+        if call is not None and ch is call.channel:
+            if call.moh and call.moh[-1]["stopped_at"] is None:
+                return  # already playing: Asterisk restarts it, the record keeps one span
+            call.moh.append(
+                {"class": moh_class or "default", "started_at": call.since_answer(), "stopped_at": None}
+            )
+
+    def stop_moh(self, channel_id: str) -> None:
+        ch = self.stasis_channel(channel_id)
+        self._moh_stopped(ch)
+
+    def _moh_stopped(self, ch: Channel) -> None:
+        call = ch.call
+        if call is not None and ch is call.channel and call.moh and call.moh[-1]["stopped_at"] is None:
+            call.moh[-1]["stopped_at"] = call.since_answer()
 
     def answer(self, channel_id: str) -> None:
         ch = self.stasis_channel(channel_id)

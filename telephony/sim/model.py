@@ -236,6 +236,12 @@ class Call:
     said: list[dict[str, Any]] = field(default_factory=list)
     playbacks: list[str] = field(default_factory=list)
     legs: list[AudioSocketLeg] = field(default_factory=list)  # media legs it was bridged with
+    # Music on hold it heard: {"class", "started_at", "stopped_at"} (seconds since answer; stopped_at None
+    # while it plays).
+    moh: list[dict[str, Any]] = field(default_factory=list)
+    # Every change of the bridge its channel is in: {"at" (since answer), "bridge" (None: out of any),
+    # "members": the channel ids in that bridge then, its own included}.
+    bridged: list[dict[str, Any]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     speakers: list[Speaker] = field(default_factory=list)
     recordings: list[str] = field(default_factory=list)  # bridge recordings started while it was bridged
@@ -275,6 +281,8 @@ class Call:
             "said": list(self.said),
             "playbacks": list(self.playbacks),
             "media": [leg.stats() for leg in self.legs],
+            "moh": [dict(m) for m in self.moh],
+            "bridged": [dict(b) for b in self.bridged],
             "variables": dict(self.variables),
             "recordings": list(self.recordings),
         }

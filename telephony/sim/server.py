@@ -293,6 +293,17 @@ def make_app(pbx: Pbx, *, user: str, password: str, ws_write_timeout: float = 0.
         pbx.ring(request.match_info["channelId"], False)
         return no_content()
 
+    @route("POST", "/ari/channels/{channelId}/moh")
+    async def channel_moh(request: web.Request) -> web.StreamResponse:
+        params, _ = await params_of(request)
+        pbx.start_moh(request.match_info["channelId"], params.get("mohClass"))
+        return no_content()
+
+    @route("DELETE", "/ari/channels/{channelId}/moh")
+    async def channel_moh_stop(request: web.Request) -> web.StreamResponse:
+        pbx.stop_moh(request.match_info["channelId"])
+        return no_content()
+
     @route("POST", "/ari/channels/{channelId}/dtmf")
     async def channel_dtmf(request: web.Request) -> web.StreamResponse:
         params, _ = await params_of(request)

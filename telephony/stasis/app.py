@@ -66,6 +66,13 @@ What it does (PROTOCOLS.md part A, §1.3–1.4, §3, pitfall 9):
     call (``transfer_in_progress``). After the transfer, whichever of the caller and the human hangs up,
     the app hangs up the other and destroys the bridge; the call's end is reported as always (the
     caller's channel). The human leg's events never count as a call of their own.
+  - The same with ``"mode": "warm"`` (and the domain's ``transfer_id``, reported in ``TransferUpdated``):
+    the callee leaves the bridge and hears music on hold (``POST /channels/{id}/moh``) while the human leg
+    is dialed; answered, the human joins the agent's leg (``{"type": "transfer", "state": "human_joined"}``:
+    the agent briefs them); DTMF 1 from the human or ``{"action": "transfer_decision", "call_id", "accept":
+    true}`` connects them with the callee; DTMF 2, ``accept: false``, no decision in time, no answer or a
+    failure hangs the human up and puts the callee back (``{"type": "transfer", "state": "declined" |
+    "no_answer" | "failed", "reason"}``). See :mod:`~telephony.stasis.controller`.
   - Malformed JSON, unknown actions and calls this app does not have: one log line, dropped. A transfer
     with unusable fields for a call it has is answered ``failed`` with reason ``invalid``.
 
@@ -176,7 +183,9 @@ from telephony.stasis.intents import (
     Result,
     RingChannel,
     RouteInbound,
+    StartMoh,
     StartTimer,
+    StopMoh,
     StopRecording,
 )
 from telephony.stasis.lanes import EventLanes
@@ -408,6 +417,10 @@ class StasisApp:
             status, body = await rest.request("POST", path, params)
         elif isinstance(intent, StopRecording):
             status, body = await rest.request("POST", f"/recordings/live/{seg(intent.name)}/stop")
+        elif isinstance(intent, StartMoh):
+            status, body = await rest.request("POST", f"/channels/{seg(intent.channel_id)}/moh")
+        elif isinstance(intent, StopMoh):
+            status, body = await rest.request("DELETE", f"/channels/{seg(intent.channel_id)}/moh")
         else:
             return await self._perform_redis(intent)
         return Result(status, body)

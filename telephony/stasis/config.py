@@ -29,6 +29,8 @@ class StasisConfig:
     command_keys: tuple[str, ...] = ()  # the lists to BLPOP (command_key(pbx id) for each PBX row served)
     command_poll_s: float = 1.0  # the BLPOP timeout: how soon stop() is noticed by the command consumer
     transfer_timeout_s: float = 30.0  # when a transfer command gives none
+    # A warm transfer's human has this long, once with the agent, to accept (DTMF 1) or decline (DTMF 2).
+    transfer_decision_timeout_s: float = 60.0
     # The PBX rows this app serves: its heartbeat (telephony.health) says they can take calls.
     pbx_ids: tuple[str, ...] = ()
     # How long the AudioSocket leg may take to enter the app after externalMedia answered (module docstring).

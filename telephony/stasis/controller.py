@@ -50,6 +50,15 @@ The decisions (PROTOCOLS.md part A; see also the package's app module):
   agent's ``record_consent`` tool). ``RecordingStarted/Finished/Failed`` of our names become
   ``CallRecording``; they may come after the call's end (the recording finishes when the bridge goes). The
   recording is of the bridge, which stays the call's through a transfer: it goes on with the human.
+* Call actions: ``hangup``, ``transfer`` and ``transfer_decision`` (the transfer's states:
+  :mod:`telephony.stasis.transfer`). A ``transfer`` with ``mode: "warm"``: the callee leaves the bridge and
+  hears music on hold while the human leg is dialed; the human, once answered, joins the agent's leg in the
+  bridge (``{"type": "transfer", "state": "human_joined"}`` to the media worker, which briefs them). The
+  human's DTMF 1 (or ``transfer_decision`` with ``accept: true``) connects them with the callee (the agent's
+  leg goes: ``CallTransferred``); DTMF 2, ``accept: false``, no decision within
+  ``transfer_decision_timeout_s``, no answer, busy or a failure hang the human leg up and put the callee
+  back with the agent, which is told (``{"type": "transfer", "state": "declined"|"no_answer"|"failed"}``).
+  A transfer that names a ``transfer_id`` has its state changes reported as ``TransferUpdated``.
 """
 
 from __future__ import annotations
@@ -75,6 +84,7 @@ from telephony.events import (
     EndReason,
     InboundRoute,
     MediaGone,
+    TransferUpdated,
 )
 from telephony.outcomes import CallEndTracker, CallOutcome
 from telephony.stasis.config import StasisConfig
@@ -116,13 +126,25 @@ from telephony.stasis.intents import (
     Result,
     RingChannel,
     RouteInbound,
+    StartMoh,
     StartTimer,
+    StopMoh,
     StopRecording,
 )
 from telephony.stasis.transfer import Transfer, TransferState, TransferStep
 
 logger = logging.getLogger("telephony.stasis")
 
+#: A transfer's failure reason -> the state reported (TransferUpdated, the media worker's reply).
+TRANSFER_FAIL_STATES: Mapping[str, str] = {
+    "declined": "declined",
+    "hung_up": "declined",
+    "no_decision": "declined",
+    "timeout": "no_answer",
+    "no_answer": "no_answer",
+    "busy": "no_answer",
+    "call_ended": "cancelled",
+}
 TRANSFER_ASTERISK_MARGIN_S = 2  # Asterisk's originate timeout of a human leg exceeds ours by this much
 MEDIA_SHORT_LIFE_S = 3.0  # a media leg gone this soon after joining its bridge left the agent hardly heard
 INBOUND_HANGUP_AFTER_S = 20.0  # hang up an unrouted inbound call after this long, message finished or not
@@ -448,9 +470,10 @@ class CallController:
         xfer = call.transfer
         if xfer is not None and not xfer.done:
             # The caller went: the human leg goes too (answered or still ringing).
-            pending = xfer.pending
+            pending = xfer.pending or xfer.state in (TransferState.BRIEFING, TransferState.CONNECTING)
             self.transfer_done(xfer)
             if pending:
+                self._transfer_update(xfer, "cancelled", "call_ended")
                 self._reply(xfer.call_id, {"event": "transfer", "status": "failed", "reason": "call_ended"})
             steps.append((HangUp, (xfer.channel_id,)))
         if call.media_id is not None:
@@ -839,7 +862,11 @@ class CallController:
     # ----------------------------------------------------------------------------------- commands
     def _on_command(self, command: Mapping[str, Any]) -> None:
         action, call_id = command.get("action"), command.get("call_id")
-        if action not in ("hangup", "transfer", "record") or not isinstance(call_id, str) or not call_id:
+        if (
+            action not in ("hangup", "transfer", "transfer_decision", "record")
+            or not isinstance(call_id, str)
+            or not call_id
+        ):
             logger.warning("stasis %s: dropping unknown command %.200r", self.config.app, command)
             return
         call = self.calls.get(call_id)
@@ -870,6 +897,8 @@ class CallController:
             self._send(HangUp, call.channel_id, then=hung_up)
         elif action == "record":
             self._on_record_command(call)
+        elif action == "transfer_decision":
+            self._on_transfer_decision(call, command)
         else:
             self._on_transfer_command(call, command)
 
@@ -933,6 +962,21 @@ class CallController:
     def _on_transfer_command(self, call: Call, command: Mapping[str, Any]) -> None:
         def failed(reason: str) -> None:
             self._reply(call.call_id, {"event": "transfer", "status": "failed", "reason": reason})
+            # Refused before anything was dialed: the domain's row and a warm transfer's agent (which did not
+            # wait for this answer) are told too; never for a second request while one is under way.
+            transfer_id = command.get("transfer_id")
+            if reason in ("already_transferred", "transfer_in_progress"):
+                return
+            if isinstance(transfer_id, str) and transfer_id and len(transfer_id) <= 64:
+                self._out.append(TransferUpdated(call.call_id, transfer_id, "failed", self._at(), reason))
+            if command.get("mode") == "warm":
+                payload = {
+                    "type": "transfer",
+                    "state": "failed",
+                    "reason": reason,
+                    "transfer_id": transfer_id or "",
+                }
+                self._reply(call.call_id, payload)
 
         if call.transfer is not None and not call.transfer.done:
             state = call.transfer.state
@@ -943,6 +987,7 @@ class CallController:
             return
         number, endpoint = command.get("number"), command.get("endpoint")
         caller_id = command.get("caller_id")
+        mode, transfer_id = command.get("mode", "cold"), command.get("transfer_id", "")
         timeout_s = command.get("timeout_s", self.config.transfer_timeout_s)
         if (
             not isinstance(number, str)
@@ -952,6 +997,9 @@ class CallController:
             or isinstance(timeout_s, bool)
             or not isinstance(timeout_s, int | float)
             or not 0 < timeout_s <= 600
+            or mode not in ("cold", "warm")
+            or not isinstance(transfer_id, str)
+            or len(transfer_id) > 64
         ):
             logger.warning("stasis %s: unusable transfer command %.300r", self.config.app, command)
             failed("invalid")
@@ -963,16 +1011,37 @@ class CallController:
         if not self.connected:  # A11: the human leg's StasisStart would never reach us
             failed("pbx_unavailable")
             return
-        self._dial_human(
-            call, number=number, endpoint=endpoint, caller_id=caller_id, timeout_s=float(timeout_s)
+        xfer = self._dial_human(
+            call,
+            number=number,
+            endpoint=endpoint,
+            caller_id=caller_id,
+            timeout_s=float(timeout_s),
+            mode=mode,
+            transfer_id=transfer_id,
         )
+        summary = command.get("summary")
+        xfer.summary = summary[:1000] if isinstance(summary, str) else ""
+        self._transfer_update(xfer, "dialing")
+        if xfer.warm:
+            self._hold_callee(call, xfer)
 
     def _dial_human(
-        self, call: Call, *, number: str, endpoint: str, caller_id: str | None, timeout_s: float
-    ) -> None:
+        self,
+        call: Call,
+        *,
+        number: str,
+        endpoint: str,
+        caller_id: str | None,
+        timeout_s: float,
+        mode: str = "cold",
+        transfer_id: str = "",
+    ) -> Transfer:
         """Originate the human leg ``xfer-<call>`` into this app; its StasisStart is the answer."""
         channel_id = transfer_leg_of(call.call_id)
-        xfer = Transfer(call.call_id, channel_id, number, CallEndTracker(channel_id))
+        xfer = Transfer(
+            call.call_id, channel_id, number, CallEndTracker(channel_id), mode=mode, transfer_id=transfer_id
+        )
         call.transfer = xfer
         self.transfers[channel_id] = xfer  # before the originate: its events may come before the response
         self._start_timer(("transfer", channel_id), float(timeout_s), lambda: self._transfer_timeout(xfer))
@@ -1007,6 +1076,189 @@ class CallController:
                 self._transfer_failed(xfer, "failed")
 
         self._send(OriginateTransfer, params, then=originated)
+        return xfer
+
+    def _transfer_update(self, xfer: Transfer, state: str, reason: str = "") -> None:
+        """Report a state of a transfer the domain named (TransferUpdated); warm: tell the media worker."""
+        if xfer.transfer_id:
+            self._out.append(TransferUpdated(xfer.call_id, xfer.transfer_id, state, self._at(), reason))
+        if xfer.warm and state not in ("dialing", "briefing", "connected"):
+            payload: dict[str, Any] = {"type": "transfer", "state": state, "transfer_id": xfer.transfer_id}
+            if reason:
+                payload["reason"] = reason
+            self._reply(xfer.call_id, payload)
+
+    def _hold_callee(self, call: Call, xfer: Transfer) -> None:
+        """Warm: the callee leaves the bridge (the agent's leg stays) and hears music on hold."""
+        xfer.held = True
+        bridge_id = call.bridge_id
+
+        def removed(result: Result) -> None:
+            if result.status not in (200, 204):
+                logger.warning(
+                    "stasis %s: call %s: taking the callee out of the bridge answered %s",
+                    self.config.app,
+                    call.call_id,
+                    result.status,
+                )
+            if not call.ended and xfer.held:
+                self._send(StartMoh, call.channel_id)
+
+        if bridge_id is not None:
+            self._send(RemoveFromBridge, bridge_id, call.channel_id, then=removed)
+
+    def _unhold_callee(self, call: Call, xfer: Transfer, then: Callable[[], None]) -> None:
+        """Warm: music off, the callee back in the bridge with the agent's leg; then ``then``."""
+        xfer.held = False
+        bridge_id = call.bridge_id
+        if call.ended or bridge_id is None:
+            then()
+            return
+
+        def back(result: Result) -> None:
+            if result.status not in (200, 204):
+                logger.warning(
+                    "stasis %s: call %s: putting the callee back answered %s",
+                    self.config.app,
+                    call.call_id,
+                    result.status,
+                )
+            then()
+
+        self._send(
+            StopMoh,
+            call.channel_id,
+            then=lambda _r: self._send(AddToBridge, bridge_id, (call.channel_id,), then=back),
+        )
+
+    def _on_transfer_decision(self, call: Call, command: Mapping[str, Any]) -> None:
+        xfer, accept = call.transfer, command.get("accept")
+        if not isinstance(accept, bool) or xfer is None or xfer.state is not TransferState.BRIEFING:
+            logger.info(
+                "stasis %s: call %s: transfer decision %.100r dropped (%s)",
+                self.config.app,
+                call.call_id,
+                accept,
+                xfer.state if xfer is not None else "no transfer",
+            )
+            return
+        if accept:
+            self._transfer_accept(xfer)
+        else:
+            self._transfer_decline(xfer, "declined")
+
+    def _brief_human(self, xfer: Transfer, call: Call) -> None:
+        """Warm: the human answered. They join the agent's leg in the bridge (the callee is on hold) and the
+        media worker is told, to brief them; then the decision timer runs."""
+        bridge_id = call.bridge_id
+        assert bridge_id is not None  # noqa: S101 - checked by _bridge_transfer
+
+        def added(result: Result) -> None:
+            if xfer.done or call.ended:
+                return
+            if result.status not in (200, 204) or xfer.gone:
+                self._transfer_decline(xfer, "hung_up" if xfer.gone else "failed")
+                return
+            xfer.move(TransferStep.BRIEF)
+            logger.info("stasis %s: call %s: briefing %s", self.config.app, call.call_id, xfer.number)
+            self._transfer_update(xfer, "briefing")
+            self._reply(
+                call.call_id,
+                {
+                    "type": "transfer",
+                    "state": "human_joined",
+                    "transfer_id": xfer.transfer_id,
+                    "number": xfer.number,
+                    "summary_hint": xfer.summary,
+                },
+            )
+            self._start_timer(
+                ("transfer_decision", xfer.channel_id),
+                self.config.transfer_decision_timeout_s,
+                lambda: self._transfer_decline(xfer, "no_decision"),
+            )
+
+        self._send(AddToBridge, bridge_id, (xfer.channel_id,), then=added)
+
+    def _transfer_accept(self, xfer: Transfer) -> None:
+        """Warm: the human accepted. The agent's leg leaves, the music stops, the callee joins the human;
+        only then is the agent's leg hung up."""
+        call = self.calls.get(xfer.call_id)
+        if call is None or call.ended or not xfer.move(TransferStep.ACCEPT):
+            return
+        self._cancel_timer(("transfer_decision", xfer.channel_id))
+        bridge_id, media_id = call.bridge_id, call.media_id
+        assert bridge_id is not None  # noqa: S101 - a briefed call has its bridge
+
+        def removed(_r: Result | None) -> None:
+            xfer.held = False
+            self._send(StopMoh, call.channel_id, then=lambda _r2: add_callee())
+
+        def add_callee() -> None:
+            if xfer.gone or call.ended:
+                joined(None)
+                return
+            self._send(AddToBridge, bridge_id, (call.channel_id,), then=lambda r: joined(r.status))
+
+        def joined(status: int | None) -> None:
+            if call.ended:
+                return
+            if status not in (200, 204) or xfer.gone:
+                reason = "hung_up" if xfer.gone else "failed"
+                if media_id is not None and call.media_id == media_id:
+                    xfer.held = True  # the callee goes back in with the agent (failed: _transfer_failed)
+                    self._send(
+                        AddToBridge,
+                        bridge_id,
+                        (media_id,),
+                        then=lambda _r: self._transfer_decline(xfer, reason),
+                    )
+                else:
+                    self._transfer_decline(xfer, reason)
+                return
+            if media_id is not None:
+                self.media.pop(media_id, None)
+                if call.media_id == media_id:
+                    call.media_id = None
+                self._send(HangUp, media_id, then=lambda _r: connected())
+            else:
+                connected()
+
+        def connected() -> None:
+            if xfer.done or call.ended:
+                return
+            xfer.move(TransferStep.JOINED)
+            logger.info("stasis %s: call %s: warm transfer to %s", self.config.app, call.call_id, xfer.number)
+            self._reply(
+                call.call_id,
+                {
+                    "type": "transfer",
+                    "state": "connected",
+                    "transfer_id": xfer.transfer_id,
+                    "number": xfer.number,
+                },
+            )
+            self._transfer_update(xfer, "connected")
+            self._out.append(CallTransferred(call.call_id, xfer.number, self._at()))
+            if xfer.gone:
+                self.transfer_leg_gone(xfer, "ChannelDestroyed")
+
+        if media_id is not None:
+            self._send(RemoveFromBridge, bridge_id, media_id, then=removed)
+        else:
+            removed(None)
+
+    def _transfer_decline(self, xfer: Transfer, reason: str) -> None:
+        """Warm: the human said no (or hung up, or never decided, or the bridging failed): their leg is hung
+        up, then the callee goes back to the agent (_transfer_failed)."""
+        if xfer.done or not xfer.move(TransferStep.GIVE_UP):
+            return
+        self._cancel_timer(("transfer_decision", xfer.channel_id))
+        xfer.fail_reason = reason
+        logger.info(
+            "stasis %s: call %s: transfer to %s %s", self.config.app, xfer.call_id, xfer.number, reason
+        )
+        self._send(HangUp, xfer.channel_id, then=lambda _r: self._transfer_failed(xfer, reason))
 
     def _on_transfer_event(self, kind: Any, channel_id: str, event: Mapping[str, Any]) -> None:
         xfer = self.transfers.get(channel_id)
@@ -1021,6 +1273,12 @@ class CallController:
                 xfer.move(TransferStep.ANSWERED)
                 self._cancel_timer(("transfer", channel_id))
                 self._bridge_transfer(xfer)
+        elif kind == "ChannelDtmfReceived" and xfer.state is TransferState.BRIEFING:
+            digit = event.get("digit")
+            if digit == "1":
+                self._transfer_accept(xfer)
+            elif digit == "2":
+                self._transfer_decline(xfer, "declined")
         elif kind in ("StasisEnd", "ChannelDestroyed"):
             self.transfer_leg_gone(xfer, kind)
 
@@ -1037,8 +1295,11 @@ class CallController:
                     reason,
                 )
                 self._transfer_failed(xfer, reason)
-        elif xfer.state is TransferState.BRIDGING:
+        elif xfer.state in (TransferState.BRIDGING, TransferState.CONNECTING):
             xfer.gone = True  # the bridging sees it
+        elif xfer.state is TransferState.BRIEFING:
+            xfer.gone = True
+            self._transfer_decline(xfer, "hung_up")
         elif xfer.state is TransferState.BRIDGED:
             self.transfer_done(xfer)
             call = self.calls.get(xfer.call_id)
@@ -1091,6 +1352,14 @@ class CallController:
         if call is not None and call.route_transfer:  # an inbound call's route: nobody waits for a reply
             self._inbound_fallback(call, reason)
             return
+        state = TRANSFER_FAIL_STATES.get(reason, "failed")
+        if xfer.warm and call is not None and xfer.held:
+            self._unhold_callee(call, xfer, lambda: self._transfer_update(xfer, state, reason))
+            return
+        if xfer.warm:
+            self._transfer_update(xfer, state, reason)
+            return
+        self._transfer_update(xfer, state, reason)
         self._reply(xfer.call_id, {"event": "transfer", "status": "failed", "reason": reason})
 
     def _bridge_inbound_transfer(self, xfer: Transfer, call: Call) -> None:
@@ -1164,6 +1433,9 @@ class CallController:
             self.transfer_done(xfer)
             self._send(HangUp, xfer.channel_id)
             return
+        if xfer.warm:
+            self._brief_human(xfer, call)
+            return
         bridge_id = call.bridge_id
         media_id = call.media_id
 
@@ -1219,6 +1491,7 @@ class CallController:
             xfer.move(TransferStep.JOINED)
             logger.info("stasis %s: call %s: transferred to %s", self.config.app, call.call_id, xfer.number)
             self._reply(call.call_id, {"event": "transfer", "status": "answered", "number": xfer.number})
+            self._transfer_update(xfer, "connected")
             self._out.append(CallTransferred(call.call_id, xfer.number, self._at()))
             if xfer.gone:  # the human hung up while we were deleting the media leg
                 self.transfer_leg_gone(xfer, "ChannelDestroyed")
@@ -1308,6 +1581,8 @@ class CallController:
                 self.config.app,
                 call.call_id,
             )
+            # It may be a warm transfer's callee, on hold when the old process went: music off first.
+            self._send(StopMoh, call.channel_id)
             self.setup_media(call, members)
         # Human legs: kept while their call lives (adopted after a restart of this process), else hung up.
         for channel_id, args in human_legs:

@@ -136,6 +136,22 @@ class OriginateTransfer:
     params: Mapping[str, str] = field(hash=False)
 
 
+@dataclass(frozen=True)
+class StartMoh:
+    """``POST /channels/{id}/moh``: the channel hears music on hold (a warm transfer's callee)."""
+
+    op: int
+    channel_id: str
+
+
+@dataclass(frozen=True)
+class StopMoh:
+    """``DELETE /channels/{id}/moh``."""
+
+    op: int
+    channel_id: str
+
+
 # --------------------------------------------------------------------------------------------- Redis
 @dataclass(frozen=True)
 class AnnounceMedia:
@@ -213,6 +229,8 @@ RestIntent = (
     | OriginateTransfer
     | RecordBridge
     | StopRecording
+    | StartMoh
+    | StopMoh
 )
 RedisIntent = AnnounceMedia | MarkMediaHostDown | AskAgentSpoke | PublishReply
 SinkIntent = RouteInbound

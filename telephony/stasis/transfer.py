@@ -9,6 +9,9 @@ leg's events, our own timer and the REST answers of the bridging race each other
   and hang it up; its end is reported with the reason we gave up for.
 * ``bridging``: it answered (its ``StasisStart``); the agent's leg is being swapped for it in the bridge.
 * ``bridged``: the human is with the caller; the agent's leg is gone.
+* ``briefing`` (warm only): the human is in the bridge with the agent's leg, the callee is out of it hearing
+  music on hold; the human accepts (``accept``) or declines (``give_up``).
+* ``connecting`` (warm only): accepted; the agent's leg is being swapped for the callee.
 * ``done``: forgotten. Its later events are ignored (a later ``StasisStart`` gets it hung up).
 """
 
@@ -30,6 +33,8 @@ class TransferState(StrEnum):
     CANCELLING = "cancelling"
     BRIDGING = "bridging"
     BRIDGED = "bridged"
+    BRIEFING = "briefing"
+    CONNECTING = "connecting"
     DONE = "done"
 
 
@@ -38,6 +43,8 @@ class TransferStep(StrEnum):
     GIVE_UP = "give_up"  # we hang the human leg up ourselves (timeout, lost originate, failed bridging)
     JOINED = "joined"  # the human is in the bridge and the agent's leg is out
     FINISH = "finish"  # reported (failed or ended) and forgotten
+    BRIEF = "brief"  # warm: the human is in the bridge with the agent
+    ACCEPT = "accept"  # warm: the human accepted (DTMF 1 or the agent's transfer_decision)
 
 
 TRANSITIONS: Mapping[tuple[TransferState, TransferStep], TransferState] = MappingProxyType(
@@ -50,6 +57,13 @@ TRANSITIONS: Mapping[tuple[TransferState, TransferStep], TransferState] = Mappin
         (TransferState.CANCELLING, TransferStep.FINISH): TransferState.DONE,
         (TransferState.BRIDGING, TransferStep.FINISH): TransferState.DONE,
         (TransferState.BRIDGED, TransferStep.FINISH): TransferState.DONE,
+        (TransferState.BRIDGING, TransferStep.BRIEF): TransferState.BRIEFING,
+        (TransferState.BRIEFING, TransferStep.ACCEPT): TransferState.CONNECTING,
+        (TransferState.BRIEFING, TransferStep.GIVE_UP): TransferState.CANCELLING,
+        (TransferState.CONNECTING, TransferStep.GIVE_UP): TransferState.CANCELLING,
+        (TransferState.CONNECTING, TransferStep.JOINED): TransferState.BRIDGED,
+        (TransferState.BRIEFING, TransferStep.FINISH): TransferState.DONE,
+        (TransferState.CONNECTING, TransferStep.FINISH): TransferState.DONE,
     }
 )
 
@@ -68,6 +82,10 @@ class Transfer:
     state: TransferState = TransferState.DIALING
     gone: bool = False  # the human leg ended while being bridged
     fail_reason: str | None = None  # why we gave up on it ourselves (reported when its end is seen)
+    mode: str = "cold"  # cold: the human replaces the agent at once; warm: briefed first (module docstring)
+    transfer_id: str = ""  # the domain's id of the transfer (TransferUpdated), "" when it gave none
+    held: bool = False  # warm: the callee was taken out of the bridge and hears music on hold
+    summary: str = ""  # warm: why the agent asked for a person (the domain's words, for the brief)
 
     def move(self, step: TransferStep) -> bool:
         """Apply ``step`` if :data:`TRANSITIONS` allows it from the current state; False (logged) if not."""
@@ -81,6 +99,10 @@ class Transfer:
     @property
     def pending(self) -> bool:
         return self.state in PENDING_STATES
+
+    @property
+    def warm(self) -> bool:
+        return self.mode == "warm"
 
     @property
     def done(self) -> bool:

@@ -42,6 +42,7 @@ from tests.campaigns.factories import (
     make_pbx,
     make_tenant,
 )
+from tests.campaigns.test_transfer_api import TRANSFER_ROUTES
 from tests.flows.routes import DETAIL_ROUTES as FLOWS_DETAIL_ROUTES
 
 pytestmark = pytest.mark.django_db
@@ -194,6 +195,7 @@ def test_every_route_with_an_id_is_in_the_isolation_table():
     covered |= {"messages/{}", "sms-opt-outs/{}", "sms-accounts/{}"}
     # The recordings routes: each one's foreign-tenant 404 is in tests/recordings/test_api.py.
     covered |= {"recordings/{}", "recordings/{}/download"}
+    covered |= TRANSFER_ROUTES  # each one's foreign-tenant 404: tests/campaigns/test_transfer_api.py
     assert routes and routes == covered
 
 

@@ -139,6 +139,7 @@ def test_the_brief_has_every_field_of_the_contract():
         "limits": {"max_call_s": 600, "silence_prompt_s": 10, "silence_end_s": 25, "transfer_timeout_s": 30},
         "contact": {"name": "Dana Smith", "variables": {"first_name": "Dana", "product": "solar panels"}},
         "recording": {"mode": "never"},
+        "transfer": {"targets": []},
     }
     json.dumps(brief)  # JSON as it is
 
@@ -285,11 +286,35 @@ def test_a_recorded_campaign_says_so_after_the_disclosure():
     attempt = agent_attempt()
     loaded = attempt_for_originate(attempt_id=attempt.pk)
     assert loaded is not None
-    # recording_mode belongs to the recording feature: read with a default of "never" when absent.
-    loaded.campaign.recording_mode = "always"  # type: ignore[attr-defined]
+    loaded.campaign.recording_mode = "always"
     greeting = brief_build(attempt=loaded)["greeting"]
     assert greeting.startswith(
         f"This is an AI assistant calling on behalf of {loaded.tenant.name}. {RECORDING_NOTICE}"
     )
-    loaded.campaign.recording_mode = "never"  # type: ignore[attr-defined]
+    loaded.campaign.recording_mode = "never"
     assert RECORDING_NOTICE not in brief_build(attempt=loaded)["greeting"]
+
+
+@pytest.mark.django_db
+def test_the_brief_lists_the_campaigns_transfer_targets_without_a_query():
+    from campaigns.services.transfers import campaign_set_transfer_targets, transfer_target_create
+
+    attempt = agent_attempt()
+    tenant = attempt.tenant
+    desk = transfer_target_create(tenant=tenant, name="Desk", number="+12125550190", mode="cold")
+    team = transfer_target_create(
+        tenant=tenant, name="Team", kind="group", members=[{"name": "Sam", "number": "+12125550191"}]
+    )
+    campaign_set_transfer_targets(campaign=attempt.campaign, target_ids=[team.pk, desk.pk])
+    loaded = attempt_for_originate(attempt_id=attempt.pk)
+    with CaptureQueriesContext(connection) as ctx:
+        brief = brief_build(attempt=loaded)  # type: ignore[arg-type]
+    assert ctx.captured_queries == []
+    assert brief["transfer"] == {
+        "targets": [
+            {"id": team.pk, "name": "Team", "kind": "group", "mode": "warm"},
+            {"id": desk.pk, "name": "Desk", "kind": "number", "mode": "cold"},
+        ]
+    }
+    # The briefed human's answer comes with transfer_to_human when the campaign has targets.
+    assert ("transfer_to_human" in brief["tools"]) == ("transfer_decision" in brief["tools"])
