@@ -206,7 +206,9 @@ def test_the_brief_names_the_recorded_message_written_to_redis_once(sim: Threade
     redis.delete(key)
     try:
         brief_write(attempt=loaded)
-        brief = json.loads(redis.get(brief_key(attempt.pk)))
+        raw = redis.get(brief_key(attempt.pk))
+        assert raw is not None
+        brief = json.loads(raw)
         assert brief["amd"] == {"enabled": True, "notsure": "human"}
         assert brief["voicemail"]["action"] == "leave_message" and brief["voicemail"]["audio_key"] == key
         assert brief["machine_detection"] == {"media": True}
@@ -340,10 +342,10 @@ def test_bad_reports_are_dropped() -> None:
     attempt = answered_attempt()
     assert media_answered_by.run(**call(attempt), answered_by="robot", source="amd") == "invalid"
     assert media_answered_by.run(**call(attempt), answered_by="machine", source="psychic") == "invalid"
-    assert media_voicemail_left.run(**call(attempt), started_at="x", ended_at=1.0) == "invalid"
+    assert media_voicemail_left.run(**call(attempt), started_at="x", ended_at=1.0) == "invalid"  # type: ignore[arg-type]
     assert media_voicemail_left.run(**call(attempt), started_at=10.0, ended_at=1.0) == "invalid"
-    other = {"call_id": str(attempt.pk), "tenant_id": make_tenant().pk}
-    assert media_answered_by.run(**other, answered_by="machine", source="amd") == "dropped"
+    foreign = make_tenant().pk
+    assert media_answered_by.run(str(attempt.pk), foreign, answered_by="machine", source="amd") == "dropped"
 
 
 def test_retry_rules_tell_the_new_outcomes_apart() -> None:
