@@ -580,16 +580,16 @@ class Call:
         if session is None:
             return
         machine = self.voicemail
-        if machine is not None and machine.listening:
+        now = self.loop.time()
+        if machine is not None and machine.listens(now):
             listener = self._listener
             if listener is None:
                 listener = self._listener = CallerListener(AUDIO_KIND_RATES.get(self.kind, 24000))
-            now = self.loop.time()
             heard = listener.feed(payload, now)
             if heard or machine.holding:
                 self._machine_actions(machine.heard(heard, now))
         pcm = self._to_24k(payload) if self._to_24k is not None else payload
-        message = session.caller_audio(pcm, self.loop.time())
+        message = session.caller_audio(pcm, now)
         if message is not None and self._ws is not None:
             self._send(message)
             if self.probe is not None:

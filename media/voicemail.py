@@ -44,6 +44,7 @@ MESSAGE_CAP_S: Final = 120.0  # a message that never finishes does not keep the 
 EXCHANGE_AGENT_S: Final = 1.0  # agent audio heard between two caller turns that makes an exchange
 DEFAULT_MAX_WAIT_S: Final = 30.0
 MAX_TEXT_CHARS: Final = 2000
+_EPSILON: Final = 1e-6  # timers compare float seconds
 _AUDIO_KEY = re.compile(r"^[\w:.\-]{1,200}$")
 
 
@@ -432,17 +433,14 @@ class VoicemailMachine:
         """The agent must not speak on its own (before AMD, and for a machine)."""
         return self.state is not State.HUMAN
 
-    @property
-    def listening(self) -> bool:
+    def listens(self, now: float) -> bool:
         """Whether the caller's audio still matters (the adapter skips the detector otherwise)."""
         if self.state in (State.AWAITING_AMD, State.MACHINE_WAIT_BEEP):
             return True
-        return self.state is State.HUMAN and self._in_window(None)
+        return self.state is State.HUMAN and self._in_window(now)
 
-    def _in_window(self, now: float | None) -> bool:
-        if not self.settings.media:
-            return False
-        return now is None or now - self.started_at < MEDIA_WINDOW_S
+    def _in_window(self, now: float) -> bool:
+        return self.settings.media and now - self.started_at < MEDIA_WINDOW_S
 
     @property
     def voicemail_left(self) -> bool:
@@ -542,7 +540,7 @@ class VoicemailMachine:
                 self._go(Input.GREETING_OVER)
                 return [LeaveMessage()]
             assert self.machine_at is not None  # noqa: S101 - set on the way in
-            if now - self.machine_at >= self.settings.max_wait_s:
+            if now - self.machine_at >= self.settings.max_wait_s - _EPSILON:
                 quiet = not self._speaking and not self._beep_on
                 quiet_since = self._last_sound_at if self._last_sound_at is not None else self.started_at
                 if quiet and now - quiet_since >= QUIET_TO_LEAVE_S:
@@ -563,8 +561,10 @@ class VoicemailMachine:
         if self._beep_on or self._speaking:
             return False
         if self._beep_ended_at is not None:
-            return now - self._beep_ended_at >= AFTER_BEEP_S
-        return self._last_sound_at is not None and now - self._last_sound_at >= GREETING_END_SILENCE_S
+            return now - self._beep_ended_at >= AFTER_BEEP_S - _EPSILON
+        return (
+            self._last_sound_at is not None and now - self._last_sound_at >= GREETING_END_SILENCE_S - _EPSILON
+        )
 
     def report(self) -> dict[str, Any]:
         """The end-of-call report's fields."""
