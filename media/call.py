@@ -346,6 +346,9 @@ class Call:
         self._message_audio: asyncio.Future[bytes | None] | None = None
         self._message_started_wall: float | None = None
         self._message_text = False
+        # The orchestrator applies this call's reports in the order they were decided (human, then machine):
+        # one at a time, the Celery sends of a thread pool could overtake each other.
+        self._report_lock = asyncio.Lock()
 
     @property
     def session_metrics(self) -> Metrics | None:
@@ -737,6 +740,10 @@ class Call:
         machine = self.voicemail
         if machine is None:
             return
+        if self._listener is not None:
+            heard = self._listener.idle(now)
+            if heard:
+                self._machine_actions(machine.heard(heard, now))
         if self._message_text and self._message_started_wall is not None and not session.speaking:
             self._message_text = False
             self._machine_actions(machine.message_done(now))
@@ -809,10 +816,11 @@ class Call:
 
     def _spawn_report(self, name: str, kwargs: dict[str, Any]) -> None:
         async def send() -> None:
-            try:
-                await self.worker.send_task(name, kwargs)
-            except Exception:  # noqa: BLE001 - the broker may be down; the end-of-call report says it too
-                logger.exception("call %s: %s could not be sent", self.call_id, name)
+            async with self._report_lock:
+                try:
+                    await self.worker.send_task(name, kwargs)
+                except Exception:  # noqa: BLE001 - the broker may be down; the end-of-call report says it too
+                    logger.exception("call %s: %s could not be sent", self.call_id, name)
 
         self._spawn_detached(send())
 
@@ -849,9 +857,8 @@ class Call:
                 "ended_at": round(time.time(), 3),
             }
             try:
-                await asyncio.wait_for(
-                    self.worker.send_task(media_tasks.VOICEMAIL_LEFT, kwargs), REPORT_BEFORE_HANGUP_S
-                )
+                async with asyncio.timeout(REPORT_BEFORE_HANGUP_S), self._report_lock:
+                    await self.worker.send_task(media_tasks.VOICEMAIL_LEFT, kwargs)
             except Exception:  # noqa: BLE001 - the hangup must happen whatever the broker does
                 logger.exception("call %s: media.voicemail_left could not be sent", self.call_id)
         self.hang_up("voicemail_left")

@@ -155,6 +155,7 @@ DRIFT_HZ: Final = 20.0  # a beep's frequency stays within this of where it start
 VOICE_RMS: Final = 500.0  # a 20 ms frame louder than this is caller sound (speech, a beep)
 SPEECH_START_FRAMES: Final = 3
 SPEECH_HANGOVER_S: Final = 0.3
+IDLE_AFTER_S: Final = 0.1  # no caller frame for this long: the caller is silent
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,12 @@ class BeepDetector:
             return [BeepHeard(at=self._run_start + hop_s, hz=round(self._run_hz, 1))]
         return []
 
+    def flush(self, at: float) -> list[BeepHeard | BeepEnded]:
+        """No audio came after ``at`` (a silent caller sends no frames at all): a beep in progress ended."""
+        self._last = np.zeros(self.hop)
+        self._pending = np.zeros(0)
+        return self._end_run(at)
+
     def _end_run(self, at: float) -> list[BeepHeard | BeepEnded]:
         reported, start, hz = self._reported, self._run_start + self.hop / self.rate, self._run_hz
         self._run_hops, self._reported = 0, False
@@ -273,8 +280,10 @@ class CallerListener:
         self.speaking = False
         self._loud_frames = 0
         self._last_loud_at = 0.0
+        self._fed_at: float | None = None
 
     def feed(self, pcm: bytes, now: float) -> list[Heard]:
+        self._fed_at = now
         out: list[Heard] = list(self.beeps.feed(pcm, now))
         samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2").astype(np.float64)
         loud = bool(samples.size) and float(np.sqrt(np.mean(samples * samples))) > VOICE_RMS
@@ -289,6 +298,20 @@ class CallerListener:
             if self.speaking and now - self._last_loud_at >= SPEECH_HANGOVER_S:
                 self.speaking = False
                 out.append(SpeechStopped(self._last_loud_at))
+        return out
+
+    def idle(self, now: float) -> list[Heard]:
+        """Called from the call's timers: Asterisk sends no frames while the caller is silent (PROTOCOLS.md
+        A7), so the end of a beep or of speech may come with no audio at all to show it."""
+        fed = self._fed_at
+        if fed is None or now - fed < IDLE_AFTER_S:
+            return []
+        self._fed_at = None
+        out: list[Heard] = list(self.beeps.flush(fed))
+        self._loud_frames = 0
+        if self.speaking:
+            self.speaking = False
+            out.append(SpeechStopped(self._last_loud_at))
         return out
 
 

@@ -486,3 +486,19 @@ def test_voicemail_mode_cancels_the_agent_and_keeps_only_the_message() -> None:
     session.on_server_event({"type": "response.created", "response": {"id": "r3"}}, 2.1)
     session.on_server_event({"type": "input_audio_buffer.speech_started", "item_id": "x"}, 2.2)
     assert sent(session) == []  # the machine's noise does not cut the message
+
+
+def test_a_caller_that_goes_quiet_sends_no_frames_and_the_listener_still_hears_the_end() -> None:
+    rate = 24000
+    listener = CallerListener(rate)
+    pcm = render_phrase("Leave a message.", rate) + sim_audio.beep(rate)  # then no frames at all (A7)
+    events: list[Heard] = []
+    step = rate * 2 // 50
+    for off in range(0, len(pcm), step):
+        events += listener.feed(pcm[off : off + step], (off + step) / 2 / rate)
+    end = len(pcm) / 2 / rate
+    assert listener.idle(end + 0.05) == []
+    events += listener.idle(end + 0.2)
+    assert [type(e).__name__ for e in events][-2:] == ["BeepEnded", "SpeechStopped"]
+    assert abs(events[-2].at - end) <= 0.03 and abs(events[-1].at - end) <= 0.03
+    assert listener.idle(end + 0.4) == []
