@@ -1379,6 +1379,12 @@ class CallController:
                                     args[1] if len(args) > 1 else "",
                                     args[2] if len(args) > 2 else "",
                                 )
+                            elif args[2:3] == ["amd"]:
+                                # Answered for detection, but the old process died before sending it to
+                                # the dialplan: it goes on without, by the campaign's rule for a NOTSURE
+                                # (the media worker waits for a result; it must not wait in vain).
+                                call.amd = "done"
+                                call.amd_result = ("NOTSURE", "NOTRUN")
                             resume_media.append((call, members))
             elif args is not None and args[:1] == ["inbound"] and channel_id not in self.calls:
                 call = self.track(channel_id, inbound=True)
