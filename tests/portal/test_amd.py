@@ -39,6 +39,7 @@ def test_the_form_shows_and_saves_the_amd_fields(tenant, manager):
 
 def test_bad_amd_fields_are_named_and_change_nothing(tenant, manager):
     campaign = make_campaign(tenant)
+    before = dict(campaign.amd_settings)
     for field, value in (("amd_settings", '{"greeting": 1}'), ("voicemail_action", "sing")):
         response = manager.post(
             reverse("portal:campaign-edit", args=[campaign.pk]), _form(campaign.agent_id, **{field: value})
@@ -46,4 +47,4 @@ def test_bad_amd_fields_are_named_and_change_nothing(tenant, manager):
         assert response.status_code == 400
         assert f'data-field="{field}"'.encode() in response.content
     campaign.refresh_from_db()
-    assert campaign.amd_settings == {} and campaign.voicemail_action == "hang_up"
+    assert campaign.amd_settings == before and campaign.voicemail_action == "hang_up"
