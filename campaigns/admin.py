@@ -282,7 +282,7 @@ class CallAttemptAdmin(ReadOnlyAdmin):
         "queued_at",
         "duration_s",
     ]
-    list_filter = ["state", "outcome", "disposition", "tenant"]
+    list_filter = ["state", "outcome", "disposition", "answered_by", "tenant"]
     search_fields = ["id", "number", "campaign__name"]
     list_select_related = ["tenant", "campaign"]
     date_hierarchy = "queued_at"

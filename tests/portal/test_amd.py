@@ -48,3 +48,22 @@ def test_bad_amd_fields_are_named_and_change_nothing(tenant, manager):
         assert f'data-field="{field}"'.encode() in response.content
     campaign.refresh_from_db()
     assert campaign.amd_settings == before and campaign.voicemail_action == "hang_up"
+
+
+def test_the_call_page_says_who_answered(tenant, manager):
+    from django.utils import timezone
+
+    from campaigns.models import CallAttempt
+    from tests.campaigns.factories import make_lead
+
+    campaign = make_campaign(tenant)
+    lead = make_lead(tenant, campaign, "+12125550123")
+    attempt = CallAttempt.objects.create(
+        tenant=tenant, campaign=campaign, lead=lead, number=lead.contact.phone_number, state="ended",
+        outcome="voicemail_left", answered_by="machine", machine_source="beep", amd_status="HUMAN",
+        amd_cause="HUMAN-800-800", voicemail_left_at=timezone.now(),
+    )  # fmt: skip
+    page = manager.get(reverse("portal:call", args=[attempt.pk]))
+    assert page.status_code == 200
+    assert b"machine (beep)" in page.content and b"HUMAN-800-800" in page.content
+    assert b"Voicemail left" in page.content
