@@ -4,9 +4,10 @@ the API's serializer and written by the campaign service."""
 from __future__ import annotations
 
 from django.urls import reverse
+from django.utils import timezone
 
-from campaigns.models import Campaign
-from tests.campaigns.factories import make_agent, make_campaign
+from campaigns.models import CallAttempt, Campaign
+from tests.campaigns.factories import make_agent, make_campaign, make_lead
 from tests.portal.test_campaigns import _form
 
 
@@ -51,11 +52,6 @@ def test_bad_amd_fields_are_named_and_change_nothing(tenant, manager):
 
 
 def test_the_call_page_says_who_answered(tenant, manager):
-    from django.utils import timezone
-
-    from campaigns.models import CallAttempt
-    from tests.campaigns.factories import make_lead
-
     campaign = make_campaign(tenant)
     lead = make_lead(tenant, campaign, "+12125550123")
     attempt = CallAttempt.objects.create(
