@@ -9,6 +9,7 @@ A plan is a JSON or YAML document::
       "+15550100002": {behaviour: answer, after: 2, say: [{at: 0.5, text: "Hello?"}], hangup_after: 20}
     prefixes:                    # longest prefix wins
       "+1555020": {behaviour: mix, choices: [{weight: 3, behaviour: answer}, {weight: 1, behaviour: busy}]}
+      "+1555030": {behaviour: machine, greeting_s: 4, beep_hz: 1000, beep_s: 0.5}   # an answering machine
 
 The number is taken from the dialed endpoint (`PJSIP/<number>@trunk`, `Local/<number>@ctx`, `SIP/<number>`).
 A number that matches nothing and is itself a behaviour name (`Local/busy@callee`, as in the recorded
