@@ -998,6 +998,8 @@ class CallController:
             def hung_up(result: Result) -> None:
                 if result.status == 404 and not call.ended:  # gone already and its end never reached us
                     self.end(call, "stasis_end" if call.inbound else "destroyed")
+                elif result.status in (200, 204) and call.amd == "detecting" and not call.ended:
+                    self.end(call, "destroyed")  # in the detection hop: no event of its end will come
                 elif result.status not in (200, 204, 404):
                     logger.warning(
                         "stasis %s: hangup of call %s answered %s", self.config.app, call_id, result.status

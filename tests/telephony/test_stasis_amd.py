@@ -191,3 +191,13 @@ def test_restart_before_the_hop_goes_on_as_notsure() -> None:
     assert set(add.channels) == {CALL, leg.channel_id}
     out = d.answer(add, 204)
     assert of(out, PublishReply)[0].payload == {"type": "amd", "status": "NOTSURE", "cause": "NOTRUN"}
+
+
+def test_a_hangup_command_during_detection_ends_the_call_at_once() -> None:
+    d = Driver()
+    cont, _ = start_amd(d)
+    d.answer(cont, 204)
+    out = d.command({"action": "hangup", "call_id": CALL, "reason": "test"})
+    hang = of(out, HangUp)[0]
+    ended = of(d.answer(hang, 204), CallEnded)
+    assert ended and ended[0].reason == "destroyed"
