@@ -52,8 +52,11 @@ async def finish(h: MediaHarness, peer: FakeAsterisk, call_id: str) -> dict[str,
     return report
 
 
-async def test_amd_machine_waits_for_the_beep_then_says_the_message_and_hangs_up(media: MakeHarness) -> None:
-    h = await media(transcribe_model="whisper-test")
+@pytest.mark.parametrize("mode", ["test", "agent"])  # the agent: the local demo agent (no OpenAI key)
+async def test_amd_machine_waits_for_the_beep_then_says_the_message_and_hangs_up(
+    media: MakeHarness, mode: str
+) -> None:
+    h = await media(transcribe_model="whisper-test", standin={"mode": mode})
     call_id = voicemail_brief(h)
     peer = await h.call(call_id)
     answered = time.monotonic()
@@ -96,8 +99,9 @@ async def test_amd_machine_waits_for_the_beep_then_says_the_message_and_hangs_up
     assert answered < beep_end
 
 
-async def test_amd_human_releases_the_held_greeting_at_once(media: MakeHarness) -> None:
-    h = await media()
+@pytest.mark.parametrize("mode", ["test", "agent"])
+async def test_amd_human_releases_the_held_greeting_at_once(media: MakeHarness, mode: str) -> None:
+    h = await media(standin={"mode": mode})
     call_id = voicemail_brief(h)
     peer = await h.call(call_id)
     await peer.speak(spoken("Hello?"))
