@@ -16,6 +16,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from campaigns.amd import validate_amd_settings
 from campaigns.models import (
     AgentProfile,
     AttemptEvent,
@@ -170,6 +171,7 @@ class CampaignForm(forms.ModelForm):
         clean_with(self, "caller_id", lambda value: normalize_phone_number(value, field="caller_id"))
         clean_with(self, "calling_windows", validate_calling_windows)
         clean_with(self, "retry_delays", validate_retry_delays)
+        clean_with(self, "amd_settings", validate_amd_settings)
         return cleaned
 
 
@@ -179,7 +181,7 @@ class CampaignAdmin(admin.ModelAdmin):
     list_display = ["name", "tenant", "status", "priority", "max_concurrent_calls", "starts_at", "ends_at"]
     list_filter = ["status", "tenant"]
     search_fields = ["name", "caller_id", "tenant__name", "tenant__slug"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at", "voicemail_audio_sha256", "voicemail_audio_seconds"]
     autocomplete_fields = ["agent"]
 
 

@@ -39,6 +39,8 @@ Mapping:
   ``reconciled`` end was not seen: the media worker's marks of the call are read (Redis) and the outcome is
   decided from the evidence when the attempt is locked (``campaigns.lifecycle.unseen_end_outcome``);
 * ``CallDtmf`` and ``MediaGone`` → a ``note`` in the attempt's log;
+* ``CallAmd`` → an ``amd`` note, and the attempt's ``amd_status``, ``amd_cause`` and ``answered_by``
+  (campaigns/amd.py);
 * ``CallTransferred`` → a ``transferred`` note, and ``transferred_to`` set on the attempt (no state
   change: the caller is still on the line, now with a human, and the call ends as any other).
 
@@ -66,6 +68,7 @@ from campaigns.models import E164_MAX_LENGTH, CallAttempt, Pbx
 from campaigns.selectors import attempt_media_marks
 from campaigns.services.call_events import AttemptStep, UnseenEnd, attempt_apply_many
 from telephony.events import (
+    CallAmd,
     CallAnswered,
     CallBridged,
     CallDtmf,
@@ -381,6 +384,15 @@ def _step(event: CallEvent) -> AttemptStep:
         return AttemptStep(event=None, note="dtmf", at=event.at, data={"digit": event.digit})
     if isinstance(event, MediaGone):
         return AttemptStep(event=None, note="media_gone", at=event.at, data={})
+    if isinstance(event, CallAmd):
+        # Not a life-cycle change: who answered (by the campaign's rule) and AMD()'s own words.
+        return AttemptStep(
+            event=None,
+            note="amd",
+            at=event.at,
+            data={"status": event.status, "cause": event.cause},
+            amd=(event.status, event.cause),
+        )
     if isinstance(event, CallTransferred):
         # Not a life-cycle change: the call goes on with the human and ends as usual (its outcome is what
         # the end classifies, e.g. answered).

@@ -48,8 +48,10 @@ from orchestrator.errors import InvalidInput
 from portal.access import PortalRequest, portal_audit, portal_view
 from portal.forms import Bound, bind, initial
 from portal.pagination import paginate
+from portal.views.amd import FORM_CHOICES as AMD_FORM_CHOICES
+from portal.views.amd import amd_form_values
 
-JSON_FIELDS = ("calling_windows", "retry_delays")
+JSON_FIELDS = ("calling_windows", "retry_delays", "amd_settings")
 DATETIME_FIELDS = ("starts_at", "ends_at")
 
 
@@ -97,6 +99,7 @@ def _form_values(campaign: Campaign | None, request: PortalRequest) -> dict[str,
             "priority": 0,
             "calling_windows": json.dumps(default_calling_windows(), indent=1),
             "retry_delays": json.dumps(default_retry_delays(), indent=1),
+            **amd_form_values(None),
         }
     zone = ZoneInfo(tenant.default_timezone)
     return {
@@ -111,6 +114,7 @@ def _form_values(campaign: Campaign | None, request: PortalRequest) -> dict[str,
         "retry_delays": json.dumps(campaign.retry_delays, indent=1),
         "ring_timeout": campaign.ring_timeout,
         "priority": campaign.priority,
+        **amd_form_values(campaign),
     }
 
 
@@ -144,6 +148,7 @@ def _render_form(
             "campaign": campaign,
             "agents": agents,
             "zone": f"In {request.portal.tenant.default_timezone}, the account's time zone.",
+            **AMD_FORM_CHOICES,
         },
         status=status,
     )

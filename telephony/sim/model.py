@@ -233,6 +233,9 @@ class Call:
     legs: list[AudioSocketLeg] = field(default_factory=list)  # media legs it was bridged with
     task: asyncio.Task[None] | None = None
     speakers: list[Speaker] = field(default_factory=list)
+    # AMD() in the ai-amd dialplan hop (telephony.sim.amd): its arguments, when it ran (epoch seconds),
+    # what it read and set. Empty when the call never went there.
+    amd: dict[str, Any] = field(default_factory=dict)
 
     @property
     def live(self) -> bool:
@@ -270,4 +273,24 @@ class Call:
             "playbacks": list(self.playbacks),
             "media": [leg.stats() for leg in self.legs],
             "variables": dict(self.variables),
+            "amd": dict(self.amd),
+            "machine": self.machine_json(),
+        }
+
+    def machine_json(self) -> dict[str, Any] | None:
+        """An answering machine's greeting and beep as epoch seconds (None before answer or for a person),
+        to compare with ``heard.spurts``: what the agent said, and when."""
+        from .plan import machine_timeline  # noqa: PLC0415 - plan imports nothing of the model
+
+        if not self.behaviour.is_machine or self.answered is None:
+            return None
+        t = machine_timeline(self.behaviour)
+        at = self.answered
+        return {
+            "greeting_start": at + t.greeting_at,
+            "greeting_end": at + t.greeting_end,
+            "beep_start": None if t.beep_at is None else at + t.beep_at,
+            "beep_end": None if t.beep_end is None else at + t.beep_end,
+            "beep_hz": self.behaviour.beep_hz,
+            "hangup_at": at + t.hangup_at,
         }

@@ -134,6 +134,9 @@ def test_the_brief_has_every_field_of_the_contract():
         "transfer_targets": [{"number": "+12125550199", "endpoint": "Local/+12125550199@sim"}],
         "limits": {"max_call_s": 600, "silence_prompt_s": 10, "silence_end_s": 25, "transfer_timeout_s": 30},
         "contact": {"name": "Dana Smith", "variables": {"first_name": "Dana", "product": "solar panels"}},
+        "amd": {"enabled": False, "notsure": "human"},
+        "voicemail": {"action": "hang_up", "text": "", "audio_key": "", "max_wait_s": 30.0},
+        "machine_detection": {"media": True},
     }
     json.dumps(brief)  # JSON as it is
 
