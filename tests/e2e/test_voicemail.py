@@ -116,6 +116,61 @@ def test_machines_get_the_message_after_the_beep_and_people_get_the_agent(stack:
     assert first_heard - answered <= 2.0, f"answer → first agent audio {first_heard - answered:.2f} s"
 
 
+def test_without_amd_the_beep_detector_catches_the_machine_and_the_message_follows(stack: Stack) -> None:
+    """AMD off: the agent greets at once (the machine's greeting barges in: nothing could know yet), the
+    media worker's beep detector re-classifies the call, nothing of the agent is heard over the beep, and the
+    message starts right after it. (Cutting off an agent that is talking when the beep comes is proven over
+    real sockets in tests/media/test_worker_voicemail.py.)"""
+    stack.start_sim(PLAN)
+    tenant = make_tenant(max_concurrent_calls=5, calls_per_second=10)
+    make_pbx(
+        tenant, ari_url=stack.ari_url, ari_user=SIM_USER, password_env=PASSWORD_ENV, app_name=SIM_APP,
+        endpoint_template="PJSIP/{number}@trunk", max_channels=20, calls_per_second=20,
+    )  # fmt: skip
+    agent = make_agent(tenant, instructions="You are the test agent.", greeting="Hello, this is Acme.")
+    campaign = make_campaign(
+        tenant, agent=agent, ring_timeout=10, max_attempts=1,
+        calling_windows={day: [["00:00", "24:00"]] for day in WEEKDAYS},
+        amd_enabled=False, voicemail_action="leave_message", voicemail_message_text=MESSAGE,
+    )  # fmt: skip
+    lead_add(campaign=campaign, contact=make_contact(tenant, MACHINE, timezone=zone_where_it_is(14)))
+    campaign_start(campaign=campaign)
+    stack.start_realtime(extra=["--reply-ms", "8000", "--speed", "5"])
+    stack.start_media_worker()
+    stack.start_stasis(Pbx.objects.get(placements__tenant=tenant).pk)
+    stack.wait_stasis_connected()
+    stack.start_worker(concurrency=2)
+    stack.start_beat()
+
+    def reported() -> bool:
+        attempt = CallAttempt.objects.filter(campaign=campaign).first()
+        return attempt is not None and bool(attempt.ended_at and attempt.media_metrics)
+
+    wait_for(reported, timeout=120, what="the call to end with its media report")
+    attempt = CallAttempt.objects.get(campaign=campaign)
+    with stack.sim() as sim:
+        call = next(
+            c
+            for c in sim.get("/sim/calls", params={"state": "all"}).json()["calls"]
+            if c["number"] == MACHINE
+        )
+    machine, spurts = call["machine"], call["heard"]["spurts"]
+    print(call["amd"], machine, spurts, attempt.media_metrics)
+    assert call["amd"] == {}, "no AMD() hop"
+    assert attempt.outcome == AttemptOutcome.VOICEMAIL_LEFT, (attempt.outcome, attempt.media_metrics)
+    assert attempt.answered_by == "machine" and attempt.machine_source == "beep"
+    assert attempt.media_metrics["machine_source"] == "beep"
+    assert spurts[0][0] < machine["beep_start"], "the agent greeted at once (no AMD)"
+    cut_by = machine["beep_start"] + 0.5  # 200 ms of tone to recognise it, then the frames already out
+    assert not [s for s in spurts if s[1] > cut_by and s[0] < machine["beep_end"] + 0.15], (
+        "nothing of the agent over the beep",
+        spurts,
+    )
+    message = [s for s in spurts if s[0] >= machine["beep_end"]]
+    assert message and message[0][0] <= machine["beep_end"] + 1.5, spurts
+    assert call["ended_by"] == "app"
+
+
 def _epoch(iso: Any) -> float:
     from datetime import datetime
 
