@@ -26,6 +26,14 @@ The decisions (PROTOCOLS.md part A; see also the package's app module):
   tried. Caller and leg into the bridge → ``CallBridged``. No host took it → ``MediaGone``, the caller is
   hung up and the call ends ``media_failed``. An ``addChannel`` refused because the caller is gone (the
   channel answers 404) is the callee hanging up, not a media failure.
+* ``StasisStart [outbound, id, amd]`` (the campaign asks for answering-machine detection): ``CallAnswered``,
+  the bridge and the media leg are set up at once but the callee is kept out of the bridge, and the call is
+  sent to the ``ai-amd`` dialplan context (``/continue``: ``AMD()`` there, deploy/asterisk). Its StasisEnd is
+  not its end; nothing is heard of it while there, so a bounded timer (``amd_check_s``, then every
+  ``amd_recheck_s``, at most ``amd_max_s``) and ``GET /channels/{id}`` find a callee who hung up meanwhile.
+  ``StasisStart [amd, STATUS, CAUSE]`` → ``CallAmd``, the callee joins the media leg (``CallBridged``) and the
+  media worker is told (``{"type": "amd", "status", "cause"}`` on the reply channel). A restart finds a call
+  in the hop (its dialplan context) and watches it the same way; one that came back is adopted.
 * The media leg ending first (A9 the other way round) → ``MediaGone`` and the caller is hung up; the call
   is ``media_failed`` when its agent was never heard (the media worker's mark says so, or, the mark being
   unknown, the leg went within :data:`MEDIA_SHORT_LIFE_S` of joining the bridge).
@@ -1379,6 +1387,12 @@ class CallController:
                                     args[1] if len(args) > 1 else "",
                                     args[2] if len(args) > 2 else "",
                                 )
+                            elif args[2:3] == ["amd"]:
+                                # Answered for detection, but the old process died before sending it to
+                                # the dialplan: it goes on without, by the campaign's rule for a NOTSURE
+                                # (the media worker waits for a result; it must not wait in vain).
+                                call.amd = "done"
+                                call.amd_result = ("NOTSURE", "NOTRUN")
                             resume_media.append((call, members))
             elif args is not None and args[:1] == ["inbound"] and channel_id not in self.calls:
                 call = self.track(channel_id, inbound=True)

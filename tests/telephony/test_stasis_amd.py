@@ -178,3 +178,16 @@ def test_plain_outbound_calls_are_unchanged() -> None:
     d = Driver()
     d.bridged()
     assert not of(d.effects, ContinueInDialplan) and not of(d.effects, CallAmd)
+
+
+def test_restart_before_the_hop_goes_on_as_notsure() -> None:
+    d = Driver()
+    up = in_app(CALL, d, "outbound", CALL, "amd")
+    d._keep(d.ctl.reconcile_live({CALL: up}, {}, {CALL}, d.now))
+    d.answer(d.last(CreateBridge), 200)
+    leg = of(d.answer(d.last(AnnounceMedia), value=True), OpenMediaLeg)[0]
+    d.answer(leg, 200)
+    add = of(d.event(stasis_start(leg.channel_id)), AddToBridge)[0]
+    assert set(add.channels) == {CALL, leg.channel_id}
+    out = d.answer(add, 204)
+    assert of(out, PublishReply)[0].payload == {"type": "amd", "status": "NOTSURE", "cause": "NOTRUN"}
