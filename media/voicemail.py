@@ -197,7 +197,7 @@ class BeepDetector:
         self.hop = max(1, rate // 50)
         size = 2 * self.hop
         self._window = np.hanning(size)
-        self._nfft = 1 << max(10, (4 * size - 1).bit_length())
+        self._nfft = 1 << max(10, (2 * size - 1).bit_length())  # zero-padded: ~12 Hz bins at any rate
         self._freqs = np.fft.rfftfreq(self._nfft, 1.0 / rate)
         self._lobe = max(2, int(LOBE_HZ * self._nfft / rate))
         self._last = np.zeros(self.hop)

@@ -24,11 +24,11 @@ FLOW_URGENT: Final = "media.flow_urgent"
 # same keyword arguments as CALL_REPORT; the media worker picks it by the call id (wire.callids).
 FLOW_CALL_REPORT: Final = "media.flow_call_report"
 
-# Answering machines (media/voicemail.py), defined in campaigns/tasks.py. ANSWERED_BY is sent as soon as the
-# media worker decides who answered: kwargs {call_id, tenant_id, answered_by: "human"|"machine",
-# source: "amd"|"beep"|"greeting", at: epoch s}. VOICEMAIL_LEFT once the campaign's message was played to
-# the end, before the hangup: kwargs {call_id, tenant_id, started_at, ended_at} (epoch s).
+# Who answered an outbound call, as soon as the media worker decides: kwargs {call_id, tenant_id,
+# answered_by: "human"|"machine", source: "amd"|"beep"|"greeting", at: epoch s}.
 ANSWERED_BY: Final = "media.answered_by"
+# The campaign's voicemail message was played to the end (sent before the hang-up): kwargs {call_id,
+# tenant_id, started_at, ended_at} (epoch s).
 VOICEMAIL_LEFT: Final = "media.voicemail_left"
 
 ALL: Final = (

@@ -52,8 +52,11 @@ async def finish(h: MediaHarness, peer: FakeAsterisk, call_id: str) -> dict[str,
     return report
 
 
-async def test_amd_machine_waits_for_the_beep_then_says_the_message_and_hangs_up(media: MakeHarness) -> None:
-    h = await media(transcribe_model="whisper-test")
+@pytest.mark.parametrize("mode", ["test", "agent"])  # the agent: the local demo agent (no OpenAI key)
+async def test_amd_machine_waits_for_the_beep_then_says_the_message_and_hangs_up(
+    media: MakeHarness, mode: str
+) -> None:
+    h = await media(transcribe_model="whisper-test", standin={"mode": mode})
     call_id = voicemail_brief(h)
     peer = await h.call(call_id)
     answered = time.monotonic()
@@ -96,8 +99,9 @@ async def test_amd_machine_waits_for_the_beep_then_says_the_message_and_hangs_up
     assert answered < beep_end
 
 
-async def test_amd_human_releases_the_held_greeting_at_once(media: MakeHarness) -> None:
-    h = await media()
+@pytest.mark.parametrize("mode", ["test", "agent"])
+async def test_amd_human_releases_the_held_greeting_at_once(media: MakeHarness, mode: str) -> None:
+    h = await media(standin={"mode": mode})
     call_id = voicemail_brief(h)
     peer = await h.call(call_id)
     await peer.speak(spoken("Hello?"))
@@ -207,3 +211,28 @@ async def test_hang_up_action_ends_a_machine_call_at_once_on_a_slin8_leg(media: 
     assert not tasks_named(h, "media.voicemail_left")
     report = await finish(h, peer, call_id)
     assert report["metrics"]["answered_by"] == "machine" and report["metrics"]["voicemail_left"] is False
+
+
+async def test_amd_said_human_but_the_greeting_phrases_flip_it(media: MakeHarness) -> None:
+    h = await media(transcribe_model="whisper-test", standin={"reply_ms": 4000})
+    call_id = voicemail_brief(h)
+    peer = await h.call(call_id)
+    await peer.speak(spoken("Hello,"))
+    h.publish_reply(call_id, {"type": "amd", "status": "HUMAN", "cause": "HUMAN-800-800"})
+    await wait_for(lambda: len(peer.voiced()) >= 3, 5, "the agent starting")
+    # The greeting goes on over the agent (who is cut off by the barge-in before an exchange happened).
+    await peer.speak(spoken("You have reached the voicemail of Dana. Please leave a message after the tone."))
+    await wait_for(lambda: len(tasks_named(h, "media.answered_by")) == 2, 5, "the re-classification")
+    flipped = time.monotonic()
+    await peer.speak(sim_audio.beep(24000))
+    beep_end = time.monotonic()
+    await wait_for(lambda: bool(h.commands(call_id)), 15, "the hangup command")
+    assert h.commands(call_id)[0]["reason"] == "voicemail_left"
+    assert not [f for f in peer.voiced() if flipped + 0.1 <= f.at <= beep_end + 0.2], (
+        "silent until the beep ended"
+    )
+    assert [f for f in peer.voiced() if f.at > beep_end], "then the message"
+    by = tasks_named(h, "media.answered_by")
+    assert [(t["answered_by"], t["source"]) for t in by] == [("human", "amd"), ("machine", "greeting")]
+    report = await finish(h, peer, call_id)
+    assert report["metrics"]["machine_source"] == "greeting" and report["metrics"]["voicemail_left"] is True
