@@ -63,7 +63,7 @@ import uuid
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from telephony.events import (
     CallAmd,
@@ -164,7 +164,7 @@ class Call:
     # Answering-machine detection: "detecting" while the call is in the ai-amd dialplan hop (the callee is
     # kept out of its bridge), "done" once it came back; AMD()'s (status, cause) until told to the media
     # worker (when the callee joins the bridge with the media leg).
-    amd: str = ""
+    amd: Literal["", "detecting", "done"] = ""
     amd_result: tuple[str, str] | None = None
     amd_since: float = 0.0
 
