@@ -28,7 +28,8 @@ Figures (one JSON object on the last stdout line; exit 0 when the p95 target is 
 * ``human_answer_to_agent_ms_p50/p95/max``: for people taken for people, from the callee's answer to the
   first agent audio it heard (the simulator's own measure): the target; ``human_answer_to_any_audio_ms_p95``
   the same over every person, those taken for machines too (they hear the message once their "greeting"
-  ends: a detection error, counted in the accuracy); ``amd_ms_p50`` how long AMD took for people;
+  ends: a detection error, counted in the accuracy); ``amd_ms_p50/p95`` how long AMD took for people and ``amd_verdict_to_agent_ms_p50/p95`` the product's own
+  share, from AMD's verdict to the agent heard;
 * ``machines_message_after_beep``: machines with a beep that got the message, all of it after the beep;
 * ``machines_spoken_over``: machines whose greeting or beep the agent talked over (should be 0).
 """
@@ -217,6 +218,7 @@ def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     waits: list[float] = []  # every person: answer -> first agent audio (the agent, or a message by mistake)
     agent_waits: list[float] = []  # the people taken for people: answer -> the agent
     amd_ms: list[float] = []
+    after_amd: list[float] = []  # the product's own share: AMD's verdict -> the agent heard
     outcomes: dict[str, int] = {}
     beeps_ok = beeps_total = spoken_over = 0
     mistakes: list[dict[str, Any]] = []
@@ -242,6 +244,8 @@ def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
                     agent_waits.append((first - answered) * 1000)
             if amd.get("decided_at") and amd.get("started_at"):
                 amd_ms.append((amd["decided_at"] - amd["started_at"]) * 1000)
+                if first is not None and attempt.answered_by != "machine":
+                    after_amd.append((first - amd["decided_at"]) * 1000)
             continue
         m = call.get("machine") or {}
         quiet_from = m.get("beep_end") or m.get("greeting_end")
@@ -266,6 +270,9 @@ def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         "human_answer_to_any_audio_ms_p95": _r(percentile(waits, 95)),
         "humans_measured": len(waits),
         "amd_ms_p50": _r(percentile(amd_ms, 50)),
+        "amd_ms_p95": _r(percentile(amd_ms, 95)),
+        "amd_verdict_to_agent_ms_p50": _r(percentile(after_amd, 50)),
+        "amd_verdict_to_agent_ms_p95": _r(percentile(after_amd, 95)),
         "machines_message_after_beep": f"{beeps_ok}/{beeps_total}",
         "machines_spoken_over": spoken_over,
         "outcomes": outcomes,
