@@ -28,8 +28,8 @@ Figures (one JSON object on the last stdout line; exit 0 when the p95 target is 
 * ``human_answer_to_agent_ms_p50/p95/max``: for people taken for people, from the callee's answer to the
   first agent audio it heard (the simulator's own measure): the target; ``human_answer_to_any_audio_ms_p95``
   the same over every person, those taken for machines too (they hear the message once their "greeting"
-  ends: a detection error, counted in the accuracy); ``amd_ms_p50/p95`` how long AMD took for people and ``amd_verdict_to_agent_ms_p50/p95`` the product's own
-  share, from AMD's verdict to the agent heard;
+  ends: a detection error, counted in the accuracy); ``amd_ms_p50/p95`` how long AMD took for people,
+  and ``amd_verdict_to_agent_ms_p50/p95`` the product's own share: from AMD's verdict to the agent heard;
 * ``machines_message_after_beep``: machines with a beep that got the message, all of it after the beep;
 * ``machines_spoken_over``: machines whose greeting or beep the agent talked over (should be 0).
 """
