@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--chatty-every", type=int, default=10, help="one person in N says several words (0: none)")
     add("--concurrency", type=int, default=10, help="the campaign's calls at once")
     add("--seed", type=int, default=13)
+    add(
+        "--amd-settings",
+        type=json.loads,
+        default={},
+        help="the campaign's AMD thresholds, e.g. '{\"after_greeting_silence\": 600}'",
+    )
     add("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
     add("--db-name", default="bench_amd")
     add("--redis-url", default="redis://127.0.0.1:6379/8")
@@ -165,6 +171,7 @@ def seed(args: argparse.Namespace, stack: Stack, numbers: list[str]) -> Any:
         tenant, agent=agent, ring_timeout=10, max_attempts=1, max_concurrent_calls=args.concurrency,
         calling_windows={day: [["00:00", "24:00"]] for day in WEEKDAYS},
         amd_enabled=True, voicemail_action="leave_message", voicemail_message_text=MESSAGE,
+        amd_settings=args.amd_settings,
     )  # fmt: skip
     zone = zone_where_it_is(14)
     for k, number in enumerate(numbers):
@@ -279,6 +286,7 @@ def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         "mistakes": mistakes,
         "elapsed_s": round(elapsed, 1),
         "target_p95_ms": TARGET_P95_MS,
+        "amd_settings": args.amd_settings,
     }
     result["ok"] = p95 is not None and p95 <= TARGET_P95_MS and spoken_over == 0
     for key, value in result.items():
