@@ -18,6 +18,7 @@ from django.http import HttpRequest
 
 # Transfers have their own admin module (same app): its admins register on import.
 from campaigns.admin_transfers import CampaignTransferTargetInline
+from campaigns.amd import validate_amd_settings
 from campaigns.models import (
     AgentProfile,
     AttemptEvent,
@@ -178,6 +179,7 @@ class CampaignForm(forms.ModelForm):
         clean_with(self, "calling_windows", validate_calling_windows)
         clean_with(self, "retry_delays", validate_retry_delays)
         clean_with(self, "disclosure", lambda value: validate_compliance({"disclosure": value})["disclosure"])
+        clean_with(self, "amd_settings", validate_amd_settings)
         return cleaned
 
 
@@ -187,7 +189,7 @@ class CampaignAdmin(admin.ModelAdmin):
     list_display = ["name", "tenant", "status", "priority", "max_concurrent_calls", "starts_at", "ends_at"]
     list_filter = ["status", "tenant"]
     search_fields = ["name", "caller_id", "tenant__name", "tenant__slug"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at", "voicemail_audio_sha256", "voicemail_audio_seconds"]
     autocomplete_fields = ["agent"]
     inlines = [CampaignTransferTargetInline]
 
@@ -303,7 +305,7 @@ class CallAttemptAdmin(ReadOnlyAdmin):
         "queued_at",
         "duration_s",
     ]
-    list_filter = ["state", "outcome", "disposition", "tenant"]
+    list_filter = ["state", "outcome", "disposition", "answered_by", "tenant"]
     search_fields = ["id", "number", "campaign__name"]
     list_select_related = ["tenant", "campaign"]
     date_hierarchy = "queued_at"

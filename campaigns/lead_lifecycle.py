@@ -65,6 +65,9 @@ TRANSITIONS: Mapping[tuple[LeadStatus, LeadInput], LeadStatus] = MappingProxyTyp
         (LeadStatus.WAITING, LeadInput.DEFERRED): LeadStatus.WAITING,
         # A late callback moves the due time of a lead that waits for its retry.
         (LeadStatus.WAITING, LeadInput.REDECIDED_RETRY): LeadStatus.WAITING,
+        # A late report re-classifies the end that made it wait (a machine took the call and the message
+        # was left after all): done.
+        (LeadStatus.WAITING, LeadInput.REDECIDED_DONE): LeadStatus.DONE,
         # The agent's "stop calling me" reported after the call's end, when the lead already waits again.
         (LeadStatus.WAITING, LeadInput.OPTED_OUT): LeadStatus.DONE,
         # in_attempt: its one live attempt decides

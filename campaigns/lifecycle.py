@@ -74,7 +74,9 @@ class AttemptOutcome(StrEnum):
     INVALID_NUMBER = "invalid_number"
     FAILED = "failed"
     CANCELLED = "cancelled"  # never placed: the re-check before originate said no
-    VOICEMAIL = "voicemail"
+    VOICEMAIL = "voicemail"  # (older rows; new calls end voicemail_left or machine_detected)
+    VOICEMAIL_LEFT = "voicemail_left"  # a machine answered and the campaign's message was left
+    MACHINE_DETECTED = "machine_detected"  # a machine answered, no message left
     OPTED_OUT = "opted_out"
     ERROR = "error"  # the PBX refused the originate (terminal 4xx) or the attempt was lost
     # Answered, but the agent never got to the callee: the media leg never came up (no media worker), or
@@ -267,6 +269,10 @@ NEVER_RETRY: frozenset[AttemptOutcome] = frozenset(
 )
 # A completed call finishes the lead, unless the callee asked to be called back (``callback_at``).
 FINAL_SUCCESS: frozenset[AttemptOutcome] = frozenset({AttemptOutcome.ANSWERED})
+# Done unless the campaign lists the outcome in its ``retry_delays`` (the message was left: calling again is
+# the campaign's choice, not the default).
+DONE_UNLESS_LISTED: frozenset[AttemptOutcome] = frozenset({AttemptOutcome.VOICEMAIL_LEFT})
+DONE_VOICEMAIL_LEFT = "voicemail_left"
 
 _NOT_CONSUMING: frozenset[AttemptOutcome] = frozenset({AttemptOutcome.CANCELLED})
 
@@ -334,6 +340,8 @@ def retry_decision(
         return RetryDecision.retry(max(callback_at, now), reason=RETRY_CALLBACK)
     if outcome in FINAL_SUCCESS:
         return RetryDecision.done(DONE_SUCCESS)
+    if outcome in DONE_UNLESS_LISTED and outcome.value not in retry_delays:
+        return RetryDecision.done(DONE_VOICEMAIL_LEFT)
     if attempts_made >= max_attempts:
         return RetryDecision.done(DONE_MAX_ATTEMPTS)
     delay = retry_delay_seconds(outcome, retry_delays)

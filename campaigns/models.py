@@ -55,6 +55,8 @@ DEFAULT_RETRY_DELAYS: dict[str, int] = {
     AttemptOutcome.CONGESTION: 300,
     AttemptOutcome.FAILED: 900,
     AttemptOutcome.VOICEMAIL: 7200,
+    AttemptOutcome.MACHINE_DETECTED: 7200,
+    # (voicemail_left: not retried unless listed: the message was left, the lead is done)
     AttemptOutcome.UNREACHABLE: 3600,
     # Our side failed (media, the Stasis app) or the end was not seen: the callee had no conversation.
     AttemptOutcome.MEDIA_FAILED: 300,
@@ -282,6 +284,31 @@ class Campaign(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(MAX_RECORDING_RETENTION_DAYS)],
         help_text="Days a call recording is kept; it is deleted after that.",
     )
+    # Answering-machine detection and voicemail (campaigns/amd.py).
+    amd_enabled = models.BooleanField(
+        default=False, help_text="Run Asterisk's AMD() on every answered call before the agent speaks."
+    )
+    amd_settings = models.JSONField(
+        default=dict, blank=True, help_text="AMD() thresholds (ms); missing ones keep Asterisk's defaults."
+    )
+    amd_notsure_action = models.CharField(
+        max_length=16,
+        choices=[("human", "Treat as a person"), ("machine", "Treat as a machine")],
+        default="human",
+        help_text="What NOTSURE (too long) and initial-silence results count as.",
+    )
+    voicemail_action = models.CharField(
+        max_length=16,
+        choices=[("hang_up", "Hang up"), ("leave_message", "Leave a message")],
+        default="hang_up",
+    )
+    voicemail_message_text = models.TextField(
+        blank=True, help_text="What the agent says after the beep (when no recorded message is set)."
+    )
+    # The recorded message (its audio in VoicemailAudio, not loaded with every campaign): its sha256 names it
+    # in Redis for the media worker; blank when there is none.
+    voicemail_audio_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    voicemail_audio_seconds = models.FloatField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -308,6 +335,20 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class VoicemailAudio(models.Model):
+    """A campaign's recorded voicemail message, as the media worker plays it: raw 16-bit mono PCM at 24 kHz,
+    at most 60 s (campaigns/amd.py). Apart from the campaign so that reading a campaign never loads it."""
+
+    campaign = models.OneToOneField(Campaign, on_delete=models.CASCADE, related_name="voicemail_audio")
+    pcm = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    seconds = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"voicemail message of {self.campaign_id} ({self.seconds:.1f} s)"
 
 
 class Contact(models.Model):
@@ -558,6 +599,21 @@ class CallAttempt(models.Model):
     )
     transferred_to = models.CharField(
         max_length=E164_MAX_LENGTH, blank=True, help_text="The E.164 number the call was transferred to."
+    )
+    # Who answered: Asterisk's AMD() (amd_status/amd_cause as it set AMDSTATUS/AMDCAUSE) and the media
+    # worker's second opinion (a beep, a voicemail greeting); machine_source says which decided "machine".
+    answered_by = models.CharField(
+        max_length=8,
+        blank=True,
+        choices=[("human", "Human"), ("machine", "Machine"), ("unknown", "Unknown")],
+    )
+    amd_status = models.CharField(max_length=16, blank=True)
+    amd_cause = models.CharField(max_length=64, blank=True)
+    machine_source = models.CharField(
+        max_length=8, blank=True, choices=[("amd", "AMD"), ("beep", "Beep"), ("greeting", "Greeting")]
+    )
+    voicemail_left_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the campaign's voicemail message finished playing."
     )
 
     class Meta:

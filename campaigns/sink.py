@@ -41,6 +41,8 @@ Mapping:
 * ``CallDtmf`` and ``MediaGone`` → a ``note`` in the attempt's log;
 * ``TransferUpdated`` → the transfer's ``CallTransfer`` row (``campaigns.services.transfers``) and a
   ``transfer_<state>`` note;
+* ``CallAmd`` → an ``amd`` note, and the attempt's ``amd_status``, ``amd_cause`` and ``answered_by``
+  (campaigns/amd.py);
 * ``CallTransferred`` → a ``transferred`` note, and ``transferred_to`` set on the attempt (no state
   change: the caller is still on the line, now with a human, and the call ends as any other);
 * ``CallRecording`` → a ``recording`` note (started, finished, failed).
@@ -77,6 +79,7 @@ from campaigns.selectors import attempt_media_marks
 from campaigns.services.call_events import AttemptStep, UnseenEnd, attempt_apply_many
 from campaigns.services.transfers import transfer_apply_update
 from telephony.events import (
+    CallAmd,
     CallAnswered,
     CallBridged,
     CallDtmf,
@@ -418,6 +421,15 @@ def _step(event: CallEvent) -> AttemptStep:
         if event.cause:
             data["cause"] = event.cause
         return AttemptStep(event=None, note="recording", at=event.at, data=data)
+    if isinstance(event, CallAmd):
+        # Not a life-cycle change: who answered (by the campaign's rule) and AMD()'s own words.
+        return AttemptStep(
+            event=None,
+            note="amd",
+            at=event.at,
+            data={"status": event.status, "cause": event.cause},
+            amd=(event.status, event.cause),
+        )
     if isinstance(event, CallTransferred):
         # Not a life-cycle change: the call goes on with the human and ends as usual (its outcome is what
         # the end classifies, e.g. answered).

@@ -39,7 +39,7 @@ from django.utils import timezone
 from campaigns import metrics
 from campaigns.models import CallAttempt
 from campaigns.selectors import contact_imports_stalled, tenant_ids_to_dispatch
-from campaigns.services import agent_actions, transfers
+from campaigns.services import agent_actions, transfers, voicemail
 from campaigns.services.call_events import attempts_end_overdue
 from campaigns.services.dispatch import dispatch_tenant
 from campaigns.services.imports import contact_import_run
@@ -390,3 +390,33 @@ def resume_stalled_imports() -> int:
     if import_ids:
         logger.warning("contact imports %s had lost their task; running them again", import_ids)
     return len(import_ids)
+
+
+@shared_task(name=media_tasks.ANSWERED_BY, ignore_result=True)
+def media_answered_by(
+    call_id: str, tenant_id: int, answered_by: str, source: str, at: float | None = None, **_extra: Any
+) -> str:
+    """Who answered the call (a person or a machine), as soon as the media worker decided."""
+    return _media_action(
+        media_tasks.ANSWERED_BY,
+        call_id,
+        tenant_id,
+        lambda pk, tenant: voicemail.attempt_answered_by(
+            attempt_id=pk, tenant_id=tenant, answered_by=answered_by, source=source, at=at
+        ),
+    )
+
+
+@shared_task(name=media_tasks.VOICEMAIL_LEFT, ignore_result=True)
+def media_voicemail_left(
+    call_id: str, tenant_id: int, started_at: float, ended_at: float, **_extra: Any
+) -> str:
+    """The campaign's voicemail message was played to the end."""
+    return _media_action(
+        media_tasks.VOICEMAIL_LEFT,
+        call_id,
+        tenant_id,
+        lambda pk, tenant: voicemail.attempt_voicemail_left(
+            attempt_id=pk, tenant_id=tenant, started_at=started_at, ended_at=ended_at
+        ),
+    )

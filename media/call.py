@@ -46,7 +46,20 @@ from media.resample import StreamResampler
 from media.session import FRAME_S, CallSession, Hangup, RealtimeError, ToolCall, Transcript
 from media.tools import CallState, run_tool, tool_definitions
 from media.transfer import back_with_caller, human_brief
+from media.voicemail import (
+    CallerListener,
+    Classified,
+    HangUp,
+    LeaveMessage,
+    MachineAction,
+    MachineSettings,
+    Release,
+    Silence,
+    VoicemailMachine,
+    parse_machine_settings,
+)
 from wire import logctx
+from wire import tasks as media_tasks
 from wire.audiosocket import (
     AUDIO_KIND_RATES,
     HANGUP_MESSAGE,
@@ -59,7 +72,8 @@ from wire.audiosocket import (
     AudioSocketError,
     Frame,
 )
-from wire.brief import Brief
+from wire.brief import Brief, BriefError
+from wire.callids import is_attempt_call_id
 
 if TYPE_CHECKING:
     from media.config import MediaConfig
@@ -94,6 +108,8 @@ class CallHost(Protocol):
     async def command(self, key: str, command: dict[str, Any]) -> None: ...
     async def await_transfer(self, call_id: str, timeout_s: float) -> dict[str, Any] | None: ...
     async def send_task(self, name: str, kwargs: dict[str, Any]) -> None: ...
+    async def read_audio(self, key: str) -> bytes | None: ...
+    def machine_detected(self, source: str) -> None: ...
 
 
 logger = logging.getLogger(__name__)
@@ -110,6 +126,7 @@ CLAIM_BUFFER_FRAMES = 50  # caller frames kept while the UUID is being claimed (
 TICK_EVERY_FRAMES = 10  # session timers every 200 ms
 REALTIME_OPEN_TIMEOUT_S = 10.0
 TRANSFER_REPLY_GRACE_S = 2.0
+REPORT_BEFORE_HANGUP_S = 3.0  # media.voicemail_left goes out before the hangup, but never holds it longer
 REALTIME_MAX_MESSAGE = 16 * 1024 * 1024
 REALTIME_WRITE_BUFFER_LIMIT = 256 * 1024  # beyond this, sends wait for the socket (flow control)
 
@@ -323,6 +340,17 @@ class Call:
         self.tool_state = CallState()  # what this call's tools recorded (the intake so far)
         self._pending_say: str | None = None  # a "say" that came before the session was up
         self._briefing = False  # a warm transfer's human is on the line with the agent (media.transfer)
+        # answering machines (media/voicemail.py): the machine, what listens to the caller for it, and the
+        # campaign's message on its way out (recorded audio as 24 kHz frames, or a text the agent says)
+        self.voicemail: VoicemailMachine | None = None
+        self._listener: CallerListener | None = None
+        self._message: deque[bytes] = deque()
+        self._message_audio: asyncio.Future[bytes | None] | None = None
+        self._message_started_wall: float | None = None
+        self._message_text = False
+        # The orchestrator applies this call's reports in the order they were decided (human, then machine):
+        # one at a time, the Celery sends of a thread pool could overtake each other.
+        self._report_lock = asyncio.Lock()
 
     @property
     def session_metrics(self) -> Metrics | None:
@@ -350,12 +378,22 @@ class Call:
         ids = logctx.current()
         if ids is not None and brief.tenant_id is not None:
             ids.update(tenant_id=brief.tenant_id)  # shared by every context of the call
+        outbound = is_attempt_call_id(self.call_id)
+        try:
+            settings = parse_machine_settings(brief.extra, outbound=outbound)
+        except BriefError as exc:
+            # The rest of the brief is fine: the call goes on as a plain one rather than apologise.
+            logger.error("call %s: %s; no answering-machine handling", self.call_id, exc)
+            self.errors.append(str(exc)[:300])
+            settings = MachineSettings(media=outbound)
+        self.voicemail = VoicemailMachine(settings, started_at=self.started)
         self.session = CallSession(
             brief,
             now=self.started,
             tools=tool_definitions(brief.tools, brief),
             transcribe_model=self.worker.config.transcribe_model,
             max_call_s=self.worker.config.max_call_s,
+            hold_greeting=self.voicemail.holding,
         )
         self.worker.subscribe(self.call_id)
         self._spawn(self._sender())
@@ -412,6 +450,8 @@ class Call:
                     self.errors.append("realtime sent a non-JSON message")
                     continue
                 if isinstance(event, dict):
+                    if event.get("type") == "conversation.item.input_audio_transcription.completed":
+                        self._caller_said(event.get("transcript"))
                     self.session.on_server_event(event, self.loop.time())
                     if self.session.flushed_at is not None:
                         self._silence_now()
@@ -544,8 +584,17 @@ class Call:
         session = self.session
         if session is None:
             return
+        machine = self.voicemail
+        now = self.loop.time()
+        if machine is not None and machine.listens(now):
+            listener = self._listener
+            if listener is None:
+                listener = self._listener = CallerListener(AUDIO_KIND_RATES.get(self.kind, 24000))
+            heard = listener.feed(payload, now)
+            if heard or machine.holding:
+                self._machine_actions(machine.heard(heard, now))
         pcm = self._to_24k(payload) if self._to_24k is not None else payload
-        message = session.caller_audio(pcm, self.loop.time())
+        message = session.caller_audio(pcm, now)
         if message is not None and self._ws is not None:
             self._send(message)
             if self.probe is not None:
@@ -616,6 +665,7 @@ class Call:
         if rate is None:
             return
         self.kind = kind
+        self._listener = None  # made again at the new rate
         frame_bytes = self._frame_bytes = rate * 2 // 50
         self.header = bytes((kind,)) + frame_bytes.to_bytes(2, "big")
         self._resampled.clear()
@@ -683,12 +733,22 @@ class Call:
             if not frame:
                 self.hang_up(self.end_reason or "apology")
                 return
+        elif self._message:
+            frame = self._message.popleft()
+            self._message_heard(now)
+            if not self._message and self.voicemail is not None:
+                self._machine_actions(self.voicemail.message_done(now))
         elif self.session is not None:
             session = self.session
             spoke = session.agent_spoke
             frame = session.next_frame(now)
             if not spoke and session.agent_spoke:
                 self.worker.mark_seen(self.call_id, "agent_audio", time.time())
+            machine = self.voicemail
+            if machine is not None and frame is not session.playout.silence:
+                machine.agent_heard(FRAME_S)
+                if self._message_text:
+                    self._message_heard(now)
             if session.flushed_at is not None and frame is session.playout.silence:
                 if self.probe is not None:
                     self.probe.add("flush_ms", (now - session.flushed_at) * 1000)
@@ -718,6 +778,131 @@ class Call:
             self._send(fill)
         session.tick(now)
         self._flush()
+        machine = self.voicemail
+        if machine is None:
+            return
+        if self._listener is not None:
+            heard = self._listener.idle(now)
+            if heard:
+                self._machine_actions(machine.heard(heard, now))
+        if self._message_text and self._message_started_wall is not None and not session.speaking:
+            self._message_text = False
+            self._machine_actions(machine.message_done(now))
+        self._machine_actions(machine.tick(now))
+
+    # ---------------------------------------------------------------------------- answering machines
+    def amd(self, status: str, cause: str) -> None:
+        """The Stasis app's ``amd`` reply: what Asterisk's AMD() concluded."""
+        machine = self.voicemail
+        if machine is None or self.ended:
+            return
+        logger.info("call %s: AMD says %s (%s)", self.call_id, status, cause)
+        self._machine_actions(machine.amd(status, cause, self.loop.time()))
+
+    def _caller_said(self, text: object) -> None:
+        machine = self.voicemail
+        if machine is not None and isinstance(text, str) and text.strip():
+            self._machine_actions(machine.caller_said(text, self.loop.time()))
+
+    def _machine_actions(self, actions: list[MachineAction]) -> None:
+        """Carry out what the voicemail machine decided."""
+        session, machine = self.session, self.voicemail
+        if session is None or machine is None or self.ended:
+            return
+        for action in actions:
+            now = self.loop.time()
+            if isinstance(action, Release):
+                session.release(now)
+                self._flush()
+            elif isinstance(action, Silence):
+                logger.info(
+                    "call %s: answering machine (%s); the agent is silent", self.call_id, machine.source
+                )
+                session.enter_voicemail(now)
+                if session.flushed_at is not None:
+                    self._silence_now()
+                self._flush()
+                key = machine.settings.audio_key
+                if machine.settings.has_message and key and self._message_audio is None:
+                    self._message_audio = asyncio.ensure_future(self.worker.read_audio(key))
+            elif isinstance(action, Classified):
+                self._classified(action)
+            elif isinstance(action, LeaveMessage):
+                self._spawn(self._leave_message())
+            elif isinstance(action, HangUp):
+                if action.reason == "voicemail_left":
+                    self._spawn(self._report_message_then_hang_up())
+                else:
+                    self.hang_up(action.reason)
+
+    def _wall(self, now: float) -> float:
+        return self.started_wall + (now - self.started)
+
+    def _classified(self, action: Classified) -> None:
+        brief = self.brief
+        if action.answered_by == "machine":
+            self.worker.machine_detected(action.source)
+        if brief is None or not is_attempt_call_id(self.call_id):
+            return
+        self._spawn_report(
+            media_tasks.ANSWERED_BY,
+            {
+                "call_id": self.call_id,
+                "tenant_id": brief.tenant_id,
+                "answered_by": action.answered_by,
+                "source": action.source,
+                "at": round(self._wall(action.at), 3),
+            },
+        )
+
+    def _spawn_report(self, name: str, kwargs: dict[str, Any]) -> None:
+        async def send() -> None:
+            async with self._report_lock:
+                try:
+                    await self.worker.send_task(name, kwargs)
+                except Exception:  # noqa: BLE001 - the broker may be down; the end-of-call report says it too
+                    logger.exception("call %s: %s could not be sent", self.call_id, name)
+
+        self._spawn_detached(send())
+
+    def _message_heard(self, now: float) -> None:
+        if self._message_started_wall is None and self.voicemail is not None:
+            self._message_started_wall = self._wall(now)
+            self.voicemail.message_started(now)
+
+    async def _leave_message(self) -> None:
+        session, machine = self.session, self.voicemail
+        assert session is not None and machine is not None  # noqa: S101
+        pcm = await self._message_audio if self._message_audio is not None else None
+        if self.ended:
+            return
+        if pcm:
+            size = 960  # 20 ms at 24 kHz: paced by the call's clock like the agent's audio
+            self._message.extend(pcm[i : i + size].ljust(size, b"\0") for i in range(0, len(pcm), size))
+            logger.info("call %s: leaving the recorded message (%.1f s)", self.call_id, len(pcm) / 48000)
+        elif machine.settings.text:
+            logger.info("call %s: the agent says the voicemail message", self.call_id)
+            self._message_text = True
+            self.say(machine.settings.text)
+        else:
+            self.errors.append("voicemail: the recorded message could not be read")
+            self.hang_up("machine_detected")
+
+    async def _report_message_then_hang_up(self) -> None:
+        brief = self.brief
+        if brief is not None and is_attempt_call_id(self.call_id):
+            kwargs = {
+                "call_id": self.call_id,
+                "tenant_id": brief.tenant_id,
+                "started_at": round(self._message_started_wall or time.time(), 3),
+                "ended_at": round(time.time(), 3),
+            }
+            try:
+                async with asyncio.timeout(REPORT_BEFORE_HANGUP_S), self._report_lock:
+                    await self.worker.send_task(media_tasks.VOICEMAIL_LEFT, kwargs)
+            except Exception:  # noqa: BLE001 - the hangup must happen whatever the broker does
+                logger.exception("call %s: media.voicemail_left could not be sent", self.call_id)
+        self.hang_up("voicemail_left")
 
     # --------------------------------------------------------------------------------- session out
     def _flush(self) -> None:
@@ -812,6 +997,10 @@ class Call:
             }
         )
         metrics["late_ticks"] = self.late_ticks
+        if self.voicemail is not None:
+            metrics.update(self.voicemail.report())
+        else:
+            metrics.update({"answered_by": "", "machine_source": "", "voicemail_left": False})
         metrics["errors"] = self.errors[-20:]
         transcript = []
         for line in session.transcript if session is not None else []:

@@ -18,6 +18,7 @@ loop (aiohttp), so a scrape never reads a call from another thread while the loo
 | ``media_realtime_reconnects_total`` | counter | Realtime sessions re-seeded after a drop |
 | ``media_reply_latency_seconds`` | histogram | end of the caller's speech → the agent's reply is heard |
 | ``media_first_audio_seconds`` | histogram | call connected → the agent's first audio frame |
+| ``media_machine_detections_total{source}`` | counter | answering machines found, by amd, beep or greeting |
 """
 
 from __future__ import annotations
@@ -97,6 +98,12 @@ class MediaMetrics(Collector):
             "media_first_audio_seconds",
             "Call connected to the agent's first audio frame.",
             buckets=FIRST_AUDIO_BUCKETS,
+            registry=self.registry,
+        )
+        self.machine_detections = Counter(
+            "media_machine_detections",
+            "Calls found to be answering machines, by what found it (amd, beep, greeting).",
+            ["source"],
             registry=self.registry,
         )
         self.registry.register(self)

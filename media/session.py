@@ -147,8 +147,15 @@ class CallSession:
         tools: list[dict[str, Any]] | None = None,
         transcribe_model: str = "",
         max_call_s: float = 3600.0,
+        hold_greeting: bool = False,
     ) -> None:
         self.brief = brief
+        # The agent may not speak on its own (no greeting, no automatic replies, no silence prompts): while
+        # answering-machine detection decides (``hold_greeting``), and for good once the call is a machine's
+        # (``voicemail``, where only :meth:`say` speaks: the campaign's message). See media/voicemail.py.
+        self.muted = hold_greeting
+        self.voicemail = False
+        self._greeting_held = False
         self.tools = tools or []
         self.transcribe_model = transcribe_model
         self.max_call_s = brief.max_call_s or max_call_s
@@ -192,6 +199,12 @@ class CallSession:
     def start(self, now: float) -> None:
         """A Realtime connection opened: configure the session and ask for the greeting."""
         self._open(now)
+        if self.muted:
+            self._greeting_held = True
+            return
+        self._greet()
+
+    def _greet(self) -> None:
         greeting = self.brief.greeting.strip()
         if greeting:
             self.request_response(instructions=f'Greet the caller. Say exactly: "{greeting}"')
@@ -217,7 +230,47 @@ class CallSession:
                     role="system",
                 )
             )
-        self.request_response(instructions="Apologise in one short sentence for the interruption and go on.")
+        if not self.muted:
+            self.request_response(
+                instructions="Apologise in one short sentence for the interruption and go on."
+            )
+
+    def release(self, now: float) -> None:
+        """Answering-machine detection says a person answered: the agent may speak, its greeting first."""
+        if not self.muted or self.voicemail:
+            return
+        self.muted = False
+        self._caller_active(now)  # the silence timers start now, not at the answer
+        if self.connected:
+            self._update_turn_detection()
+        if self._greeting_held:
+            self._greeting_held = False
+            self._greet()
+
+    def enter_voicemail(self, now: float) -> None:
+        """The call is a machine's: stop the agent at once (queued audio dropped, its response cancelled and
+        truncated) and keep it silent; the caller's sound no longer interrupts (only :meth:`say` speaks)."""
+        if self.voicemail:
+            return
+        self.voicemail = self.muted = True
+        self._greeting_held = False
+        self._want_response = None
+        self._after_response = []
+        self._interrupt(now, cancel=True, count=False)
+        if self.connected:
+            self._update_turn_detection()
+
+    def _update_turn_detection(self) -> None:
+        event_id = f"session_update_{len(self._session_updates) + 1}"
+        self._session_updates.add(event_id)
+        turn = self.session_config()["audio"]["input"]["turn_detection"]
+        update = {"type": "realtime", "audio": {"input": {"turn_detection": turn}}}
+        self.outbox.append(_event("session.update", session=update, event_id=event_id))
+
+    @property
+    def speaking(self) -> bool:
+        """A response is asked for or under way, or its audio is still queued for the caller."""
+        return self._response_id is not None or not self.playout.idle or self._want_response is not None
 
     def _open(self, now: float) -> None:
         self.connected = True
@@ -236,8 +289,8 @@ class CallSession:
         brief = self.brief
         turn: dict[str, Any] = {
             "type": brief.turn_detection,
-            "create_response": True,
-            "interrupt_response": True,
+            "create_response": not self.muted,
+            "interrupt_response": not self.voicemail,
         }
         audio_in: dict[str, Any] = {"format": {"type": "audio/pcm", "rate": OUT_RATE}, "turn_detection": turn}
         if self.transcribe_model:
@@ -293,7 +346,7 @@ class CallSession:
         self._add_transcript("caller", f"[pressed {digit}]", now)
         if self.brief.extra.get("dtmf_to_model") is False:
             return
-        if self.connected and not self._hung_up:
+        if self.connected and not self._hung_up and not self.muted:
             name = {"*": " (star)", "#": " (pound)"}.get(digit, "")
             item = _user_text(f"The caller pressed {digit}{name} on the keypad.")
             if self._response_id is None:
@@ -382,7 +435,7 @@ class CallSession:
                 "max_duration", now, instructions="The call has reached its time limit. Say a short goodbye."
             )
             return
-        if self._agent_busy(now):
+        if self.muted or self._agent_busy(now):
             return
         quiet_since = max(self._last_caller_activity, self._agent_busy_until)
         quiet = now - quiet_since
@@ -503,7 +556,8 @@ class CallSession:
         elif kind == "input_audio_buffer.speech_started":
             self._caller_active(now)
             self._awaiting_reply_since = None
-            self._interrupt(now, cancel=not self.interrupt_response)
+            if not self.voicemail:  # a machine's sound never cuts the message short
+                self._interrupt(now, cancel=not self.interrupt_response)
         elif kind == "input_audio_buffer.speech_stopped":
             self._caller_active(now)
             self._awaiting_reply_since = now
@@ -512,9 +566,14 @@ class CallSession:
                 self._caller_items[item_id] = self._add_transcript("caller", "", now)
         elif kind == "response.created":
             response = event.get("response") or {}
+            unsolicited = self._response_id is None
             self._response_id = str(response.get("id") or "unknown")
             self._response_calls = []
-            if self._cancel_when_created:
+            if unsolicited and self.muted:
+                # The server answered the caller on its own before our session.update turned that off.
+                self.outbox.append(_event("response.cancel"))
+                self._cancelled.add(self._response_id)
+            elif self._cancel_when_created:
                 self._cancel_when_created = False
                 self._cancelled.add(self._response_id)
         elif kind == "response.output_audio.done":

@@ -65,6 +65,8 @@ MARK_TIMEOUT_S = 5.0
 HEARTBEAT_EVERY_S = 1.0
 HEARTBEAT_VALID_S = 3.0  # a worker missing three beats no longer counts as accepting calls
 GOODBYE_GRACE_S = 12.0
+AUDIO_READ_TIMEOUT_S = 3.0
+MAX_MESSAGE_AUDIO_BYTES = 48000 * 180  # a recorded voicemail message: at most 3 minutes of 24 kHz PCM
 
 
 class MediaWorker:
@@ -279,6 +281,25 @@ class MediaWorker:
             logger.error("call %s: unusable brief: %s", call_id, exc)
             return None
 
+    async def read_audio(self, key: str) -> bytes | None:
+        """A campaign's recorded message (raw 16-bit mono PCM at 24 kHz, written by the orchestrator with the
+        brief); None when it is missing, unreadable or not PCM."""
+        assert self._redis is not None  # noqa: S101
+        try:
+            raw = await asyncio.wait_for(self._redis.get(key), AUDIO_READ_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.error("reading the recorded message %s failed: %r", key, exc)
+            return None
+        if not isinstance(raw, bytes) or not raw:
+            logger.error("the recorded message %s is missing", key)
+            return None
+        if len(raw) > MAX_MESSAGE_AUDIO_BYTES:
+            logger.warning("the recorded message %s is longer than 3 minutes; cut", key)
+        return raw[: min(len(raw), MAX_MESSAGE_AUDIO_BYTES) & ~1]
+
+    def machine_detected(self, source: str) -> None:
+        self.metrics.machine_detections.labels(source=source).inc()
+
     async def command(self, key: str, command: dict[str, Any]) -> None:
         """A call action for the Stasis app that owns the call (contract: a Redis list per PBX)."""
         assert self._redis is not None  # noqa: S101
@@ -373,6 +394,13 @@ class MediaWorker:
             waiter = self._waiters.get(call_id)
             if waiter is not None and not waiter.done() and data.get("state") in ("failed", "no_answer"):
                 waiter.set_result({"status": "failed", "reason": data.get("reason") or data.get("state")})
+            return
+        if data.get("type") == "amd":  # what Asterisk's AMD() concluded (the Stasis app, after its hop)
+            call = self.calls.get(call_id)
+            if call is not None:
+                status, cause = data.get("status"), data.get("cause")
+                status = status if isinstance(status, str) else ""
+                call.log_context.run(call.amd, status, cause if isinstance(cause, str) else "")
             return
         if data.get("event") == "transfer":
             call = self.calls.get(call_id)

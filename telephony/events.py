@@ -175,9 +175,22 @@ class TransferUpdated:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class CallAmd:
+    """Asterisk's ``AMD()`` decided (the ``ai-amd`` dialplan hop; the call came back into Stasis with
+    ``amd,<status>,<cause>``): ``status`` is ``AMDSTATUS`` (``HUMAN``, ``MACHINE``, ``NOTSURE``, ``HANGUP``)
+    and ``cause`` ``AMDCAUSE`` (e.g. ``MAXWORDS-2-2``, ``TOOLONG-5000``; empty for ``HANGUP``)."""
+
+    call_id: str
+    status: str
+    cause: str
+    at: datetime
+
+
 CallEvent = (
     CallRinging
     | CallAnswered
+    | CallAmd
     | CallBridged
     | CallDtmf
     | CallEnded

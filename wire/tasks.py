@@ -30,6 +30,12 @@ RECORDING_CONSENT: Final = "media.recording_consent"
 # tenant_id, target_id: int | None (None: the campaign's first), mode: "warm"|"cold"|None (None: the
 # target's), reason}. The orchestrator picks the human and sends the Stasis app the transfer command.
 TRANSFER_REQUEST: Final = "media.transfer_request"
+# Who answered an outbound call, as soon as the media worker decides: kwargs {call_id, tenant_id,
+# answered_by: "human"|"machine", source: "amd"|"beep"|"greeting", at: epoch s}.
+ANSWERED_BY: Final = "media.answered_by"
+# The campaign's voicemail message was played to the end (sent before the hang-up): kwargs {call_id,
+# tenant_id, started_at, ended_at} (epoch s).
+VOICEMAIL_LEFT: Final = "media.voicemail_left"
 
 ALL: Final = (
     CALL_REPORT,
@@ -42,4 +48,6 @@ ALL: Final = (
     FLOW_CALL_REPORT,
     RECORDING_CONSENT,
     TRANSFER_REQUEST,
+    ANSWERED_BY,
+    VOICEMAIL_LEFT,
 )

@@ -27,6 +27,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from campaigns import selectors
+from campaigns.amd import VOICEMAIL_UPLOAD_MAX_BYTES
 from campaigns.api import serializers as s
 from campaigns.exports import campaign_results_csv
 from campaigns.models import (
@@ -47,6 +48,7 @@ from campaigns.services.campaigns import (
     campaign_delete,
     campaign_pause,
     campaign_resume,
+    campaign_set_voicemail_audio,
     campaign_start,
     campaign_update,
 )
@@ -205,6 +207,37 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateD
         )
         response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-results.csv"'
         return response
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+        responses=s.CampaignSerializer,
+        description=(
+            "POST: the campaign's recorded voicemail message, a PCM WAV (8 kHz or more, mono or stereo, at "
+            "most 60 s) as multipart field 'file'; stored converted to 16-bit mono 24 kHz. DELETE: removed."
+        ),
+    )
+    @action(
+        detail=True,
+        methods=["post", "delete"],
+        url_path="voicemail-audio",
+        parser_classes=[parsers.MultiPartParser],
+    )
+    def voicemail_audio(self, request: Request, pk: str) -> Response:
+        campaign = self.get_object()
+        if request.method == "DELETE":
+            return self.output(campaign_set_voicemail_audio(campaign=campaign, wav=None))
+        upload = request.data.get("file")
+        if upload is None or upload == "" or not hasattr(upload, "read"):
+            raise InvalidInput("file", "send the WAV as multipart field 'file'")
+        if upload.size > VOICEMAIL_UPLOAD_MAX_BYTES:
+            raise InvalidInput("file", f"larger than {VOICEMAIL_UPLOAD_MAX_BYTES // (1024 * 1024)} MiB")
+        return self.output(campaign_set_voicemail_audio(campaign=campaign, wav=upload.read()))
 
     @extend_schema(
         request={

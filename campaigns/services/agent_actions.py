@@ -40,6 +40,7 @@ from campaigns.services.call_events import attempt_reclassify_agent_silent, lead
 from campaigns.services.dnc import dnc_add
 from campaigns.services.leads import lead_move
 from campaigns.services.passes import dispatch_passes_request
+from campaigns.services.voicemail import attempt_apply_report_verdict
 from messaging.services import MAX_SMS_LENGTH, message_send
 from orchestrator.errors import InvalidInput
 from orchestrator.live import live_notify
@@ -148,6 +149,8 @@ def attempt_record_report(
             type="media_report",
             data={"end_reason": str(end_reason)[:100], "turns": len(turns), "errors": len(new_errors)},
         )
+        # Who answered, as the report says (when the media worker's own reports were lost).
+        attempt_apply_report_verdict(attempt=attempt, metrics=media_metrics)
         # The report usually comes after the end: a call whose agent never spoke was no success.
         attempt_reclassify_agent_silent(attempt=attempt)
     return True

@@ -20,8 +20,9 @@ from typing import Any
 
 from django.conf import settings
 
+from campaigns.amd import VOICEMAIL_MAX_WAIT_S, voicemail_audio_key
 from campaigns.disclosure import AI_DISCLOSURE_INSTRUCTION, disclosure_text
-from campaigns.models import AGENT_TOOLS, AgentProfile, CallAttempt, Campaign, Contact
+from campaigns.models import AGENT_TOOLS, AgentProfile, CallAttempt, Campaign, Contact, VoicemailAudio
 from campaigns.prompts import RenderedAgentTexts, contact_variables, render_agent_texts
 from campaigns.windows import zones_for_contact
 from orchestrator.redis_client import get_redis
@@ -184,6 +185,19 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
         # never | always | after_consent: the media worker reads it from the brief's extra keys.
         "recording": {"mode": campaign.recording_mode},
         "transfer": transfer,
+        # Answering-machine detection and voicemail (campaigns/amd.py; the media worker's side: its voicemail
+        # module): the Stasis app tells the AMD() result on the reply channel; the rule for an uncertain one;
+        # what to do on a machine; whether the media worker's own beep / greeting detector runs.
+        "amd": {"enabled": campaign.amd_enabled, "notsure": campaign.amd_notsure_action},
+        "voicemail": {
+            "action": campaign.voicemail_action,
+            "text": campaign.voicemail_message_text,
+            "audio_key": voicemail_audio_key(campaign.voicemail_audio_sha256)
+            if campaign.voicemail_audio_sha256
+            else "",
+            "max_wait_s": VOICEMAIL_MAX_WAIT_S,
+        },
+        "machine_detection": {"media": True},
     }
 
 
@@ -203,4 +217,20 @@ def brief_write(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
     """
     brief = brief_build(attempt=attempt, endpoint_for=endpoint_for)
     payload = json.dumps(brief, separators=(",", ":"), ensure_ascii=False)
-    get_redis().set(brief_key(attempt.pk), payload, ex=brief_ttl_s(attempt=attempt))
+    ttl = brief_ttl_s(attempt=attempt)
+    redis = get_redis()
+    redis.set(brief_key(attempt.pk), payload, ex=ttl)
+    audio_key = brief["voicemail"]["audio_key"]
+    if audio_key and brief["voicemail"]["action"] == "leave_message":
+        voicemail_audio_publish(redis=redis, key=audio_key, campaign_id=attempt.campaign_id, ttl_s=ttl)
+
+
+def voicemail_audio_publish(*, redis: Any, key: str, campaign_id: int, ttl_s: int) -> None:
+    """The campaign's recorded message under ``key`` for the media worker (``SET NX EX``, once per audio:
+    the key is its sha256), kept at least as long as this call can last. The audio is read from the
+    database only when Redis does not have it."""
+    if redis.expire(key, ttl_s):
+        return  # there already; now kept at least as long as this call
+    pcm = VoicemailAudio.objects.filter(campaign_id=campaign_id).values_list("pcm", flat=True).first()
+    if pcm is not None:
+        redis.set(key, bytes(pcm), ex=ttl_s, nx=True)

@@ -35,6 +35,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from campaigns.amd import ANSWERED_BY_HUMAN, ANSWERED_BY_MACHINE, amd_answered_by
 from campaigns.lead_lifecycle import LeadInput
 from campaigns.lifecycle import (
     DONE_SUCCESS,
@@ -71,6 +72,9 @@ __all__ = [
     "attempt_apply",
     "attempt_apply_many",
     "attempt_reclassify_agent_silent",
+    "attempt_reclassify_machine",
+    "attempt_set_answered_by",
+    "machine_outcome",
     "attempts_end_overdue",
     "lead_apply_late_callback",
 ]
@@ -108,6 +112,9 @@ class AttemptStep:
     error: str = ""
     note: str = ""
     transferred_to: str = ""  # a note may record the number the call was transferred to (CallTransferred)
+    # A note may record AMD()'s (status, cause) (CallAmd): amd_status/amd_cause, and answered_by by the
+    # campaign's rule (campaigns/amd.py).
+    amd: tuple[str, str] | None = None
     # An end that was not seen (reconciliation, the overdue sweep): the outcome is decided from what the
     # product recorded (campaigns.lifecycle.unseen_end_outcome) once the attempt is locked.
     unseen: UnseenEnd | None = None
@@ -118,8 +125,8 @@ class AttemptStep:
             if not self.note or self.outcome is not None:
                 raise ValueError("attempt step: a note needs a type and takes no outcome")
             return self
-        if self.transferred_to:
-            raise ValueError("attempt step: only a note records a transfer")
+        if self.transferred_to or self.amd is not None:
+            raise ValueError("attempt step: only a note records a transfer or an AMD result")
         event, outcome = AttemptInput(self.event), self.outcome
         if event is AttemptInput.CANCELLED and outcome is None:
             outcome = AttemptOutcome.CANCELLED
@@ -215,6 +222,8 @@ def attempt_apply_many(
                 if step.transferred_to and attempt.transferred_to != step.transferred_to:
                     attempt.transferred_to = step.transferred_to
                     changed.add("transferred_to")
+                if step.amd is not None:
+                    _note_amd(attempt, step.amd, changed)
                 rows.append(
                     AttemptEvent(
                         attempt=attempt,
@@ -346,9 +355,45 @@ def _final_outcome(
             and attempt.originate_sent_at >= step.unseen.gap_started_at,
         )
         outcome = unseen_end_outcome(outcome, evidence)
+    if outcome is AttemptOutcome.ANSWERED:
+        # A machine answered (AMD, or the media worker's beep / greeting detector, reported first).
+        machine = machine_outcome(attempt)
+        if machine is not None:
+            return machine
     if outcome is AttemptOutcome.ANSWERED and agent_never_spoke(attempt):
         outcome = AttemptOutcome.MEDIA_FAILED
     return outcome
+
+
+def _note_amd(attempt: CallAttempt, amd: tuple[str, str], changed: set[str]) -> None:
+    """AMD()'s result on the attempt, and who answered by the campaign's rule for it."""
+    status, cause = amd
+    attempt.amd_status, attempt.amd_cause = status[:16], cause[:64]
+    changed.update(("amd_status", "amd_cause"))
+    who = amd_answered_by(status, cause, attempt.campaign.amd_notsure_action)
+    if who and attempt_set_answered_by(attempt, who, "amd"):
+        changed.update(("answered_by", "machine_source"))
+
+
+def attempt_set_answered_by(attempt: CallAttempt, who: str, source: str) -> bool:
+    """Record who answered (in memory; returns whether it changed). A machine is never turned back into a
+    person: the media worker's second opinion (a beep, a greeting) only ever finds a machine AMD missed."""
+    if who == ANSWERED_BY_MACHINE:
+        if attempt.answered_by == ANSWERED_BY_MACHINE:
+            return False
+        attempt.answered_by, attempt.machine_source = ANSWERED_BY_MACHINE, source[:8]
+        return True
+    if who == ANSWERED_BY_HUMAN and attempt.answered_by in ("", "unknown"):
+        attempt.answered_by = ANSWERED_BY_HUMAN
+        return True
+    return False
+
+
+def machine_outcome(attempt: CallAttempt) -> AttemptOutcome | None:
+    """The outcome of an answered call a machine took: the message left, or not; None for anyone else."""
+    if attempt.answered_by != ANSWERED_BY_MACHINE:
+        return None
+    return AttemptOutcome.VOICEMAIL_LEFT if attempt.voicemail_left_at else AttemptOutcome.MACHINE_DETECTED
 
 
 def _has_caller_turn(transcript: Any) -> bool:
@@ -524,6 +569,67 @@ def attempt_reclassify_agent_silent(*, attempt: CallAttempt, now: datetime | Non
                 fields += ["status", "next_due_at", "done_reason", "wait_reason"]
         lead.save(update_fields=fields)
     logger.warning("attempt %s: answered but the agent never spoke: media_failed", attempt.pk)
+    return True
+
+
+#: Outcomes an end may have had before a late report said a machine answered (AMD's result, the media
+#: worker's beep / greeting detector, or the message left came after the call's end).
+_MACHINE_RECLASSIFIABLE = frozenset(
+    {AttemptOutcome.ANSWERED, AttemptOutcome.MEDIA_FAILED, AttemptOutcome.MACHINE_DETECTED}
+)
+
+
+def attempt_reclassify_machine(*, attempt: CallAttempt, now: datetime | None = None) -> bool:
+    """An ended call that a late report says a machine took: its outcome becomes ``voicemail_left`` or
+    ``machine_detected`` (:func:`machine_outcome`) and, if its lead is still where that end left it (done
+    as a success, or waiting for the retry that end decided; no newer attempt), the lead is decided again
+    by the new outcome's rules. Returns whether anything changed.
+
+    Call it in a transaction holding the lock of ``attempt``; the lead is locked here (attempt, then lead).
+    """
+    if attempt.state != AttemptState.ENDED or not attempt.outcome:
+        return False
+    old = AttemptOutcome(attempt.outcome)
+    new = machine_outcome(attempt)
+    if new is None or new is old or old not in _MACHINE_RECLASSIFIABLE:
+        return False
+    now = now or timezone.now()
+    attempt.outcome = new.value
+    attempt.save(update_fields=["outcome"])
+    AttemptEvent.objects.create(
+        attempt=attempt,
+        at=now,
+        kind=AttemptEvent.Kind.NOTE,
+        type="reclassified",
+        data={"from": old.value, "to": new.value, "why": f"a machine answered ({attempt.machine_source})"},
+    )
+    lead = (
+        Lead.objects.select_related("contact", "campaign__tenant")
+        .select_for_update(no_key=True, of=("self",))
+        .get(pk=attempt.lead_id)
+    )
+    newer = CallAttempt.objects.filter(lead_id=lead.pk, queued_at__gt=attempt.queued_at).exists()
+    if lead.last_outcome != old.value or newer:
+        return True
+    lead.last_outcome = new.value
+    fields = ["last_outcome", "updated_at"]
+    as_the_end_left_it = (lead.status == Lead.Status.DONE and lead.done_reason == DONE_SUCCESS) or (
+        lead.status == Lead.Status.WAITING and lead.wait_reason == old.value
+    )
+    if as_the_end_left_it:
+        campaign = lead.campaign
+        decision = retry_decision(
+            outcome=new,
+            attempts_made=lead.attempts,
+            max_attempts=campaign.max_attempts,
+            retry_delays=campaign.retry_delays,
+            now=now,
+            callback_at=attempt.callback_at,
+        )
+        if _lead_decide(lead=lead, campaign=campaign, decision=decision, redecided=True):
+            fields += ["status", "next_due_at", "done_reason", "wait_reason"]
+    lead.save(update_fields=fields)
+    logger.info("attempt %s: a machine answered: %s -> %s", attempt.pk, old.value, new.value)
     return True
 
 

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from campaigns.amd import (
+    NOTSURE_ACTIONS,
+    VOICEMAIL_ACTIONS,
+    VOICEMAIL_LEAVE_MESSAGE,
+    VOICEMAIL_TEXT_MAX,
+    validate_amd_settings,
+    voicemail_audio_from_wav,
+)
 from campaigns.lifecycle import LIVE_STATES, AttemptOutcome
 from campaigns.models import (
     MAX_RECORDING_RETENTION_DAYS,
     AgentProfile,
     Campaign,
+    VoicemailAudio,
     default_calling_windows,
     default_retry_delays,
 )
@@ -121,11 +131,51 @@ def _validate(*, tenant: Tenant, fields: dict[str, Any]) -> dict[str, Any]:
             raise InvalidInput(
                 "recording_retention_days", f"must be whole days between 1 and {MAX_RECORDING_RETENTION_DAYS}"
             )
+    _validate_amd(fields, cleaned)
     for field in ("starts_at", "ends_at"):
         value = fields.get(field)
         if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
             raise InvalidInput(field, "must be a timezone-aware date and time")
     return cleaned
+
+
+def _validate_amd(fields: dict[str, Any], cleaned: dict[str, Any]) -> None:
+    """Answering-machine detection and voicemail settings (campaigns/amd.py)."""
+    if "amd_enabled" in fields and not isinstance(fields["amd_enabled"], bool):
+        raise InvalidInput("amd_enabled", "must be true or false")
+    if "amd_settings" in fields:
+        cleaned["amd_settings"] = validate_amd_settings(fields["amd_settings"])
+    if "amd_notsure_action" in fields and fields["amd_notsure_action"] not in NOTSURE_ACTIONS:
+        raise InvalidInput("amd_notsure_action", f"must be one of {', '.join(NOTSURE_ACTIONS)}")
+    if "voicemail_action" in fields and fields["voicemail_action"] not in VOICEMAIL_ACTIONS:
+        raise InvalidInput("voicemail_action", f"must be one of {', '.join(VOICEMAIL_ACTIONS)}")
+    if "voicemail_message_text" in fields:
+        text = fields["voicemail_message_text"]
+        if not isinstance(text, str) or len(text) > VOICEMAIL_TEXT_MAX:
+            raise InvalidInput(
+                "voicemail_message_text", f"must be text of at most {VOICEMAIL_TEXT_MAX} characters"
+            )
+        # Spoken word for word by the agent: control characters have no place in it (prompt input).
+        cleaned["voicemail_message_text"] = "".join(
+            ch for ch in text if ch.isprintable() or ch in "\n "
+        ).strip()
+
+
+def campaign_set_voicemail_audio(*, campaign: Campaign, wav: bytes | None) -> Campaign:
+    """Store the campaign's recorded voicemail message from an uploaded WAV (checked and converted to the
+    media worker's 16-bit mono 24 kHz PCM, at most 60 s), or remove it (``wav`` None)."""
+    converted = voicemail_audio_from_wav(wav) if wav is not None else None
+    with transaction.atomic():
+        VoicemailAudio.objects.filter(campaign=campaign).delete()
+        if converted is None:
+            campaign.voicemail_audio_sha256, campaign.voicemail_audio_seconds = "", None
+        else:
+            pcm, seconds = converted
+            digest = hashlib.sha256(pcm).hexdigest()
+            VoicemailAudio.objects.create(campaign=campaign, pcm=pcm, sha256=digest, seconds=seconds)
+            campaign.voicemail_audio_sha256, campaign.voicemail_audio_seconds = digest, seconds
+        campaign.save(update_fields=["voicemail_audio_sha256", "voicemail_audio_seconds", "updated_at"])
+    return campaign
 
 
 def campaign_create(
@@ -145,6 +195,11 @@ def campaign_create(
     recording_mode: str = Campaign.RecordingMode.NEVER,
     recording_retention_days: int = 90,
     transfer_targets: list[int] | None = None,
+    amd_enabled: bool = False,
+    amd_settings: dict[str, Any] | None = None,
+    amd_notsure_action: str = "human",
+    voicemail_action: str = "hang_up",
+    voicemail_message_text: str = "",
     **compliance: Any,
 ) -> Campaign:
     """A new draft campaign. ``max_concurrent_calls`` defaults to (and may not exceed) the tenant's cap.
@@ -172,6 +227,11 @@ def campaign_create(
             **_compliance_fields(compliance),
             "recording_mode": recording_mode,
             "recording_retention_days": recording_retention_days,
+            "amd_enabled": amd_enabled,
+            "amd_settings": amd_settings or {},
+            "amd_notsure_action": amd_notsure_action,
+            "voicemail_action": voicemail_action,
+            "voicemail_message_text": voicemail_message_text,
         },
     )
     campaign = Campaign(tenant=tenant, **fields)
@@ -208,6 +268,11 @@ _UPDATABLE = _COMPLIANCE_FIELDS | frozenset(
         "priority",
         "recording_mode",
         "recording_retention_days",
+        "amd_enabled",
+        "amd_settings",
+        "amd_notsure_action",
+        "voicemail_action",
+        "voicemail_message_text",
     }
 )
 
@@ -246,6 +311,15 @@ def _campaign_move(*, campaign: Campaign, action: str, allowed_from: frozenset[s
             raise InvalidInput("status", f"cannot {action} a {locked.status} campaign")
         if to == Campaign.Status.RUNNING and locked.ends_at is not None and locked.ends_at <= timezone.now():
             raise InvalidInput("ends_at", "has passed: move it later before running the campaign")
+        if (
+            to == Campaign.Status.RUNNING
+            and locked.voicemail_action == VOICEMAIL_LEAVE_MESSAGE
+            and not locked.voicemail_message_text
+            and not locked.voicemail_audio_sha256
+        ):
+            raise InvalidInput(
+                "voicemail_message_text", "a message (text or recorded audio) is needed to leave one"
+            )
         if to == Campaign.Status.RUNNING:
             # A contact lacking a variable the agent's texts use would hear a blank ("Hi , this is...").
             missing = campaign_missing_variables(campaign=locked)

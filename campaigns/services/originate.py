@@ -60,6 +60,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from campaigns import metrics, ratelimit
+from campaigns.amd import amd_args
 from campaigns.lifecycle import AttemptInput, AttemptOutcome, AttemptState
 from campaigns.models import CallAttempt, Campaign, DncEntry, Pbx
 from campaigns.phone import normalize_phone_number
@@ -325,18 +326,26 @@ def _send(attempt: CallAttempt, client: AriClient, sent_at: datetime, on_ended: 
         # Dial anyway: without its brief the media worker apologises and hangs up, which loses less than
         # failing an attempt whose send is already claimed.
         logger.warning("attempt %s: call brief not written (%s); the agent will not be able to talk", pk, exc)
+    variables = {
+        "ATTEMPT_ID": str(pk),
+        "CAMPAIGN_ID": str(campaign.pk),
+        "TENANT_ID": str(attempt.tenant_id),
+    }
+    app_args = f"outbound,{pk}"
+    if campaign.amd_enabled:
+        # The Stasis app sends the answered call through the ai-amd dialplan context (deploy/asterisk):
+        # AMD(${AI_AMD_ARGS}), then back into Stasis(${AI_STASIS_APP},amd,STATUS,CAUSE).
+        app_args += ",amd"
+        variables["AI_AMD_ARGS"] = amd_args(campaign.amd_settings)
+        variables["AI_STASIS_APP"] = client.config.app
     try:
         result = client.originate(
             channel_id=str(pk),
             number=attempt.number,
-            app_args=f"outbound,{pk}",
+            app_args=app_args,
             caller_id=campaign.caller_id,
             timeout_s=campaign.ring_timeout,
-            variables={
-                "ATTEMPT_ID": str(pk),
-                "CAMPAIGN_ID": str(campaign.pk),
-                "TENANT_ID": str(attempt.tenant_id),
-            },
+            variables=variables,
         )
     except AriTerminalError as exc:
         logger.warning("attempt %s: originate refused: %s", pk, exc)

@@ -48,9 +48,11 @@ from orchestrator.errors import InvalidInput
 from portal.access import PortalRequest, portal_audit, portal_view
 from portal.forms import Bound, bind, initial
 from portal.pagination import paginate
+from portal.views.amd import FORM_CHOICES as AMD_FORM_CHOICES
+from portal.views.amd import amd_form_values
 from portal.views.compliance import campaign_form_values as compliance_form_values
 
-JSON_FIELDS = ("calling_windows", "retry_delays")
+JSON_FIELDS = ("calling_windows", "retry_delays", "amd_settings")
 DATETIME_FIELDS = ("starts_at", "ends_at")
 
 
@@ -99,6 +101,7 @@ def _form_values(campaign: Campaign | None, request: PortalRequest) -> dict[str,
             "calling_windows": json.dumps(default_calling_windows(), indent=1),
             "retry_delays": json.dumps(default_retry_delays(), indent=1),
             **compliance_form_values(None),
+            **amd_form_values(None),
         }
     zone = ZoneInfo(tenant.default_timezone)
     return {
@@ -114,6 +117,7 @@ def _form_values(campaign: Campaign | None, request: PortalRequest) -> dict[str,
         "ring_timeout": campaign.ring_timeout,
         "priority": campaign.priority,
         **compliance_form_values(campaign),
+        **amd_form_values(campaign),
     }
 
 
@@ -147,6 +151,7 @@ def _render_form(
             "campaign": campaign,
             "agents": agents,
             "zone": f"In {request.portal.tenant.default_timezone}, the account's time zone.",
+            **AMD_FORM_CHOICES,
         },
         status=status,
     )

@@ -12,10 +12,14 @@ import asyncio
 import time
 from typing import Any
 
+from .amd import RATE as AMD_RATE
+from .amd import AmdParams, detect
 from .causes import HANGUP_REASONS, NORMAL_CLEARING, SOFT_HANGUP_FLAG, cause_text
 from .core import PbxCore
 from .errors import AriError
 from .model import OUTGOING_APP, Call, Channel, Dialplan
+
+AMD_CONTEXT = "ai-amd"  # the one dialplan context the simulator runs (deploy/asterisk ships the same)
 
 
 class Channels(PbxCore):
@@ -166,13 +170,66 @@ class Channels(PbxCore):
         ch = self.stasis_channel(channel_id)
         if ch.state != "Up" and ch.kind == "inbound":
             raise AriError(412, "Channel in invalid state")
+        app = ch.stasis_app
         self._leave_stasis(ch)
-        # The simulator has no dialplan: after Stasis the channel runs off the end and hangs up.
         call = ch.call
+        if (
+            params.get("context") == AMD_CONTEXT
+            and params.get("extension", "s") == "s"
+            and str(params.get("priority", "1")) == "1"
+            and call is not None
+            and ch is call.channel
+            and app is not None
+        ):
+            self._enter_amd(call, app)
+            return
+        # The simulator has no other dialplan: after Stasis the channel runs off the end and hangs up.
         if call is not None and ch is call.channel:
             self._end_call_channels(call, NORMAL_CLEARING, ended_by="continue")
         else:
             self._destroy(ch, NORMAL_CLEARING)
+
+    def _enter_amd(self, call: Call, app: str) -> None:
+        """The ``ai-amd`` context: ``AMD(${AI_AMD_ARGS})``, ``Stasis(${AI_STASIS_APP},amd,${AMDSTATUS},
+        ${AMDCAUSE})``, ``Hangup()``. While in the dialplan the app hears nothing of the channel (taken as
+        unsubscribed: the harder case for the app, which must poll to see a callee who hung up)."""
+        ch = call.channel
+        ch.apps.discard(app)
+        if call.far is not None:
+            call.far.apps.discard(app)
+        args = ch.variables.get("AI_AMD_ARGS", "")
+        ch.dialplan = Dialplan(AMD_CONTEXT, "s", 1, "AMD", args)
+        self.emit("ChannelDialplan", channel=ch, fields={"dialplan_app": "AMD", "dialplan_app_data": args})
+        call.amd = {"args": args, "started_at": time.time()}
+        self._spawn(self._run_amd(call, app))
+
+    async def _run_amd(self, call: Call, app: str) -> None:
+        ch = call.channel
+        params = AmdParams.parse(ch.variables.get("AI_AMD_ARGS", ""))
+        started = call.amd["started_at"]
+        since_answer = started - (call.answered or started)
+        pcm = self.callee_audio(call, AMD_RATE)[round(since_answer * AMD_RATE) * 2 :]
+        hangup_at = self.callee_hangup_at(call)
+        hangup_ms = None if hangup_at is None else max(0, round((hangup_at - since_answer) * 1000))
+        result = detect(pcm, params, hangup_ms=hangup_ms)
+        call.amd.update(params=params.args(), status=result.status, cause=result.cause, analysed_ms=result.ms)
+        delay = started + result.ms / 1000 - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if not call.live or ch.destroyed:
+            return  # the callee hung up during the analysis: the channel is gone, nothing re-enters
+        call.amd["decided_at"] = time.time()
+        self._varset(ch, "AMDSTATUS", result.status)
+        self._varset(ch, "AMDCAUSE", result.cause)
+        target = ch.variables.get("AI_STASIS_APP") or app
+        ch.dialplan.priority = 2
+        if not self.active_app(target):
+            # Stasis() fails (STASISSTATUS=FAILED), the dialplan goes on to Hangup().
+            self._varset(ch, "STASISSTATUS", "FAILED")
+            ch.dialplan.priority, ch.dialplan.app_name, ch.dialplan.app_data = 3, "Hangup", ""
+            self._end_call_channels(call, NORMAL_CLEARING, ended_by="stasis_failed")
+            return
+        self._enter_stasis(ch, target, ["amd", result.status, result.cause])
 
     def send_dtmf(self, channel_id: str, params: dict[str, str]) -> None:
         ch = self.stasis_channel(channel_id)

@@ -177,3 +177,9 @@ class PbxCore(EventFanout):
 
     def _stop_speaking(self, call: Call) -> None:  # parties.Parties
         raise NotImplementedError
+
+    def callee_audio(self, call: Call, rate: int = 8000) -> bytes:  # parties.Parties
+        raise NotImplementedError
+
+    def callee_hangup_at(self, call: Call) -> float | None:  # parties.Parties
+        raise NotImplementedError

@@ -245,6 +245,9 @@ class Call:
     task: asyncio.Task[None] | None = None
     speakers: list[Speaker] = field(default_factory=list)
     recordings: list[str] = field(default_factory=list)  # bridge recordings started while it was bridged
+    # AMD() in the ai-amd dialplan hop (telephony.sim.amd): its arguments, when it ran (epoch seconds),
+    # what it read and set. Empty when the call never went there.
+    amd: dict[str, Any] = field(default_factory=dict)
 
     @property
     def live(self) -> bool:
@@ -285,4 +288,24 @@ class Call:
             "bridged": [dict(b) for b in self.bridged],
             "variables": dict(self.variables),
             "recordings": list(self.recordings),
+            "amd": dict(self.amd),
+            "machine": self.machine_json(),
+        }
+
+    def machine_json(self) -> dict[str, Any] | None:
+        """An answering machine's greeting and beep as epoch seconds (None before answer or for a person),
+        to compare with ``heard.spurts``: what the agent said, and when."""
+        from .plan import machine_timeline  # noqa: PLC0415 - plan imports nothing of the model
+
+        if not self.behaviour.is_machine or self.answered is None:
+            return None
+        t = machine_timeline(self.behaviour)
+        at = self.answered
+        return {
+            "greeting_start": at + t.greeting_at,
+            "greeting_end": at + t.greeting_end,
+            "beep_start": None if t.beep_at is None else at + t.beep_at,
+            "beep_end": None if t.beep_end is None else at + t.beep_end,
+            "beep_hz": self.behaviour.beep_hz,
+            "hangup_at": at + t.hangup_at,
         }

@@ -15,12 +15,13 @@ from typing import Any
 from wire import caption
 
 from . import audio
+from .amd import overlay
 from .causes import NORMAL_CLEARING
 from .core import PbxCore
 from .media import Speaker
 from .model import Call
-from .plan import Say
-from .sounds import render_phrase, render_tone, render_wav
+from .plan import Say, machine_timeline
+from .sounds import render_greeting, render_phrase, render_tone, render_wav
 
 DTMF_DURATION = 0.1
 DTMF_SPACING = 0.35  # SendDTMF(12) produced digit ends 351 ms apart in the trace
@@ -34,13 +35,13 @@ class Parties(PbxCore):
         actions: list[tuple[float, int, Callable[[], None]]] = []
         for i, say in enumerate(b.say):
             actions.append((say.at, i, partial(self._say, call, say)))
-        if b.name == "voicemail":
-            greet = Say(at=0.3, text=b.greeting)
-            greeting_s = len(render_phrase(b.greeting, 8000)) / 16000
-            beep = Say(at=0.3 + greeting_s + 0.2, tone_hz=1000.0, seconds=0.5)
-            actions.append((greet.at, 100, partial(self._say, call, greet)))
-            actions.append((beep.at, 101, partial(self._say, call, beep)))
-            hangup_at = beep.at + 0.5 + (b.hangup_after or 60.0)
+        if b.is_machine:
+            timeline = machine_timeline(b)
+            actions.append((timeline.greeting_at, 100, partial(self._machine_greeting, call)))
+            if timeline.beep_at is not None and b.beep_hz:
+                beep = Say(at=timeline.beep_at, tone_hz=b.beep_hz, seconds=b.beep_s)
+                actions.append((beep.at, 101, partial(self._say, call, beep)))
+            hangup_at = timeline.hangup_at
         else:
             hangup_at = b.hangup_after if b.hangup_after is not None else -1.0
         for press in b.dtmf:
@@ -64,7 +65,6 @@ class Parties(PbxCore):
             await asyncio.Future()  # stay on the line until someone hangs up
 
     def _say(self, call: Call, say: Say) -> None:
-        ch = call.channel
         if say.text is not None:
             text = say.text
             key: tuple[Any, ...] = ("phrase", text, say.caption)
@@ -91,11 +91,63 @@ class Parties(PbxCore):
                 return render_tone(hz, seconds, rate)
 
             what = {"tone": hz}
-        speaker = Speaker(key=key, render=render, start=time.time(), owner=ch, repeat=say.repeat)
+        self._speak(call, key, render, what, repeat=say.repeat)
+
+    def _machine_greeting(self, call: Call) -> None:
+        text, seconds = call.behaviour.greeting, call.behaviour.greeting_s
+        self._far_app(call, "Playback", text[:40])
+        self._speak(
+            call,
+            ("greeting", text, seconds),
+            lambda rate: render_greeting(text, seconds, rate),
+            {"text": text, "greeting": True},
+        )
+
+    def _speak(
+        self,
+        call: Call,
+        key: tuple[Any, ...],
+        render: Callable[[int], bytes],
+        what: dict[str, Any],
+        *,
+        repeat: bool = False,
+    ) -> None:
+        speaker = Speaker(key=key, render=render, start=time.time(), owner=call.channel, repeat=repeat)
         speaker.messages(audio.FORMATS["slin"])  # know the duration now, for the record
         call.speakers = [s for s in call.speakers if not s.done] + [speaker]
-        call.said.append({"at": call.since_answer(), "ms": int(speaker.duration * 1000), **what})
+        call.said.append(
+            {"at": call.since_answer(), "ms": int(speaker.duration * 1000), "started": speaker.start, **what}
+        )
         self.clock.add(speaker)
+
+    def callee_audio(self, call: Call, rate: int = 8000) -> bytes:
+        """What the callee's script says from answer on (16-bit PCM at ``rate``), as it plays it: the
+        audio AMD() analyses (telephony.sim.amd). Silence where it says nothing."""
+        b = call.behaviour
+        pcm = bytearray()
+        for say in b.say:
+            if say.text is not None:
+                piece = render_phrase(say.text, rate)
+            elif say.wav is not None:
+                piece = render_wav(str(self.plan.resolve_path(say.wav)), rate)
+            else:
+                piece = render_tone(float(say.tone_hz or 1000.0), say.seconds, rate)
+            if say.repeat:
+                piece = piece * max(1, int(30 * rate * 2 / max(1, len(piece))))
+            overlay(pcm, say.at, piece, rate)
+        if b.is_machine:
+            timeline = machine_timeline(b)
+            overlay(pcm, timeline.greeting_at, render_greeting(b.greeting, b.greeting_s, rate), rate)
+            if timeline.beep_at is not None and b.beep_hz:
+                overlay(pcm, timeline.beep_at, render_tone(b.beep_hz, b.beep_s, rate), rate)
+        return bytes(pcm)
+
+    def callee_hangup_at(self, call: Call) -> float | None:
+        """Seconds after answer at which the callee's script hangs up, if it does."""
+        b = call.behaviour
+        if b.is_machine:
+            return machine_timeline(b).hangup_at
+        return b.hangup_after
 
     def _callee_dtmf(self, call: Call, digit: str) -> None:
         ch = call.channel

@@ -9,6 +9,7 @@ A plan is a JSON or YAML document::
       "+15550100002": {behaviour: answer, after: 2, say: [{at: 0.5, text: "Hello?"}], hangup_after: 20}
     prefixes:                    # longest prefix wins
       "+1555020": {behaviour: mix, choices: [{weight: 3, behaviour: answer}, {weight: 1, behaviour: busy}]}
+      "+1555030": {behaviour: machine, greeting_s: 4, beep_hz: 1000, beep_s: 0.5}   # an answering machine
 
 The number is taken from the dialed endpoint (`PJSIP/<number>@trunk`, `Local/<number>@ctx`, `SIP/<number>`).
 A number that matches nothing and is itself a behaviour name (`Local/busy@callee`, as in the recorded
@@ -33,6 +34,7 @@ BEHAVIOURS = (
     "unreachable",
     "invalid",
     "voicemail",
+    "machine",
     "hangup_after",
     "dtmf",
     "mix",
@@ -88,10 +90,56 @@ class Behaviour:
     cause: int | None = None
     greeting: str = VOICEMAIL_GREETING
     choices: tuple[Choice, ...] = ()
+    # An answering machine (``machine``, ``voicemail``): its greeting lasts ``greeting_s`` (None: as long as
+    # the greeting text takes to say), then a beep of ``beep_hz`` for ``beep_s`` (``beep_hz`` None: no
+    # beep), then silence until it hangs up ``hangup_after`` seconds after the beep (or greeting) ended.
+    greeting_s: float | None = None
+    beep_hz: float | None = 1000.0
+    beep_s: float = 0.5
 
     @property
     def answers(self) -> bool:
-        return self.name in ("answer", "voicemail", "hangup_after", "dtmf")
+        return self.name in ("answer", "voicemail", "machine", "hangup_after", "dtmf")
+
+    @property
+    def is_machine(self) -> bool:
+        return self.name in MACHINES
+
+
+MACHINES = frozenset({"machine", "voicemail"})
+MACHINE_GREETING_AT = 0.3  # seconds after answer at which a machine starts its greeting
+MACHINE_BEEP_GAP = 0.2  # seconds between the end of the greeting and the beep
+MAX_GREETING_S = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class MachineTimeline:
+    """When an answering machine does what, in seconds after answer."""
+
+    greeting_at: float
+    greeting_s: float
+    beep_at: float | None
+    beep_s: float
+    hangup_at: float
+
+    @property
+    def greeting_end(self) -> float:
+        return self.greeting_at + self.greeting_s
+
+    @property
+    def beep_end(self) -> float | None:
+        return None if self.beep_at is None else self.beep_at + self.beep_s
+
+
+def machine_timeline(b: Behaviour) -> MachineTimeline:
+    from .audio import phrase_ms  # noqa: PLC0415 - audio is heavier than the plan needs otherwise
+
+    greeting_s = b.greeting_s if b.greeting_s is not None else phrase_ms(b.greeting) / 1000
+    greeting_at = MACHINE_GREETING_AT
+    beep_at = greeting_at + greeting_s + MACHINE_BEEP_GAP if b.beep_hz else None
+    ends = beep_at + b.beep_s if beep_at is not None else greeting_at + greeting_s
+    hangup = b.hangup_after if b.hangup_after is not None else 60.0
+    return MachineTimeline(greeting_at, greeting_s, beep_at, b.beep_s, ends + hangup)
 
 
 def _number(value: Any, where: str, *, minimum: float = 0.0) -> float:
@@ -175,6 +223,9 @@ def parse_behaviour(spec: Any, where: str = "behaviour") -> Behaviour:
         "seconds",
         "cause",
         "greeting",
+        "greeting_s",
+        "beep_hz",
+        "beep_s",
         "choices",
         "weight",
     }
@@ -185,6 +236,9 @@ def parse_behaviour(spec: Any, where: str = "behaviour") -> Behaviour:
         raise PlanError(f"{where}.weight: a weight belongs to a choice of a mix")
     if "choices" in spec and name != "mix":
         raise PlanError(f"{where}.choices: only a mix has choices")
+    machine_keys = sorted({"greeting_s", "beep_hz", "beep_s"} & set(spec))
+    if machine_keys and name not in MACHINES:
+        raise PlanError(f"{where}.{machine_keys[0]}: only an answering machine (machine, voicemail) has it")
 
     defaults = _defaults(raw_name, name)
     if name in ("answer", "dtmf") and SCRIPT_KEYS & set(spec):
@@ -227,7 +281,27 @@ def parse_behaviour(spec: Any, where: str = "behaviour") -> Behaviour:
         cause=cause,
         greeting=str(spec.get("greeting", defaults.greeting)),
         choices=choices,
+        greeting_s=_greeting_s(spec, where, defaults.greeting_s),
+        beep_hz=_beep_hz(spec, where, defaults.beep_hz),
+        beep_s=_number(spec["beep_s"], f"{where}.beep_s") if "beep_s" in spec else defaults.beep_s,
     )
+
+
+def _greeting_s(spec: Mapping[str, Any], where: str, default: float | None) -> float | None:
+    if "greeting_s" not in spec or spec["greeting_s"] is None:
+        return default
+    value = _number(spec["greeting_s"], f"{where}.greeting_s")
+    if value > MAX_GREETING_S:
+        raise PlanError(f"{where}.greeting_s: at most {MAX_GREETING_S:g} seconds, got {value!r}")
+    return value
+
+
+def _beep_hz(spec: Mapping[str, Any], where: str, default: float | None) -> float | None:
+    if "beep_hz" not in spec:
+        return default
+    if spec["beep_hz"] is None or spec["beep_hz"] is False:
+        return None  # a machine without a beep
+    return _number(spec["beep_hz"], f"{where}.beep_hz", minimum=1.0)
 
 
 def _defaults(raw_name: str, name: str) -> Behaviour:
@@ -250,6 +324,8 @@ def _defaults(raw_name: str, name: str) -> Behaviour:
         )
     if name == "voicemail":
         return Behaviour(name="voicemail", after=4.0, hangup_after=60.0)
+    if name == "machine":
+        return Behaviour(name="machine", after=1.0, hangup_after=60.0)
     if name in DEFAULT_CAUSE:
         return Behaviour(name=name, cause=DEFAULT_CAUSE[name])
     return Behaviour(name=name)

@@ -36,3 +36,16 @@ def render_playback(uri: str, rate: int) -> bytes:
     if scheme == "tone":
         return render_tone(440.0, 1.0, rate)
     return render_phrase(what.replace("-", " ").replace("_", " "), rate)
+
+
+@lru_cache(maxsize=64)
+def render_greeting(text: str, seconds: float | None, rate: int) -> bytes:
+    """An answering machine's greeting: ``text`` said, repeated or cut to last exactly ``seconds``."""
+    if seconds is None:
+        return render_phrase(text, rate)
+    want = round(seconds * rate) * 2
+    spoken = text.strip() or "-"
+    said = render_phrase(spoken, rate)
+    while len(said) < want:
+        said += audio.silence(200, rate) + render_phrase(spoken, rate)
+    return said[:want]

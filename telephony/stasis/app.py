@@ -166,6 +166,7 @@ from telephony.stasis.intents import (
     AnswerChannel,
     AskAgentSpoke,
     CancelTimer,
+    ContinueInDialplan,
     CreateBridge,
     DestroyBridge,
     Effect,
@@ -379,6 +380,14 @@ class StasisApp:
             return await self._route_inbound(intent)
         if isinstance(intent, AnswerChannel):
             status, body = await rest.request("POST", f"/channels/{seg(intent.channel_id)}/answer")
+        elif isinstance(intent, ContinueInDialplan):
+            path = f"/channels/{seg(intent.channel_id)}/continue"
+            params = {
+                "context": intent.context,
+                "extension": intent.extension,
+                "priority": str(intent.priority),
+            }
+            status, body = await rest.request("POST", path, params)
         elif isinstance(intent, RingChannel):
             status, body = await rest.request("POST", f"/channels/{seg(intent.channel_id)}/ring")
         elif isinstance(intent, PlayMedia):

@@ -39,6 +39,14 @@ class StasisConfig:
     inbound_message: str = "sound:ss-noservice"
     # How long the sink may take to say where an inbound call goes (route_inbound); then it is refused.
     inbound_route_timeout_s: float = 5.0
+    # Answering-machine detection (the ai-amd dialplan hop): the context, and when to look at a channel that
+    # has not come back from it (the campaign's total analysis time is at most AMD_MAX_ANALYSIS_S; the
+    # app hears nothing of a channel in the dialplan, so a callee who hung up there is seen by a GET), then
+    # how often to look again, and after how long in the hop the channel is hung up.
+    amd_context: str = "ai-amd"
+    amd_check_s: float = 10.0
+    amd_recheck_s: float = 2.0
+    amd_max_s: float = 30.0
     # How host names of the PBX are resolved (None: aiohttp's default). A tenant's own PBX gets one that
     # refuses addresses outside the URL policy (the caller provides it: telephony knows no tenants).
     resolver: AbstractResolver | None = field(default=None, repr=False, compare=False)

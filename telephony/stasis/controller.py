@@ -26,6 +26,14 @@ The decisions (PROTOCOLS.md part A; see also the package's app module):
   tried. Caller and leg into the bridge → ``CallBridged``. No host took it → ``MediaGone``, the caller is
   hung up and the call ends ``media_failed``. An ``addChannel`` refused because the caller is gone (the
   channel answers 404) is the callee hanging up, not a media failure.
+* ``StasisStart [outbound, id, amd]`` (the campaign asks for answering-machine detection): ``CallAnswered``,
+  the bridge and the media leg are set up at once but the callee is kept out of the bridge, and the call is
+  sent to the ``ai-amd`` dialplan context (``/continue``: ``AMD()`` there, deploy/asterisk). Its StasisEnd is
+  not its end; nothing is heard of it while there, so a bounded timer (``amd_check_s``, then every
+  ``amd_recheck_s``, at most ``amd_max_s``) and ``GET /channels/{id}`` find a callee who hung up meanwhile.
+  ``StasisStart [amd, STATUS, CAUSE]`` → ``CallAmd``, the callee joins the media leg (``CallBridged``) and the
+  media worker is told (``{"type": "amd", "status", "cause"}`` on the reply channel). A restart finds a call
+  in the hop (its dialplan context) and watches it the same way; one that came back is adopted.
 * The media leg ending first (A9 the other way round) → ``MediaGone`` and the caller is hung up; the call
   is ``media_failed`` when its agent was never heard (the media worker's mark says so, or, the mark being
   unknown, the leg went within :data:`MEDIA_SHORT_LIFE_S` of joining the bridge).
@@ -73,6 +81,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from telephony.events import (
+    CallAmd,
     CallAnswered,
     CallBridged,
     CallDtmf,
@@ -109,6 +118,7 @@ from telephony.stasis.intents import (
     AnswerChannel,
     AskAgentSpoke,
     CancelTimer,
+    ContinueInDialplan,
     CreateBridge,
     DestroyBridge,
     Effect,
@@ -192,6 +202,12 @@ class Call:
     route: InboundRoute | None = None  # inbound: where the sink said it goes
     route_transfer: bool = False  # inbound: its route's human leg is being dialed (failure: fall back)
     recording: str | None = None  # the name of its bridge recording, once asked for
+    # Answering-machine detection: "detecting" while the call is in the ai-amd dialplan hop (the callee is
+    # kept out of its bridge), "done" once it came back; AMD()'s (status, cause) until told to the media
+    # worker (when the callee joins the bridge with the media leg).
+    amd: Literal["", "detecting", "done"] = ""
+    amd_result: tuple[str, str] | None = None
+    amd_since: float = 0.0
 
 
 @dataclass
@@ -396,6 +412,9 @@ class CallController:
         raw_args = event.get("args")
         args = [str(a) for a in raw_args] if isinstance(raw_args, list) else []
         role = args[0] if args else ""
+        if role == "amd":
+            self._amd_back(event, channel_id, args)
+            return
         if role not in ("outbound", "inbound"):
             # Something we did not create (human legs, xfer-..., are routed before): not ours to run.
             logger.info("stasis %s: ignoring StasisStart of %s args=%s", self.config.app, channel_id, args)
@@ -423,7 +442,144 @@ class CallController:
             self._route_inbound(call, inbound)
             return
         self._out.append(CallAnswered(call.call_id, channel_id, self._at()))
+        if args[2:3] == ["amd"]:
+            self._amd_start(call)
         self.setup_media(call)
+
+    # ------------------------------------------------------------------- answering-machine detection
+    def _amd_start(self, call: Call) -> None:
+        """``StasisStart [outbound, id, amd]``: the call goes through ``AMD()`` in the dialplan (the
+        ``ai-amd`` context) while its bridge and media leg are set up (so the agent is ready the moment a
+        person is confirmed); the callee joins the bridge only once it comes back. Its StasisEnd on the
+        way out is not its end; nothing is heard of it while it is there, so a timer looks (GET)."""
+        call.amd = "detecting"
+        call.amd_since = self._now
+
+        def continued(result: Result) -> None:
+            if call.ended or call.amd != "detecting" or result.status in (200, 204):
+                return
+            # Not in the dialplan (404: the callee went, its ChannelDestroyed follows; else refused): the
+            # call goes on without detection, as for a person.
+            logger.warning(
+                "stasis %s: call %s: continue to %s answered %s; going on without detection",
+                self.config.app,
+                call.call_id,
+                self.config.amd_context,
+                result.status,
+            )
+            self._cancel_timer(("amd", call.channel_id))
+            if result.status != 404:
+                self._amd_decided(call, "NOTSURE", "CONTINUEFAILED")
+
+        self._send(ContinueInDialplan, call.channel_id, self.config.amd_context, then=continued)
+        self._start_timer(("amd", call.channel_id), self.config.amd_check_s, lambda: self._amd_check(call))
+
+    def _amd_watch(self, call: Call) -> None:
+        """Found in the detection hop by a reconciliation: looked at like a call sent there now."""
+        call.amd = "detecting"
+        call.amd_since = self._now
+        self._start_timer(("amd", call.channel_id), self.config.amd_check_s, lambda: self._amd_check(call))
+
+    def _amd_check(self, call: Call) -> None:
+        """The call has not come back from detection yet: is its channel still there?"""
+        if call.ended or call.amd != "detecting":
+            return
+
+        def looked(result: Result) -> None:
+            if call.ended or call.amd != "detecting":
+                return
+            if result.status == 404:
+                # The callee hung up during detection: its channel went without an event to us.
+                logger.info("stasis %s: call %s ended during detection", self.config.app, call.call_id)
+                self.end(call, "destroyed")
+                return
+            if self._now - call.amd_since >= self.config.amd_max_s:
+                logger.warning(
+                    "stasis %s: call %s stayed in %s for %.0fs; hanging up",
+                    self.config.app,
+                    call.call_id,
+                    self.config.amd_context,
+                    self._now - call.amd_since,
+                )
+                self._send(HangUp, call.channel_id, then=lambda _r: self.end(call, "destroyed"))
+                return
+            self._start_timer(
+                ("amd", call.channel_id), self.config.amd_recheck_s, lambda: self._amd_check(call)
+            )
+
+        self._send(GetChannel, call.channel_id, then=looked)
+
+    def _amd_back(self, event: Mapping[str, Any], channel_id: str, args: list[str]) -> None:
+        """``StasisStart [amd, STATUS, CAUSE]``: the call is back from ``AMD()``."""
+        status = args[1].strip().upper()[:16] if len(args) > 1 else ""
+        cause = args[2].strip()[:64] if len(args) > 2 else ""
+        call = self.calls.get(channel_id)
+        if call is None:
+            # It left for detection before a restart of this process: adopted now, its media set up anew.
+            call = self.track(channel_id)
+            call.answered = True
+            call.tracker.feed(event)
+            call.resuming_media = True
+        if call.ended or call.amd == "done":
+            return
+        call.tracker.feed(event)
+        self._cancel_timer(("amd", call.channel_id))
+        self._out.append(CallAmd(call.call_id, status, cause, self._at()))
+        self._amd_decided(call, status, cause)
+
+    def _amd_decided(self, call: Call, status: str, cause: str) -> None:
+        call.amd = "done"
+        call.amd_result = (status, cause)
+        if status == "HANGUP":
+            self._amd_reply(call)
+            self._send(HangUp, call.channel_id)
+            return
+        if call.setup is None and call.media_id is not None and call.bridge_id is not None:
+            self._amd_join(call, call.bridge_id)
+        elif call.setup is None and call.media_id is None and not call.media_failed:
+            self.setup_media(call)  # (adopted in the hop after a restart: no media prepared for it)
+        # else: the media leg is still being set up; the callee joins with it (_leg_settled).
+
+    def _amd_join(self, call: Call, bridge_id: str) -> None:
+        """The callee into the bridge where the media leg waits; then the media worker is told."""
+        media_id = call.media_id
+
+        def joined(result: Result) -> None:
+            if call.ended:
+                return
+            if result.status not in (200, 204):
+                self._send(
+                    GetChannel, call.channel_id, then=lambda r: self._join_refused(call, result.status, r)
+                )
+                return
+            if call.media_id != media_id:
+                return
+            self._bridged(call)
+
+        self._send(AddToBridge, bridge_id, (call.channel_id,), then=joined)
+
+    def _amd_reply(self, call: Call) -> None:
+        if call.amd_result is None:
+            return
+        status, cause = call.amd_result
+        call.amd_result = None
+        self._reply(call.call_id, {"type": "amd", "status": status, "cause": cause})
+
+    def _bridged(self, call: Call) -> None:
+        """The callee and the media leg are in the bridge together."""
+        call.bridged_at = self._now
+        call.setup = None
+        self._out.append(CallBridged(call.call_id, call.media_uuid or "", self._at()))
+        self._amd_reply(call)
+
+    def _join_refused(self, call: Call, status: int | None, channel: Result) -> None:
+        if not call.ended and channel.status == 404:
+            # The callee hung up while the media leg was being set up: not a media failure. Its end
+            # arrives with its own events; only our legs go now.
+            logger.info("stasis %s: call %s ended during its media set-up", self.config.app, call.call_id)
+            self._teardown(call)
+            return
+        self._media_failed(call, f"addChannel answered {status}")
 
     # ---------------------------------------------------------------------------------- call ends
     def end(self, call: Call, reason: EndReason) -> None:
@@ -435,6 +591,7 @@ class CallController:
         self._cancel_timer(("max_duration", call.channel_id))
         self._cancel_timer(("end_grace", call.channel_id))
         self._cancel_timer(("inbound_route", call.channel_id))
+        self._cancel_timer(("amd", call.channel_id))
         self.calls.pop(call.channel_id, None)
         tracker = call.tracker
         outcome = tracker.outcome()
@@ -636,30 +793,35 @@ class CallController:
         media_id = call.media_id = leg.media_id
         call.media_uuid = leg.media_uuid
         members = setup.members or set()
-        joining = tuple(c for c in (call.channel_id, media_id) if c not in members)
+        # During detection the callee stays out: the leg waits in the bridge alone (_amd_decided).
+        callee_waits = call.amd == "detecting" and call.channel_id not in members
+        joining = tuple(
+            c
+            for c in (call.channel_id, media_id)
+            if c not in members and not (callee_waits and c == call.channel_id)
+        )
 
         def joined(result: Result) -> None:
             if result.status not in (200, 204):
                 if call.ended:
                     self._media_failed(call, f"addChannel answered {result.status}")
                 else:
-                    self._send(GetChannel, call.channel_id, then=lambda r: join_refused(result.status, r))
+                    self._send(
+                        GetChannel, call.channel_id, then=lambda r: self._join_refused(call, result.status, r)
+                    )
                 return
             if call.ended or call.media_id != media_id:
                 return  # (the leg went while it was being added: its end is handled as media gone first)
-            call.bridged_at = self._now
-            call.setup = None
-            self._out.append(CallBridged(call.call_id, call.media_uuid or "", self._at()))
-
-        def join_refused(status: int | None, channel: Result) -> None:
-            if not call.ended and channel.status == 404:
-                # The callee hung up while the media leg was being set up: not a media failure. Its end
-                # arrives with its own events; only our legs go now.
-                logger.info("stasis %s: call %s ended during its media set-up", self.config.app, call.call_id)
-                self._teardown(call)
+            if callee_waits:
+                call.setup = None
+                if call.amd == "done":  # (detection ended while the leg was being added)
+                    self._amd_join(call, setup.bridge_id)
                 return
-            self._media_failed(call, f"addChannel answered {status}")
+            self._bridged(call)
 
+        if not joining:
+            joined(Result(204))
+            return
         self._send(AddToBridge, setup.bridge_id, joining, then=joined)
 
     def _media_failed(self, call: Call, why: str) -> None:
@@ -889,6 +1051,8 @@ class CallController:
             def hung_up(result: Result) -> None:
                 if result.status == 404 and not call.ended:  # gone already and its end never reached us
                     self.end(call, "stasis_end" if call.inbound else "destroyed")
+                elif result.status in (200, 204) and call.amd == "detecting" and not call.ended:
+                    self.end(call, "destroyed")  # in the detection hop: no event of its end will come
                 elif result.status not in (200, 204, 404):
                     logger.warning(
                         "stasis %s: hangup of call %s answered %s", self.config.app, call_id, result.status
@@ -1549,17 +1713,45 @@ class CallController:
                 continue
             if channel_id.startswith(MEDIA_PREFIX):
                 continue  # below, once every call is known
-            if (args is not None and args[:1] == ["outbound"]) or (args is None and originated):
+            in_amd = args is None and self._in_amd_hop(channel)
+            if (
+                (args is not None and args[:1] in (["outbound"], ["amd"]))
+                or (args is None and originated)
+                or in_amd
+            ):
                 if channel_id not in live:
                     logger.info("stasis %s: hanging up orphan channel %s", self.config.app, channel_id)
                     orphans.append(channel_id)
+                elif in_amd:
+                    # In the detection hop (before a restart of this process, or while we were away): it comes
+                    # back with StasisStart [amd, ...]; until then, looked at like any call there.
+                    hop_call = self.calls.get(channel_id)
+                    if hop_call is None:
+                        hop_call = self.track(channel_id)
+                        hop_call.answered = hop_call.tracker.answered = True
+                        hop_call.resuming_media = True
+                    if hop_call.amd != "detecting":
+                        self._amd_watch(hop_call)
                 elif channel_id not in self.calls:
                     call = self.track(channel_id)  # after a restart of this process
                     call.answered = call.tracker.answered = args is not None
                     if args is not None:
                         needs_media, members = self._adopt_answered(call, channels, bridge_members)
+                        if args[:1] == ["amd"]:
+                            call.amd = "done"
                         if needs_media:
                             call.resuming_media = True
+                            if args[:1] == ["amd"]:  # the media worker may not have heard the result
+                                call.amd_result = (
+                                    args[1] if len(args) > 1 else "",
+                                    args[2] if len(args) > 2 else "",
+                                )
+                            elif args[2:3] == ["amd"]:
+                                # Answered for detection, but the old process died before sending it to
+                                # the dialplan: it goes on without, by the campaign's rule for a NOTSURE
+                                # (the media worker waits for a result; it must not wait in vain).
+                                call.amd = "done"
+                                call.amd_result = ("NOTSURE", "NOTRUN")
                             resume_media.append((call, members))
             elif args is not None and args[:1] == ["inbound"] and channel_id not in self.calls:
                 call = self.track(channel_id, inbound=True)
@@ -1614,6 +1806,11 @@ class CallController:
                 logger.info("stasis %s: destroying orphan bridge %s", self.config.app, bridge_id)
                 self._send(DestroyBridge, bridge_id)
         return self._take()
+
+    def _in_amd_hop(self, channel: Mapping[str, Any]) -> bool:
+        """A channel in the answering-machine detection context (sent there by this app)."""
+        dialplan = channel.get("dialplan")
+        return isinstance(dialplan, Mapping) and dialplan.get("context") == self.config.amd_context
 
     def _adopt_answered(
         self, call: Call, channels: Mapping[str, Any], bridge_members: Mapping[str, set[str]]

@@ -42,6 +42,17 @@ class AnswerChannel:
 
 
 @dataclass(frozen=True)
+class ContinueInDialplan:
+    """``POST /channels/{id}/continue``: the channel leaves Stasis (StasisEnd) for this dialplan place."""
+
+    op: int
+    channel_id: str
+    context: str
+    extension: str = "s"
+    priority: int = 1
+
+
+@dataclass(frozen=True)
 class RingChannel:
     """``POST /channels/{id}/ring``: the caller hears ringing while a human is dialed for it."""
 
@@ -217,6 +228,7 @@ class CancelTimer:
 RestIntent = (
     HangUp
     | AnswerChannel
+    | ContinueInDialplan
     | RingChannel
     | PlayMedia
     | CreateBridge

@@ -146,6 +146,8 @@ DETAIL_REQUESTS = [
     ("get", "campaigns/{campaign}/stats"),
     ("post", "campaigns/{campaign}/import"),
     ("get", "campaigns/{campaign}/export"),
+    ("post", "campaigns/{campaign}/voicemail-audio"),
+    ("delete", "campaigns/{campaign}/voicemail-audio"),
     ("get", "contacts/{contact}"),
     ("put", "contacts/{contact}"),
     ("patch", "contacts/{contact}"),

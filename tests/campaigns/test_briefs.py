@@ -140,6 +140,9 @@ def test_the_brief_has_every_field_of_the_contract():
         "contact": {"name": "Dana Smith", "variables": {"first_name": "Dana", "product": "solar panels"}},
         "recording": {"mode": "never"},
         "transfer": {"targets": []},
+        "amd": {"enabled": False, "notsure": "human"},
+        "voicemail": {"action": "hang_up", "text": "", "audio_key": "", "max_wait_s": 30.0},
+        "machine_detection": {"media": True},
     }
     json.dumps(brief)  # JSON as it is
 

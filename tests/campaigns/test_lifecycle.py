@@ -17,6 +17,7 @@ from campaigns.lifecycle import (
     DONE_MAX_ATTEMPTS,
     DONE_NEVER_RETRY,
     DONE_SUCCESS,
+    DONE_UNLESS_LISTED,
     FINAL_SUCCESS,
     LIVE_STATES,
     NEVER_RETRY,
@@ -378,7 +379,8 @@ def test_retry_decision_properties(
         assert attempts_made < max_attempts
     else:
         assert decision.at is None
-        assert outcome in NEVER_RETRY | FINAL_SUCCESS or attempts_made >= max_attempts
+        unlisted = outcome in DONE_UNLESS_LISTED and outcome.value not in delays
+        assert outcome in NEVER_RETRY | FINAL_SUCCESS or attempts_made >= max_attempts or unlisted
 
 
 # --------------------------------------------------------------------------------------- unseen ends

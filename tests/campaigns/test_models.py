@@ -224,6 +224,7 @@ def test_campaign_defaults():
         "congestion": 300,
         "failed": 900,
         "voicemail": 7200,
+        "machine_detected": 7200,
         "unreachable": 3600,
         "media_failed": 300,
         "app_unavailable": 300,

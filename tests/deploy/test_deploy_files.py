@@ -211,3 +211,16 @@ def test_the_dialplan_hands_every_did_to_the_stasis_app_unanswered():
     failed = next(i for i, line in enumerate(lines) if "(failed)" in line)
     assert any("Answer()" in line for line in lines[failed:]) and "Playback(ss-noservice)" in context
     assert "ORCHESTRATOR_APP = ai_agent" in text
+
+
+def test_the_dialplan_has_the_answering_machine_detection_context():
+    """The Stasis app's AMD hop (telephony.stasis.controller): AMD() with the campaign's thresholds, then
+    back into the app with the result as its args, as the simulator emulates it (telephony/sim/amd.py)."""
+    text = (DEPLOY / "asterisk" / "extensions.conf").read_text()
+    context = text.split("[ai-amd]", 1)[1].split("\n[", 1)[0]
+    lines = [line.split(";", 1)[0].strip() for line in context.splitlines()]
+    assert [line for line in lines if line] == [
+        "exten => s,1,AMD(${AI_AMD_ARGS})",
+        "same => n,Stasis(${AI_STASIS_APP},amd,${AMDSTATUS},${AMDCAUSE})",
+        "same => n,Hangup()",
+    ]
