@@ -99,6 +99,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     ),
     # Flow pages (calls, SMS) whose send task was lost are sent again (flows/services/pages.py).
     "flows-resend-stalled-pages": every(10, "flows.tasks.resend_stalled_pages", expires=9),
+    # Outgoing webhooks due (a first try whose message was lost, a retry after its backoff): enqueued again
+    # (integrations/tasks.py). The period is settings.WEBHOOKS_SWEEP_S (same variable, same default).
+    "webhooks-sweep": every(
+        float(os.environ.get("WEBHOOKS_SWEEP_S", "10")),
+        "integrations.webhooks_sweep",
+        expires=float(os.environ.get("WEBHOOKS_SWEEP_S", "10")) * 0.9,
+    ),
 }
 
 # The Redis transport with kombu's restore-on-connection-loss crash fixed (a worker survives a broker

@@ -40,6 +40,7 @@ from campaigns.services.call_events import attempt_reclassify_agent_silent, lead
 from campaigns.services.dnc import dnc_add
 from campaigns.services.leads import lead_move
 from campaigns.services.passes import dispatch_passes_request
+from campaigns.webhooks import callback_scheduled_record
 from messaging.services import MAX_SMS_LENGTH, message_send
 from orchestrator.errors import InvalidInput
 from orchestrator.live import live_notify
@@ -191,6 +192,7 @@ def attempt_schedule_callback(
             data["after_end"] = True
             data["lead_rescheduled"] = lead_apply_late_callback(attempt=attempt, now=now)
         attempt_event_append(attempt=attempt, kind=_NOTE, type="callback_scheduled", data=data)
+        callback_scheduled_record(attempt=attempt, note=_note(note))
         # The lead's next_due_at stays the durable truth (the dispatch sweep dials it when due); the timer
         # makes the pass start at the callback time rather than whenever the sweep next looks.
         timer_set(

@@ -58,6 +58,7 @@ from campaigns.selectors import (
 )
 from campaigns.services.dispatch import DONE_REASON_DNC
 from campaigns.services.leads import lead_move
+from campaigns.webhooks import call_ended_record, lead_finished_record
 from orchestrator.live import live_notify
 
 logger = logging.getLogger(__name__)
@@ -238,6 +239,7 @@ def attempt_apply_many(
         AttemptEvent.objects.bulk_create(rows)
         if finished is not None:
             assert finished.event is not None and finished.outcome is not None  # noqa: S101
+            lead_was_done = attempt.lead.status == Lead.Status.DONE
             _lead_finish(
                 attempt=attempt,
                 lead=attempt.lead,
@@ -246,6 +248,10 @@ def attempt_apply_many(
                 outcome=AttemptOutcome(attempt.outcome),  # as recorded (see _final_outcome)
                 at=finished.at,
             )
+            # The tenant's webhooks, in this transaction (the outbox: reported exactly when it happened).
+            call_ended_record(attempt=attempt)
+            if attempt.lead.status == Lead.Status.DONE and not lead_was_done:
+                lead_finished_record(lead=attempt.lead, tenant_id=attempt.tenant_id)
             if on_ended is not None:
                 tenant_id = attempt.tenant_id
                 transaction.on_commit(lambda: on_ended(tenant_id))

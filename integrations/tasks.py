@@ -1,0 +1,34 @@
+"""Celery tasks of integrations: thin and safe to run twice (DESIGN.md §4).
+
+* ``integrations.deliver_webhook(delivery_id)``: one try of a due delivery.
+* ``integrations.webhooks_sweep`` (beat, every ``WEBHOOKS_SWEEP_S``): enqueues every due pending delivery,
+  the guarantee behind the enqueue after commit and the countdown after a failed try.
+"""
+
+from __future__ import annotations
+
+import logging
+from uuid import UUID
+
+from celery import shared_task
+
+from integrations.services.deliveries import DELIVER_TASK, webhook_deliver, webhook_deliveries_due
+
+logger = logging.getLogger(__name__)
+
+SWEEP = "integrations.webhooks_sweep"
+
+
+@shared_task(name=DELIVER_TASK, ignore_result=True)
+def deliver_webhook(delivery_id: str) -> str:
+    return webhook_deliver(delivery_id=UUID(str(delivery_id))).outcome
+
+
+@shared_task(name=SWEEP, ignore_result=True)
+def webhooks_sweep() -> int:
+    due = webhook_deliveries_due()
+    for delivery_id in due:
+        deliver_webhook.delay(str(delivery_id))
+    if due:
+        logger.info("webhooks sweep: %s deliveries enqueued", len(due))
+    return len(due)
