@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from portal import live
 from portal.views import after_hours, agents, auth, calls, campaigns, dashboard, dnc, imports
+from portal.views import integrations as portal_integrations
 from portal.views import settings as tenant_settings
 
 app_name = "portal"
@@ -21,4 +22,5 @@ urlpatterns = [
     path("dnc/", include(dnc.urlpatterns)),
     path("after-hours/", include(after_hours.urlpatterns)),
     path("settings/", include(tenant_settings.urlpatterns)),
+    path("settings/outgoing-webhooks/", include(portal_integrations.urlpatterns)),
 ]
