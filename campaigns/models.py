@@ -236,6 +236,12 @@ class Campaign(models.Model):
     )
     ring_timeout = models.PositiveIntegerField(default=30, help_text="Seconds to ring before giving up.")
     priority = models.IntegerField(default=0, help_text="Higher runs first.")
+    result_fields = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="What each call should find out: [{name, type, choices, required, description}] "
+        "(campaigns/results.py); the agent's save_results tool and the summary pass fill them.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -477,6 +483,14 @@ class CallAttempt(models.Model):
     transferred_to = models.CharField(
         max_length=E164_MAX_LENGTH, blank=True, help_text="The E.164 number the call was transferred to."
     )
+    results = models.JSONField(
+        default=dict, blank=True, help_text="The campaign's result fields as this call filled them."
+    )
+    results_source = models.JSONField(
+        default=dict, blank=True, help_text='Who filled each result: "agent" (during the call) or "summary".'
+    )
+    summary = models.TextField(blank=True, help_text="A short summary of the call (the summary pass).")
+    summarized_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-queued_at"]

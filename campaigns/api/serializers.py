@@ -102,6 +102,7 @@ class CampaignSerializer(OutputModelSerializer[Campaign]):
             "retry_delays",
             "ring_timeout",
             "priority",
+            "result_fields",
             "created_at",
             "updated_at",
         ]
@@ -120,6 +121,8 @@ class CampaignInputSerializer(serializers.Serializer[Any]):
     retry_delays = serializers.JSONField(required=False)
     ring_timeout = serializers.IntegerField(required=False, min_value=1, max_value=MAX_POSITIVE_INT)
     priority = serializers.IntegerField(required=False, min_value=-1000, max_value=1000)
+    # [{name, type, choices, required, description}], checked by campaigns/results.py
+    result_fields = serializers.JSONField(required=False)
 
 
 class CampaignStatsSerializer(serializers.Serializer[Any]):
@@ -297,6 +300,8 @@ class AttemptSerializer(OutputModelSerializer[CallAttempt]):
             "disposition",
             "callback_at",
             "transferred_to",
+            "results",
+            "summary",
         ]
         read_only_fields = fields
 
@@ -307,7 +312,10 @@ class AttemptDetailSerializer(AttemptSerializer):
     events = AttemptEventSerializer(many=True, read_only=True)
 
     class Meta(AttemptSerializer.Meta):
-        fields = [*AttemptSerializer.Meta.fields, "transcript", "media_metrics", "events"]
+        fields = [
+            *AttemptSerializer.Meta.fields, "results_source", "summarized_at", "transcript", "media_metrics",
+            "events",
+        ]  # fmt: skip
         read_only_fields = fields
 
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 from campaigns.lifecycle import LIVE_STATES, AttemptOutcome
 from campaigns.models import AgentProfile, Campaign, default_calling_windows, default_retry_delays
 from campaigns.phone import normalize_phone_number
+from campaigns.results import validate_result_fields
 from campaigns.variables import campaign_missing_variables
 from orchestrator.errors import InvalidInput, full_clean_or_raise
 from tenants.models import Tenant
@@ -78,6 +79,8 @@ def _validate(*, tenant: Tenant, fields: dict[str, Any]) -> dict[str, Any]:
         not isinstance(fields["max_attempts"], int) or fields["max_attempts"] < 1
     ):
         raise InvalidInput("max_attempts", "must be at least 1")
+    if "result_fields" in fields:
+        cleaned["result_fields"] = validate_result_fields(fields["result_fields"])
     if "ring_timeout" in fields:
         ring_timeout = fields["ring_timeout"]
         if not isinstance(ring_timeout, int) or not 1 <= ring_timeout <= MAX_RING_TIMEOUT:
@@ -103,6 +106,7 @@ def campaign_create(
     retry_delays: dict[str, int] | None = None,
     ring_timeout: int = 30,
     priority: int = 0,
+    result_fields: list[dict[str, Any]] | None = None,
 ) -> Campaign:
     """A new draft campaign. ``max_concurrent_calls`` defaults to (and may not exceed) the tenant's cap.
 
@@ -125,6 +129,7 @@ def campaign_create(
             "retry_delays": default_retry_delays() if retry_delays is None else retry_delays,
             "ring_timeout": ring_timeout,
             "priority": priority,
+            "result_fields": result_fields or [],
         },
     )
     campaign = Campaign(tenant=tenant, **fields)
@@ -146,6 +151,7 @@ _UPDATABLE = frozenset(
         "retry_delays",
         "ring_timeout",
         "priority",
+        "result_fields",
     }
 )
 
