@@ -125,6 +125,11 @@ class CampaignInputSerializer(serializers.Serializer[Any]):
     result_fields = serializers.JSONField(required=False)
 
 
+class ExportQuerySerializer(serializers.Serializer[Any]):
+    of = serializers.ChoiceField(choices=["leads", "attempts"], required=False, default="leads")
+    format = serializers.ChoiceField(choices=["csv", "json", "jsonl"], required=False, default="csv")
+
+
 class CampaignStatsSerializer(serializers.Serializer[Any]):
     campaign_id = serializers.IntegerField()
     status = serializers.CharField()

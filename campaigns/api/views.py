@@ -27,7 +27,7 @@ from rest_framework.serializers import BaseSerializer
 
 from campaigns import selectors
 from campaigns.api import serializers as s
-from campaigns.exports import campaign_results_csv
+from campaigns.exports import CONTENT_TYPES, campaign_export
 from campaigns.models import AgentProfile, CallAttempt, Campaign, Contact, ContactImport, DncEntry, Lead, Pbx
 from campaigns.phone import normalize_phone_number
 from campaigns.services.agents import agent_profile_create, agent_profile_delete, agent_profile_update
@@ -172,12 +172,21 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateD
         return Response(selectors.campaign_stats(campaign=self.get_object()))
 
     @extend_schema(
-        responses={(200, "text/csv"): OpenApiTypes.STR},
+        parameters=[s.ExportQuerySerializer],
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/x-ndjson"): OpenApiTypes.STR,
+            (200, "application/json"): OpenApiTypes.OBJECT,
+        },
         description=(
-            "The campaign's results as CSV, one row per lead: lead_id, contact_id, phone_number, name, "
-            "timezone, status, attempts, last_outcome, disposition, last_call_at, callback_at, "
-            "transferred_to, next_due_at, done_reason. Cells a spreadsheet would run as a formula start "
-            "with ' (phone numbers are kept exact)."
+            "The campaign's results, streamed. of=leads (default): one row per lead: lead_id, contact_id, "
+            "phone_number, name, timezone, status, attempts, last_outcome, disposition, last_call_at, "
+            "callback_at, transferred_to, next_due_at, done_reason, summary. of=attempts: one row per call "
+            "attempt: attempt_id, lead_id, contact_id, number, name, state, outcome, queued_at, "
+            "originated_at, answered_at, ended_at, duration_s, cause, cause_txt, dialstatus, disposition, "
+            "callback_at, transferred_to, summary. Then one result_<name> column per result field (CSV) or "
+            "a results object (JSON). format=csv (default; cells a spreadsheet would run as a formula "
+            "start with ', phone numbers are kept exact), jsonl (one JSON object a line) or json (an array)."
         ),
     )
     @action(
@@ -188,10 +197,13 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateD
     )
     def export(self, request: Request, pk: str) -> StreamingHttpResponse:
         campaign = self.get_object()
+        query = self.query(s.ExportQuerySerializer)
+        of, fmt = query["of"], query["format"]
         response = StreamingHttpResponse(
-            campaign_results_csv(campaign=campaign), content_type="text/csv; charset=utf-8"
+            campaign_export(campaign=campaign, of=of, fmt=fmt), content_type=CONTENT_TYPES[fmt]
         )
-        response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-results.csv"'
+        name = "results" if of == "leads" else "attempts"
+        response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-{name}.{fmt}"'
         return response
 
     @extend_schema(
