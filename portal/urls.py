@@ -6,6 +6,7 @@ from django.urls import include, path
 from portal import live
 from portal.views import after_hours, agents, auth, calls, campaigns, dashboard, dnc, imports
 from portal.views import integrations as portal_integrations
+from portal.views import results as portal_results
 from portal.views import settings as tenant_settings
 
 app_name = "portal"
@@ -16,6 +17,7 @@ urlpatterns = [
     path("dashboard/figures", dashboard.figures, name="dashboard-figures"),
     path("live", live.events, name="live"),
     path("campaigns/", include(campaigns.urlpatterns)),
+    path("campaigns/", include(portal_results.urlpatterns)),
     path("agents/", include(agents.urlpatterns)),
     path("calls/", include(calls.urlpatterns)),
     path("imports/", include(imports.urlpatterns)),

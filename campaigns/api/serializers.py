@@ -125,6 +125,13 @@ class CampaignInputSerializer(serializers.Serializer[Any]):
     result_fields = serializers.JSONField(required=False)
 
 
+class RedialInputSerializer(serializers.Serializer[Any]):
+    outcomes = serializers.ListField(
+        child=serializers.CharField(max_length=32), required=False, max_length=40
+    )
+    name = serializers.CharField(max_length=200, required=False)
+
+
 class ExportQuerySerializer(serializers.Serializer[Any]):
     of = serializers.ChoiceField(choices=["leads", "attempts"], required=False, default="leads")
     format = serializers.ChoiceField(choices=["csv", "json", "jsonl"], required=False, default="csv")

@@ -43,6 +43,7 @@ from campaigns.services.contacts import contact_create, contact_delete, contact_
 from campaigns.services.dnc import dnc_add, dnc_remove
 from campaigns.services.imports import MAX_IMPORT_BYTES, leads_import_submit
 from campaigns.services.pbx import PbxNotAllowed, pbx_create, pbx_delete, pbx_update
+from campaigns.services.redial import campaign_redial
 from campaigns.tasks import run_contact_import
 from campaigns.variables import lead_brief_preview
 from orchestrator.errors import InvalidInput
@@ -165,6 +166,21 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateD
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str) -> Response:
         return self.output(campaign_resume(campaign=self.get_object()))
+
+    @extend_schema(
+        request=s.RedialInputSerializer,
+        responses={201: s.CampaignSerializer},
+        description=(
+            "A new draft campaign with this one's settings and the leads whose last outcome is in outcomes "
+            "(default: voicemail, voicemail_left, machine_detected, no_answer, busy), numbers on the DNC "
+            "list left out. The campaign must be completed, paused or archived."
+        ),
+    )
+    @action(detail=True, methods=["post"])
+    def redial(self, request: Request, pk: str) -> Response:
+        data = self.validated(s.RedialInputSerializer)
+        copy = campaign_redial(campaign=self.get_object(), **data)
+        return self.output(copy, code=status.HTTP_201_CREATED)
 
     @extend_schema(responses=s.CampaignStatsSerializer)
     @action(detail=True, methods=["get"])
