@@ -155,7 +155,7 @@ def measure(campaign_id: int, of: str, fmt: str) -> dict[str, Any]:
     if response.status_code != 200 or not response.streaming:
         raise RuntimeError(f"the export answered {response.status_code}, streaming={response.streaming}")
     size = lines = 0
-    for chunk in response.streaming_content:
+    for chunk in response.streaming_content:  # type: ignore[attr-defined]
         size += len(chunk)
         lines += chunk.count(b"\n")
     seconds = time.perf_counter() - started

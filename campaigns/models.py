@@ -31,6 +31,7 @@ AGENT_TOOLS: tuple[str, ...] = (
     "set_disposition",
     "add_to_dnc",
     "send_sms",
+    "save_results",  # the campaign's result fields (campaigns/results.py); given whenever it has some
 )
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -7,31 +7,27 @@ A field is ``{"name": "budget", "type": "number", "choices": [], "required": fal
 tells the agent what to find out. Descriptions reach the model's prompt: they are tenant text, kept short
 and stripped of control characters (they are data for the model, not instructions to the platform).
 
-Values are checked by type (:func:`result_value_clean`): text (at most 1,000 characters), number (an int or
+Values are checked by type (``wire.results.result_value_clean``, shared with the media worker, which checks
+the agent's tool arguments with it before sending them): text (at most 1,000 characters), number (an int or
 a float, or a text that is one), boolean (true/false, or yes/no), datetime (ISO 8601 with an offset, kept
 as text), choice (one of the choices, matched without regard to case, stored as written in the choices).
 """
 
 from __future__ import annotations
 
-import math
-import re
 import unicodedata
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from orchestrator.errors import InvalidInput
+from wire.results import RESULT_NAME, RESULT_TYPES, result_value_clean
 
-RESULT_TYPES: tuple[str, ...] = ("text", "number", "boolean", "datetime", "choice")
-RESULT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+__all__ = ["RESULT_TYPES", "result_value_clean", "results_clean", "validate_result_fields"]
+
 MAX_RESULT_FIELDS = 20
 MAX_CHOICES = 30
 CHOICE_MAX_LENGTH = 100
 DESCRIPTION_MAX_LENGTH = 300
-TEXT_VALUE_MAX_LENGTH = 1000
-_TRUE = {"true", "yes", "y", "1"}
-_FALSE = {"false", "no", "n", "0"}
 
 
 def _plain_text(value: object, *, where: str, max_length: int) -> str:
@@ -96,53 +92,6 @@ def validate_result_fields(value: object) -> list[dict[str, Any]]:
             {"name": name, "type": kind, "choices": choices, "required": required, "description": description}
         )
     return fields
-
-
-def result_value_clean(field: Mapping[str, Any], value: object) -> Any:
-    """``value`` as the field's type; ValueError (a message for the model or the log) if it is not one."""
-    kind = field.get("type", "text")
-    if kind == "text":
-        if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise ValueError("must be text")
-        text = str(value).strip()
-        if not text:
-            raise ValueError("is empty")
-        return text[:TEXT_VALUE_MAX_LENGTH]
-    if kind == "number":
-        if isinstance(value, bool):
-            raise ValueError("must be a number")
-        if isinstance(value, str):
-            try:
-                value = float(value.strip().replace(",", ""))
-            except ValueError:
-                raise ValueError("must be a number") from None
-        if not isinstance(value, int | float) or not math.isfinite(value):
-            raise ValueError("must be a number")
-        return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
-    if kind == "boolean":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise ValueError("must be true or false")
-    if kind == "datetime":
-        if not isinstance(value, str):
-            raise ValueError("must be an ISO-8601 date and time with an offset")
-        try:
-            when = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError(f"{value[:40]!r} is not an ISO-8601 date and time") from None
-        if when.tzinfo is None:
-            raise ValueError("needs a UTC offset (e.g. 2026-05-01T15:00:00-04:00)")
-        return when.isoformat()
-    if kind == "choice":
-        choices = [str(c) for c in field.get("choices") or []]
-        if isinstance(value, str):
-            for choice in choices:
-                if choice.lower() == value.strip().lower():
-                    return choice
-        raise ValueError(f"must be one of {', '.join(choices)}")
-    raise ValueError(f"unknown field type {kind!r}")
 
 
 def results_clean(

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from media import results as media_results
 from media.session import ToolCall
 from wire import tasks as media_tasks
 from wire.brief import Brief
@@ -116,6 +117,11 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "know some of them, and again when you learn more; fields already recorded are kept.",
         "parameters": {"type": "object", "properties": {}, "required": []},
     },
+    # Its parameters are built per call from the brief's result fields (media/results.py).
+    "save_results": {
+        "description": media_results.DESCRIPTION,
+        "parameters": {"type": "object", "properties": {}, "required": []},
+    },
     "report_urgent": {
         "description": "The call is urgent (an emergency that cannot wait for opening hours): the on-call "
         "person is contacted at once. Record the intake first. Then tell the caller what the output says.",
@@ -188,15 +194,19 @@ def tool_definitions(names: tuple[str, ...] | list[str], brief: Brief | None = N
         schema = dict(_SCHEMAS[name])
         if name == "record_intake" and brief is not None:
             schema["parameters"] = intake_schema(brief)
+        if name == "save_results" and brief is not None:
+            schema["parameters"] = media_results.results_schema(brief)
         tools.append({"type": "function", "name": name, **schema})
     return tools
 
 
 @dataclass
 class CallState:
-    """What the tools of one call remember between calls: the intake values recorded so far."""
+    """What the tools of one call remember between calls: the intake values recorded so far, and the
+    result values saved so far."""
 
     intake: dict[str, str] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -240,6 +250,11 @@ async def run_tool(
     state = state if state is not None else CallState()
     if name == "record_intake":
         return await _record_intake(args, brief=brief, base=base, send_task=send_task, state=state)
+    if name == "save_results":
+        saved = media_results.save_results(args, brief=brief, saved=state.results)
+        if saved.send is not None:
+            await send_task(media_tasks.SAVE_RESULTS, saved.send)
+        return ToolOutcome(saved.output)
     if name == "report_urgent":
         summary = _text(args.get("summary"))[:URGENT_SUMMARY_MAX_CHARS]
         if not summary:

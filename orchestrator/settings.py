@@ -440,6 +440,14 @@ WEBHOOK_MAX_ATTEMPTS: int = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 WEBHOOK_TIMEOUT_S: float = env.float("WEBHOOK_TIMEOUT_S", default=10.0)
 WEBHOOK_RESPONSE_MAX_BYTES: int = env.int("WEBHOOK_RESPONSE_MAX_BYTES", default=65536)
 WEBHOOKS_SWEEP_S: float = env.float("WEBHOOKS_SWEEP_S", default=10.0)
+
+# ------------------------------------------------------------------------------------- call summaries
+# The summary pass after each campaign call (campaigns/services/results.py): OpenAI's Chat Completions API
+# when OPENAI_API_KEY is set (model, base URL, timeout), else a local extractive summary of the transcript.
+OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL: str = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1")
+SUMMARY_MODEL: str = env.str("SUMMARY_MODEL", default="gpt-4o-mini")
+SUMMARY_TIMEOUT_S: float = env.float("SUMMARY_TIMEOUT_S", default=20.0)
 TIMERS_LOOKAHEAD_S: float = env.float("TIMERS_LOOKAHEAD_S", default=3.0)
 # Timer kind -> handler (dotted path), called as fn(timer=Timer) inside the firing's transaction.
 TIMER_HANDLERS: dict[str, str] = {

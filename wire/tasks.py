@@ -24,6 +24,10 @@ FLOW_URGENT: Final = "media.flow_urgent"
 # same keyword arguments as CALL_REPORT; the media worker picks it by the call id (wire.callids).
 FLOW_CALL_REPORT: Final = "media.flow_call_report"
 
+# Campaign calls: the agent's save_results tool, kwargs {call_id, tenant_id, fields: {name: value}} (the
+# values recorded so far on this call; defined in campaigns/tasks.py, checked by type there).
+SAVE_RESULTS: Final = "media.save_results"
+
 ALL: Final = (
     CALL_REPORT,
     SCHEDULE_CALLBACK,
@@ -33,4 +37,5 @@ ALL: Final = (
     FLOW_INTAKE,
     FLOW_URGENT,
     FLOW_CALL_REPORT,
+    SAVE_RESULTS,
 )

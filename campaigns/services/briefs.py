@@ -103,6 +103,9 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
     texts = brief_texts(agent=agent, contact=contact)
     endpoint = endpoint_for or _endpoint_for_pbx(attempt)
     tools = [tool for tool in agent.tools if tool in AGENT_TOOLS]
+    result_fields = campaign.result_fields if isinstance(campaign.result_fields, list) else []
+    if result_fields and "save_results" not in tools:
+        tools.append("save_results")  # the campaign wants results: the agent gets the tool to save them
     return {
         "v": BRIEF_VERSION,
         "call_id": call_id,
@@ -133,6 +136,8 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
             "transfer_timeout_s": settings.TRANSFER_TIMEOUT_S,
         },
         "contact": {"name": contact.name, "variables": dict(contact.variables or {})},
+        # What the call should find out: the save_results tool's fields (media/results.py reads them).
+        "result_fields": result_fields,
     }
 
 

@@ -129,6 +129,7 @@ DETAIL_REQUESTS = [
     ("get", "campaigns/{campaign}/stats"),
     ("post", "campaigns/{campaign}/import"),
     ("get", "campaigns/{campaign}/export"),
+    ("post", "campaigns/{campaign}/redial"),
     ("get", "contacts/{contact}"),
     ("put", "contacts/{contact}"),
     ("patch", "contacts/{contact}"),
@@ -173,6 +174,11 @@ def test_every_route_with_an_id_is_in_the_isolation_table():
     covered |= {re.sub(r"\{\w+\}", "{}", template) for template, _ in FLOWS_DETAIL_ROUTES}
     # The messaging routes: each one's foreign-tenant 404 is in tests/messaging/test_api.py.
     covered |= {"messages/{}", "sms-opt-outs/{}", "sms-accounts/{}"}
+    # The webhook routes: each one's foreign-tenant 404 is in tests/integrations/test_api.py.
+    covered |= {
+        "webhook-endpoints/{}", "webhook-endpoints/{}/test", "webhook-endpoints/{}/rotate-secret",
+        "webhook-deliveries/{}", "webhook-deliveries/{}/redeliver",
+    }  # fmt: skip
     assert routes and routes == covered
 
 
@@ -356,11 +362,7 @@ def test_pbx_password_is_write_only_and_never_returned(api, tenant):
     assert pbx.password_encrypted and "s3cret-pw" not in pbx.password_encrypted
     for body in (response, api.get(f"{API}/pbxs/{pbx.pk}"), api.get(f"{API}/pbxs")):
         text = body.content.decode()
-        assert (
-            "s3cret-pw" not in text
-            and "password" not in text
-            and pbx.password_encrypted not in text
-        )
+        assert "s3cret-pw" not in text and "password" not in text and pbx.password_encrypted not in text
     assert response.json()["own"]["ari_url"] == GOOD_PBX["ari_url"]
 
     response = api.patch(f"{API}/pbxs/{pbx.pk}", {"password": "n3w", "enabled": False}, format="json")

@@ -44,6 +44,11 @@ def test_endpoints_crud_secret_once_and_field_named_errors(receiver, loopback_al
     foreign = webhook_endpoint_create(tenant=make_tenant(), url=receiver.url).endpoint
     assert client.get(f"{API}/webhook-endpoints/{foreign.pk}").status_code == 404
     assert client.post(f"{API}/webhook-endpoints/{foreign.pk}/test").status_code == 404
+    assert client.post(f"{API}/webhook-endpoints/{foreign.pk}/rotate-secret").status_code == 404
+    assert (
+        client.patch(f"{API}/webhook-endpoints/{foreign.pk}", {"enabled": False}, format="json").status_code
+        == 404
+    )
     assert client.delete(f"{API}/webhook-endpoints/{foreign.pk}").status_code == 404
     assert client.delete(f"{API}/webhook-endpoints/{endpoint_id}").status_code == 204
 
