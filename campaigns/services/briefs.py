@@ -106,7 +106,7 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
     result_fields = campaign.result_fields if isinstance(campaign.result_fields, list) else []
     if result_fields and "save_results" not in tools:
         tools.append("save_results")  # the campaign wants results: the agent gets the tool to save them
-    return {
+    brief: dict[str, Any] = {
         "v": BRIEF_VERSION,
         "call_id": call_id,
         "attempt_id": call_id,
@@ -136,9 +136,11 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
             "transfer_timeout_s": settings.TRANSFER_TIMEOUT_S,
         },
         "contact": {"name": contact.name, "variables": dict(contact.variables or {})},
-        # What the call should find out: the save_results tool's fields (media/results.py reads them).
-        "result_fields": result_fields,
     }
+    if result_fields:
+        # What the call should find out: the save_results tool's fields (media/results.py reads them).
+        brief["result_fields"] = result_fields
+    return brief
 
 
 def brief_write(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | None = None) -> None:
