@@ -190,7 +190,7 @@ def _attempt(**fields: Any) -> CallAttempt:
 @pytest.mark.django_db
 def test_saved_results_are_checked_by_type_and_merged():
     attempt = _attempt()
-    kwargs = {"call_id": str(attempt.pk), "tenant_id": attempt.tenant_id}
+    kwargs: dict[str, Any] = {"call_id": str(attempt.pk), "tenant_id": attempt.tenant_id}
     assert media_save_results.run(**kwargs, fields={"budget": "9000", "plan": "basic", "notes": 5}) == "done"
     assert media_save_results.run(**kwargs, fields={"budget": 9000}) == "unchanged"
     assert media_save_results.run(**kwargs, fields={"interested": "maybe", "evil": 1}) == "unchanged"
