@@ -49,7 +49,7 @@ from portal.access import PortalRequest, portal_audit, portal_view
 from portal.forms import Bound, bind, initial
 from portal.pagination import paginate
 
-JSON_FIELDS = ("calling_windows", "retry_delays")
+JSON_FIELDS = ("calling_windows", "retry_delays", "result_fields")
 DATETIME_FIELDS = ("starts_at", "ends_at")
 
 
@@ -111,6 +111,7 @@ def _form_values(campaign: Campaign | None, request: PortalRequest) -> dict[str,
         "retry_delays": json.dumps(campaign.retry_delays, indent=1),
         "ring_timeout": campaign.ring_timeout,
         "priority": campaign.priority,
+        "result_fields": json.dumps(campaign.result_fields, indent=1) if campaign.result_fields else "",
     }
 
 

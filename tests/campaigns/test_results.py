@@ -6,6 +6,7 @@ never overwriting what the agent saved, shown in the API and the portal, and rep
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -293,3 +294,29 @@ def test_results_and_summary_in_the_api_and_on_the_call_page():
     page = viewer.get(reverse("portal:call", args=[attempt.pk])).content.decode()
     assert 'id="call-results"' in page and "Premium" in page and "from the summary" in page
     assert attempt.summary.split(".")[0] in page
+
+
+@pytest.mark.django_db
+def test_result_fields_in_the_portal_campaign_form():
+    tenant = make_tenant()
+    campaign = make_campaign(tenant)
+    manager = Client()
+    user = make_user()
+    membership_add(tenant=tenant, user=user, role="manager")
+    manager.force_login(user)
+    url = reverse("portal:campaign-edit", args=[campaign.pk])
+    form = manager.get(url).content.decode()
+    assert 'name="result_fields"' in form
+    data = {
+        "name": campaign.name, "agent": campaign.agent_id, "caller_id": campaign.caller_id,
+        "calling_windows": json.dumps(campaign.calling_windows),
+        "retry_delays": json.dumps(campaign.retry_delays),
+        "max_concurrent_calls": 1, "max_attempts": 3, "ring_timeout": 30, "priority": 0,
+    }  # fmt: skip
+    bad = manager.post(url, {**data, "result_fields": '[{"name": "x", "type": "money"}]'})
+    assert bad.status_code == 400 and 'data-field="result_fields"' in bad.content.decode()
+    saved = manager.post(url, {**data, "result_fields": json.dumps(FIELDS[:2])})
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    campaign.refresh_from_db()
+    assert [f["name"] for f in campaign.result_fields] == ["interested", "budget"]
+    assert "budget" in manager.get(url).content.decode()
