@@ -178,8 +178,9 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateD
     )
     @action(detail=True, methods=["post"])
     def redial(self, request: Request, pk: str) -> Response:
+        campaign = self.get_object()  # another tenant's campaign is a 404 whatever the body
         data = self.validated(s.RedialInputSerializer)
-        copy = campaign_redial(campaign=self.get_object(), **data)
+        copy = campaign_redial(campaign=campaign, **data)
         return self.output(copy, code=status.HTTP_201_CREATED)
 
     @extend_schema(responses=s.CampaignStatsSerializer)

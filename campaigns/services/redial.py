@@ -3,7 +3,8 @@ busy, or the outcomes chosen) go into a new draft campaign with the same setting
 
 The new campaign copies every setting of the source (its agent, caller id, windows, caps, retries, result
 fields, and whatever other settings the campaign has, many-to-many ones included: the copy is made from the
-model's fields, so a setting added later is copied too) but its name, status and times. A lead qualifies when
+model's fields, so a setting added later is copied too) but its name, status, schedule (``starts_at``,
+``ends_at``: they belonged to the source's run) and times. A lead qualifies when
 its last outcome is one of ``outcomes``; numbers on the tenant's do-not-call list are left out.
 """
 
@@ -29,7 +30,8 @@ REDIAL_DEFAULT_OUTCOMES: tuple[str, ...] = (
     "busy",
 )
 REDIALABLE_STATUSES = (Campaign.Status.COMPLETED, Campaign.Status.PAUSED, Campaign.Status.ARCHIVED)
-_NOT_COPIED = {"id", "tenant", "name", "status", "created_at", "updated_at"}
+# The schedule (starts_at, ends_at) belonged to the source's run: a redial is started when its owner says.
+_NOT_COPIED = {"id", "tenant", "name", "status", "starts_at", "ends_at", "created_at", "updated_at"}
 _BATCH = 2_000
 
 

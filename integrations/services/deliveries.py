@@ -74,8 +74,12 @@ def _enqueue(delivery_id: UUID, *, countdown: float = 0.0) -> None:
 
 
 def _enqueue_on_commit(delivery_ids: list[UUID]) -> None:
+    def enqueue() -> None:
+        for delivery_id in delivery_ids:
+            _enqueue(delivery_id)
+
     if delivery_ids:
-        transaction.on_commit(lambda: [_enqueue(delivery_id) for delivery_id in delivery_ids])  # type: ignore[func-returns-value]
+        transaction.on_commit(enqueue)
 
 
 def _json_safe(data: Any) -> Any:

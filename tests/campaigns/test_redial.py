@@ -4,9 +4,12 @@ errors; another tenant's campaign is a 404 (API and portal)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from campaigns.models import Campaign, DncEntry, Lead
 from campaigns.services.imports import leads_import_csv
@@ -34,6 +37,8 @@ def _finished_campaign(tenant=None) -> Campaign:
     tenant = tenant or make_tenant()
     campaign = make_campaign(
         tenant,
+        starts_at=timezone.now() - timedelta(days=3),
+        ends_at=timezone.now() - timedelta(days=1),
         max_attempts=5,
         ring_timeout=25,
         priority=7,
@@ -66,6 +71,7 @@ def test_redial_copies_the_settings_and_the_unreached_leads():
     assert set(copy.leads.values_list("status", flat=True)) == {"waiting"}
     assert copy.leads.filter(next_due_at__isnull=True).count() == 0
     assert _numbers(source) == sorted(OUTCOMES)  # the source is untouched
+    assert copy.starts_at is None and copy.ends_at is None  # the source's schedule is not copied
 
     only_busy = campaign_redial(campaign=source, outcomes=["busy"], name="Busy ones")
     assert (only_busy.name, _numbers(only_busy)) == ("Busy ones", ["+12125550102"])
