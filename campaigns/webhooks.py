@@ -26,8 +26,8 @@ def attempt_payload(attempt: CallAttempt) -> dict[str, Any]:
         "disposition": attempt.disposition,
         "callback_at": attempt.callback_at,
         "transferred_to": attempt.transferred_to,
-        "results": getattr(attempt, "results", None) or {},
-        "summary": getattr(attempt, "summary", "") or "",
+        "results": attempt.results or {},
+        "summary": attempt.summary,
     }
 
 
