@@ -40,7 +40,7 @@ from campaigns.services.call_events import attempt_reclassify_agent_silent, lead
 from campaigns.services.dnc import dnc_add
 from campaigns.services.leads import lead_move
 from campaigns.services.passes import dispatch_passes_request
-from campaigns.webhooks import callback_scheduled_record
+from campaigns.webhooks import callback_scheduled_record, lead_finished_record
 from messaging.services import MAX_SMS_LENGTH, message_send
 from orchestrator.errors import InvalidInput
 from orchestrator.live import live_notify
@@ -279,6 +279,8 @@ def _add_to_dnc(*, attempt: CallAttempt, note: str) -> bool:
     if finish:
         lead.next_due_at, lead.done_reason = None, DONE_REASON_OPTED_OUT
         lead.save(update_fields=["status", "next_due_at", "done_reason", "updated_at"])
+        if lead.status == Lead.Status.DONE:
+            lead_finished_record(lead=lead, tenant_id=attempt.tenant_id)
     if listed and not finish:
         return False
     attempt_event_append(

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from campaigns.lifecycle import AttemptInput, AttemptOutcome, AttemptState
 from campaigns.models import CallAttempt, Lead
-from campaigns.services.agent_actions import attempt_schedule_callback
+from campaigns.services.agent_actions import attempt_add_to_dnc, attempt_schedule_callback
 from campaigns.services.call_events import attempt_apply
 from integrations import events
 from integrations.models import WebhookDelivery, WebhookEndpoint
@@ -213,3 +213,18 @@ def test_a_busy_end_that_retries_reports_no_lead_finished(receiver, loopback_all
     )  # fmt: skip
     attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ENDED, outcome=AttemptOutcome.BUSY)
     assert list(WebhookDelivery.objects.values_list("event_type", flat=True)) == ["call.ended"]
+
+
+def test_a_stop_calling_me_finishes_the_lead_and_reports_it(receiver, loopback_allowed):
+    tenant = make_tenant()
+    webhook_endpoint_create(tenant=tenant, url=receiver.url, event_types=[events.LEAD_FINISHED])
+    lead = make_lead(tenant)
+    Lead.objects.filter(pk=lead.pk).update(status=Lead.Status.IN_ATTEMPT, next_due_at=None)
+    attempt = CallAttempt.objects.create(
+        tenant=tenant, campaign=lead.campaign, lead=lead, number=lead.contact.phone_number,
+        state=AttemptState.BRIDGED, answered_at=timezone.now(),
+    )  # fmt: skip
+    assert attempt_add_to_dnc(attempt_id=attempt.pk, tenant_id=tenant.pk)
+    attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ENDED, outcome=AttemptOutcome.ANSWERED)
+    (finished,) = WebhookDelivery.objects.filter(event_type="lead.finished")  # once, not again at the end
+    assert finished.payload["data"]["done_reason"] == "opted_out"
