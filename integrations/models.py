@@ -75,6 +75,7 @@ class WebhookDelivery(models.Model):
         verbose_name_plural = "webhook deliveries"
         indexes = [
             models.Index(fields=["tenant", "-created_at"], name="webhookdelivery_tenant_created"),
+            models.Index(fields=["created_at"], name="webhookdelivery_created"),  # the log's pruning
             # The sweep: pending deliveries by due time.
             models.Index(
                 fields=["next_attempt_at"], condition=Q(status="pending"), name="webhookdelivery_due"

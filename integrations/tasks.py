@@ -2,7 +2,8 @@
 
 * ``integrations.deliver_webhook(delivery_id)``: one try of a due delivery.
 * ``integrations.webhooks_sweep`` (beat, every ``WEBHOOKS_SWEEP_S``): enqueues every due pending delivery,
-  the guarantee behind the enqueue after commit and the countdown after a failed try.
+  the guarantee behind the enqueue after commit and the countdown after a failed try; and prunes the
+  delivery log (delivered and failed rows older than ``WEBHOOK_LOG_RETENTION_DAYS``), a batch a run.
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ from uuid import UUID
 
 from celery import shared_task
 
-from integrations.services.deliveries import DELIVER_TASK, webhook_deliver, webhook_deliveries_due
+from integrations.services.deliveries import (
+    DELIVER_TASK,
+    webhook_deliver,
+    webhook_deliveries_due,
+    webhook_deliveries_prune,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +35,7 @@ def webhooks_sweep() -> int:
     due = webhook_deliveries_due()
     for delivery_id in due:
         deliver_webhook.delay(str(delivery_id))
-    if due:
-        logger.info("webhooks sweep: %s deliveries enqueued", len(due))
+    pruned = webhook_deliveries_prune()
+    if due or pruned:
+        logger.info("webhooks sweep: %s deliveries enqueued, %s old ones pruned", len(due), pruned)
     return len(due)

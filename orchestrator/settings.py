@@ -440,6 +440,8 @@ WEBHOOK_MAX_ATTEMPTS: int = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 WEBHOOK_TIMEOUT_S: float = env.float("WEBHOOK_TIMEOUT_S", default=10.0)
 WEBHOOK_RESPONSE_MAX_BYTES: int = env.int("WEBHOOK_RESPONSE_MAX_BYTES", default=65536)
 WEBHOOKS_SWEEP_S: float = env.float("WEBHOOKS_SWEEP_S", default=10.0)
+# Delivered and failed deliveries are kept this long in the delivery log, then pruned by the sweep.
+WEBHOOK_LOG_RETENTION_DAYS: int = env.int("WEBHOOK_LOG_RETENTION_DAYS", default=30)
 
 # ------------------------------------------------------------------------------------- call summaries
 # The summary pass after each campaign call (campaigns/services/results.py): OpenAI's Chat Completions API

@@ -49,6 +49,7 @@ __all__ = [
     "backoff_s",
     "webhook_deliver",
     "webhook_deliveries_due",
+    "webhook_deliveries_prune",
     "webhook_event_record",
     "webhook_redeliver",
     "webhook_test_send",
@@ -161,6 +162,22 @@ def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
         delivery.save(update_fields=["status", "attempts", "next_attempt_at"])
         _enqueue_on_commit([delivery.pk])
     return delivery
+
+
+def webhook_deliveries_prune(*, now: datetime | None = None, batch: int = 1000) -> int:
+    """Delete delivered and failed deliveries older than ``WEBHOOK_LOG_RETENTION_DAYS`` (pending ones are
+    kept whatever their age: they are still owed), at most ``batch`` per call; returns how many."""
+    cutoff = (now or timezone.now()) - timedelta(days=int(settings.WEBHOOK_LOG_RETENTION_DAYS))
+    old = list(
+        WebhookDelivery.objects.filter(created_at__lt=cutoff)
+        .exclude(status=WebhookDelivery.Status.PENDING)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:batch]
+    )
+    if not old:
+        return 0
+    deleted, _ = WebhookDelivery.objects.filter(pk__in=old).delete()
+    return deleted
 
 
 def webhook_deliveries_due(*, now: datetime | None = None, limit: int = 500) -> list[UUID]:

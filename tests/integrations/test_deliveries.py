@@ -20,6 +20,7 @@ from integrations.models import WebhookDelivery, WebhookEndpoint
 from integrations.services.deliveries import (
     webhook_deliver,
     webhook_deliveries_due,
+    webhook_deliveries_prune,
     webhook_event_record,
     webhook_redeliver,
     webhook_test_send,
@@ -228,3 +229,28 @@ def test_a_stop_calling_me_finishes_the_lead_and_reports_it(receiver, loopback_a
     attempt_apply(attempt_id=attempt.pk, event=AttemptInput.ENDED, outcome=AttemptOutcome.ANSWERED)
     (finished,) = WebhookDelivery.objects.filter(event_type="lead.finished")  # once, not again at the end
     assert finished.payload["data"]["done_reason"] == "opted_out"
+
+
+def test_the_delivery_log_is_pruned_after_its_retention_but_pending_ones_are_kept(
+    receiver, loopback_allowed, settings
+):
+    settings.WEBHOOK_LOG_RETENTION_DAYS = 30
+    tenant = make_tenant()
+    endpoint = webhook_endpoint_create(tenant=tenant, url=receiver.url).endpoint
+    old = timezone.now() - timedelta(days=31)
+    rows = {
+        status: WebhookDelivery.objects.create(
+            tenant=tenant,
+            endpoint=endpoint,
+            event_type="call.ended",
+            payload={},
+            status=status,
+            created_at=old,
+        )
+        for status in ("delivered", "failed", "pending")
+    }
+    recent = WebhookDelivery.objects.create(
+        tenant=tenant, endpoint=endpoint, event_type="call.ended", payload={}
+    )
+    assert webhook_deliveries_prune() == 2
+    assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {rows["pending"].pk, recent.pk}
