@@ -28,6 +28,7 @@ from campaigns.models import (
     PbxPlacement,
 )
 from campaigns.phone import normalize_phone_number
+from campaigns.results import validate_result_fields
 from campaigns.services.agents import validate_tools, validate_transfer_numbers
 from campaigns.services.campaigns import validate_calling_windows, validate_retry_delays
 from campaigns.services.contacts import validate_variables
@@ -170,6 +171,7 @@ class CampaignForm(forms.ModelForm):
         clean_with(self, "caller_id", lambda value: normalize_phone_number(value, field="caller_id"))
         clean_with(self, "calling_windows", validate_calling_windows)
         clean_with(self, "retry_delays", validate_retry_delays)
+        clean_with(self, "result_fields", validate_result_fields)
         return cleaned
 
 

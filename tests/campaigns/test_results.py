@@ -320,3 +320,28 @@ def test_result_fields_in_the_portal_campaign_form():
     campaign.refresh_from_db()
     assert [f["name"] for f in campaign.result_fields] == ["interested", "budget"]
     assert "budget" in manager.get(url).content.decode()
+
+
+@pytest.mark.django_db
+def test_the_openai_summary_request_and_answer(settings):
+    from tests.integrations.receiver import Receiver
+
+    answer = {"choices": [{"message": {"content": json.dumps({"summary": "Wants Premium.", "fields": {
+        "plan": "Premium", "budget": 12000, "interested": None}})}}]}  # fmt: skip
+    stub = Receiver(answer_body=json.dumps(answer).encode()).start()
+    try:
+        settings.OPENAI_API_KEY = "sk-test"
+        settings.OPENAI_BASE_URL = stub.url.removesuffix("/hooks") + "/v1"
+        settings.SUMMARY_MODEL = "gpt-test"
+        attempt = _attempt(transcript=TRANSCRIPT)
+        assert attempt_summarize(attempt_id=attempt.pk)
+    finally:
+        stub.stop()
+    (request,) = stub.received
+    assert request.headers["authorization"] == "Bearer sk-test"
+    body = json.loads(request.body)
+    assert body["model"] == "gpt-test" and body["response_format"] == {"type": "json_object"}
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+    attempt.refresh_from_db()
+    assert attempt.summary == "Wants Premium." and attempt.results == {"plan": "Premium", "budget": 12000}
+    assert attempt.events.get(type="summarized").data["source"] == "model"
