@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from integrations.models import WebhookDelivery, WebhookEndpoint
 from tenants.models import Tenant
+
+
+def webhook_endpoints_exist(*, tenant_field: str = "tenant_id") -> Exists:
+    """An expression for a query of rows with a tenant: whether that tenant has an enabled webhook
+    endpoint. A hot path (the end of every call) annotates its row with it, so a tenant without webhooks
+    costs no statement at all."""
+    return Exists(WebhookEndpoint.objects.filter(tenant_id=OuterRef(tenant_field), enabled=True))
 
 
 def webhook_endpoint_list(*, tenant: Tenant) -> QuerySet[WebhookEndpoint]:

@@ -59,6 +59,7 @@ from campaigns.selectors import (
 from campaigns.services.dispatch import DONE_REASON_DNC
 from campaigns.services.leads import lead_move
 from campaigns.webhooks import call_ended_record, lead_finished_record
+from integrations.selectors import webhook_endpoints_exist
 from orchestrator.live import live_notify
 
 logger = logging.getLogger(__name__)
@@ -200,8 +201,11 @@ def attempt_apply_many(
         # order of the join: the attempt first), its contact, campaign and tenant read along with it.
         query = CallAttempt.objects.all()
         if ending:
-            query = query.select_related("lead__contact", "campaign__tenant").select_for_update(
-                no_key=True, of=("self", "lead")
+            query = (
+                query.select_related("lead__contact", "campaign__tenant")
+                .select_for_update(no_key=True, of=("self", "lead"))
+                # Read with the row: a tenant without webhooks costs the end no statement.
+                .annotate(tenant_has_webhooks=webhook_endpoints_exist())
             )
         else:
             query = query.select_for_update(no_key=True)
@@ -249,9 +253,10 @@ def attempt_apply_many(
                 at=finished.at,
             )
             # The tenant's webhooks, in this transaction (the outbox: reported exactly when it happened).
-            call_ended_record(attempt=attempt)
-            if attempt.lead.status == Lead.Status.DONE and not lead_was_done:
-                lead_finished_record(lead=attempt.lead, tenant_id=attempt.tenant_id)
+            if getattr(attempt, "tenant_has_webhooks", True):
+                call_ended_record(attempt=attempt)
+                if attempt.lead.status == Lead.Status.DONE and not lead_was_done:
+                    lead_finished_record(lead=attempt.lead, tenant_id=attempt.tenant_id)
             if on_ended is not None:
                 tenant_id = attempt.tenant_id
                 transaction.on_commit(lambda: on_ended(tenant_id))
