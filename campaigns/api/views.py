@@ -193,7 +193,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateD
         responses={
             (200, "text/csv"): OpenApiTypes.STR,
             (200, "application/x-ndjson"): OpenApiTypes.STR,
-            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "application/json"): {"type": "array", "items": {"type": "object"}},
         },
         description=(
             "The campaign's results, streamed. of=leads (default): one row per lead: lead_id, contact_id, "
