@@ -32,6 +32,7 @@ from campaigns.models import (
     PbxPlacement,
 )
 from campaigns.phone import normalize_phone_number
+from campaigns.results import validate_result_fields
 from campaigns.services.agents import validate_tools, validate_transfer_numbers
 from campaigns.services.campaigns import (
     validate_calling_windows,
@@ -180,6 +181,7 @@ class CampaignForm(forms.ModelForm):
         clean_with(self, "retry_delays", validate_retry_delays)
         clean_with(self, "disclosure", lambda value: validate_compliance({"disclosure": value})["disclosure"])
         clean_with(self, "amd_settings", validate_amd_settings)
+        clean_with(self, "result_fields", validate_result_fields)
         return cleaned
 
 

@@ -36,6 +36,7 @@ AGENT_TOOLS: tuple[str, ...] = (
     # Given to the agent by the brief when the campaign records after consent (the profile need not list it).
     "record_consent",
     "transfer_decision",
+    "save_results",  # the campaign's result fields (campaigns/results.py); given whenever it has some
 )
 
 #: The longest a campaign may keep its call recordings.
@@ -309,6 +310,12 @@ class Campaign(models.Model):
     # in Redis for the media worker; blank when there is none.
     voicemail_audio_sha256 = models.CharField(max_length=64, blank=True, editable=False)
     voicemail_audio_seconds = models.FloatField(null=True, blank=True, editable=False)
+    result_fields = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="What each call should find out: [{name, type, choices, required, description}] "
+        "(campaigns/results.py); the agent's save_results tool and the summary pass fill them.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -615,6 +622,14 @@ class CallAttempt(models.Model):
     voicemail_left_at = models.DateTimeField(
         null=True, blank=True, help_text="When the campaign's voicemail message finished playing."
     )
+    results = models.JSONField(
+        default=dict, blank=True, help_text="The campaign's result fields as this call filled them."
+    )
+    results_source = models.JSONField(
+        default=dict, blank=True, help_text='Who filled each result: "agent" (during the call) or "summary".'
+    )
+    summary = models.TextField(blank=True, help_text="A short summary of the call (the summary pass).")
+    summarized_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-queued_at"]

@@ -39,7 +39,7 @@ from django.utils import timezone
 from campaigns import metrics
 from campaigns.models import CallAttempt
 from campaigns.selectors import contact_imports_stalled, tenant_ids_to_dispatch
-from campaigns.services import agent_actions, transfers, voicemail
+from campaigns.services import agent_actions, results, transfers, voicemail
 from campaigns.services.call_events import attempts_end_overdue
 from campaigns.services.dispatch import dispatch_tenant
 from campaigns.services.imports import contact_import_run
@@ -237,6 +237,7 @@ def _count(result: OriginateResult) -> None:
 # campaigns.services.agent_actions, and is safe to run twice. Bad arguments are logged and dropped: a
 # retry would not fix them. Extra keyword arguments (a newer media worker) are ignored.
 
+SUMMARIZE_ATTEMPT = "campaigns.tasks.summarize_attempt"
 MEDIA_DONE = "done"
 MEDIA_UNCHANGED = "unchanged"
 MEDIA_DROPPED = "dropped"
@@ -272,8 +273,9 @@ def media_call_report(
     errors: list[str] | None = None,
     **_extra: Any,
 ) -> str:
-    """The call's transcript and media metrics (and the media worker's errors), saved on the attempt."""
-    return _media_action(
+    """The call's transcript and media metrics (and the media worker's errors), saved on the attempt; then
+    the summary pass (a task of its own: it may wait on a model)."""
+    done = _media_action(
         media_tasks.CALL_REPORT,
         call_id,
         tenant_id,
@@ -285,6 +287,30 @@ def media_call_report(
             end_reason=end_reason,
             errors=errors,
         ),
+    )
+    if done == MEDIA_DONE:
+        summarize_attempt.delay(str(call_id))
+    return done
+
+
+@shared_task(name=SUMMARIZE_ATTEMPT, ignore_result=True)
+def summarize_attempt(attempt_id: str) -> bool:
+    """The summary pass of a call (campaigns/services/results.py); safe to run twice."""
+    try:
+        return results.attempt_summarize(attempt_id=UUID(str(attempt_id)))
+    except CallAttempt.DoesNotExist:
+        logger.warning("summary: no attempt %s; dropped", attempt_id)
+        return False
+
+
+@shared_task(name=media_tasks.SAVE_RESULTS, ignore_result=True)
+def media_save_results(call_id: str, tenant_id: int, fields: dict[str, Any], **_extra: Any) -> str:
+    """The values the agent's save_results tool saved so far on this call, checked by type and merged."""
+    return _media_action(
+        media_tasks.SAVE_RESULTS,
+        call_id,
+        tenant_id,
+        lambda pk, tenant: results.attempt_save_results(attempt_id=pk, tenant_id=tenant, fields=fields),
     )
 
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from media import recording
+from media import results as media_results
 from media.session import ToolCall
 from media.transfer import MODES, choose_target, transfer_targets
 from wire import tasks as media_tasks
@@ -139,6 +140,11 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "know some of them, and again when you learn more; fields already recorded are kept.",
         "parameters": {"type": "object", "properties": {}, "required": []},
     },
+    # Its parameters are built per call from the brief's result fields (media/results.py).
+    "save_results": {
+        "description": media_results.DESCRIPTION,
+        "parameters": {"type": "object", "properties": {}, "required": []},
+    },
     "report_urgent": {
         "description": "The call is urgent (an emergency that cannot wait for opening hours): the on-call "
         "person is contacted at once. Record the intake first. Then tell the caller what the output says.",
@@ -213,18 +219,22 @@ def tool_definitions(names: tuple[str, ...] | list[str], brief: Brief | None = N
         schema = dict(_SCHEMAS[name])
         if name == "record_intake" and brief is not None:
             schema["parameters"] = intake_schema(brief)
+        if name == "save_results" and brief is not None:
+            schema["parameters"] = media_results.results_schema(brief)
         tools.append({"type": "function", "name": name, **schema})
     return tools
 
 
 @dataclass
 class CallState:
-    """What the tools of one call remember between calls: the intake values recorded so far."""
+    """What the tools of one call remember between calls: the intake values recorded so far, and the
+    result values saved so far."""
 
     intake: dict[str, str] = field(default_factory=dict)
     # A warm transfer asked for and not settled yet (the reason given, for the human's brief).
     transfer_reason: str = ""
     warm_transfer: bool = False
+    results: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -268,6 +278,11 @@ async def run_tool(
     state = state if state is not None else CallState()
     if name == "record_intake":
         return await _record_intake(args, brief=brief, base=base, send_task=send_task, state=state)
+    if name == "save_results":
+        saved = media_results.save_results(args, brief=brief, saved=state.results)
+        if saved.send is not None:
+            await send_task(media_tasks.SAVE_RESULTS, saved.send)
+        return ToolOutcome(saved.output)
     if name == "report_urgent":
         summary = _text(args.get("summary"))[:URGENT_SUMMARY_MAX_CHARS]
         if not summary:

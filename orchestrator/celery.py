@@ -101,6 +101,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "flows-resend-stalled-pages": every(10, "flows.tasks.resend_stalled_pages", expires=9),
     # Recordings past their campaign's retention are deleted (file, and the row marked deleted).
     "recordings-sweep": every(300, "recordings.tasks.sweep", expires=290),
+    # Outgoing webhooks due (a first try whose message was lost, a retry after its backoff): enqueued again
+    # (integrations/tasks.py). The period is settings.WEBHOOKS_SWEEP_S (same variable, same default).
+    "webhooks-sweep": every(
+        float(os.environ.get("WEBHOOKS_SWEEP_S", "10")),
+        "integrations.webhooks_sweep",
+        expires=float(os.environ.get("WEBHOOKS_SWEEP_S", "10")) * 0.9,
+    ),
 }
 
 # The Redis transport with kombu's restore-on-connection-loss crash fixed (a worker survives a broker
@@ -136,6 +143,8 @@ def _consume_the_timers_queue_first(sender: Celery, **kwargs: Any) -> None:
         **sender.conf.broker_transport_options,
         "queue_order_strategy": "priority",
     }
+
+
 app.autodiscover_tasks()
 
 # Database connections across tasks. Celery's Django fixup closes every connection before and after each task

@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "messaging.apps.MessagingConfig",
     "timers.apps.TimersConfig",
     "recordings.apps.RecordingsConfig",
+    "integrations.apps.IntegrationsConfig",
     "django_htmx",
     "portal.apps.PortalConfig",
 ]
@@ -450,6 +451,28 @@ init_sentry(SENTRY_DSN, environment=env.str("SENTRY_ENVIRONMENT", default=""))
 # and sends the fire task of each timer due within TIMERS_LOOKAHEAD_S (more than one period), so no Celery
 # countdown is ever longer than that (a worker killed with -9 loses only those).
 TIMERS_SWEEP_S: float = env.float("TIMERS_SWEEP_S", default=1.0)
+
+# ------------------------------------------------------------------------------------------- webhooks
+# Outgoing webhooks to tenants' systems (integrations/): seconds to wait after the 1st, 2nd, ... failed try
+# (the last entry repeats), how many tries before a delivery is failed, each request's timeout, how much of
+# an answer is read, and how often the beat sweep re-enqueues due deliveries (same variable in celery.py).
+WEBHOOK_BACKOFF_S: list[float] = [
+    float(s) for s in env.list("WEBHOOK_BACKOFF_S", default=["30", "120", "600", "3600", "21600"])
+]
+WEBHOOK_MAX_ATTEMPTS: int = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
+WEBHOOK_TIMEOUT_S: float = env.float("WEBHOOK_TIMEOUT_S", default=10.0)
+WEBHOOK_RESPONSE_MAX_BYTES: int = env.int("WEBHOOK_RESPONSE_MAX_BYTES", default=65536)
+WEBHOOKS_SWEEP_S: float = env.float("WEBHOOKS_SWEEP_S", default=10.0)
+# Delivered and failed deliveries are kept this long in the delivery log, then pruned by the sweep.
+WEBHOOK_LOG_RETENTION_DAYS: int = env.int("WEBHOOK_LOG_RETENTION_DAYS", default=30)
+
+# ------------------------------------------------------------------------------------- call summaries
+# The summary pass after each campaign call (campaigns/services/results.py): OpenAI's Chat Completions API
+# when OPENAI_API_KEY is set (model, base URL, timeout), else a local extractive summary of the transcript.
+OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL: str = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1")
+SUMMARY_MODEL: str = env.str("SUMMARY_MODEL", default="gpt-4o-mini")
+SUMMARY_TIMEOUT_S: float = env.float("SUMMARY_TIMEOUT_S", default=20.0)
 TIMERS_LOOKAHEAD_S: float = env.float("TIMERS_LOOKAHEAD_S", default=3.0)
 # Timer kind -> handler (dotted path), called as fn(timer=Timer) inside the firing's transaction.
 TIMER_HANDLERS: dict[str, str] = {

@@ -22,6 +22,7 @@ urlpatterns = [
     path("webhooks/sms/", include("messaging.urls")),
     path("api/v1/", include("flows.api.urls")),
     path("api/v1/", include("recordings.api.urls")),
+    path("api/v1/", include("integrations.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # Signed acknowledgement links sent in page SMS (flows/views.py).

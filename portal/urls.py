@@ -16,7 +16,9 @@ from portal.views import (
     imports,
     transfers,
 )
+from portal.views import integrations as portal_integrations
 from portal.views import recordings as recording_views
+from portal.views import results as portal_results
 from portal.views import settings as tenant_settings
 
 app_name = "portal"
@@ -27,6 +29,7 @@ urlpatterns = [
     path("dashboard/figures", dashboard.figures, name="dashboard-figures"),
     path("live", live.events, name="live"),
     path("campaigns/", include(campaigns.urlpatterns)),
+    path("campaigns/", include(portal_results.urlpatterns)),
     path("agents/", include(agents.urlpatterns)),
     path("calls/", include(calls.urlpatterns)),
     path("imports/", include(imports.urlpatterns)),
@@ -36,4 +39,5 @@ urlpatterns = [
     path("compliance/", include(compliance.urlpatterns)),
     path("recordings/", include(recording_views.urlpatterns)),
     path("transfer-targets/", include(transfers.urlpatterns)),
+    path("settings/outgoing-webhooks/", include(portal_integrations.urlpatterns)),
 ]

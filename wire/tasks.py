@@ -36,6 +36,9 @@ ANSWERED_BY: Final = "media.answered_by"
 # The campaign's voicemail message was played to the end (sent before the hang-up): kwargs {call_id,
 # tenant_id, started_at, ended_at} (epoch s).
 VOICEMAIL_LEFT: Final = "media.voicemail_left"
+# Campaign calls: the agent's save_results tool, kwargs {call_id, tenant_id, fields: {name: value}} (the
+# values recorded so far on this call; defined in campaigns/tasks.py, checked by type there).
+SAVE_RESULTS: Final = "media.save_results"
 
 ALL: Final = (
     CALL_REPORT,
@@ -50,4 +53,5 @@ ALL: Final = (
     TRANSFER_REQUEST,
     ANSWERED_BY,
     VOICEMAIL_LEFT,
+    SAVE_RESULTS,
 )

@@ -116,6 +116,7 @@ class CampaignSerializer(OutputModelSerializer[Campaign]):
             "voicemail_action",
             "voicemail_message_text",
             "voicemail_audio_seconds",
+            "result_fields",
             "created_at",
             "updated_at",
         ]
@@ -163,6 +164,20 @@ class CampaignInputSerializer(serializers.Serializer[Any]):
     voicemail_message_text = serializers.CharField(
         required=False, allow_blank=True, max_length=1000, trim_whitespace=False
     )
+    # [{name, type, choices, required, description}], checked by campaigns/results.py
+    result_fields = serializers.JSONField(required=False)
+
+
+class RedialInputSerializer(serializers.Serializer[Any]):
+    outcomes = serializers.ListField(
+        child=serializers.CharField(max_length=32), required=False, max_length=40
+    )
+    name = serializers.CharField(max_length=200, required=False)
+
+
+class ExportQuerySerializer(serializers.Serializer[Any]):
+    of = serializers.ChoiceField(choices=["leads", "attempts"], required=False, default="leads")
+    format = serializers.ChoiceField(choices=["csv", "json", "jsonl"], required=False, default="csv")
 
 
 class CampaignStatsSerializer(serializers.Serializer[Any]):
@@ -364,6 +379,8 @@ class AttemptSerializer(OutputModelSerializer[CallAttempt]):
             "amd_cause",
             "machine_source",
             "voicemail_left_at",
+            "results",
+            "summary",
         ]
         read_only_fields = fields
 
@@ -374,7 +391,10 @@ class AttemptDetailSerializer(AttemptSerializer):
     events = AttemptEventSerializer(many=True, read_only=True)
 
     class Meta(AttemptSerializer.Meta):
-        fields = [*AttemptSerializer.Meta.fields, "transcript", "media_metrics", "events"]
+        fields = [
+            *AttemptSerializer.Meta.fields, "results_source", "summarized_at", "transcript", "media_metrics",
+            "events",
+        ]  # fmt: skip
         read_only_fields = fields
 
 

@@ -29,7 +29,7 @@ from rest_framework.serializers import BaseSerializer
 from campaigns import selectors
 from campaigns.amd import VOICEMAIL_UPLOAD_MAX_BYTES
 from campaigns.api import serializers as s
-from campaigns.exports import campaign_results_csv
+from campaigns.exports import CONTENT_TYPES, campaign_export
 from campaigns.models import (
     AgentProfile,
     CallAttempt,
@@ -57,6 +57,7 @@ from campaigns.services.contacts import contact_create, contact_delete, contact_
 from campaigns.services.dnc import dnc_add, dnc_remove
 from campaigns.services.imports import MAX_IMPORT_BYTES, leads_import_submit
 from campaigns.services.pbx import PbxNotAllowed, pbx_create, pbx_delete, pbx_update
+from campaigns.services.redial import campaign_redial
 from campaigns.tasks import run_contact_import
 from campaigns.variables import lead_brief_preview
 from orchestrator.errors import InvalidInput
@@ -180,18 +181,43 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateD
     def resume(self, request: Request, pk: str) -> Response:
         return self.output(campaign_resume(campaign=self.get_object()))
 
+    @extend_schema(
+        request=s.RedialInputSerializer,
+        responses={201: s.CampaignSerializer},
+        description=(
+            "A new draft campaign with this one's settings and the leads whose last outcome is in outcomes "
+            "(default: voicemail, voicemail_left, machine_detected, no_answer, busy), numbers on the DNC "
+            "list left out. The campaign must be completed, paused or archived."
+        ),
+    )
+    @action(detail=True, methods=["post"])
+    def redial(self, request: Request, pk: str) -> Response:
+        campaign = self.get_object()  # another tenant's campaign is a 404 whatever the body
+        data = self.validated(s.RedialInputSerializer)
+        copy = campaign_redial(campaign=campaign, **data)
+        return self.output(copy, code=status.HTTP_201_CREATED)
+
     @extend_schema(responses=s.CampaignStatsSerializer)
     @action(detail=True, methods=["get"])
     def stats(self, request: Request, pk: str) -> Response:
         return Response(selectors.campaign_stats(campaign=self.get_object()))
 
     @extend_schema(
-        responses={(200, "text/csv"): OpenApiTypes.STR},
+        parameters=[s.ExportQuerySerializer],
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/x-ndjson"): OpenApiTypes.STR,
+            (200, "application/json"): {"type": "array", "items": {"type": "object"}},
+        },
         description=(
-            "The campaign's results as CSV, one row per lead: lead_id, contact_id, phone_number, name, "
-            "timezone, status, attempts, last_outcome, disposition, last_call_at, callback_at, "
-            "transferred_to, next_due_at, done_reason. Cells a spreadsheet would run as a formula start "
-            "with ' (phone numbers are kept exact)."
+            "The campaign's results, streamed. of=leads (default): one row per lead: lead_id, contact_id, "
+            "phone_number, name, timezone, status, attempts, last_outcome, disposition, last_call_at, "
+            "callback_at, transferred_to, next_due_at, done_reason, summary. of=attempts: one row per call "
+            "attempt: attempt_id, lead_id, contact_id, number, name, state, outcome, queued_at, "
+            "originated_at, answered_at, ended_at, duration_s, cause, cause_txt, dialstatus, disposition, "
+            "callback_at, transferred_to, summary. Then one result_<name> column per result field (CSV) or "
+            "a results object (JSON). format=csv (default; cells a spreadsheet would run as a formula "
+            "start with ', phone numbers are kept exact), jsonl (one JSON object a line) or json (an array)."
         ),
     )
     @action(
@@ -202,10 +228,13 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateD
     )
     def export(self, request: Request, pk: str) -> StreamingHttpResponse:
         campaign = self.get_object()
+        query = self.query(s.ExportQuerySerializer)
+        of, fmt = query["of"], query["format"]
         response = StreamingHttpResponse(
-            campaign_results_csv(campaign=campaign), content_type="text/csv; charset=utf-8"
+            campaign_export(campaign=campaign, of=of, fmt=fmt), content_type=CONTENT_TYPES[fmt]
         )
-        response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-results.csv"'
+        name = "results" if of == "leads" else "attempts"
+        response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-{name}.{fmt}"'
         return response
 
     @extend_schema(

@@ -41,6 +41,7 @@ from campaigns.services.dnc import dnc_add
 from campaigns.services.leads import lead_move
 from campaigns.services.passes import dispatch_passes_request
 from campaigns.services.voicemail import attempt_apply_report_verdict
+from campaigns.webhooks import callback_scheduled_record, lead_finished_record
 from messaging.services import MAX_SMS_LENGTH, message_send
 from orchestrator.errors import InvalidInput
 from orchestrator.live import live_notify
@@ -194,6 +195,7 @@ def attempt_schedule_callback(
             data["after_end"] = True
             data["lead_rescheduled"] = lead_apply_late_callback(attempt=attempt, now=now)
         attempt_event_append(attempt=attempt, kind=_NOTE, type="callback_scheduled", data=data)
+        callback_scheduled_record(attempt=attempt, note=_note(note))
         # The lead's next_due_at stays the durable truth (the dispatch sweep dials it when due); the timer
         # makes the pass start at the callback time rather than whenever the sweep next looks.
         timer_set(
@@ -280,6 +282,8 @@ def _add_to_dnc(*, attempt: CallAttempt, note: str) -> bool:
     if finish:
         lead.next_due_at, lead.done_reason = None, DONE_REASON_OPTED_OUT
         lead.save(update_fields=["status", "next_due_at", "done_reason", "updated_at"])
+        if lead.status == Lead.Status.DONE:
+            lead_finished_record(lead=lead, tenant_id=attempt.tenant_id)
     if listed and not finish:
         return False
     attempt_event_append(

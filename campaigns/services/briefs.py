@@ -150,7 +150,10 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
     transfer = _transfer_brief(attempt)
     if transfer["targets"] and "transfer_to_human" in tools and "transfer_decision" not in tools:
         tools.append("transfer_decision")  # the briefed human's "yes" / "no" in a warm transfer
-    return {
+    result_fields = campaign.result_fields if isinstance(campaign.result_fields, list) else []
+    if result_fields and "save_results" not in tools:
+        tools.append("save_results")  # the campaign wants results: the agent gets the tool to save them
+    brief: dict[str, Any] = {
         "v": BRIEF_VERSION,
         "call_id": call_id,
         "attempt_id": call_id,
@@ -199,6 +202,10 @@ def brief_build(*, attempt: CallAttempt, endpoint_for: Callable[[str], str] | No
         },
         "machine_detection": {"media": True},
     }
+    if result_fields:
+        # What the call should find out: the save_results tool's fields (media/results.py reads them).
+        brief["result_fields"] = result_fields
+    return brief
 
 
 def brief_disclosure(*, attempt: CallAttempt) -> str:

@@ -60,6 +60,8 @@ from campaigns.selectors import (
 )
 from campaigns.services.dispatch import DONE_REASON_DNC
 from campaigns.services.leads import lead_move
+from campaigns.webhooks import call_ended_record, lead_finished_record
+from integrations.selectors import webhook_endpoints_exist
 from orchestrator.live import live_notify
 
 logger = logging.getLogger(__name__)
@@ -207,8 +209,11 @@ def attempt_apply_many(
         # order of the join: the attempt first), its contact, campaign and tenant read along with it.
         query = CallAttempt.objects.all()
         if ending:
-            query = query.select_related("lead__contact", "campaign__tenant").select_for_update(
-                no_key=True, of=("self", "lead")
+            query = (
+                query.select_related("lead__contact", "campaign__tenant")
+                .select_for_update(no_key=True, of=("self", "lead"))
+                # Read with the row: a tenant without webhooks costs the end no statement.
+                .annotate(tenant_has_webhooks=webhook_endpoints_exist())
             )
         else:
             query = query.select_for_update(no_key=True)
@@ -248,6 +253,7 @@ def attempt_apply_many(
         AttemptEvent.objects.bulk_create(rows)
         if finished is not None:
             assert finished.event is not None and finished.outcome is not None  # noqa: S101
+            lead_was_done = attempt.lead.status == Lead.Status.DONE
             _lead_finish(
                 attempt=attempt,
                 lead=attempt.lead,
@@ -256,6 +262,11 @@ def attempt_apply_many(
                 outcome=AttemptOutcome(attempt.outcome),  # as recorded (see _final_outcome)
                 at=finished.at,
             )
+            # The tenant's webhooks, in this transaction (the outbox: reported exactly when it happened).
+            if getattr(attempt, "tenant_has_webhooks", True):
+                call_ended_record(attempt=attempt)
+                if attempt.lead.status == Lead.Status.DONE and not lead_was_done:
+                    lead_finished_record(lead=attempt.lead, tenant_id=attempt.tenant_id)
             if on_ended is not None:
                 tenant_id = attempt.tenant_id
                 transaction.on_commit(lambda: on_ended(tenant_id))

@@ -27,6 +27,7 @@ from campaigns.models import (
     default_retry_delays,
 )
 from campaigns.phone import normalize_phone_number
+from campaigns.results import validate_result_fields
 from campaigns.services.transfers import campaign_set_transfer_targets
 from campaigns.variables import campaign_missing_variables
 from orchestrator.errors import InvalidInput, full_clean_or_raise
@@ -117,6 +118,8 @@ def _validate(*, tenant: Tenant, fields: dict[str, Any]) -> dict[str, Any]:
         not isinstance(fields["max_attempts"], int) or fields["max_attempts"] < 1
     ):
         raise InvalidInput("max_attempts", "must be at least 1")
+    if "result_fields" in fields:
+        cleaned["result_fields"] = validate_result_fields(fields["result_fields"])
     if "ring_timeout" in fields:
         ring_timeout = fields["ring_timeout"]
         if not isinstance(ring_timeout, int) or not 1 <= ring_timeout <= MAX_RING_TIMEOUT:
@@ -200,6 +203,7 @@ def campaign_create(
     amd_notsure_action: str = "human",
     voicemail_action: str = "hang_up",
     voicemail_message_text: str = "",
+    result_fields: list[dict[str, Any]] | None = None,
     **compliance: Any,
 ) -> Campaign:
     """A new draft campaign. ``max_concurrent_calls`` defaults to (and may not exceed) the tenant's cap.
@@ -232,6 +236,7 @@ def campaign_create(
             "amd_notsure_action": amd_notsure_action,
             "voicemail_action": voicemail_action,
             "voicemail_message_text": voicemail_message_text,
+            "result_fields": result_fields or [],
         },
     )
     campaign = Campaign(tenant=tenant, **fields)
@@ -273,6 +278,7 @@ _UPDATABLE = _COMPLIANCE_FIELDS | frozenset(
         "amd_notsure_action",
         "voicemail_action",
         "voicemail_message_text",
+        "result_fields",
     }
 )
 

@@ -32,6 +32,8 @@ from flows.models import (
 from flows.services import escalation
 from flows.services.pages import page_apply, page_create, pages_stop, say_on_commit, transfer_on_commit
 from flows.services.timeline import event_add
+from integrations import events
+from integrations.services import webhook_event_record
 from orchestrator.errors import InvalidInput
 from timers.models import Timer
 from timers.services import timer_cancel, timer_fire, timer_set
@@ -60,6 +62,29 @@ def _fmt(template: str, **values: str) -> str:
         return template.format(**values)
     except (KeyError, IndexError, ValueError):
         return template
+
+
+# ------------------------------------------------------------------------------------------ webhooks
+
+
+def _incident_webhook(incident: Incident, event_type: str) -> None:
+    """The tenant's webhooks for an incident's change, in the transaction of the change (the outbox)."""
+    webhook_event_record(
+        tenant_id=incident.tenant_id,
+        event_type=event_type,
+        data={
+            "incident_id": incident.pk,
+            "short_code": incident.short_code,
+            "status": incident.status,
+            "flow_id": incident.flow_id,
+            "caller_number": incident.caller_number,
+            "summary": incident.summary,
+            "opened_at": incident.opened_at,
+            "acknowledged_at": incident.acknowledged_at,
+            "ack_channel": incident.ack_channel,
+            "resolved_at": incident.resolved_at,
+        },
+    )
 
 
 # --------------------------------------------------------------------------------------------- open
@@ -127,6 +152,7 @@ def incident_open(
                 "steps": len(snapshot["steps"]),
             },
         )
+        _incident_webhook(incident, events.INCIDENT_OPENED)
         timer = timer_set(
             kind=escalation.STEP_KIND,
             key=escalation.incident_timer_key(incident.pk),
@@ -204,6 +230,7 @@ def _acknowledge_locked(
     incident.status = move.to
     incident.acknowledged_by, incident.acknowledged_at, incident.ack_channel = person, at, channel
     incident.save(update_fields=["status", "acknowledged_by", "acknowledged_at", "ack_channel", "updated_at"])
+    _incident_webhook(incident, events.INCIDENT_ACKNOWLEDGED)
     if accepting is not None:
         page_apply(page=accepting, event=PageInput.ACCEPTED, at=at)
     event_add(
@@ -408,6 +435,7 @@ def incident_resolve(*, incident_id: int, by: str = "", at: datetime | None = No
             return False
         incident.status, incident.resolved_at = move.to, at
         incident.save(update_fields=["status", "resolved_at", "updated_at"])
+        _incident_webhook(incident, events.INCIDENT_RESOLVED)
         escalation.escalation_stop(incident=incident)
         timer_cancel(key=escalation.callback_timer_key(incident.pk))
         pages_stop(incident=incident, at=at, reason="resolved")

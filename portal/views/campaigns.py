@@ -52,7 +52,7 @@ from portal.views.amd import FORM_CHOICES as AMD_FORM_CHOICES
 from portal.views.amd import amd_form_values
 from portal.views.compliance import campaign_form_values as compliance_form_values
 
-JSON_FIELDS = ("calling_windows", "retry_delays", "amd_settings")
+JSON_FIELDS = ("calling_windows", "retry_delays", "amd_settings", "result_fields")
 DATETIME_FIELDS = ("starts_at", "ends_at")
 
 
@@ -118,6 +118,7 @@ def _form_values(campaign: Campaign | None, request: PortalRequest) -> dict[str,
         "priority": campaign.priority,
         **compliance_form_values(campaign),
         **amd_form_values(campaign),
+        "result_fields": json.dumps(campaign.result_fields, indent=1) if campaign.result_fields else "",
     }
 
 

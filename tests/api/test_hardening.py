@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from campaigns.models import Campaign
 from flows.services.setup_oncall import rotation_override_create
+from integrations.services.endpoints import webhook_endpoint_create
 from messaging.services.accounts import sms_account_create
 from tests.campaigns.factories import make_agent, make_campaign, make_lead, make_pbx, make_tenant
 from tests.campaigns.test_api import API, api_client, snapshot
@@ -184,6 +185,8 @@ def world(tenant: Any) -> dict[str, Any]:
         ).pk,
         "escalation-policies": make_policy(tenant, person).pk,
         "incidents": incident.pk,
+        # A public IP literal: passes the URL policy without a DNS lookup.
+        "webhook-endpoints": webhook_endpoint_create(tenant=tenant, url="https://8.8.8.8/hooks").endpoint.pk,
     }
 
 

@@ -148,6 +148,7 @@ DETAIL_REQUESTS = [
     ("get", "campaigns/{campaign}/export"),
     ("post", "campaigns/{campaign}/voicemail-audio"),
     ("delete", "campaigns/{campaign}/voicemail-audio"),
+    ("post", "campaigns/{campaign}/redial"),
     ("get", "contacts/{contact}"),
     ("put", "contacts/{contact}"),
     ("patch", "contacts/{contact}"),
@@ -198,6 +199,11 @@ def test_every_route_with_an_id_is_in_the_isolation_table():
     # The recordings routes: each one's foreign-tenant 404 is in tests/recordings/test_api.py.
     covered |= {"recordings/{}", "recordings/{}/download"}
     covered |= TRANSFER_ROUTES  # each one's foreign-tenant 404: tests/campaigns/test_transfer_api.py
+    # The webhook routes: each one's foreign-tenant 404 is in tests/integrations/test_api.py.
+    covered |= {
+        "webhook-endpoints/{}", "webhook-endpoints/{}/test", "webhook-endpoints/{}/rotate-secret",
+        "webhook-deliveries/{}", "webhook-deliveries/{}/redeliver",
+    }  # fmt: skip
     assert routes and routes == covered
 
 

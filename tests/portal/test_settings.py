@@ -234,9 +234,9 @@ def test_another_tenants_sms_account_never_shows(tenant, other_tenant, admin):
 
 
 # -------------------------------------------------------------------------------------------- webhooks
-def test_webhooks_page_lists_provider_urls_and_says_outgoing_webhooks_are_not_built(tenant, admin):
+def test_webhooks_page_lists_provider_urls_and_links_to_outgoing_webhooks(tenant, admin):
     empty = admin.get(reverse("portal:webhooks")).content.decode()
-    assert 'id="outgoing-webhooks-not-built"' in empty and "not available yet" in empty
+    assert 'id="outgoing-webhooks"' in empty and reverse("portal:webhook-endpoints") in empty
     assert "No SMS provider set up." in empty
     account = sms_account_create(tenant=tenant, kind="twilio", username=TWILIO_SID, secret=SECRET)
     page = admin.get(reverse("portal:webhooks")).content.decode()
