@@ -265,6 +265,8 @@ SPECTACULAR_SETTINGS = {
         "RecordingStateEnum": "recordings.models.Recording.State",
         "AttemptStateEnum": "orchestrator.schema.attempt_state_choices",
         "TransferKindEnum": "campaigns.models_transfers.TransferKind",
+        "ConsentKindEnum": "campaigns.models.ConsentKind",
+        "WebhookDeliveryStatusEnum": "integrations.models.WebhookDelivery.Status",
         "TransferModeEnum": "campaigns.models_transfers.TransferMode",
         "TransferStateEnum": "campaigns.models_transfers.TransferState",
     },

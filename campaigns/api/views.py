@@ -245,7 +245,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _UpdateD
                 "required": ["file"],
             }
         },
-        responses=s.CampaignSerializer,
+        responses={200: s.CampaignSerializer},
         description=(
             "POST: the campaign's recorded voicemail message, a PCM WAV (8 kHz or more, mono or stereo, at "
             "most 60 s) as multipart field 'file'; stored converted to 16-bit mono 24 kHz. DELETE: removed."

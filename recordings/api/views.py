@@ -36,7 +36,7 @@ class RecordingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantV
             tenant=self.tenant, campaign_id=filters.get("campaign"), attempt_id=filters.get("attempt")
         )
 
-    @extend_schema(responses={(200, "audio/wav"): OpenApiResponse(OpenApiTypes.BINARY), 404: None})
+    @extend_schema(responses={(200, "audio/wav"): OpenApiResponse(OpenApiTypes.BINARY)})
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str) -> FileResponse:
         """The recording's file, streamed. Another tenant's recording, or one not stored, is 404."""

@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from campaigns.models import Campaign
+from campaigns.services.transfers import transfer_target_create
 from flows.services.setup_oncall import rotation_override_create
 from integrations.services.endpoints import webhook_endpoint_create
 from messaging.services.accounts import sms_account_create
@@ -155,6 +156,7 @@ def _json_routes(world: dict[str, Any]) -> list[tuple[str, str]]:
         for method, operation in operations.items():
             if "application/json" in operation.get("requestBody", {}).get("content", {}):
                 resource = path.removeprefix("/api/v1/").split("/")[0]
+                path = path.replace("{member_id}", str(world.get("{member_id}", 1)))
                 routes.append((method, path.replace("{id}", str(world.get(resource, 1)))))
     return routes
 
@@ -166,6 +168,9 @@ def world(tenant: Any) -> dict[str, Any]:
     person = make_person(tenant)
     rotation = make_rotation(tenant, [person])
     incident = make_incident(tenant, person=person)
+    team = transfer_target_create(
+        tenant=tenant, name="Team", kind="group", members=[{"name": "Sam", "number": "+12125550191"}]
+    )
     return {
         "campaigns": campaign.pk,
         "agent-profiles": campaign.agent_id,
@@ -186,6 +191,8 @@ def world(tenant: Any) -> dict[str, Any]:
         "escalation-policies": make_policy(tenant, person).pk,
         "incidents": incident.pk,
         # A public IP literal: passes the URL policy without a DNS lookup.
+        "transfer-targets": team.pk,
+        "{member_id}": team.members.get().pk,
         "webhook-endpoints": webhook_endpoint_create(tenant=tenant, url="https://8.8.8.8/hooks").endpoint.pk,
     }
 

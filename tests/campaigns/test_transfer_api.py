@@ -22,7 +22,7 @@ REP = {"name": "A", "number": "+12125550191"}
 TRANSFER_ROUTES = {
     "transfer-targets/{}",
     "transfer-targets/{}/members",
-    "transfer-targets/{}/members/(?P<member_id>[0-9]+)",
+    "transfer-targets/{}/members/{}",
     "call-transfers/{}",
 }
 
