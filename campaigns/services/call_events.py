@@ -625,7 +625,9 @@ def attempt_reclassify_machine(*, attempt: CallAttempt, now: datetime | None = N
     lead.last_outcome = new.value
     fields = ["last_outcome", "updated_at"]
     as_the_end_left_it = (lead.status == Lead.Status.DONE and lead.done_reason == DONE_SUCCESS) or (
-        lead.status == Lead.Status.WAITING and lead.wait_reason == old.value
+        # waiting for the retry of this outcome (moved to the window's next opening or not); a callback the
+        # callee asked for is not the end's decision
+        lead.status == Lead.Status.WAITING and lead.wait_reason in (old.value, WAIT_OUTSIDE_WINDOW)
     )
     if as_the_end_left_it:
         campaign = lead.campaign

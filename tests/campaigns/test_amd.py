@@ -280,7 +280,10 @@ def test_a_late_machine_report_re_decides_a_lead_closed_as_answered() -> None:
     attempt.refresh_from_db()
     lead = lead_of(attempt)
     assert attempt.outcome == "machine_detected"
-    assert (lead.status, lead.wait_reason) == (Lead.Status.WAITING, "machine_detected")
+    # Waiting for its retry: the reason is the outcome, or the calling window when the retry time falls
+    # outside it (which depends on the hour the test runs).
+    assert (lead.status, lead.last_outcome) == (Lead.Status.WAITING, "machine_detected")
+    assert lead.wait_reason in ("machine_detected", "outside_window")
     # then the message-left report: voicemail_left, and the lead done again
     assert media_voicemail_left.run(**call(attempt), started_at=1.0e9, ended_at=1.0e9 + 5) == "done"
     attempt.refresh_from_db()
@@ -291,6 +294,26 @@ def test_a_late_machine_report_re_decides_a_lead_closed_as_answered() -> None:
     )
     reclassified = AttemptEvent.objects.filter(attempt=attempt, type="reclassified").count()
     assert reclassified == 2
+
+
+def test_a_late_machine_report_re_decides_a_lead_whose_retry_was_moved_to_the_window() -> None:
+    from datetime import UTC, datetime
+
+    from campaigns.models import WEEKDAYS
+
+    attempt = answered_attempt()
+    end(attempt)
+    # From now on the only open day is three days away: a retry waits for the window.
+    day = WEEKDAYS[(datetime.now(UTC).weekday() + 3) % 7]
+    Campaign.objects.filter(pk=attempt.campaign_id).update(calling_windows={day: [["09:00", "17:00"]]})
+    assert media_answered_by.run(**call(attempt), answered_by="machine", source="beep") == "done"
+    lead = lead_of(attempt)
+    assert (lead.status, lead.wait_reason) == (Lead.Status.WAITING, "outside_window")
+    assert media_voicemail_left.run(**call(attempt), started_at=1.0e9, ended_at=1.0e9 + 5) == "done"
+    attempt.refresh_from_db()
+    lead = lead_of(attempt)
+    assert attempt.outcome == "voicemail_left"
+    assert (lead.status, lead.done_reason) == (Lead.Status.DONE, "voicemail_left")
 
 
 def test_a_human_is_never_turned_into_nobody_and_a_machine_never_back_into_a_human() -> None:

@@ -181,7 +181,9 @@ async def test_tools_reach_the_orchestrator_as_celery_tasks(media: MakeHarness) 
         peer.send_dtmf(digit)
         await wait_for(partial(_more_tasks, h, count), 5, f"the task of {digit}")
     tasks = dict(h.tasks())
-    tomorrow = (datetime.now(ZoneInfo("America/New_York")) + timedelta(days=1)).date()
+    # The local agent says "tomorrow" by its own machine's date (as a model would by the date it is told),
+    # which is not New York's in the hours after midnight UTC.
+    tomorrow = (datetime.now(UTC).astimezone() + timedelta(days=1)).date()
     at = datetime.fromisoformat(tasks["media.schedule_callback"]["at"])
     new_york = ZoneInfo("America/New_York")
     assert at.astimezone(new_york) == datetime(
