@@ -284,13 +284,13 @@ def test_a_manager_runs_a_campaign_from_the_portal(product: Stack, playwright: A
         manager.visit(f"/calls/{ringing.pk}/", "a call while it rings")
         page.evaluate("window.__portalNoReload = 'still here'")
         page.wait_for_function(
-            "/Acme Plumbing/.test(document.querySelector('#call-transcript').textContent)", timeout=20_000
+            "/local demo agent/.test(document.querySelector('#call-transcript').textContent)", timeout=20_000
         )
         manager.shot("its transcript, live")
         # It ends; the page follows until the media worker's report is in: metrics and the stored transcript.
         page.wait_for_selector("#call-metrics", timeout=CALL_S * 1000 + 15_000)
         assert page.locator("#call-state").get_attribute("data-state") == "ended"
-        assert "Acme Plumbing" in page.locator("#call-transcript").inner_text()
+        assert "local demo agent" in page.locator("#call-transcript").inner_text()
         manager.shot("the same call, ended")
         assert page.evaluate("window.__portalNoReload") == "still here"
 
@@ -321,7 +321,9 @@ def test_a_manager_runs_a_campaign_from_the_portal(product: Stack, playwright: A
         assert page.locator(f"a[href*='{answered.pk}']").count() >= 1
         manager.visit(f"/calls/{answered.pk}/", "a finished call")
         transcript = page.locator("#call-transcript").inner_text()
-        assert "Acme Plumbing" in transcript, transcript
+        # The callee speaks over the agent's opening (its AI disclosure, then the greeting), so the agent's
+        # line in the transcript is its reply to the callee.
+        assert "local demo agent" in transcript, transcript
         with product.sim() as sim:
             record = sim.get(f"/sim/calls/{answered.pk}").json()
         assert record["state"] == "ended" and record.get("answered_at"), record
