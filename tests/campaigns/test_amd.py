@@ -64,8 +64,8 @@ def wav_bytes(seconds: float, *, rate: int = 8000, channels: int = 1, width: int
 
 def test_amd_settings_default_to_asterisk_and_are_range_checked() -> None:
     assert validate_amd_settings({}) == AMD_DEFAULTS
-    assert amd_args({}) == "2500,1500,800,5000,100,50,2,256,5000"
-    assert amd_args({"maximum_number_of_words": 3}) == "2500,1500,800,5000,100,50,3,256,5000"
+    assert amd_args({}) == "2500,1500,600,5000,100,50,2,256,5000"
+    assert amd_args({"maximum_number_of_words": 3}) == "2500,1500,600,5000,100,50,3,256,5000"
     for bad in ({"greeting": "1500"}, {"greeting": 10}, {"words": 2}, [1, 2], {"greeting": True}):
         with pytest.raises(InvalidInput) as err:
             validate_amd_settings(bad)
@@ -181,7 +181,7 @@ def test_the_originate_asks_for_amd_with_the_campaign_thresholds(sim: ThreadedSi
     assert originate_attempt.run(str(attempt.pk)) == "originated"
     [placed] = [c for c in sim.calls() if c["id"] == str(attempt.pk)]
     assert placed["app_args"] == ["outbound", str(attempt.pk), "amd"]
-    assert placed["variables"]["AI_AMD_ARGS"] == "2500,2000,800,5000,100,50,2,256,5000"
+    assert placed["variables"]["AI_AMD_ARGS"] == "2500,2000,600,5000,100,50,2,256,5000"
     assert placed["variables"]["AI_STASIS_APP"] == placed["app"]
     get_redis().delete(brief_key(attempt.pk))
 

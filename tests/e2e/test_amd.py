@@ -99,7 +99,7 @@ def test_machines_get_the_message_after_the_beep_and_people_get_the_agent(stack:
 
     # Every call went through AMD() with the campaign's (default) thresholds.
     for number in (PERSON, MACHINE, NO_BEEP):
-        assert calls[number]["amd"]["params"] == "2500,1500,800,5000,100,50,2,256,5000", calls[number]
+        assert calls[number]["amd"]["params"] == "2500,1500,600,5000,100,50,2,256,5000", calls[number]
         assert calls[number]["app_args"][-1] == "amd"
 
     # The person: AMD said HUMAN, the agent spoke right after it, no message.
