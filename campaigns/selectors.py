@@ -550,11 +550,7 @@ def _human_answered(*, since: datetime) -> QuerySet[CallAttempt]:
         )
         .exclude(media_answered_by="machine")
     )
-    if any(field.name == "answered_by" for field in CallAttempt._meta.get_fields()):
-        attempts = attempts.exclude(
-            **{"answered_by": "machine"}
-        )  # the AMD verdict, where the model records it
-    return attempts
+    return attempts.exclude(answered_by="machine")  # AMD's verdict, or the media worker's
 
 
 def campaign_abandonment_rates(
@@ -574,7 +570,11 @@ def campaign_abandonment_rates(
         .annotate(
             answered=Count("pk"),
             abandoned=Count(
-                "pk", filter=Q(first_audio_ms__isnull=True) | Q(first_audio_ms__gt=ABANDON_AFTER_MS)
+                "pk",
+                # a JSON null is "never" too (SQLite casts it to 0, PostgreSQL to NULL)
+                filter=Q(first_audio_ms__isnull=True)
+                | Q(media_metrics__answer_to_first_audio_ms=None)
+                | Q(first_audio_ms__gt=ABANDON_AFTER_MS),
             ),
         )
         .values_list("campaign_id", "answered", "abandoned")

@@ -549,15 +549,7 @@ def attempt_reclassify_agent_silent(*, attempt: CallAttempt, now: datetime | Non
     ):
         return False
     now = now or timezone.now()
-    attempt.outcome = AttemptOutcome.MEDIA_FAILED.value
-    attempt.save(update_fields=["outcome"])
-    AttemptEvent.objects.create(
-        attempt=attempt,
-        at=now,
-        kind=AttemptEvent.Kind.NOTE,
-        type="reclassified",
-        data={"from": AttemptOutcome.ANSWERED.value, "to": attempt.outcome, "why": "the agent never spoke"},
-    )
+    _reclassify(attempt=attempt, outcome=AttemptOutcome.MEDIA_FAILED, why="the agent never spoke", at=now)
     lead = (
         Lead.objects.select_related("contact", "campaign__tenant")
         .select_for_update(no_key=True, of=("self",))
@@ -605,15 +597,7 @@ def attempt_reclassify_machine(*, attempt: CallAttempt, now: datetime | None = N
     if new is None or new is old or old not in _MACHINE_RECLASSIFIABLE:
         return False
     now = now or timezone.now()
-    attempt.outcome = new.value
-    attempt.save(update_fields=["outcome"])
-    AttemptEvent.objects.create(
-        attempt=attempt,
-        at=now,
-        kind=AttemptEvent.Kind.NOTE,
-        type="reclassified",
-        data={"from": old.value, "to": new.value, "why": f"a machine answered ({attempt.machine_source})"},
-    )
+    _reclassify(attempt=attempt, outcome=new, why=f"a machine answered ({attempt.machine_source})", at=now)
     lead = (
         Lead.objects.select_related("contact", "campaign__tenant")
         .select_for_update(no_key=True, of=("self",))
@@ -692,3 +676,17 @@ def attempts_end_overdue(
             logger.warning("attempt %s: no end within its hard maximum; ended as overdue", attempt_id)
             ended.append(attempt_id)
     return ended
+
+
+def _reclassify(*, attempt: CallAttempt, outcome: AttemptOutcome, why: str, at: datetime) -> None:
+    """An ended attempt's outcome corrected by what was learnt after its end, with a note saying why."""
+    old = attempt.outcome
+    attempt.outcome = outcome.value
+    attempt.save(update_fields=["outcome"])
+    AttemptEvent.objects.create(
+        attempt=attempt,
+        at=at,
+        kind=AttemptEvent.Kind.NOTE,
+        type="reclassified",
+        data={"from": old, "to": outcome.value, "why": why},
+    )
