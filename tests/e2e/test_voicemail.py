@@ -114,6 +114,13 @@ def test_machines_get_the_message_after_the_beep_and_people_get_the_agent(stack:
     assert first_heard is not None, "the person heard the agent"
     answered = _epoch(person_call["answered_at"])
     assert first_heard - answered <= 2.0, f"answer → first agent audio {first_heard - answered:.2f} s"
+    # The agent was prepared during AMD's hop: nothing reached the person before the verdict, and the agent
+    # was heard right after it.
+    assert person_call["amd"]["status"] == "HUMAN" and person.amd_status == "HUMAN", person_call["amd"]
+    assert person_call["app_args"][-1] == "amd"
+    decided = person_call["amd"]["decided_at"]
+    assert first_heard >= decided - 0.05, "nothing reached the callee during AMD"
+    assert first_heard - decided < 1.5, "the agent was ready when AMD decided"
 
 
 def test_without_amd_the_beep_detector_catches_the_machine_and_the_message_follows(stack: Stack) -> None:
