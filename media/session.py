@@ -187,6 +187,10 @@ class CallSession:
         self._input_ms_sent = 0.0
         self._caller_items: dict[str, dict[str, Any]] = {}
         self._agent_items: dict[str, dict[str, Any]] = {}
+        # Agent items cut short by the caller before their transcript came: how much of each was heard. Its
+        # transcript, when it comes, is still the record of what the agent was saying (marked interrupted):
+        # the opening AI disclosure among them.
+        self._cut_items: dict[str, int] = {}
         self._tools_pending = 0
         self._max_duration_hit = False
         #: when a barge-in dropped queued agent audio and no frame has been written since (for the probe)
@@ -544,6 +548,8 @@ class CallSession:
             line = self._agent_items.get(playing.item_id)
             if line is not None:
                 line["interrupted_at_ms"] = played
+            elif played > 0:
+                self._cut_items[playing.item_id] = played
             interrupted = True
         if interrupted and count:
             self.metrics.barge_ins += 1
@@ -581,9 +587,16 @@ class CallSession:
             if event.get("response_id") not in self._cancelled:
                 self.playout.finish()
         elif kind == "response.output_audio_transcript.done":
+            item_id = str(event.get("item_id") or "")
+            heard_ms = self._cut_items.pop(item_id, None)
             if event.get("response_id") not in self._cancelled:
                 line = self._add_transcript("agent", str(event.get("transcript") or ""), now)
-                self._agent_items[str(event.get("item_id") or "")] = line
+                self._agent_items[item_id] = line
+            elif heard_ms is not None and str(event.get("transcript") or "").strip():
+                # Cancelled after the caller had heard some of it: kept, with how much was heard.
+                line = self._add_transcript("agent", str(event.get("transcript") or ""), now)
+                line["interrupted_at_ms"] = heard_ms
+                self._agent_items[item_id] = line
         elif kind == "conversation.item.input_audio_transcription.completed":
             caller_line = self._caller_items.get(str(event.get("item_id") or ""))
             text = str(event.get("transcript") or "").strip()

@@ -133,6 +133,35 @@ def test_barge_in_drops_the_queue_truncates_at_what_was_played_and_ignores_late_
     assert session.metrics.barge_ins == 1
 
 
+@pytest.mark.parametrize("interrupt", [True, False])
+def test_an_agent_line_cut_short_before_its_transcript_is_kept_with_what_was_heard(interrupt: bool) -> None:
+    session = make_session()
+    started(session, interrupt=interrupt)
+    session.on_server_event(delta("r1", "i1", tone(1000)), 0.05)
+    for i in range(5):
+        session.next_frame(0.1 + i * 0.02)
+    session.on_server_event({"type": "input_audio_buffer.speech_started", "item_id": "u1"}, 0.2)
+    # The transcript of the cancelled response comes after the barge-in: what the agent was saying (the
+    # AI disclosure opens every call) stays in the record, marked with how much of it was heard.
+    session.on_server_event(
+        {
+            "type": "response.output_audio_transcript.done",
+            "response_id": "r1",
+            "item_id": "i1",
+            "transcript": "This is an AI assistant calling on behalf of Acme.",
+        },
+        0.25,
+    )
+    agent = [line for line in session.transcript if line["role"] == "agent"]
+    assert [(line["text"], line.get("interrupted_at_ms")) for line in agent] == [
+        ("This is an AI assistant calling on behalf of Acme.", 100)
+    ]
+    # A cancelled response nobody heard leaves no line.
+    done = {"type": "response.output_audio_transcript.done", "response_id": "r1", "transcript": "x"}
+    session.on_server_event({**done, "item_id": "i9"}, 0.3)
+    assert len([line for line in session.transcript if line["role"] == "agent"]) == 1
+
+
 def test_truncate_is_clamped_to_the_audio_received() -> None:
     session = make_session()
     started(session)
